@@ -1,0 +1,481 @@
+//! The producer's API: describe a task with [`NewTask`], enqueue it with
+//! [`Client`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Value;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::keys::validate_queue_name;
+use super::scripts::SCRIPTS;
+use super::{Broker, Error, TaskInfo, invocation, millis};
+use crate::task::{TaskMessage, TaskState};
+
+/// The queue a task goes to when none is named.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Retries after the first attempt, unless the task says otherwise.
+pub const DEFAULT_MAX_RETRY: u32 = 25;
+/// How long a completed task and its result are kept, unless the task says
+/// otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60);
+/// The largest payload a client accepts, unless configured otherwise.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// The longest task id accepted.
+const MAX_ID_BYTES: usize = 256;
+/// Tasks per script call in a batch enqueue.
+const BATCH_CHUNK: usize = 500;
+
+/// When a task becomes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Now,
+    In(Duration),
+    At(SystemTime),
+}
+
+/// A task to enqueue: its type, its JSON payload and its options.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use wasmq::NewTask;
+/// let task = NewTask::new("thumbnail:make", r#"{"width": 64}"#)
+///     .unwrap()
+///     .queue("images")
+///     .max_retry(5)
+///     .timeout(Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    task_type: String,
+    payload: Box<RawValue>,
+    queue: String,
+    id: Option<String>,
+    due: Due,
+    max_retry: u32,
+    timeout: Option<Duration>,
+    deadline: Option<SystemTime>,
+    retention: Duration,
+    unique: Option<Duration>,
+}
+
+impl NewTask {
+    /// A task of `task_type` with a payload given as JSON text. Fails if the
+    /// payload is not JSON or the type is empty.
+    pub fn new(
+        task_type: impl Into<String>,
+        payload_json: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let task_type = task_type.into();
+        let payload = RawValue::from_string(payload_json.into()).map_err(|err| {
+            Error::InvalidTask(format!(
+                "the payload of a {task_type:?} task is not JSON: {err}; quote it for the shell, e.g. '{{\"to\": \"a@b\"}}'"
+            ))
+        })?;
+        Self::with_payload(task_type, payload)
+    }
+
+    /// A task of `task_type` whose payload is `value` encoded as JSON.
+    pub fn from_value(task_type: impl Into<String>, value: &impl Serialize) -> Result<Self, Error> {
+        let task_type = task_type.into();
+        let payload = serde_json::value::to_raw_value(value).map_err(|err| {
+            Error::InvalidTask(format!(
+                "the payload of a {task_type:?} task does not encode as JSON: {err}"
+            ))
+        })?;
+        Self::with_payload(task_type, payload)
+    }
+
+    fn with_payload(task_type: String, payload: Box<RawValue>) -> Result<Self, Error> {
+        if task_type.trim().is_empty() {
+            return Err(Error::InvalidTask(
+                "the task type is empty: name one, such as email:send".into(),
+            ));
+        }
+        Ok(NewTask {
+            task_type,
+            payload,
+            queue: DEFAULT_QUEUE.to_string(),
+            id: None,
+            due: Due::Now,
+            max_retry: DEFAULT_MAX_RETRY,
+            timeout: None,
+            deadline: None,
+            retention: DEFAULT_RETENTION,
+            unique: None,
+        })
+    }
+
+    /// The queue to put the task on (default: `default`).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// A task id of the producer's choosing; enqueuing a second task with
+    /// the same id in the same queue fails while the first is kept.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Makes the task due `delay` from now (by the Redis server's clock).
+    pub fn process_in(mut self, delay: Duration) -> Self {
+        self.due = if delay.is_zero() {
+            Due::Now
+        } else {
+            Due::In(delay)
+        };
+        self
+    }
+
+    /// Makes the task due at `at`.
+    pub fn process_at(mut self, at: SystemTime) -> Self {
+        self.due = Due::At(at);
+        self
+    }
+
+    /// Retries allowed after the first attempt (default 25).
+    pub fn max_retry(mut self, retries: u32) -> Self {
+        self.max_retry = retries;
+        self
+    }
+
+    /// How long one attempt may run. The plugin's own limit still applies;
+    /// the shorter wins.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// A time after which no attempt may still be running. With a timeout
+    /// too, whichever comes first ends the attempt.
+    pub fn deadline(mut self, deadline: SystemTime) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// How long the completed task and its result are kept (default 10
+    /// minutes; zero forgets it at once).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Refuses to enqueue this task while an equal one (same queue, type and
+    /// payload) enqueued less than `ttl` ago is still held. The lock is
+    /// released early when that task completes, is archived or is deleted.
+    pub fn unique(mut self, ttl: Duration) -> Self {
+        self.unique = Some(ttl);
+        self
+    }
+
+    /// The task's type.
+    pub fn task_type(&self) -> &str {
+        &self.task_type
+    }
+
+    /// The payload's JSON text.
+    pub fn payload(&self) -> &str {
+        self.payload.get()
+    }
+
+    fn validate(&self, max_payload_bytes: usize) -> Result<(), Error> {
+        validate_queue_name(&self.queue)?;
+        if let Some(id) = &self.id {
+            if id.is_empty()
+                || id.len() > MAX_ID_BYTES
+                || id.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Error::InvalidTask(format!(
+                    "task id {id:?} must be 1 to {MAX_ID_BYTES} bytes with no whitespace"
+                )));
+            }
+        }
+        let size = self.payload.get().len();
+        if size > max_payload_bytes {
+            return Err(Error::InvalidTask(format!(
+                "the payload of this {:?} task is {size} bytes, over the {max_payload_bytes}-byte limit; store large data elsewhere and enqueue a reference to it",
+                self.task_type
+            )));
+        }
+        if matches!(self.unique, Some(ttl) if ttl < Duration::from_millis(1)) {
+            return Err(Error::InvalidTask(
+                "a unique lock needs a time to live of at least 1ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The stored message and the script arguments for this task.
+    fn into_message(self) -> (TaskMessage, [String; 6]) {
+        let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let unique_key = self.unique.map(|_| {
+            let digest = Sha256::new()
+                .chain_update(self.task_type.as_bytes())
+                .chain_update([0])
+                .chain_update(self.payload.get().as_bytes())
+                .finalize();
+            format!("{}:{}", self.task_type, hex::encode(&digest[..16]))
+        });
+        let (delay_ms, due_at_ms) = match self.due {
+            Due::Now => (0, 0),
+            Due::In(delay) => (millis(delay), 0),
+            // A time in the past means "now": 1 ms after the epoch is due.
+            Due::At(at) => (0, unix_ms(at).max(1)),
+        };
+        let message = TaskMessage {
+            id,
+            task_type: self.task_type,
+            queue: self.queue,
+            payload: self.payload,
+            max_retry: self.max_retry,
+            timeout_ms: self.timeout.map(millis),
+            deadline_ms: self.deadline.map(unix_ms),
+            retention_ms: millis(self.retention),
+            unique_key,
+            enqueued_at_ms: unix_ms(SystemTime::now()),
+        };
+        // TaskMessage holds only strings, numbers and raw JSON.
+        let encoded = serde_json::to_string(&message).expect("a TaskMessage always encodes");
+        let args = [
+            message.id.clone(),
+            encoded,
+            delay_ms.to_string(),
+            due_at_ms.to_string(),
+            message.unique_key.clone().unwrap_or_default(),
+            self.unique.map_or(0, millis).to_string(),
+        ];
+        (message, args)
+    }
+}
+
+/// A task the queue accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The task's id.
+    pub id: String,
+    /// The queue it went to.
+    pub queue: String,
+    /// `Pending` or `Scheduled`.
+    pub state: TaskState,
+}
+
+/// Enqueues tasks and looks them up.
+#[derive(Clone)]
+pub struct Client {
+    broker: Broker,
+    max_payload_bytes: usize,
+    /// Queues this client has already put in the registry of queue names.
+    registered: std::sync::Arc<Mutex<HashSet<String>>>,
+}
+
+impl Client {
+    /// Connects to the Redis at `url`.
+    pub async fn connect(url: &str) -> Result<Client, Error> {
+        Ok(Client::new(Broker::connect(url).await?))
+    }
+
+    /// A client sharing an existing connection.
+    pub fn new(broker: Broker) -> Client {
+        Client {
+            broker,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            registered: Default::default(),
+        }
+    }
+
+    /// Sets the largest payload this client accepts (default 1 MiB).
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Client {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// The underlying connection.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Enqueues one task.
+    pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued, Error> {
+        self.enqueue_batch(vec![task])
+            .await
+            .pop()
+            .expect("a batch of one yields one outcome")
+    }
+
+    /// Enqueues many tasks, a few hundred per round trip. Each task is
+    /// accepted or refused on its own; the outcomes come back in order.
+    pub async fn enqueue_batch(&self, tasks: Vec<NewTask>) -> Vec<Result<Enqueued, Error>> {
+        let mut outcomes: Vec<Option<Result<Enqueued, Error>>> = Vec::with_capacity(tasks.len());
+        // Tasks grouped by queue (each script call serves one queue), with
+        // their positions in the input.
+        let mut by_queue: BTreeMap<String, Vec<(usize, TaskMessage, [String; 6])>> =
+            BTreeMap::new();
+        for (index, task) in tasks.into_iter().enumerate() {
+            match task.validate(self.max_payload_bytes) {
+                Ok(()) => {
+                    let (message, args) = task.into_message();
+                    by_queue
+                        .entry(message.queue.clone())
+                        .or_default()
+                        .push((index, message, args));
+                    outcomes.push(None);
+                }
+                Err(err) => outcomes.push(Some(Err(err))),
+            }
+        }
+        for (queue, entries) in by_queue {
+            if let Err(err) = self.ensure_registered(&queue).await {
+                for (index, ..) in entries {
+                    outcomes[index] = Some(Err(err.clone()));
+                }
+                continue;
+            }
+            for chunk in entries.chunks(BATCH_CHUNK) {
+                match self.enqueue_chunk(&queue, chunk).await {
+                    Ok(replies) => {
+                        for ((index, message, _), reply) in chunk.iter().zip(replies) {
+                            outcomes[*index] = Some(reply.map(|state| Enqueued {
+                                id: message.id.clone(),
+                                queue: queue.clone(),
+                                state,
+                            }));
+                        }
+                    }
+                    Err(err) => {
+                        for (index, ..) in chunk {
+                            outcomes[*index] = Some(Err(err.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every task got an outcome"))
+            .collect()
+    }
+
+    async fn ensure_registered(&self, queue: &str) -> Result<(), Error> {
+        // The lock guards a plain set; a panic while holding it cannot leave
+        // it half-updated.
+        if self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(queue)
+        {
+            return Ok(());
+        }
+        self.broker.register_queue(queue).await?;
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue.to_string());
+        Ok(())
+    }
+
+    async fn enqueue_chunk(
+        &self,
+        queue: &str,
+        chunk: &[(usize, TaskMessage, [String; 6])],
+    ) -> Result<Vec<Result<TaskState, Error>>, Error> {
+        let keys = self.broker.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.enqueue, &keys);
+        for (_, _, args) in chunk {
+            for arg in args {
+                invocation.arg(arg);
+            }
+        }
+        let replies: Vec<Vec<Value>> = self.broker.run(queue, None, &invocation).await?;
+        if replies.len() != chunk.len() {
+            return Err(Error::Corrupt(format!(
+                "enqueue on {queue:?} answered {} of {} tasks",
+                replies.len(),
+                chunk.len()
+            )));
+        }
+        Ok(chunk
+            .iter()
+            .zip(replies)
+            .map(|((_, message, _), reply)| decode_enqueue_reply(message, reply))
+            .collect())
+    }
+
+    /// Looks a task up by id, in `queue` or (when `None`) in every known
+    /// queue.
+    pub async fn task(&self, id: &str, queue: Option<&str>) -> Result<Option<TaskInfo>, Error> {
+        self.broker.find_task(id, queue).await
+    }
+}
+
+fn decode_enqueue_reply(message: &TaskMessage, reply: Vec<Value>) -> Result<TaskState, Error> {
+    let text = |value: &Value| -> String { redis::from_redis_value_ref(value).unwrap_or_default() };
+    match reply.as_slice() {
+        [status, state] if text(status) == "ok" => text(state).parse().map_err(Error::Corrupt),
+        [status, state] if text(status) == "duplicate-id" => Err(Error::DuplicateId {
+            queue: message.queue.clone(),
+            id: message.id.clone(),
+            state: text(state).parse().map_err(Error::Corrupt)?,
+        }),
+        [status, holder, remaining] if text(status) == "duplicate-unique" => {
+            let remaining: u64 = redis::from_redis_value_ref(remaining).unwrap_or_default();
+            Err(Error::DuplicateUnique {
+                queue: message.queue.clone(),
+                task_type: message.task_type.clone(),
+                holder: text(holder),
+                remaining: Duration::from_millis(remaining),
+            })
+        }
+        other => Err(Error::Corrupt(format!("enqueue answered {other:?}"))),
+    }
+}
+
+/// A time as unix milliseconds.
+pub(crate) fn unix_ms(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_that_is_not_json_is_refused_with_a_hint() {
+        let err = NewTask::new("email:send", "{to: x}").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("not JSON"), "{message}");
+        assert!(message.contains("email:send"), "{message}");
+    }
+
+    #[test]
+    fn an_oversized_payload_is_refused_naming_the_limit() {
+        let big = format!("\"{}\"", "x".repeat(2000));
+        let task = NewTask::new("echo", big).unwrap();
+        let message = task.validate(1000).unwrap_err().to_string();
+        assert!(message.contains("over the 1000-byte limit"), "{message}");
+    }
+
+    #[test]
+    fn equal_tasks_share_a_unique_key_and_different_payloads_do_not() {
+        let key = |payload: &str| {
+            NewTask::new("email:send", payload)
+                .unwrap()
+                .unique(Duration::from_secs(60))
+                .into_message()
+                .0
+                .unique_key
+                .unwrap()
+        };
+        assert_eq!(key(r#"{"to":"x"}"#), key(r#"{"to":"x"}"#));
+        assert_ne!(key(r#"{"to":"x"}"#), key(r#"{"to":"y"}"#));
+        assert!(key("{}").starts_with("email:send:"));
+    }
+}

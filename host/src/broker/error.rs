@@ -1,0 +1,139 @@
+//! The errors of the broker: the cases callers branch on (a duplicate, a
+//! lost lease, Redis out of reach) each have their own variant.
+
+use std::time::Duration;
+
+use crate::task::TaskState;
+
+/// A broker error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Redis URL could not be parsed.
+    #[error("invalid Redis URL {url:?}: {reason}; expected redis://[:PASSWORD@]HOST[:PORT][/DB]")]
+    InvalidUrl {
+        /// The URL, with any password hidden.
+        url: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// Redis did not answer, or the connection broke.
+    #[error(
+        "Redis at {url} is unreachable: {source}; check that redis-server is running there, or pass --redis URL (or set WASMQ_REDIS_URL)"
+    )]
+    Unreachable {
+        /// The URL, with any password hidden.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis answered with an error.
+    #[error("Redis at {url} refused a command: {source}")]
+    Redis {
+        /// The URL, with any password hidden.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A task with this id already exists in the queue.
+    #[error("{}", duplicate_id_message(queue, id, *state))]
+    DuplicateId {
+        /// The queue.
+        queue: String,
+        /// The id that is taken.
+        id: String,
+        /// The state of the task that holds it.
+        state: TaskState,
+    },
+
+    /// An equal task holds the unique lock.
+    #[error(
+        "duplicate task: an equal {task_type:?} task (same queue and payload) is already held by task {holder} in queue {queue:?} for {} more; wait for it to finish or its lock to expire, or delete it with `wasmq task delete {holder} --queue {queue}`",
+        humantime::format_duration(*remaining)
+    )]
+    DuplicateUnique {
+        /// The queue.
+        queue: String,
+        /// The task type.
+        task_type: String,
+        /// The id of the task holding the lock.
+        holder: String,
+        /// How long the lock still holds.
+        remaining: Duration,
+    },
+
+    /// The worker no longer holds the task's lease: it expired and the task
+    /// was taken back (or deleted). The attempt's outcome is dropped.
+    #[error(
+        "the lease on task {id} in queue {queue:?} was lost: it expired and the task was taken back"
+    )]
+    LeaseLost {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: String,
+    },
+
+    /// The task is running, so it cannot be changed that way.
+    #[error(
+        "task {id} in queue {queue:?} is running; cancel it first with `wasmq task cancel {id}`"
+    )]
+    TaskActive {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: String,
+    },
+
+    /// The task (or its options) is not acceptable.
+    #[error("{0}")]
+    InvalidTask(String),
+
+    /// Data read from Redis is not what wasmq wrote.
+    #[error("unexpected data in Redis: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// True when the error is about reaching Redis rather than about the
+    /// request: retrying later may succeed.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. })
+    }
+
+    /// Wraps a Redis error, telling connection trouble from refusals.
+    pub(crate) fn from_redis(url: &str, source: redis::RedisError) -> Self {
+        if source.is_io_error()
+            || source.is_connection_dropped()
+            || source.is_connection_refusal()
+            || source.is_timeout()
+            || source.is_unrecoverable_error()
+            || source.code() == Some("LOADING")
+        {
+            Error::Unreachable {
+                url: url.to_string(),
+                source,
+            }
+        } else {
+            Error::Redis {
+                url: url.to_string(),
+                source,
+            }
+        }
+    }
+}
+
+fn duplicate_id_message(queue: &str, id: &str, state: TaskState) -> String {
+    let how = match state {
+        TaskState::Active => format!(
+            "it is running; cancel it (`wasmq task cancel {id}`) and delete it (`wasmq task delete {id} --queue {queue}`) to reuse the id"
+        ),
+        _ => format!("delete it with `wasmq task delete {id} --queue {queue}` to reuse the id"),
+    };
+    format!("duplicate task id {id:?}: queue {queue:?} already holds it as a {state} task; {how}")
+}

@@ -1,0 +1,134 @@
+//! Reading tasks back: one task's full record, found by id.
+
+use redis::Value;
+
+use super::{Broker, Error, keys};
+use crate::task::{ErrorRecord, TaskMessage, TaskState};
+
+/// Everything stored about one task.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// The task as enqueued.
+    pub message: TaskMessage,
+    /// Where it is now.
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<ErrorRecord>,
+    /// The result of the successful attempt, while the task is kept.
+    pub result: Option<Vec<u8>>,
+    /// The time that goes with the state (server clock, unix ms): when a
+    /// scheduled or retry task falls due, when an active task's lease
+    /// expires, when a task was archived, when a completed task is
+    /// forgotten.
+    pub state_time_ms: Option<i64>,
+}
+
+impl Broker {
+    /// Reads one task of `queue`.
+    pub async fn task_info(&self, queue: &str, id: &str) -> Result<Option<TaskInfo>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.hget(keys.msg(), id)
+            .hget(keys.state(), id)
+            .hget(keys.attempts(), id)
+            .hget(keys.error(), id)
+            .hget(keys.result(), id);
+        for zset in [
+            keys.active(),
+            keys.scheduled(),
+            keys.retry(),
+            keys.archived(),
+            keys.completed(),
+        ] {
+            pipe.zscore(zset, id);
+        }
+        let reply: Vec<Value> = self.query_pipeline(&pipe).await?;
+        let [msg, state, attempts, error, result, scores @ ..] = reply.as_slice() else {
+            return Err(Error::Corrupt(
+                "a task lookup returned too few replies".into(),
+            ));
+        };
+        let Some(msg) = redis::from_redis_value_ref::<Option<Vec<u8>>>(msg)
+            .map_err(|err| Error::Corrupt(err.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let message: TaskMessage = serde_json::from_slice(&msg).map_err(|err| {
+            Error::Corrupt(format!(
+                "task {id} in {queue:?} has an unreadable message: {err}"
+            ))
+        })?;
+        let state: String = redis::from_redis_value_ref::<Option<String>>(state)
+            .map_err(|err| Error::Corrupt(err.to_string()))?
+            .unwrap_or_default();
+        let state: TaskState = state.parse().map_err(Error::Corrupt)?;
+        let attempts: Option<u32> =
+            redis::from_redis_value_ref(attempts).map_err(|err| Error::Corrupt(err.to_string()))?;
+        let last_error = redis::from_redis_value_ref::<Option<Vec<u8>>>(error)
+            .map_err(|err| Error::Corrupt(err.to_string()))?
+            .map(|bytes| serde_json::from_slice::<ErrorRecord>(&bytes))
+            .transpose()
+            .map_err(|err| Error::Corrupt(format!("task {id} has an unreadable error: {err}")))?;
+        let result: Option<Vec<u8>> =
+            redis::from_redis_value_ref(result).map_err(|err| Error::Corrupt(err.to_string()))?;
+        let state_time_ms = scores
+            .iter()
+            .filter_map(|score| {
+                redis::from_redis_value_ref::<Option<f64>>(score)
+                    .ok()
+                    .flatten()
+            })
+            .map(|score| score as i64)
+            .next();
+        Ok(Some(TaskInfo {
+            message,
+            state,
+            attempts: attempts.unwrap_or(0),
+            last_error,
+            result,
+            state_time_ms,
+        }))
+    }
+
+    /// Finds a task by id in `queue`, or in every known queue when `None`.
+    /// An id found in several queues is an error that lists them.
+    pub async fn find_task(
+        &self,
+        id: &str,
+        queue: Option<&str>,
+    ) -> Result<Option<TaskInfo>, Error> {
+        if let Some(queue) = queue {
+            keys::validate_queue_name(queue)?;
+            return self.task_info(queue, id).await;
+        }
+        let queues = self.queues().await?;
+        let mut pipe = redis::pipe();
+        for queue in &queues {
+            pipe.hexists(self.queue_keys(queue).state(), id);
+        }
+        let found: Vec<bool> = if queues.is_empty() {
+            Vec::new()
+        } else {
+            self.query_pipeline(&pipe).await?
+        };
+        let holders: Vec<&String> = queues
+            .iter()
+            .zip(found)
+            .filter_map(|(queue, found)| found.then_some(queue))
+            .collect();
+        match holders.as_slice() {
+            [] => Ok(None),
+            [queue] => self.task_info(queue, id).await,
+            several => Err(Error::InvalidTask(format!(
+                "task id {id:?} exists in several queues ({}): name one with --queue",
+                several
+                    .iter()
+                    .map(|q| q.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}

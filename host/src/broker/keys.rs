@@ -1,0 +1,192 @@
+//! Builds every Redis key and channel name wasmq uses.
+//!
+//! A queue's keys all carry the hash tag `{<queue>}`, so that they live in
+//! one Redis Cluster slot and every script can declare all of them. The few
+//! keys that span queues (the queue registry) have no tag and are only used
+//! by single commands, never inside a script.
+
+use super::Error;
+
+/// The registry of queue names: a SET, for listing and lookups by id.
+pub const QUEUES: &str = "wasmq:queues";
+
+/// The structures of one queue, in the order every script receives them
+/// (`scripts/prelude.lua` documents each).
+const QUEUE_PARTS: [&str; 15] = [
+    "pending",
+    "active",
+    "scheduled",
+    "retry",
+    "archived",
+    "completed",
+    "msg",
+    "state",
+    "attempts",
+    "owner",
+    "error",
+    "result",
+    "unique",
+    "unique_until",
+    "paused",
+];
+
+/// The longest queue name accepted.
+const MAX_QUEUE_NAME: usize = 128;
+
+/// All the keys of one queue, built once per queue.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    name: String,
+    keys: Vec<String>,
+    notify: String,
+}
+
+impl QueueKeys {
+    /// The keys of the named queue; the name must already be valid (see
+    /// [`validate_queue_name`]).
+    pub fn new(queue: &str) -> Self {
+        let keys = QUEUE_PARTS
+            .iter()
+            .map(|part| format!("wasmq:{{{queue}}}:{part}"))
+            .collect();
+        QueueKeys {
+            name: queue.to_string(),
+            keys,
+            notify: format!("wasmq:{{{queue}}}:notify"),
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every key, in script order.
+    pub fn all(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// The channel idle workers listen on for new work.
+    pub fn notify_channel(&self) -> &str {
+        &self.notify
+    }
+
+    fn part(&self, part: &str) -> &str {
+        let index = QUEUE_PARTS
+            .iter()
+            .position(|p| *p == part)
+            .expect("callers name only parts listed in QUEUE_PARTS");
+        &self.keys[index]
+    }
+
+    /// The pending LIST.
+    pub fn pending(&self) -> &str {
+        self.part("pending")
+    }
+
+    /// The active ZSET (lease expiries).
+    pub fn active(&self) -> &str {
+        self.part("active")
+    }
+
+    /// The scheduled ZSET.
+    pub fn scheduled(&self) -> &str {
+        self.part("scheduled")
+    }
+
+    /// The retry ZSET.
+    pub fn retry(&self) -> &str {
+        self.part("retry")
+    }
+
+    /// The archived ZSET.
+    pub fn archived(&self) -> &str {
+        self.part("archived")
+    }
+
+    /// The completed ZSET (record expiries).
+    pub fn completed(&self) -> &str {
+        self.part("completed")
+    }
+
+    /// The HASH of task messages.
+    pub fn msg(&self) -> &str {
+        self.part("msg")
+    }
+
+    /// The HASH of task states.
+    pub fn state(&self) -> &str {
+        self.part("state")
+    }
+
+    /// The HASH of attempt counts.
+    pub fn attempts(&self) -> &str {
+        self.part("attempts")
+    }
+
+    /// The HASH of lease tokens of running tasks.
+    pub fn owner(&self) -> &str {
+        self.part("owner")
+    }
+
+    /// The HASH of last errors.
+    pub fn error(&self) -> &str {
+        self.part("error")
+    }
+
+    /// The HASH of results.
+    pub fn result(&self) -> &str {
+        self.part("result")
+    }
+
+    /// The paused flag.
+    pub fn paused(&self) -> &str {
+        self.part("paused")
+    }
+}
+
+/// Checks a queue name: 1 to 128 characters, none of them whitespace, a
+/// brace (they delimit the Redis Cluster hash tag) or a control character.
+pub fn validate_queue_name(queue: &str) -> Result<(), Error> {
+    if queue.is_empty() || queue.len() > MAX_QUEUE_NAME {
+        return Err(Error::InvalidTask(format!(
+            "queue name {queue:?} must be 1 to {MAX_QUEUE_NAME} bytes long"
+        )));
+    }
+    if let Some(bad) = queue
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '{' || *c == '}')
+    {
+        return Err(Error::InvalidTask(format!(
+            "queue name {queue:?} contains {bad:?}: use letters, digits and punctuation other than braces"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_queue_shares_its_hash_tag() {
+        let keys = QueueKeys::new("images");
+        assert_eq!(keys.all().len(), QUEUE_PARTS.len());
+        for key in keys.all() {
+            assert!(key.starts_with("wasmq:{images}:"), "{key}");
+        }
+        assert_eq!(keys.pending(), "wasmq:{images}:pending");
+        assert_eq!(keys.paused(), "wasmq:{images}:paused");
+        assert_eq!(keys.notify_channel(), "wasmq:{images}:notify");
+    }
+
+    #[test]
+    fn queue_names_with_braces_or_spaces_are_refused() {
+        assert!(validate_queue_name("critical").is_ok());
+        assert!(validate_queue_name("team-a.images:v2").is_ok());
+        for bad in ["", "a b", "a{b", "a}b", "tab\there"] {
+            assert!(validate_queue_name(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(validate_queue_name(&"q".repeat(129)).is_err());
+    }
+}

@@ -1,0 +1,525 @@
+//! All Redis access lives here: the queue model and the scripts that move
+//! tasks between its states.
+//!
+//! # The Redis model
+//! Each queue `q` owns the keys listed in `scripts/prelude.lua`, all under
+//! the hash tag `{q}`: a pending LIST, ZSETs for active (scored by lease
+//! expiry), scheduled, retry, archived and completed tasks, and HASHes from
+//! task id to the task's message, state, attempt count, lease owner, last
+//! error and result. Every state change is one Lua script that receives all
+//! of the queue's keys, so the scripts run unchanged on Redis Cluster.
+//!
+//! # Layout
+//! - [`Broker`]: a connection and one method per script.
+//! - [`Client`] and [`NewTask`]: the producer's API.
+//! - [`keys`]: key names. [`Error`]: what can go wrong.
+//! - `notify`: wakes idle workers when their queues get work.
+
+mod client;
+mod error;
+mod inspect;
+pub mod keys;
+mod notify;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, ScriptInvocation, Value};
+
+pub(crate) use client::unix_ms;
+pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued, NewTask};
+pub use error::Error;
+pub use inspect::TaskInfo;
+pub use keys::QueueKeys;
+pub use notify::listen;
+
+use crate::task::{ErrorRecord, TaskMessage, TaskState};
+use scripts::SCRIPTS;
+
+/// The default Redis URL when neither `--redis` nor `WASMQ_REDIS_URL` is set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// How many due tasks one dequeue moves from scheduled and from retry.
+const FORWARD_BATCH: usize = 200;
+
+/// How much one housekeeping call may drop per structure.
+const TRIM_BATCH: usize = 500;
+
+/// Bounds on the archive, so that Redis memory stays bounded however many
+/// tasks fail.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveLimits {
+    /// At most this many archived tasks per queue; the oldest go first.
+    pub max_size: u64,
+    /// Archived tasks older than this are dropped.
+    pub max_age: Duration,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        ArchiveLimits {
+            max_size: 10_000,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// A task leased to a worker.
+#[derive(Debug, Clone)]
+pub struct LeasedTask {
+    /// The task as enqueued.
+    pub message: TaskMessage,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+}
+
+/// What one dequeue call returned.
+#[derive(Debug, Default)]
+pub struct Dequeued {
+    /// The tasks now leased to the caller.
+    pub tasks: Vec<LeasedTask>,
+    /// The Redis server's clock when the call ran, unix ms.
+    pub server_now_ms: i64,
+    /// When the queue's earliest scheduled or retry task falls due.
+    pub next_due_ms: Option<i64>,
+    /// Whether the queue is paused.
+    pub paused: bool,
+}
+
+/// A connection to the Redis that holds the queues.
+///
+/// Cheap to clone: clones share one multiplexed connection, which
+/// reconnects by itself after Redis restarts.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The multiplexed connection every command goes through.
+    conn: ConnectionManager,
+    /// Kept to open the separate pub/sub connection.
+    client: redis::Client,
+    /// The URL with any password hidden, for messages.
+    url: String,
+    /// Key names per queue, built once.
+    keys: RwLock<HashMap<String, Arc<QueueKeys>>>,
+}
+
+impl Broker {
+    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`).
+    ///
+    /// Fails at once with [`Error::Unreachable`] if Redis does not answer;
+    /// once connected, the connection comes back by itself after outages.
+    pub async fn connect(url: &str) -> Result<Broker, Error> {
+        let shown = redact(url);
+        let client = redis::Client::open(url).map_err(|err| Error::InvalidUrl {
+            url: shown.clone(),
+            reason: err.to_string(),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|source| Error::Unreachable {
+                url: shown.clone(),
+                source,
+            })?;
+        Ok(Broker {
+            inner: Arc::new(Inner {
+                conn,
+                client,
+                url: shown,
+                keys: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The Redis URL, with any password hidden.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The keys of a queue (the name must be valid).
+    pub fn queue_keys(&self, queue: &str) -> Arc<QueueKeys> {
+        // A poisoned lock only means a panic elsewhere while inserting a
+        // fully built value; the map is still consistent.
+        if let Some(keys) = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue)
+        {
+            return keys.clone();
+        }
+        let keys = Arc::new(QueueKeys::new(queue));
+        self.inner
+            .keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue.to_string(), keys.clone());
+        keys
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    fn redis_error(&self, err: redis::RedisError) -> Error {
+        Error::from_redis(&self.inner.url, err)
+    }
+
+    /// Runs a plain command.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
+        cmd.query_async(&mut self.conn())
+            .await
+            .map_err(|err| self.redis_error(err))
+    }
+
+    /// Runs a pipeline.
+    pub(crate) async fn query_pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
+        pipe.query_async(&mut self.conn())
+            .await
+            .map_err(|err| self.redis_error(err))
+    }
+
+    /// Runs a script with the queue's keys, turning a `LEASE_LOST` reply into
+    /// [`Error::LeaseLost`].
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        queue: &str,
+        id: Option<&str>,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        match invocation.invoke_async(&mut self.conn()).await {
+            Ok(value) => Ok(value),
+            Err(err) if err.code() == Some("LEASE_LOST") => Err(Error::LeaseLost {
+                queue: queue.to_string(),
+                id: id.unwrap_or_default().to_string(),
+            }),
+            Err(err) if err.code() == Some("ACTIVE") => Err(Error::TaskActive {
+                queue: queue.to_string(),
+                id: id.unwrap_or_default().to_string(),
+            }),
+            Err(err) => Err(self.redis_error(err)),
+        }
+    }
+
+    /// Records a queue in the registry of queue names.
+    pub(crate) async fn register_queue(&self, queue: &str) -> Result<(), Error> {
+        self.query::<()>(redis::cmd("SADD").arg(keys::QUEUES).arg(queue))
+            .await
+    }
+
+    /// The names of every queue that was ever enqueued to, sorted.
+    pub async fn queues(&self) -> Result<Vec<String>, Error> {
+        let mut names: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(keys::QUEUES)).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Leases up to `max` tasks of `queue` to the worker whose lease token
+    /// is `owner`, first moving due scheduled and retry tasks to pending.
+    pub async fn dequeue(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        owner: &str,
+    ) -> Result<Dequeued, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.dequeue, &keys);
+        invocation
+            .arg(max)
+            .arg(millis(lease))
+            .arg(owner)
+            .arg(FORWARD_BATCH);
+        let reply: Vec<Value> = self.run(queue, None, &invocation).await?;
+        let mut fields = reply.into_iter();
+        let mut next_int = |what: &str| -> Result<i64, Error> {
+            match fields.next() {
+                Some(Value::Int(n)) => Ok(n),
+                other => Err(Error::Corrupt(format!(
+                    "dequeue on {queue:?} returned {other:?} for {what}"
+                ))),
+            }
+        };
+        let server_now_ms = next_int("the server time")?;
+        let next_due = next_int("the next due time")?;
+        let paused = next_int("the paused flag")? == 1;
+        let mut dequeued = Dequeued {
+            tasks: Vec::new(),
+            server_now_ms,
+            next_due_ms: (next_due >= 0).then_some(next_due),
+            paused,
+        };
+        let rest: Vec<Value> = fields.collect();
+        for triple in rest.chunks(3) {
+            let [id, msg, attempt] = triple else {
+                return Err(Error::Corrupt(format!(
+                    "dequeue on {queue:?} returned a truncated task entry"
+                )));
+            };
+            let id: String = redis::from_redis_value_ref(id).map_err(|err| {
+                Error::Corrupt(format!("dequeue on {queue:?} returned a bad id: {err}"))
+            })?;
+            let msg: Vec<u8> = redis::from_redis_value_ref(msg).map_err(|err| {
+                Error::Corrupt(format!("task {id} in {queue:?} has no message: {err}"))
+            })?;
+            let attempt: i64 = redis::from_redis_value_ref(attempt).map_err(|err| {
+                Error::Corrupt(format!(
+                    "task {id} in {queue:?} has a bad attempt count: {err}"
+                ))
+            })?;
+            match serde_json::from_slice::<TaskMessage>(&msg) {
+                Ok(message) => dequeued.tasks.push(LeasedTask {
+                    message,
+                    attempt: u32::try_from(attempt.max(1)).unwrap_or(u32::MAX),
+                }),
+                Err(err) => {
+                    // A message wasmq cannot read can never run: archive it
+                    // so it is visible instead of failing forever.
+                    let record = ErrorRecord {
+                        kind: crate::task::FailureKind::BadPayload,
+                        message: format!("the stored task message is unreadable: {err}"),
+                        attempt: u32::try_from(attempt.max(1)).unwrap_or(u32::MAX),
+                        at_ms: server_now_ms,
+                    };
+                    tracing::error!(queue, id, %err, "archiving a task whose stored message is unreadable");
+                    self.archive(queue, &id, owner, &record, None, ArchiveLimits::default())
+                        .await?;
+                }
+            }
+        }
+        Ok(dequeued)
+    }
+
+    /// Records a successful attempt, keeping the result for `retention`.
+    pub async fn complete(
+        &self,
+        message: &TaskMessage,
+        owner: &str,
+        result: &[u8],
+    ) -> Result<(), Error> {
+        let keys = self.queue_keys(&message.queue);
+        let mut invocation = invocation(&SCRIPTS.complete, &keys);
+        invocation
+            .arg(&message.id)
+            .arg(owner)
+            .arg(message.retention_ms)
+            .arg(result)
+            .arg(message.unique_key.as_deref().unwrap_or(""));
+        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
+            .await
+            .map(drop)
+    }
+
+    /// Records a failed attempt to be retried after `delay`.
+    pub async fn retry(
+        &self,
+        message: &TaskMessage,
+        owner: &str,
+        delay: Duration,
+        error: &ErrorRecord,
+    ) -> Result<(), Error> {
+        let keys = self.queue_keys(&message.queue);
+        let mut invocation = invocation(&SCRIPTS.retry, &keys);
+        invocation
+            .arg(&message.id)
+            .arg(owner)
+            .arg(millis(delay))
+            .arg(encode_error(error));
+        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
+            .await
+            .map(drop)
+    }
+
+    /// Archives a task whose attempt failed for good.
+    pub async fn archive(
+        &self,
+        queue: &str,
+        id: &str,
+        owner: &str,
+        error: &ErrorRecord,
+        unique_key: Option<&str>,
+        limits: ArchiveLimits,
+    ) -> Result<(), Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.archive, &keys);
+        invocation
+            .arg(id)
+            .arg(owner)
+            .arg(encode_error(error))
+            .arg(unique_key.unwrap_or(""))
+            .arg(limits.max_size)
+            .arg(millis(limits.max_age));
+        self.run::<i64>(queue, Some(id), &invocation)
+            .await
+            .map(drop)
+    }
+
+    /// Puts a leased task back at the head of pending, not counting the
+    /// attempt (the worker is shutting down).
+    pub async fn requeue(&self, message: &TaskMessage, owner: &str) -> Result<(), Error> {
+        let keys = self.queue_keys(&message.queue);
+        let mut invocation = invocation(&SCRIPTS.requeue, &keys);
+        invocation.arg(&message.id).arg(owner);
+        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
+            .await
+            .map(drop)
+    }
+
+    /// Extends by `lease` from now the leases on `held`, pairs of task id
+    /// and the lease token it was leased under. Returns the ids no longer
+    /// held.
+    pub async fn extend_leases(
+        &self,
+        queue: &str,
+        lease: Duration,
+        held: &[(String, String)],
+    ) -> Result<Vec<String>, Error> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.extend, &keys);
+        invocation.arg(millis(lease));
+        for (id, owner) in held {
+            invocation.arg(id).arg(owner);
+        }
+        self.run(queue, None, &invocation).await
+    }
+
+    /// Takes back up to `max` tasks whose lease expired. Returns their ids.
+    pub async fn reclaim_expired(
+        &self,
+        queue: &str,
+        max: usize,
+        limits: ArchiveLimits,
+    ) -> Result<Vec<String>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.reclaim, &keys);
+        invocation
+            .arg(max)
+            .arg(limits.max_size)
+            .arg(millis(limits.max_age));
+        self.run(queue, None, &invocation).await
+    }
+
+    /// Housekeeping for one queue: forgets completed tasks past their
+    /// retention, drops expired unique locks and trims the archive.
+    pub async fn trim(&self, queue: &str, limits: ArchiveLimits) -> Result<(), Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.trim, &keys);
+        invocation
+            .arg(TRIM_BATCH)
+            .arg(limits.max_size)
+            .arg(millis(limits.max_age));
+        self.run::<Vec<i64>>(queue, None, &invocation)
+            .await
+            .map(drop)
+    }
+
+    /// Deletes a task that is not running. Returns the state it was in, or
+    /// `None` when the queue holds no such task.
+    pub async fn delete(&self, queue: &str, id: &str) -> Result<Option<TaskState>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.delete, &keys);
+        invocation.arg(id);
+        let state: Option<String> = self.run(queue, Some(id), &invocation).await?;
+        state.map(|s| s.parse().map_err(Error::Corrupt)).transpose()
+    }
+
+    /// Pauses a queue: workers stop leasing from it; enqueues still work.
+    pub async fn pause(&self, queue: &str) -> Result<(), Error> {
+        let keys = self.queue_keys(queue);
+        self.query(redis::cmd("SET").arg(keys.paused()).arg(1))
+            .await
+    }
+
+    /// Resumes a paused queue.
+    pub async fn resume(&self, queue: &str) -> Result<(), Error> {
+        let keys = self.queue_keys(queue);
+        self.query::<()>(redis::cmd("DEL").arg(keys.paused()))
+            .await?;
+        self.query::<()>(
+            redis::cmd("PUBLISH")
+                .arg(keys.notify_channel())
+                .arg("resumed"),
+        )
+        .await
+    }
+
+    /// Opens a separate pub/sub connection.
+    pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, Error> {
+        self.inner
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|err| self.redis_error(err))
+    }
+}
+
+/// Starts a script call with all of a queue's keys.
+fn invocation<'a>(script: &'a Script, keys: &QueueKeys) -> ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys.all() {
+        invocation.key(key);
+    }
+    invocation
+}
+
+/// A duration in whole milliseconds, as scripts take them.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn encode_error(error: &ErrorRecord) -> String {
+    // ErrorRecord holds only strings and numbers: encoding cannot fail.
+    serde_json::to_string(error).expect("an ErrorRecord always encodes")
+}
+
+/// Hides the password of a Redis URL.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("redis://:hunter2@example.com:6379/0"),
+            "redis://:***@example.com:6379/0"
+        );
+        assert_eq!(
+            redact("redis://alice:hunter2@example.com"),
+            "redis://alice:***@example.com"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! The Lua scripts behind every state change, loaded once.
+//!
+//! Each script lives in `scripts/<name>.lua` with a header listing its KEYS
+//! and ARGV; `scripts/prelude.lua` is prepended to all of them and binds the
+//! queue's keys to names and holds the helpers they share.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const PRELUDE: &str = include_str!("scripts/prelude.lua");
+
+/// The compiled scripts; each is sent by its SHA1 (EVALSHA) and loaded on
+/// first use or after a Redis restart.
+pub struct Scripts {
+    pub enqueue: Script,
+    pub dequeue: Script,
+    pub complete: Script,
+    pub retry: Script,
+    pub archive: Script,
+    pub requeue: Script,
+    pub extend: Script,
+    pub reclaim: Script,
+    pub trim: Script,
+    pub delete: Script,
+}
+
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+/// Every script, built on first use.
+pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    enqueue: with_prelude(include_str!("scripts/enqueue.lua")),
+    dequeue: with_prelude(include_str!("scripts/dequeue.lua")),
+    complete: with_prelude(include_str!("scripts/complete.lua")),
+    retry: with_prelude(include_str!("scripts/retry.lua")),
+    archive: with_prelude(include_str!("scripts/archive.lua")),
+    requeue: with_prelude(include_str!("scripts/requeue.lua")),
+    extend: with_prelude(include_str!("scripts/extend.lua")),
+    reclaim: with_prelude(include_str!("scripts/reclaim.lua")),
+    trim: with_prelude(include_str!("scripts/trim.lua")),
+    delete: with_prelude(include_str!("scripts/delete.lua")),
+});

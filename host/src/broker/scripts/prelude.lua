@@ -1,0 +1,102 @@
+-- Prepended to every wasmq script (see broker/scripts.rs).
+--
+-- Every script receives all of one queue's keys, in this order, so that it
+-- declares every key it may touch and all of them share the queue's hash tag
+-- (one Redis Cluster slot per queue):
+--
+-- KEYS[1]  -> wasmq:{<queue>}:pending       LIST of task ids, oldest at the right
+-- KEYS[2]  -> wasmq:{<queue>}:active        ZSET task id -> lease expiry (server ms)
+-- KEYS[3]  -> wasmq:{<queue>}:scheduled     ZSET task id -> due time (server ms)
+-- KEYS[4]  -> wasmq:{<queue>}:retry         ZSET task id -> next attempt (server ms)
+-- KEYS[5]  -> wasmq:{<queue>}:archived      ZSET task id -> archived at (server ms)
+-- KEYS[6]  -> wasmq:{<queue>}:completed     ZSET task id -> expiry of the record (server ms)
+-- KEYS[7]  -> wasmq:{<queue>}:msg           HASH task id -> task message (JSON, immutable)
+-- KEYS[8]  -> wasmq:{<queue>}:state         HASH task id -> state name
+-- KEYS[9]  -> wasmq:{<queue>}:attempts      HASH task id -> attempts started
+-- KEYS[10] -> wasmq:{<queue>}:owner         HASH task id -> lease token of the worker running it
+-- KEYS[11] -> wasmq:{<queue>}:error         HASH task id -> last error (JSON)
+-- KEYS[12] -> wasmq:{<queue>}:result        HASH task id -> result bytes
+-- KEYS[13] -> wasmq:{<queue>}:unique        HASH unique key -> id of the task holding it
+-- KEYS[14] -> wasmq:{<queue>}:unique_until  ZSET unique key -> lock expiry (server ms)
+-- KEYS[15] -> wasmq:{<queue>}:paused        STRING, present while the queue is paused
+--
+-- Workers are woken by a PUBLISH on wasmq:{<queue>}:notify (KEYS[1] with
+-- its last part replaced): a channel, not a key.
+--
+-- All times are the Redis server's clock (TIME), in milliseconds, so that
+-- workers with skewed clocks agree on leases and due times.
+
+local PENDING, ACTIVE, SCHEDULED, RETRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ARCHIVED, COMPLETED = KEYS[5], KEYS[6]
+local MSG, STATE, ATTEMPTS, OWNER, ERROR, RESULT = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local UNIQUE, UNIQUE_UNTIL, PAUSED = KEYS[13], KEYS[14], KEYS[15]
+local NOTIFY = string.sub(PENDING, 1, -8) .. 'notify'
+
+-- The server's clock in milliseconds.
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Removes a task's record (not its place in a list or set).
+local function forget(id)
+    redis.call('HDEL', MSG, id)
+    redis.call('HDEL', STATE, id)
+    redis.call('HDEL', ATTEMPTS, id)
+    redis.call('HDEL', OWNER, id)
+    redis.call('HDEL', ERROR, id)
+    redis.call('HDEL', RESULT, id)
+end
+
+-- Releases a unique lock if the given task still holds it.
+local function release_unique(unique_key, id)
+    if unique_key ~= nil and unique_key ~= '' and redis.call('HGET', UNIQUE, unique_key) == id then
+        redis.call('HDEL', UNIQUE, unique_key)
+        redis.call('ZREM', UNIQUE_UNTIL, unique_key)
+    end
+end
+
+-- The unique key a stored message holds, or nil.
+local function unique_key_of(id)
+    local msg = redis.call('HGET', MSG, id)
+    if not msg then
+        return nil
+    end
+    local ok, decoded = pcall(cjson.decode, msg)
+    if ok and type(decoded.unique_key) == 'string' then
+        return decoded.unique_key
+    end
+    return nil
+end
+
+-- Drops archived tasks beyond max_size or older than max_age_ms, at most
+-- `budget` of them per call. Returns how many were dropped.
+local function trim_archive(now, max_size, max_age_ms, budget)
+    local dropped = 0
+    local old = redis.call('ZRANGEBYSCORE', ARCHIVED, '-inf', now - max_age_ms, 'LIMIT', 0, budget)
+    for _, id in ipairs(old) do
+        redis.call('ZREM', ARCHIVED, id)
+        release_unique(unique_key_of(id), id)
+        forget(id)
+        dropped = dropped + 1
+    end
+    local excess = math.min(redis.call('ZCARD', ARCHIVED) - max_size, budget - dropped)
+    if excess > 0 then
+        local oldest = redis.call('ZRANGE', ARCHIVED, 0, excess - 1)
+        for _, id in ipairs(oldest) do
+            redis.call('ZREM', ARCHIVED, id)
+            release_unique(unique_key_of(id), id)
+            forget(id)
+            dropped = dropped + 1
+        end
+    end
+    return dropped
+end
+
+-- Wakes idle workers when `zset` gains a member due sooner than any other.
+local function notify_if_earliest(zset, id)
+    local first = redis.call('ZRANGE', zset, 0, 0)
+    if first[1] == id then
+        redis.call('PUBLISH', NOTIFY, 'due')
+    end
+end

@@ -1,0 +1,22 @@
+-- Housekeeping: forgets completed tasks past their retention, drops expired
+-- unique locks and trims the archive to its caps.
+--
+-- KEYS: the queue's keys (prelude.lua)
+-- ARGV[1] -> how many entries to drop per structure and call at most
+-- ARGV[2] -> the archive's size cap (tasks)
+-- ARGV[3] -> the archive's age cap, ms
+--
+-- Returns {completed dropped, unique locks dropped, archived dropped}.
+local now, budget = now_ms(), tonumber(ARGV[1])
+local done = redis.call('ZRANGEBYSCORE', COMPLETED, '-inf', now, 'LIMIT', 0, budget)
+for _, id in ipairs(done) do
+    redis.call('ZREM', COMPLETED, id)
+    forget(id)
+end
+local locks = redis.call('ZRANGEBYSCORE', UNIQUE_UNTIL, '-inf', now, 'LIMIT', 0, budget)
+for _, key in ipairs(locks) do
+    redis.call('ZREM', UNIQUE_UNTIL, key)
+    redis.call('HDEL', UNIQUE, key)
+end
+local archived = trim_archive(now, tonumber(ARGV[2]), tonumber(ARGV[3]), budget)
+return {#done, #locks, archived}

@@ -1,0 +1,153 @@
+//! `wasmq dev`: a private Redis, a worker and (with --demo) a stream of
+//! example tasks, in one command.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use wasmq::dev::RedisServer;
+use wasmq::{Client, NewTask};
+
+use super::parse::Failure;
+use super::worker::{ServeArgs, connect, shutdown_on_signal};
+
+/// Arguments of `wasmq dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Use the Redis at URL instead of starting a private redis-server.
+    #[arg(long = "redis", value_name = "URL")]
+    pub redis: Option<String>,
+    /// A directory of plugins: every `*.wasm` component in it is loaded.
+    #[arg(
+        long,
+        default_value = "plugins/target/wasm32-wasip2/release",
+        value_name = "DIR"
+    )]
+    pub plugins: PathBuf,
+    /// Enqueue example tasks for the loaded plugins every second.
+    #[arg(long)]
+    pub demo: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Runs `wasmq dev`.
+pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
+    if args.serve.retry_delay.is_none() {
+        // Retries within seconds, so a newcomer sees them happen.
+        args.serve.retry_delay = Some(Duration::from_secs(1));
+    }
+    let shutdown = shutdown_on_signal();
+    if !args.plugins.is_dir() {
+        return Err(anyhow::anyhow!(
+            "the plugin directory {} does not exist; build the example plugins with `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml`, or pass --plugins DIR",
+            args.plugins.display()
+        )
+        .into());
+    }
+    let (sandbox, plugins) = args.serve.load(&args.plugins)?;
+
+    // The private server must outlive the worker: it is dropped (and
+    // stopped) when this function returns.
+    let (_server, url) = match &args.redis {
+        Some(url) => (None, url.clone()),
+        None => {
+            let server = RedisServer::start().context("starting a private redis-server")?;
+            let url = server.url();
+            (Some(server), url)
+        }
+    };
+    let Some(broker) = connect(&url, false, &shutdown).await? else {
+        return Ok(());
+    };
+
+    let types: Vec<String> = plugins
+        .current()
+        .task_types()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    println!("wasmq dev");
+    println!(
+        "  redis:    {url}{}",
+        if args.redis.is_none() {
+            "  (private; stopped on exit)"
+        } else {
+            ""
+        }
+    );
+    println!("  plugins:  {}", args.plugins.display());
+    println!("  types:    {}", types.join(", "));
+    println!("  queues:   {}", args.serve.queues);
+    println!("  try:      wasmq enqueue echo '{{\"hello\":\"world\"}}' --redis {url}");
+    println!("            wasmq task show <ID> --redis {url}");
+    println!("  stop:     Ctrl-C");
+
+    if args.demo {
+        let client = Client::new(broker.clone());
+        let queue = args
+            .serve
+            .queues
+            .split(',')
+            .next()
+            .and_then(|first| first.split('=').next())
+            .unwrap_or("default")
+            .trim()
+            .to_string();
+        tokio::spawn(demo(client, queue, types, shutdown.clone()));
+    }
+    let summary = args.serve.serve(broker, sandbox, plugins, shutdown).await?;
+    println!(
+        "wasmq dev stopped: {} completed, {} failed attempts, {} put back",
+        summary.completed, summary.failed, summary.requeued
+    );
+    Ok(())
+}
+
+/// Example tasks for the example plugins, in turn.
+fn demo_task(round: u64, types: &[String]) -> Option<NewTask> {
+    let examples: [(&str, String); 4] = [
+        ("echo", format!(r#"{{"hello":"world","round":{round}}}"#)),
+        ("flaky", r#"{"fail_times":2}"#.to_string()),
+        ("burn", r#"{"ms":50}"#.to_string()),
+        (
+            "thumbnail:make",
+            r#"{"width":64,"generate":{"width":640,"height":480}}"#.to_string(),
+        ),
+    ];
+    let available: Vec<&(&str, String)> = examples
+        .iter()
+        .filter(|(task_type, _)| types.iter().any(|t| t == task_type))
+        .collect();
+    let (task_type, payload) = available.get(round as usize % available.len().max(1))?;
+    NewTask::new(*task_type, payload.clone()).ok()
+}
+
+/// Enqueues an example task every second until shutdown.
+async fn demo(
+    client: Client,
+    queue: String,
+    types: Vec<String>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut round = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Some(task) = demo_task(round, &types) else {
+            tracing::warn!(
+                "--demo has no example task for the loaded plugins (echo, flaky, burn, thumbnail:make)"
+            );
+            return;
+        };
+        let task_type = task.task_type().to_string();
+        match client.enqueue(task.queue(&queue)).await {
+            Ok(enqueued) => tracing::info!(task_type, id = enqueued.id, "demo task enqueued"),
+            Err(err) => tracing::warn!(%err, "demo enqueue failed"),
+        }
+        round += 1;
+    }
+}

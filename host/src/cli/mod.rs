@@ -1,0 +1,113 @@
+//! The `wasmq` command line: argument definitions and dispatch. Each command
+//! lives in a file of its own; errors carry context here and are turned
+//! into exit codes by `main`.
+
+mod dev;
+mod enqueue;
+mod parse;
+mod task;
+mod worker;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run background tasks from Redis queues in sandboxed WebAssembly plugins.
+///
+/// Producers enqueue tasks; workers lease them and run each in a fresh
+/// instance of the plugin (a Wasm component) that handles its type, with
+/// fuel, memory and time limits. Start with `wasmq dev`, which runs a
+/// private Redis and a worker for you.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wasmq",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(after_help = "Examples:\n  \
+    wasmq dev --plugins plugins/target/wasm32-wasip2/release --demo\n  \
+    wasmq worker --redis redis://127.0.0.1:6379 --plugins ./plugins --concurrency 50\n  \
+    wasmq enqueue thumbnail:make '{\"width\":64,\"generate\":{\"width\":800,\"height\":600}}' --queue images\n  \
+    wasmq task show 0b6f4c1e-...\n\n\
+    Exit codes: 0 success, 1 error, 2 bad usage, 3 refused as a duplicate, 4 Redis unreachable, 5 not found.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log filter, as in RUST_LOG: e.g. `info`, `wasmq=debug`.
+    #[arg(long, global = true, env = "WASMQ_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a private Redis and a worker with your plugins: the quickest way
+    /// to try wasmq.
+    ///
+    /// Starts a redis-server of its own on a free loopback port (unless
+    /// --redis points at one), loads the plugins, and runs a worker serving
+    /// every queue it is asked to. With --demo it also enqueues example
+    /// tasks every second. Stop it with Ctrl-C; the private Redis goes with
+    /// it.
+    Dev(dev::DevArgs),
+    /// Run a worker: lease tasks from Redis and run them in their plugins.
+    ///
+    /// Runs until SIGINT or SIGTERM, then stops taking tasks, lets running
+    /// ones finish for up to --shutdown-timeout and puts the rest back at
+    /// the head of their queues.
+    Worker(worker::WorkerArgs),
+    /// Put a task on a queue.
+    ///
+    /// Prints the new task's id. Refuses (exit code 3) a task whose --id is
+    /// taken, or an equal --unique task still held.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Look at and manage single tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+}
+
+/// How to reach Redis; every command that talks to Redis takes it.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// The Redis holding the queues: redis://[:PASSWORD@]HOST[:PORT][/DB].
+    #[arg(long = "redis", env = "WASMQ_REDIS_URL", default_value = wasmq::broker::DEFAULT_URL, value_name = "URL")]
+    pub url: String,
+}
+
+/// The per-task limits every loaded plugin gets.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Fuel per attempt (about one unit per Wasm instruction).
+    #[arg(long, default_value_t = 10_000_000_000, value_name = "UNITS")]
+    pub fuel: u64,
+    /// The longest an attempt may run (a task's own --timeout can only
+    /// shorten it).
+    #[arg(long = "task-timeout", default_value = "60s", value_parser = parse::duration, value_name = "DURATION")]
+    pub task_timeout: Duration,
+    /// Linear memory per instance, e.g. 128MiB.
+    #[arg(long, default_value = "128MiB", value_parser = parse::bytes, value_name = "SIZE")]
+    pub memory: u64,
+    /// The largest result a task may return, e.g. 1MiB.
+    #[arg(long = "max-result", default_value = "1MiB", value_parser = parse::bytes, value_name = "SIZE")]
+    pub max_result: u64,
+    /// Where compiled plugins are cached (default: ~/.cache/wasmq/components,
+    /// or $WASMQ_CACHE_DIR).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile plugins afresh instead of using the cache.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<(), parse::Failure> {
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Enqueue(args) => enqueue::run(args).await,
+        Command::Task(command) => task::run(command).await,
+    }
+}

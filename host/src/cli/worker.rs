@@ -1,0 +1,220 @@
+//! `wasmq worker`: serve queues with the plugins of a directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use wasmq::broker::{ArchiveLimits, Broker};
+use wasmq::plugins::{PluginSet, Plugins};
+use wasmq::sandbox::{ComponentCache, Limits, Sandbox, SandboxConfig};
+use wasmq::worker::{self, Backoff, QueueSelection, WorkerConfig};
+
+use super::parse::{self, Failure};
+use super::{LimitArgs, RedisArgs};
+
+/// Arguments of `wasmq worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// A directory of plugins: every `*.wasm` component in it is loaded.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: PathBuf,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Exit with an error if Redis is unreachable at start, instead of
+    /// retrying until it answers.
+    #[arg(long = "fail-fast")]
+    pub fail_fast: bool,
+}
+
+/// How a worker serves its queues (shared by `worker` and `dev`).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Tasks run at once.
+    #[arg(long, short = 'c', default_value_t = 10, value_name = "N")]
+    pub concurrency: usize,
+    /// Queues to serve, with weights: e.g. `critical=6,default=3,low=1`.
+    /// Each fetch tries the queues in a random order weighted by these
+    /// numbers (see --strict).
+    #[arg(long, default_value = "default", value_name = "NAME[=WEIGHT],...")]
+    pub queues: String,
+    /// Strict priority: serve a queue only while every queue of higher
+    /// weight is empty.
+    #[arg(long)]
+    pub strict: bool,
+    /// How long a task's lease lasts without renewal: a crashed worker's
+    /// tasks are taken back after at most this long.
+    #[arg(long, default_value = "30s", value_parser = parse::duration, value_name = "DURATION")]
+    pub lease: Duration,
+    /// On SIGINT/SIGTERM, how long running tasks may finish before they are
+    /// stopped and put back on their queues.
+    #[arg(long = "shutdown-timeout", default_value = "10s", value_parser = parse::duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+    /// Delay before the first retry, doubling each time (capped at 1h).
+    /// Default: (n^4 + 15 + up to 30(n+1)) seconds after the n-th failure.
+    #[arg(long = "retry-delay", value_parser = parse::duration, value_name = "DURATION")]
+    pub retry_delay: Option<Duration>,
+    /// At most this many archived tasks are kept per queue (oldest dropped
+    /// first).
+    #[arg(long = "archive-max-size", default_value_t = 10_000, value_name = "N")]
+    pub archive_max_size: u64,
+    /// Archived tasks older than this are dropped.
+    #[arg(long = "archive-max-age", default_value = "90days", value_parser = parse::duration, value_name = "DURATION")]
+    pub archive_max_age: Duration,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+impl ServeArgs {
+    fn worker_config(&self) -> Result<WorkerConfig, Failure> {
+        let queues = QueueSelection::parse(&self.queues, self.strict).context("--queues")?;
+        if self.concurrency == 0 {
+            return Err(anyhow::anyhow!("--concurrency must be at least 1").into());
+        }
+        let mut config = WorkerConfig::new(queues);
+        config.concurrency = self.concurrency;
+        config.lease = self.lease.max(Duration::from_millis(300));
+        config.shutdown_timeout = self.shutdown_timeout;
+        config.backoff = match self.retry_delay {
+            Some(base) => Backoff::Exponential {
+                base,
+                max: Duration::from_secs(3600).max(base),
+            },
+            None => Backoff::Polynomial,
+        };
+        config.archive = ArchiveLimits {
+            max_size: self.archive_max_size,
+            max_age: self.archive_max_age,
+        };
+        Ok(config)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            fuel: Some(self.limits.fuel),
+            timeout: self.limits.task_timeout,
+            memory_bytes: self.limits.memory,
+            max_result_bytes: usize::try_from(self.limits.max_result).unwrap_or(usize::MAX),
+            ..Limits::default()
+        }
+    }
+
+    fn cache(&self) -> Option<ComponentCache> {
+        if self.limits.no_cache {
+            return None;
+        }
+        self.limits
+            .cache_dir
+            .clone()
+            .or_else(ComponentCache::default_dir)
+            .map(ComponentCache::new)
+    }
+
+    /// Builds the sandbox and loads the plugins of `dir`.
+    pub fn load(&self, dir: &Path) -> Result<(Arc<Sandbox>, Plugins), Failure> {
+        let sandbox = Sandbox::new(SandboxConfig {
+            max_instances: u32::try_from(self.concurrency + 16).unwrap_or(u32::MAX),
+            max_memory_bytes: self.limits.memory.max(64 << 20),
+            ..SandboxConfig::default()
+        })
+        .context("setting up the Wasm engine")?;
+        let set = PluginSet::load_dir(&sandbox, dir, &self.limits(), self.cache().as_ref())
+            .context("loading plugins")?;
+        for plugin in set.plugins() {
+            tracing::info!(
+                plugin = plugin.display_name(),
+                task_types = plugin.manifest.task_types.join(","),
+                file = %plugin.source.display(),
+                "plugin loaded"
+            );
+        }
+        Ok((Arc::new(sandbox), Plugins::new(set)))
+    }
+
+    /// Runs a worker on `broker` until `shutdown` fires.
+    pub async fn serve(
+        &self,
+        broker: Broker,
+        sandbox: Arc<Sandbox>,
+        plugins: Plugins,
+        shutdown: CancellationToken,
+    ) -> Result<worker::Summary, Failure> {
+        let config = self.worker_config()?;
+        tracing::info!(
+            redis = broker.url(),
+            queues = config.queues.names().join(","),
+            strict = config.queues.is_strict(),
+            concurrency = config.concurrency,
+            worker = config.worker_id,
+            "worker started"
+        );
+        Ok(worker::run(broker, sandbox, plugins, config, shutdown.cancelled_owned()).await)
+    }
+}
+
+/// Runs `wasmq worker`.
+pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
+    // Check every argument before touching plugins or Redis.
+    args.serve.worker_config()?;
+    let shutdown = shutdown_on_signal();
+    let (sandbox, plugins) = args.serve.load(&args.plugins)?;
+    let Some(broker) = connect(&args.redis.url, args.fail_fast, &shutdown).await? else {
+        return Ok(());
+    };
+    args.serve.serve(broker, sandbox, plugins, shutdown).await?;
+    Ok(())
+}
+
+/// Connects to Redis, retrying with backoff while it is unreachable (unless
+/// `fail_fast`). Returns `None` if shutdown was requested meanwhile.
+pub async fn connect(
+    url: &str,
+    fail_fast: bool,
+    shutdown: &CancellationToken,
+) -> Result<Option<Broker>, Failure> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match Broker::connect(url).await {
+            Ok(broker) => return Ok(Some(broker)),
+            Err(err) if err.is_unreachable() && !fail_fast => {
+                tracing::warn!(
+                    "{err}; retrying in {} (pass --fail-fast to exit instead)",
+                    humantime::format_duration(delay)
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(err) => {
+                    tracing::error!(%err, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        let which = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!("{which} received: shutting down gracefully");
+        cancel.cancel();
+    });
+    token
+}

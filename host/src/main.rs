@@ -1,0 +1,46 @@
+//! The `wasmq` binary: parses arguments, sets up logging, runs the command
+//! and turns its outcome into an exit code. Everything else lives in the
+//! library and in `cli`.
+
+mod cli;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let default_filter = match &args.command {
+        cli::Command::Dev(_) => "info,wasmq::worker=debug",
+        cli::Command::Worker(_) => "info",
+        _ => "warn",
+    };
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default_filter.to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            std::process::ExitCode::from(failure.code as u8)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Plugins: loading components from a directory, reading their manifests,
+//! and routing each task type to the plugin that handles it.
+//!
+//! # Overview
+//! A [`Plugin`] is a prepared component with its [`Manifest`], its limits
+//! and the digest of its bytes. A [`PluginSet`] maps task types to plugins
+//! and refuses two plugins claiming the same type. [`Plugins`] is the
+//! worker's current set, swapped atomically when plugins change; a task
+//! keeps the plugin it started with.
+
+mod manifest;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+
+pub use manifest::{Manifest, SECTION as MANIFEST_SECTION};
+
+use crate::sandbox::{ComponentCache, Limits, LoadError, Prepared, Sandbox};
+
+/// Why a plugin cannot be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("cannot read plugin {path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The component is not loadable.
+    #[error("plugin {path}: {source}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+    /// The manifest is missing or wrong.
+    #[error("{0}")]
+    Manifest(String),
+    /// The manifest of a specific file is missing or wrong.
+    #[error("plugin {path}: {message}")]
+    BadManifest {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Two plugins claim the same task type.
+    #[error(
+        "task type {task_type:?} is claimed by two plugins, {first} and {second}: remove one, or give them different task types"
+    )]
+    Conflict {
+        /// The task type.
+        task_type: String,
+        /// The plugin that claimed it first.
+        first: String,
+        /// The plugin that claimed it again.
+        second: String,
+    },
+    /// The plugin directory is missing or empty.
+    #[error("{0}")]
+    Directory(String),
+}
+
+/// A loaded plugin, ready to run tasks.
+pub struct Plugin {
+    /// What the plugin declares about itself.
+    pub manifest: Manifest,
+    /// The linked component.
+    pub prepared: Prepared,
+    /// The budget each of its tasks gets.
+    pub limits: Limits,
+    /// SHA-256 of the component's bytes, hex.
+    pub digest: String,
+    /// Where it was loaded from.
+    pub source: PathBuf,
+}
+
+impl Plugin {
+    /// Compiles, checks and links component bytes into a plugin.
+    pub fn load(
+        sandbox: &Sandbox,
+        wasm: &[u8],
+        source: &Path,
+        limits: Limits,
+        cache: Option<&ComponentCache>,
+    ) -> Result<Plugin, PluginError> {
+        let load_error = |source_error: LoadError| PluginError::Load {
+            path: source.to_path_buf(),
+            source: source_error,
+        };
+        let component = sandbox.compile(wasm, cache).map_err(load_error)?;
+        let manifest = Manifest::from_component(wasm).map_err(|err| PluginError::BadManifest {
+            path: source.to_path_buf(),
+            message: err.to_string(),
+        })?;
+        let prepared = sandbox.prepare(&component).map_err(load_error)?;
+        Ok(Plugin {
+            manifest,
+            prepared,
+            limits,
+            digest: hex::encode(Sha256::digest(wasm)),
+            source: source.to_path_buf(),
+        })
+    }
+
+    /// Reads and loads a component file.
+    pub fn load_file(
+        sandbox: &Sandbox,
+        path: &Path,
+        limits: Limits,
+        cache: Option<&ComponentCache>,
+    ) -> Result<Plugin, PluginError> {
+        let wasm = std::fs::read(path).map_err(|err| PluginError::Read {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })?;
+        Plugin::load(sandbox, &wasm, path, limits, cache)
+    }
+
+    /// `name@version`, for messages.
+    pub fn display_name(&self) -> String {
+        format!("{}@{}", self.manifest.name, self.manifest.version)
+    }
+}
+
+/// The plugins a worker serves, by task type.
+#[derive(Default)]
+pub struct PluginSet {
+    plugins: Vec<Arc<Plugin>>,
+    by_type: HashMap<String, Arc<Plugin>>,
+}
+
+impl PluginSet {
+    /// A set of the given plugins; fails if two claim one task type.
+    pub fn new(plugins: Vec<Plugin>) -> Result<PluginSet, PluginError> {
+        let mut set = PluginSet::default();
+        for plugin in plugins {
+            let plugin = Arc::new(plugin);
+            for task_type in &plugin.manifest.task_types {
+                if let Some(first) = set.by_type.get(task_type) {
+                    return Err(PluginError::Conflict {
+                        task_type: task_type.clone(),
+                        first: format!("{} ({})", first.display_name(), first.source.display()),
+                        second: format!("{} ({})", plugin.display_name(), plugin.source.display()),
+                    });
+                }
+                set.by_type.insert(task_type.clone(), plugin.clone());
+            }
+            set.plugins.push(plugin);
+        }
+        Ok(set)
+    }
+
+    /// Loads every `*.wasm` file of a directory. Any file that fails stops
+    /// the load: a worker should not start with half its plugins.
+    pub fn load_dir(
+        sandbox: &Sandbox,
+        dir: &Path,
+        limits: &Limits,
+        cache: Option<&ComponentCache>,
+    ) -> Result<PluginSet, PluginError> {
+        let entries = std::fs::read_dir(dir).map_err(|err| {
+            PluginError::Directory(format!(
+                "cannot read the plugin directory {}: {err}; pass --plugins DIR with a directory of .wasm components",
+                dir.display()
+            ))
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(PluginError::Directory(format!(
+                "no .wasm plugins in {}: build some (cargo build --release --target wasm32-wasip2) and copy them there",
+                dir.display()
+            )));
+        }
+        let plugins = files
+            .iter()
+            .map(|path| Plugin::load_file(sandbox, path, limits.clone(), cache))
+            .collect::<Result<Vec<_>, _>>()?;
+        PluginSet::new(plugins)
+    }
+
+    /// The plugin that handles `task_type`.
+    pub fn for_type(&self, task_type: &str) -> Option<&Arc<Plugin>> {
+        self.by_type.get(task_type)
+    }
+
+    /// Every plugin, in load order.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Every task type served, sorted.
+    pub fn task_types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self.by_type.keys().map(String::as_str).collect();
+        types.sort();
+        types
+    }
+}
+
+/// The worker's current plugin set, replaced as a whole when plugins change.
+#[derive(Clone, Default)]
+pub struct Plugins {
+    current: Arc<RwLock<Arc<PluginSet>>>,
+}
+
+impl Plugins {
+    /// Starts with `set`.
+    pub fn new(set: PluginSet) -> Self {
+        Plugins {
+            current: Arc::new(RwLock::new(Arc::new(set))),
+        }
+    }
+
+    /// The set in force now. Callers keep the snapshot for a whole task.
+    pub fn current(&self) -> Arc<PluginSet> {
+        // Readers and writers only clone or replace an Arc: a panic cannot
+        // leave the lock's value half-written.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the set; tasks already running keep the one they started with.
+    pub fn replace(&self, set: PluginSet) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+    }
+}

@@ -1,0 +1,114 @@
+//! Turns the ways an attempt can fail into classified [`TaskFailure`]s.
+
+use wasmtime::Trap;
+
+use super::Limits;
+use super::bindings::wasmq::plugin::types::Failure;
+use super::host::{HostState, Stop};
+use crate::task::{FailureKind, TaskFailure};
+
+/// Most of a panic message kept in the task's error.
+const MAX_PANIC_MESSAGE: usize = 1024;
+
+/// A failure the handler returned.
+pub fn handler_failure(failure: Failure) -> TaskFailure {
+    match failure {
+        Failure::Retry(message) => TaskFailure::new(FailureKind::HandlerError, message),
+        Failure::GiveUp(message) => TaskFailure::new(FailureKind::GaveUp, message),
+        Failure::BadPayload(message) => TaskFailure::new(FailureKind::BadPayload, message),
+    }
+}
+
+/// The attempt ran out of time.
+pub fn timeout(limits: &Limits) -> TaskFailure {
+    TaskFailure::new(
+        FailureKind::Timeout,
+        format!(
+            "the attempt ran past its time limit of {}",
+            humantime::format_duration(limits.timeout)
+        ),
+    )
+}
+
+/// A trap (or an instantiation error), classified by what the host saw
+/// happen before it: its own decision to stop the instance, the memory cap,
+/// then the trap code.
+pub fn trap(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> TaskFailure {
+    match state.stop {
+        Some(Stop::Timeout) => return timeout(limits),
+        Some(Stop::Cancelled) => {
+            return TaskFailure::new(
+                FailureKind::Cancelled,
+                "the task was cancelled while it ran",
+            );
+        }
+        None => {}
+    }
+    if let Some(desired) = state.limiter.hit {
+        return TaskFailure::new(
+            FailureKind::OutOfMemory,
+            format!(
+                "the instance tried to grow its memory to {desired} bytes, over its cap of {} bytes",
+                limits.memory_bytes
+            ),
+        );
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => TaskFailure::new(
+            FailureKind::OutOfFuel,
+            format!(
+                "the instance used up its fuel budget of {} units",
+                limits.fuel.unwrap_or(u64::MAX)
+            ),
+        ),
+        Some(Trap::StackOverflow) => TaskFailure::new(
+            FailureKind::StackOverflow,
+            "the instance overflowed its stack (runaway recursion?)",
+        ),
+        Some(Trap::Interrupt) => timeout(limits),
+        Some(code) => match panic_message(&state.stderr_text()) {
+            Some(message) => TaskFailure::new(FailureKind::Panic, message),
+            None => TaskFailure::new(FailureKind::Trap, format!("the instance trapped: {code}")),
+        },
+        None => TaskFailure::new(FailureKind::Trap, first_line(&format!("{error:#}"))),
+    }
+}
+
+/// The message of a Rust panic, from what the guest wrote to stderr.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at")?;
+    let text: String = stderr[start..]
+        .lines()
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut text = text.trim().to_string();
+    if text.len() > MAX_PANIC_MESSAGE {
+        let mut cut = MAX_PANIC_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    Some(format!("the handler {text}"))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rust_panic_message_is_read_from_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nwidth must be positive\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "the handler panicked at src/lib.rs:12:9: width must be positive"
+        );
+        assert_eq!(panic_message("just some output\n"), None);
+    }
+}

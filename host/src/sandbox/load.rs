@@ -1,0 +1,133 @@
+//! Compiling a component and checking that it fits the `task-handler` world
+//! before any task runs on it.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::ComponentCache;
+
+/// The version of the `wasmq:plugin` WIT package this host speaks.
+pub const WORLD_VERSION: &str = "0.1.0";
+
+/// The interface every plugin must export.
+const HANDLER_INTERFACE: &str = "wasmq:plugin/handler";
+
+/// Why a component cannot be loaded. Each message names the problem and
+/// what to do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly file ({0}); a plugin is a .wasm component built for wasm32-wasip2")]
+    NotWasm(String),
+    /// A core module where a component is needed.
+    #[error(
+        "a core WebAssembly module, not a component: build the plugin with `cargo build --target wasm32-wasip2` (which makes components), or wrap the module with `wasm-tools component new`"
+    )]
+    CoreModule,
+    /// The component does not validate or compile.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// The component does not export the handler interface.
+    #[error("{0}")]
+    WrongWorld(String),
+    /// The component targets another version of the WIT package.
+    #[error(
+        "the component targets wasmq:plugin@{found}, but this host speaks wasmq:plugin@{WORLD_VERSION}; rebuild it against a wasmq-guest release for {WORLD_VERSION}"
+    )]
+    VersionMismatch {
+        /// The version the component exports.
+        found: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error("{0}")]
+    UnsatisfiedImport(String),
+    /// The engine could not be set up.
+    #[error("the Wasm engine could not be set up: {0}")]
+    Engine(String),
+}
+
+/// Compiles component bytes, through the cache when given.
+pub fn compile(
+    engine: &Engine,
+    wasm: &[u8],
+    cache: Option<&ComponentCache>,
+) -> Result<Component, LoadError> {
+    if !wasm.starts_with(b"\0asm") {
+        let shown: String = wasm
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(LoadError::NotWasm(if wasm.is_empty() {
+            "the file is empty".into()
+        } else {
+            format!("it starts with bytes {shown}, not \\0asm")
+        }));
+    }
+    if wasmparser::Parser::is_core_wasm(wasm) {
+        return Err(LoadError::CoreModule);
+    }
+    if let Some(component) = cache.and_then(|cache| cache.load(engine, wasm)) {
+        return Ok(component);
+    }
+    let component =
+        Component::new(engine, wasm).map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
+    if let Some(cache) = cache {
+        cache.store(engine, wasm, &component);
+    }
+    Ok(component)
+}
+
+/// Checks that the component exports `wasmq:plugin/handler` at the version
+/// this host speaks.
+pub fn check_world(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let wanted = format!("{HANDLER_INTERFACE}@{WORLD_VERSION}");
+    if exports.iter().any(|name| *name == wanted) {
+        return Ok(());
+    }
+    if let Some(other) = exports
+        .iter()
+        .find_map(|name| name.strip_prefix(&format!("{HANDLER_INTERFACE}@")))
+    {
+        return Err(LoadError::VersionMismatch {
+            found: other.to_string(),
+        });
+    }
+    Err(LoadError::WrongWorld(format!(
+        "the component does not export {wanted}, so it is not a wasmq plugin (it exports: {}); build it against the task-handler world, e.g. with the wasmq-guest crate",
+        if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        }
+    )))
+}
+
+/// Explains a link failure by listing the component's imports.
+pub fn unsatisfied_import(
+    engine: &Engine,
+    component: &Component,
+    error: wasmtime::Error,
+) -> LoadError {
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    LoadError::UnsatisfiedImport(format!(
+        "the component imports something this host does not provide: {}; wasmq gives plugins wasmq:plugin/log@{WORLD_VERSION} and WASI 0.2 (the component imports: {})",
+        first_line(&format!("{error:#}")),
+        imports.join(", ")
+    ))
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}

@@ -1,0 +1,356 @@
+//! Runs one task in a fresh WebAssembly instance, held to its limits.
+//!
+//! # Overview
+//! A [`Sandbox`] owns the wasmtime [`Engine`] (component model, fuel
+//! metering, epoch interruption, pooling allocator) and a background thread
+//! that ticks the engine's epoch. [`Sandbox::prepare`] checks a component
+//! against the `task-handler` world and links it once into a [`Prepared`]
+//! (an `InstancePre`). [`Sandbox::run`] then gives each task a new `Store`
+//! and instance: nothing survives from one task to the next.
+//!
+//! Per task: fuel, a wall-clock deadline (checked at every epoch tick, where
+//! the instance also yields so that busy instances share threads fairly, and
+//! backed by a tokio timeout for time spent in host calls), a linear-memory
+//! cap, and caps on result and log sizes. A trap never fails the worker: it
+//! becomes a [`TaskFailure`] with a class ([`FailureKind`]).
+//!
+//! The guest gets no ambient authority: no preopened directories, no
+//! environment, no arguments, no sockets, empty stdin. It may import WASI's
+//! clocks and random numbers and the host's `log` interface.
+
+mod cache;
+mod classify;
+mod host;
+mod limits;
+mod load;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
+
+pub use cache::ComponentCache;
+pub use host::TaskLabel;
+pub use limits::Limits;
+pub use load::{LoadError, WORLD_VERSION};
+
+use crate::task::{FailureKind, TaskFailure};
+use host::{HostState, Stop};
+
+/// Host bindings generated from `wit/`.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "task-handler",
+        exports: { default: async },
+    });
+}
+
+use bindings::TaskHandlerPre;
+use bindings::wasmq::plugin::types;
+
+/// How the engine is set up; fixed for the life of a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Instances that may exist at once (the worker's concurrency, plus
+    /// room for loading): sizes the pooling allocator.
+    pub max_instances: u32,
+    /// The largest memory cap any plugin may have, in bytes.
+    pub max_memory_bytes: u64,
+    /// Whether instances burn fuel (each plugin then gets a fuel budget).
+    pub fuel_metering: bool,
+    /// How often the epoch ticks: the granularity of deadlines and of
+    /// yielding between busy instances.
+    pub epoch_tick: Duration,
+    /// Whether to use the pooling allocator (faster instantiation).
+    pub pooling: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_instances: 256,
+            max_memory_bytes: 512 * 1024 * 1024,
+            fuel_metering: true,
+            epoch_tick: Duration::from_millis(10),
+            pooling: true,
+        }
+    }
+}
+
+/// The wasmtime engine and the linker every plugin is checked against.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: SandboxConfig,
+    _ticker: EpochTicker,
+}
+
+/// A component checked against the world and linked: ready to instantiate.
+#[derive(Clone)]
+pub struct Prepared {
+    pre: TaskHandlerPre<HostState>,
+}
+
+/// The task as the sandbox hands it to a handler.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    /// The task id.
+    pub id: &'a str,
+    /// The task type.
+    pub task_type: &'a str,
+    /// The payload bytes (JSON).
+    pub payload: &'a [u8],
+    /// The queue.
+    pub queue: &'a str,
+    /// The attempt number (1-based).
+    pub attempt: u32,
+    /// Retries allowed after the first attempt.
+    pub max_retry: u32,
+}
+
+/// What one run produced, with the measurements the worker reports.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The result bytes, or why there are none.
+    pub result: Result<Vec<u8>, TaskFailure>,
+    /// Fuel burned, when metered.
+    pub fuel_used: Option<u64>,
+    /// Time to create the instance.
+    pub instantiate_time: Duration,
+    /// Time from start to finish, instantiation included.
+    pub total_time: Duration,
+}
+
+impl Sandbox {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, LoadError> {
+        let mut engine_config = Config::new();
+        engine_config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(config.fuel_metering)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if config.pooling {
+            let n = config.max_instances.max(1);
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(8))
+                .total_memories(n.saturating_mul(2))
+                .total_tables(n.saturating_mul(4))
+                .total_stacks(n)
+                .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+            engine_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine =
+            Engine::new(&engine_config).map_err(|err| LoadError::Engine(format!("{err:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|err| LoadError::Engine(format!("{err:#}")))?;
+        bindings::wasmq::plugin::log::add_to_linker::<
+            HostState,
+            wasmtime::component::HasSelf<HostState>,
+        >(&mut linker, |state| state)
+        .map_err(|err| LoadError::Engine(format!("{err:#}")))?;
+        let ticker = EpochTicker::start(&engine, config.epoch_tick);
+        Ok(Sandbox {
+            engine,
+            linker,
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine (for compiling components).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The configuration the sandbox was built with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Compiles component bytes, through `cache` when given.
+    pub fn compile(
+        &self,
+        wasm: &[u8],
+        cache: Option<&ComponentCache>,
+    ) -> Result<Component, LoadError> {
+        load::compile(&self.engine, wasm, cache)
+    }
+
+    /// Checks a component against the `task-handler` world and links it.
+    pub fn prepare(&self, component: &Component) -> Result<Prepared, LoadError> {
+        load::check_world(&self.engine, component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|err| load::unsatisfied_import(&self.engine, component, err))?;
+        let pre = TaskHandlerPre::new(instance_pre)
+            .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
+        Ok(Prepared { pre })
+    }
+
+    /// Runs one task in a fresh instance of `component`, within `limits`,
+    /// until it returns, fails, runs out of budget or `cancel` fires.
+    pub async fn run(
+        &self,
+        component: &Prepared,
+        label: TaskLabel,
+        invocation: Invocation<'_>,
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(
+                label,
+                limits.memory_bytes,
+                limits.max_log_bytes,
+                deadline,
+                cancel.clone(),
+            ),
+        );
+        store.limiter(|state| &mut state.limiter);
+        let fuel_budget = if self.config.fuel_metering {
+            let budget = limits.fuel.unwrap_or(u64::MAX);
+            // Fuel is enabled on the engine, so setting it cannot fail.
+            store.set_fuel(budget).expect("fuel metering is enabled");
+            Some(budget)
+        } else {
+            None
+        };
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            if state.cancel.is_cancelled() {
+                state.stop = Some(Stop::Cancelled);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if Instant::now() >= state.deadline {
+                state.stop = Some(Stop::Timeout);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+
+        let task = types::Task {
+            id: invocation.id.to_string(),
+            task_type: invocation.task_type.to_string(),
+            payload: invocation.payload.to_vec(),
+            queue: invocation.queue.to_string(),
+            attempt: invocation.attempt,
+            max_retry: invocation.max_retry,
+        };
+
+        let mut instantiate_time = Duration::ZERO;
+        let call = async {
+            let instance = component.pre.instantiate_async(&mut store).await?;
+            instantiate_time = started.elapsed();
+            instance
+                .wasmq_plugin_handler()
+                .call_handle(&mut store, &task)
+                .await
+        };
+        // The epoch callback stops guest code at the deadline; this outer
+        // timeout also covers time spent inside host calls.
+        let grace = self.config.epoch_tick * 10;
+        let raced = tokio::select! {
+            outcome = tokio::time::timeout(limits.timeout + grace, call) => match outcome {
+                Ok(called) => Some(called),
+                Err(_elapsed) => None,
+            },
+            _ = cancel.cancelled() => {
+                // Give the guest the chance to be interrupted at its next
+                // tick; if it is inside a host call, drop it now.
+                None
+            }
+        };
+
+        let fuel_used =
+            fuel_budget.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
+        let state = store.data();
+        let result = match raced {
+            Some(Ok(Ok(bytes))) if bytes.len() > limits.max_result_bytes => Err(TaskFailure::new(
+                FailureKind::ResultTooLarge,
+                format!(
+                    "the result is {} bytes, over the plugin's limit of {} bytes",
+                    bytes.len(),
+                    limits.max_result_bytes
+                ),
+            )),
+            Some(Ok(Ok(bytes))) => Ok(bytes),
+            Some(Ok(Err(failure))) => Err(classify::handler_failure(failure)),
+            Some(Err(trap)) => Err(classify::trap(&trap, state, limits)),
+            None if cancel.is_cancelled() => Err(TaskFailure::new(
+                FailureKind::Cancelled,
+                "the task was cancelled while it ran",
+            )),
+            None => Err(classify::timeout(limits)),
+        };
+        if state.logs_dropped > 0 {
+            tracing::warn!(
+                plugin = state.label.plugin,
+                task_id = state.label.task_id,
+                dropped = state.logs_dropped,
+                "log lines over the plugin's log budget were dropped"
+            );
+        }
+        Outcome {
+            result,
+            fuel_used,
+            instantiate_time,
+            total_time: started.elapsed(),
+        }
+    }
+}
+
+/// Increments the engine's epoch at a fixed interval from a thread of its
+/// own, until the engine is dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmq-epoch".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            // Only fails if the OS cannot create a thread at all, at start.
+            .expect("the epoch ticker thread starts");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

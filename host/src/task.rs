@@ -1,0 +1,216 @@
+//! The shared vocabulary of tasks: the stored message, the states a task
+//! moves through and the classes of failure. The broker stores these, the
+//! sandbox and the worker produce them, the CLI prints them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A task as stored in Redis when it is enqueued. It never changes
+/// afterwards; what changes (state, attempts, errors, result) is kept beside
+/// it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskMessage {
+    /// Unique within the queue: generated, or given by the producer.
+    pub id: String,
+    /// The task type, which selects the plugin that handles it.
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// The queue the task lives in.
+    pub queue: String,
+    /// The payload: always valid JSON.
+    pub payload: Box<RawValue>,
+    /// Retries allowed after the first attempt.
+    pub max_retry: u32,
+    /// How long one attempt may run, if the producer limited it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The time (unix ms) after which no attempt may still run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
+    /// How long the task and its result are kept once completed (0: deleted
+    /// on completion).
+    pub retention_ms: u64,
+    /// The unique lock this task holds, if it was enqueued with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// When the producer enqueued it (unix ms, producer's clock).
+    pub enqueued_at_ms: i64,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting in the queue's pending list to be fetched.
+    Pending,
+    /// Leased by a worker and running.
+    Active,
+    /// Waiting for its process-at time.
+    Scheduled,
+    /// Failed; waiting for its next attempt.
+    Retry,
+    /// Failed for good (or given up); kept for inspection.
+    Archived,
+    /// Done; kept with its result for its retention.
+    Completed,
+}
+
+impl TaskState {
+    /// Every state, in the order a task usually meets them.
+    pub const ALL: [TaskState; 6] = [
+        TaskState::Pending,
+        TaskState::Active,
+        TaskState::Scheduled,
+        TaskState::Retry,
+        TaskState::Archived,
+        TaskState::Completed,
+    ];
+
+    /// The name used in Redis, the CLI and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Active => "active",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Retry => "retry",
+            TaskState::Archived => "archived",
+            TaskState::Completed => "completed",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown task state {s:?}: expected one of pending, active, scheduled, retry, archived, completed"
+                )
+            })
+    }
+}
+
+/// Why an attempt failed. Each class is counted and shown separately, and
+/// decides whether the task is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The handler returned a failure and asked for a retry.
+    HandlerError,
+    /// The handler gave up: no retry can help.
+    GaveUp,
+    /// The payload did not decode into what the handler expects.
+    BadPayload,
+    /// The instance used up its fuel.
+    OutOfFuel,
+    /// The attempt ran past its timeout or the task's deadline.
+    Timeout,
+    /// The instance tried to grow its memory past its cap.
+    OutOfMemory,
+    /// The instance overflowed its stack.
+    StackOverflow,
+    /// The handler panicked.
+    Panic,
+    /// Any other trap of the instance.
+    Trap,
+    /// The result was larger than the plugin may return.
+    ResultTooLarge,
+    /// No loaded plugin handles the task's type.
+    NoHandler,
+    /// The worker holding the task stopped renewing its lease (it crashed,
+    /// froze or lost Redis), so the task was taken back.
+    LeaseExpired,
+    /// The task was cancelled while it ran.
+    Cancelled,
+}
+
+impl FailureKind {
+    /// Whether a failure of this class may be retried. Classes where the
+    /// same input can only fail again the same way are archived at once.
+    pub fn is_retryable(self) -> bool {
+        !matches!(
+            self,
+            FailureKind::GaveUp
+                | FailureKind::BadPayload
+                | FailureKind::ResultTooLarge
+                | FailureKind::Cancelled
+        )
+    }
+
+    /// The kebab-case name used in Redis, metrics and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::HandlerError => "handler-error",
+            FailureKind::GaveUp => "gave-up",
+            FailureKind::BadPayload => "bad-payload",
+            FailureKind::OutOfFuel => "out-of-fuel",
+            FailureKind::Timeout => "timeout",
+            FailureKind::OutOfMemory => "out-of-memory",
+            FailureKind::StackOverflow => "stack-overflow",
+            FailureKind::Panic => "panic",
+            FailureKind::Trap => "trap",
+            FailureKind::ResultTooLarge => "result-too-large",
+            FailureKind::NoHandler => "no-handler",
+            FailureKind::LeaseExpired => "lease-expired",
+            FailureKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed attempt: what failed and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// The class of failure.
+    pub kind: FailureKind,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl TaskFailure {
+    /// A failure of the given class.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        TaskFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// The last error of a task, as stored with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// The class of failure.
+    pub kind: FailureKind,
+    /// What happened.
+    pub message: String,
+    /// The attempt that failed.
+    pub attempt: u32,
+    /// When it failed (unix ms).
+    pub at_ms: i64,
+}

@@ -1,0 +1,261 @@
+//! One task from lease to settlement: run it in its plugin's sandbox, then
+//! record the outcome (completed, retry, archived or put back).
+//!
+//! Recording an outcome is retried while Redis is unreachable, for as long
+//! as the lease holds; after that the task's lease expires, another worker
+//! takes it back, and it runs again (at-least-once delivery).
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::SeedableRng;
+
+use super::Shared;
+use super::lease::{CancelReason, RunningTask};
+use crate::broker::{self, LeasedTask};
+use crate::sandbox::{Invocation, TaskLabel};
+use crate::task::{ErrorRecord, FailureKind, TaskFailure};
+
+/// Runs one leased task and records its outcome.
+pub async fn execute(shared: &Shared, task: LeasedTask, token: String) {
+    let message = &task.message;
+    let running = shared
+        .running
+        .register(&message.queue, &message.id, &token, shared.config.lease);
+    let started = Instant::now();
+    let outcome = attempt(shared, &task, &running).await;
+    settle(shared, &task, &running, outcome, started.elapsed()).await;
+    shared.running.unregister(&message.queue, &message.id);
+}
+
+/// Runs the attempt in the sandbox of the plugin for the task's type.
+async fn attempt(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+) -> Result<Vec<u8>, TaskFailure> {
+    let message = &task.message;
+    let remaining = match message.deadline_ms {
+        Some(deadline) => {
+            let left = deadline - now_ms();
+            if left <= 0 {
+                return Err(TaskFailure::new(
+                    FailureKind::Timeout,
+                    "the task's deadline passed before this attempt could start",
+                ));
+            }
+            Some(Duration::from_millis(left as u64))
+        }
+        None => None,
+    };
+    let plugins = shared.plugins.current();
+    let Some(plugin) = plugins.for_type(&message.task_type) else {
+        let served = plugins.task_types();
+        return Err(TaskFailure::new(
+            FailureKind::NoHandler,
+            format!(
+                "no plugin handles task type {:?} (this worker serves: {}); deploy a plugin for it, and the retry will pick it up",
+                message.task_type,
+                if served.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    served.join(", ")
+                }
+            ),
+        ));
+    };
+    let limits = plugin
+        .limits
+        .narrowed(message.timeout_ms.map(Duration::from_millis), remaining);
+    let label = TaskLabel {
+        plugin: plugin.manifest.name.clone(),
+        task_id: message.id.clone(),
+        task_type: message.task_type.clone(),
+        attempt: task.attempt,
+    };
+    let invocation = Invocation {
+        id: &message.id,
+        task_type: &message.task_type,
+        payload: message.payload.get().as_bytes(),
+        queue: &message.queue,
+        attempt: task.attempt,
+        max_retry: message.max_retry,
+    };
+    let outcome = shared
+        .sandbox
+        .run(
+            &plugin.prepared,
+            label,
+            invocation,
+            &limits,
+            &running.cancel,
+        )
+        .await;
+    tracing::trace!(
+        id = message.id,
+        instantiate_us = outcome.instantiate_time.as_micros() as u64,
+        fuel = outcome.fuel_used,
+        "attempt measured"
+    );
+    outcome.result
+}
+
+/// Records the outcome of an attempt.
+async fn settle(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+    outcome: Result<Vec<u8>, TaskFailure>,
+    took: Duration,
+) {
+    let message = &task.message;
+    let (queue, id, task_type, attempt) = (
+        &message.queue,
+        &message.id,
+        &message.task_type,
+        task.attempt,
+    );
+    let ms = took.as_secs_f64() * 1000.0;
+    match running.reason() {
+        Some(CancelReason::LeaseLost) => {
+            tracing::info!(
+                queue,
+                id,
+                "dropping this attempt's outcome: its lease was lost and another worker owns the task"
+            );
+            return;
+        }
+        Some(CancelReason::Shutdown) if outcome.is_err() => {
+            if record(shared, running, "put back", || {
+                shared.broker.requeue(message, &running.token)
+            })
+            .await
+            {
+                shared
+                    .counters
+                    .requeued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    queue,
+                    id,
+                    task_type,
+                    "stopped by shutdown and put back at the head of its queue"
+                );
+            }
+            return;
+        }
+        _ => {}
+    }
+    match outcome {
+        Ok(result) => {
+            if record(shared, running, "completion", || {
+                shared.broker.complete(message, &running.token, &result)
+            })
+            .await
+            {
+                shared
+                    .counters
+                    .completed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(queue, id, task_type, attempt, ms, "task completed");
+            }
+        }
+        Err(failure) => {
+            shared
+                .counters
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let error = ErrorRecord {
+                kind: failure.kind,
+                message: failure.message.clone(),
+                attempt,
+                at_ms: now_ms(),
+            };
+            let deadline_passed = message
+                .deadline_ms
+                .is_some_and(|deadline| deadline <= now_ms());
+            let retries_left = attempt <= message.max_retry;
+            if failure.kind.is_retryable() && retries_left && !deadline_passed {
+                let delay = shared
+                    .config
+                    .backoff
+                    .delay(attempt, &mut rand::rngs::StdRng::from_os_rng());
+                if record(shared, running, "retry", || {
+                    shared.broker.retry(message, &running.token, delay, &error)
+                })
+                .await
+                {
+                    tracing::info!(
+                        queue, id, task_type, attempt, kind = %failure.kind, error = failure.message,
+                        retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
+                        "attempt failed; will retry"
+                    );
+                }
+            } else {
+                let why = if !failure.kind.is_retryable() {
+                    "not retryable"
+                } else if deadline_passed {
+                    "deadline passed"
+                } else {
+                    "no retries left"
+                };
+                let archived = record(shared, running, "archive", || {
+                    shared.broker.archive(
+                        queue,
+                        id,
+                        &running.token,
+                        &error,
+                        message.unique_key.as_deref(),
+                        shared.config.archive,
+                    )
+                })
+                .await;
+                if archived {
+                    tracing::warn!(queue, id, task_type, attempt, kind = %failure.kind, error = failure.message, why, "task archived");
+                }
+            }
+        }
+    }
+}
+
+/// Runs a write, retrying while Redis is unreachable and the lease holds.
+/// Returns whether it was recorded.
+async fn record<F, Fut>(shared: &Shared, running: &RunningTask, what: &str, write: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), broker::Error>>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Ok(()) => {
+                shared.outage.recovered();
+                return true;
+            }
+            Err(broker::Error::LeaseLost { queue, id }) => {
+                tracing::info!(
+                    queue,
+                    id,
+                    what,
+                    "not recorded: the lease was lost and another worker owns the task"
+                );
+                return false;
+            }
+            Err(err) if err.is_unreachable() && Instant::now() + delay < running.lease_until() => {
+                shared.outage.failed(&err);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => {
+                tracing::error!(%err, what, "could not record the outcome; the lease will expire and the task will run again");
+                return false;
+            }
+        }
+    }
+}
+
+/// Unix ms by this machine's clock, for deadlines (which producers give as
+/// absolute times).
+fn now_ms() -> i64 {
+    crate::broker::unix_ms(SystemTime::now())
+}

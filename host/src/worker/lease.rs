@@ -1,0 +1,162 @@
+//! The tasks a worker is running, and the loop that keeps their leases.
+//!
+//! Every running task is registered with its lease token and a
+//! cancellation token. The keeper extends all leases every third of the
+//! lease time; a task whose lease was lost (it expired and another worker
+//! took the task) is stopped at once, since its outcome would be dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+
+/// Why a running task was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The worker is shutting down: the task goes back to pending.
+    Shutdown,
+    /// The lease was lost: another worker owns the task now.
+    LeaseLost,
+}
+
+/// One running task.
+pub struct RunningTask {
+    /// The lease token it was leased under.
+    pub token: String,
+    /// Fires to stop the task's instance.
+    pub cancel: CancellationToken,
+    /// Why it was stopped, set once before `cancel` fires.
+    reason: OnceLock<CancelReason>,
+    /// Until when the lease is known to hold (worker clock).
+    lease_until: Mutex<Instant>,
+}
+
+impl RunningTask {
+    /// Stops the task for `reason` (the first reason given wins).
+    pub fn stop(&self, reason: CancelReason) {
+        let _ = self.reason.set(reason);
+        self.cancel.cancel();
+    }
+
+    /// Why the task was stopped, if it was.
+    pub fn reason(&self) -> Option<CancelReason> {
+        self.reason.get().copied()
+    }
+
+    /// Until when the lease is known to hold.
+    pub fn lease_until(&self) -> Instant {
+        // A plain Instant behind the lock: never left half-written.
+        *self.lease_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn extended(&self, until: Instant) {
+        *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+}
+
+/// The registry of running tasks, by (queue, id).
+#[derive(Default)]
+pub struct Running {
+    tasks: Mutex<HashMap<(String, String), Arc<RunningTask>>>,
+}
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<RunningTask>>> {
+        // Entries are inserted and removed whole: a panic elsewhere cannot
+        // leave the map inconsistent.
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a task that was just leased for `lease`.
+    pub fn register(
+        &self,
+        queue: &str,
+        id: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Arc<RunningTask> {
+        let task = Arc::new(RunningTask {
+            token: token.to_string(),
+            cancel: CancellationToken::new(),
+            reason: OnceLock::new(),
+            lease_until: Mutex::new(Instant::now() + lease),
+        });
+        self.lock()
+            .insert((queue.to_string(), id.to_string()), task.clone());
+        task
+    }
+
+    /// Forgets a finished task.
+    pub fn unregister(&self, queue: &str, id: &str) {
+        self.lock().remove(&(queue.to_string(), id.to_string()));
+    }
+
+    /// How many tasks are running.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Stops every running task. Returns how many.
+    pub fn cancel_all(&self, reason: CancelReason) -> usize {
+        let tasks = self.lock();
+        for task in tasks.values() {
+            task.stop(reason);
+        }
+        tasks.len()
+    }
+
+    /// The running tasks grouped by queue, as (id, token) pairs.
+    fn held_by_queue(&self) -> HashMap<String, Vec<(String, String)>> {
+        let mut held: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for ((queue, id), task) in self.lock().iter() {
+            held.entry(queue.clone())
+                .or_default()
+                .push((id.clone(), task.token.clone()));
+        }
+        held
+    }
+
+    fn get(&self, queue: &str, id: &str) -> Option<Arc<RunningTask>> {
+        self.lock()
+            .get(&(queue.to_string(), id.to_string()))
+            .cloned()
+    }
+}
+
+/// Extends the leases of running tasks until `stop`.
+pub async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
+    let lease = shared.config.lease;
+    let period = (lease / 3).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        for (queue, held) in shared.running.held_by_queue() {
+            let asked_at = Instant::now();
+            match shared.broker.extend_leases(&queue, lease, &held).await {
+                Ok(lost) => {
+                    shared.outage.recovered();
+                    for (id, _) in &held {
+                        if let Some(task) = shared.running.get(&queue, id) {
+                            if lost.contains(id) {
+                                tracing::warn!(
+                                    queue,
+                                    id,
+                                    "lease lost (it expired and the task was taken back): stopping this attempt"
+                                );
+                                task.stop(CancelReason::LeaseLost);
+                            } else {
+                                task.extended(asked_at + lease);
+                            }
+                        }
+                    }
+                }
+                Err(err) => shared.outage.failed(&err),
+            }
+        }
+    }
+}

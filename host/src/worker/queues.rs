@@ -1,0 +1,160 @@
+//! Which queues a worker serves, and in what order it asks them for work.
+
+use rand::Rng;
+
+use crate::broker::Error;
+use crate::broker::keys::validate_queue_name;
+
+/// The queues a worker serves with their priorities.
+///
+/// Weighted (the default): on each fetch, queues are tried in a random order
+/// in which a queue comes first with a probability proportional to its
+/// weight, so over many tasks each queue gets its share of the work while
+/// none starves. Strict: always in descending weight, so a lower queue is
+/// only served while every higher one is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSelection {
+    queues: Vec<(String, u32)>,
+    strict: bool,
+}
+
+impl QueueSelection {
+    /// One queue, alone.
+    pub fn single(queue: &str) -> Self {
+        QueueSelection {
+            queues: vec![(queue.to_string(), 1)],
+            strict: false,
+        }
+    }
+
+    /// Parses `critical=6,default=3,low=1` (a name alone has weight 1).
+    pub fn parse(spec: &str, strict: bool) -> Result<Self, Error> {
+        let mut queues: Vec<(String, u32)> = Vec::new();
+        for part in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            let (name, weight) = match part.split_once('=') {
+                Some((name, weight)) => {
+                    let weight: u32 = weight.trim().parse().map_err(|_| {
+                        Error::InvalidTask(format!(
+                            "queue weight {weight:?} in {part:?} is not a whole number; write NAME=WEIGHT, e.g. critical=6"
+                        ))
+                    })?;
+                    (name.trim(), weight)
+                }
+                None => (part, 1),
+            };
+            validate_queue_name(name)?;
+            if weight == 0 {
+                return Err(Error::InvalidTask(format!(
+                    "queue {name:?} has weight 0 and would never be served; give it at least 1 or leave it out"
+                )));
+            }
+            if queues.iter().any(|(existing, _)| existing == name) {
+                return Err(Error::InvalidTask(format!(
+                    "queue {name:?} is listed twice"
+                )));
+            }
+            queues.push((name.to_string(), weight));
+        }
+        if queues.is_empty() {
+            return Err(Error::InvalidTask(
+                "no queues to serve: pass --queues NAME[=WEIGHT],...".into(),
+            ));
+        }
+        if strict {
+            // A stable sort keeps the given order among equal weights.
+            queues.sort_by(|a, b| b.1.cmp(&a.1));
+        }
+        Ok(QueueSelection { queues, strict })
+    }
+
+    /// The queue names, in the order given (strict: by priority).
+    pub fn names(&self) -> Vec<String> {
+        self.queues.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Whether priorities are strict.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// The order in which to try the queues for one fetch.
+    pub fn fetch_order(&self, rng: &mut impl Rng) -> Vec<&str> {
+        if self.strict || self.queues.len() == 1 {
+            return self.queues.iter().map(|(name, _)| name.as_str()).collect();
+        }
+        let mut remaining: Vec<&(String, u32)> = self.queues.iter().collect();
+        let mut order = Vec::with_capacity(remaining.len());
+        while !remaining.is_empty() {
+            let total: u32 = remaining.iter().map(|(_, weight)| weight).sum();
+            let mut pick = rng.random_range(0..total);
+            let index = remaining
+                .iter()
+                .position(|(_, weight)| {
+                    if pick < *weight {
+                        true
+                    } else {
+                        pick -= weight;
+                        false
+                    }
+                })
+                .expect("pick is below the total weight");
+            order.push(remaining.remove(index).0.as_str());
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn weights_parse_and_bad_specs_are_explained() {
+        let selection = QueueSelection::parse("critical=6, default=3,low", false).unwrap();
+        assert_eq!(selection.names(), ["critical", "default", "low"]);
+        for (spec, needle) in [
+            ("a=x", "not a whole number"),
+            ("a=0", "weight 0"),
+            ("a,a", "twice"),
+            ("", "no queues"),
+            ("bad{name}", "braces"),
+        ] {
+            let err = QueueSelection::parse(spec, false).unwrap_err().to_string();
+            assert!(err.contains(needle), "{spec:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn strict_orders_by_descending_weight() {
+        let selection = QueueSelection::parse("low=1,critical=6,default=3", true).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for _ in 0..10 {
+            assert_eq!(
+                selection.fetch_order(&mut rng),
+                ["critical", "default", "low"]
+            );
+        }
+    }
+
+    #[test]
+    fn weighted_order_puts_each_queue_first_in_proportion_to_its_weight() {
+        let selection = QueueSelection::parse("critical=6,default=3,low=1", false).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut firsts = std::collections::HashMap::new();
+        let rounds = 10_000;
+        for _ in 0..rounds {
+            let order = selection.fetch_order(&mut rng);
+            assert_eq!(order.len(), 3);
+            *firsts.entry(order[0]).or_insert(0) += 1;
+        }
+        let share = |q: &str| f64::from(firsts[q]) / f64::from(rounds);
+        assert!((share("critical") - 0.6).abs() < 0.03, "{firsts:?}");
+        assert!((share("default") - 0.3).abs() < 0.03, "{firsts:?}");
+        assert!((share("low") - 0.1).abs() < 0.03, "{firsts:?}");
+    }
+}

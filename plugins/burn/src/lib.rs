@@ -1,0 +1,56 @@
+//! Task type `burn`: hashes for about `ms` milliseconds of wall-clock time.
+//!
+//! Payload: `{"ms": 50}`. Stands in for a CPU-bound task: it chains SHA-256
+//! over a 4 KiB buffer until the time is up and returns how many rounds it
+//! ran and the final digest.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmq_guest::{Failure, Handler, Task};
+
+#[derive(Deserialize)]
+struct Params {
+    ms: u64,
+}
+
+#[derive(Serialize)]
+struct Burned {
+    rounds: u64,
+    digest: String,
+}
+
+struct Burn;
+
+impl Handler for Burn {
+    type Payload = Params;
+    type Output = Burned;
+
+    fn handle(task: &Task, params: Params) -> Result<Burned, Failure> {
+        let budget = Duration::from_millis(params.ms);
+        let started = Instant::now();
+        let mut block = [0u8; 4096];
+        block[..task.id.len().min(4096)]
+            .copy_from_slice(&task.id.as_bytes()[..task.id.len().min(4096)]);
+        let mut rounds = 0u64;
+        let mut digest = [0u8; 32];
+        while started.elapsed() < budget || rounds == 0 {
+            for _ in 0..64 {
+                block[..32].copy_from_slice(&digest);
+                digest = Sha256::digest(block).into();
+                rounds += 1;
+            }
+        }
+        Ok(Burned {
+            rounds,
+            digest: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+}
+
+wasmq_guest::plugin! {
+    handler: Burn,
+    name: "burn",
+    task_types: ["burn"],
+}
