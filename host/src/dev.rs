@@ -116,15 +116,15 @@ impl RedisServer {
             if ping(self.port) {
                 return Ok(());
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    self.child = None;
-                    return Err(io::Error::other(format!(
-                        "redis-server exited ({status}) on port {}: {}",
-                        self.port,
-                        self.log_tail()
-                    )));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Err(io::Error::other(format!(
+                    "redis-server exited ({status}) on port {}: {}",
+                    self.port,
+                    self.log_tail()
+                )));
             }
             if Instant::now() > deadline {
                 self.kill();

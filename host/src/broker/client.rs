@@ -185,15 +185,14 @@ impl NewTask {
 
     fn validate(&self, max_payload_bytes: usize) -> Result<(), Error> {
         validate_queue_name(&self.queue)?;
-        if let Some(id) = &self.id {
-            if id.is_empty()
+        if let Some(id) = &self.id
+            && (id.is_empty()
                 || id.len() > MAX_ID_BYTES
-                || id.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(Error::InvalidTask(format!(
-                    "task id {id:?} must be 1 to {MAX_ID_BYTES} bytes with no whitespace"
-                )));
-            }
+                || id.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Error::InvalidTask(format!(
+                "task id {id:?} must be 1 to {MAX_ID_BYTES} bytes with no whitespace"
+            )));
         }
         let size = self.payload.get().len();
         if size > max_payload_bytes {

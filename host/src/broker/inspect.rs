@@ -25,7 +25,53 @@ pub struct TaskInfo {
     pub state_time_ms: Option<i64>,
 }
 
+/// How many tasks a queue holds in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Waiting to be fetched.
+    pub pending: u64,
+    /// Leased and running.
+    pub active: u64,
+    /// Waiting for their time.
+    pub scheduled: u64,
+    /// Waiting for their next attempt.
+    pub retry: u64,
+    /// Failed for good.
+    pub archived: u64,
+    /// Done, kept for their retention.
+    pub completed: u64,
+}
+
+impl QueueCounts {
+    /// Tasks not yet finished: pending, active, scheduled or retry.
+    pub fn unfinished(&self) -> u64 {
+        self.pending + self.active + self.scheduled + self.retry
+    }
+}
+
 impl Broker {
+    /// Counts the tasks of a queue in each state.
+    pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, Error> {
+        let keys = self.queue_keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.llen(keys.pending())
+            .zcard(keys.active())
+            .zcard(keys.scheduled())
+            .zcard(keys.retry())
+            .zcard(keys.archived())
+            .zcard(keys.completed());
+        let (pending, active, scheduled, retry, archived, completed) =
+            self.query_pipeline(&pipe).await?;
+        Ok(QueueCounts {
+            pending,
+            active,
+            scheduled,
+            retry,
+            archived,
+            completed,
+        })
+    }
+
     /// Reads one task of `queue`.
     pub async fn task_info(&self, queue: &str, id: &str) -> Result<Option<TaskInfo>, Error> {
         let keys = self.queue_keys(queue);

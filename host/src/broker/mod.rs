@@ -32,7 +32,7 @@ use redis::{Script, ScriptInvocation, Value};
 pub(crate) use client::unix_ms;
 pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued, NewTask};
 pub use error::Error;
-pub use inspect::TaskInfo;
+pub use inspect::{QueueCounts, TaskInfo};
 pub use keys::QueueKeys;
 pub use notify::listen;
 

@@ -81,7 +81,7 @@ pub struct RedisArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
     /// Fuel per attempt (about one unit per Wasm instruction).
-    #[arg(long, default_value_t = 10_000_000_000, value_name = "UNITS")]
+    #[arg(long, default_value_t = 100_000_000_000, value_name = "UNITS")]
     pub fuel: u64,
     /// The longest an attempt may run (a task's own --timeout can only
     /// shorten it).

@@ -80,10 +80,10 @@ fn find_custom_section(wasm: &[u8], name: &str) -> Result<Option<Vec<u8>>, Plugi
         let payload = payload.map_err(|err| {
             PluginError::Manifest(format!("the component cannot be parsed: {err}"))
         })?;
-        if let Payload::CustomSection(reader) = payload {
-            if reader.name() == name {
-                return Ok(Some(reader.data().to_vec()));
-            }
+        if let Payload::CustomSection(reader) = payload
+            && reader.name() == name
+        {
+            return Ok(Some(reader.data().to_vec()));
         }
     }
     Ok(None)

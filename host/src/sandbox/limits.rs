@@ -22,7 +22,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            fuel: Some(10_000_000_000),
+            fuel: Some(100_000_000_000),
             timeout: Duration::from_secs(60),
             memory_bytes: 128 * 1024 * 1024,
             max_result_bytes: 1024 * 1024,

@@ -89,7 +89,7 @@ pub fn check_world(engine: &Engine, component: &Component) -> Result<(), LoadErr
         .map(|(name, _)| name.to_string())
         .collect();
     let wanted = format!("{HANDLER_INTERFACE}@{WORLD_VERSION}");
-    if exports.iter().any(|name| *name == wanted) {
+    if exports.contains(&wanted) {
         return Ok(());
     }
     if let Some(other) = exports

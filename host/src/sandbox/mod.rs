@@ -265,10 +265,7 @@ impl Sandbox {
         // timeout also covers time spent inside host calls.
         let grace = self.config.epoch_tick * 10;
         let raced = tokio::select! {
-            outcome = tokio::time::timeout(limits.timeout + grace, call) => match outcome {
-                Ok(called) => Some(called),
-                Err(_elapsed) => None,
-            },
+            outcome = tokio::time::timeout(limits.timeout + grace, call) => outcome.ok(),
             _ = cancel.cancelled() => {
                 // Give the guest the chance to be interrupted at its next
                 // tick; if it is inside a host call, drop it now.

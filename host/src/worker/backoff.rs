@@ -5,10 +5,11 @@ use std::time::Duration;
 use rand::Rng;
 
 /// The retry delay policy of a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Backoff {
     /// `n^4 + 15 + rand(0..30) * (n + 1)` seconds after the n-th failure:
     /// the curve Sidekiq and Asynq use, from 15 s up to days.
+    #[default]
     Polynomial,
     /// `base * 2^(n-1)` after the n-th failure, capped at `max`, with up to
     /// 25% random jitter added: for tests and latency-sensitive queues.
@@ -20,11 +21,7 @@ pub enum Backoff {
     },
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::Polynomial
-    }
-}
+
 
 impl Backoff {
     /// The delay after the `failures`-th failed attempt (1-based).

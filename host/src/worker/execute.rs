@@ -73,31 +73,38 @@ async fn attempt(
         task_type: message.task_type.clone(),
         attempt: task.attempt,
     };
-    let invocation = Invocation {
-        id: &message.id,
-        task_type: &message.task_type,
-        payload: message.payload.get().as_bytes(),
-        queue: &message.queue,
-        attempt: task.attempt,
-        max_retry: message.max_retry,
-    };
-    let outcome = shared
-        .sandbox
-        .run(
-            &plugin.prepared,
-            label,
-            invocation,
-            &limits,
-            &running.cancel,
-        )
-        .await;
-    tracing::trace!(
-        id = message.id,
-        instantiate_us = outcome.instantiate_time.as_micros() as u64,
-        fuel = outcome.fuel_used,
-        "attempt measured"
-    );
-    outcome.result
+    let sandbox = shared.sandbox.clone();
+    let plugin = plugin.clone();
+    let message = message.clone();
+    let (attempt, cancel) = (task.attempt, running.cancel.clone());
+    let run = shared.executor.spawn(async move {
+        let invocation = Invocation {
+            id: &message.id,
+            task_type: &message.task_type,
+            payload: message.payload.get().as_bytes(),
+            queue: &message.queue,
+            attempt,
+            max_retry: message.max_retry,
+        };
+        sandbox
+            .run(&plugin.prepared, label, invocation, &limits, &cancel)
+            .await
+    });
+    match run.await {
+        Ok(outcome) => {
+            tracing::trace!(
+                id = task.message.id,
+                instantiate_us = outcome.instantiate_time.as_micros() as u64,
+                fuel = outcome.fuel_used,
+                "attempt measured"
+            );
+            outcome.result
+        }
+        Err(err) => Err(TaskFailure::new(
+            FailureKind::Trap,
+            format!("the sandbox failed unexpectedly: {err}"),
+        )),
+    }
 }
 
 /// Records the outcome of an attempt.

@@ -11,6 +11,10 @@
 //! - housekeeping takes back tasks whose worker died (expired leases) and
 //!   trims completed tasks, unique locks and the archive.
 //!
+//! Wasm instances run on a tokio runtime of their own, so that guests
+//! burning CPU can never starve the loops above (a lease that is not renewed
+//! in time would hand a healthy task to another worker).
+//!
 //! On shutdown the worker stops fetching, lets running tasks finish for up
 //! to `shutdown_timeout`, then stops the rest and puts them back at the head
 //! of their queues: nothing is lost. If Redis is unreachable then, their
@@ -64,6 +68,10 @@ pub struct WorkerConfig {
     pub idle_poll: Duration,
     /// This worker's name, the prefix of its lease tokens.
     pub worker_id: String,
+    /// Threads that run Wasm instances (default: one per CPU). They are
+    /// separate from the threads that talk to Redis, so that busy guests
+    /// never delay lease renewals.
+    pub sandbox_threads: usize,
 }
 
 impl WorkerConfig {
@@ -79,6 +87,7 @@ impl WorkerConfig {
             archive: ArchiveLimits::default(),
             idle_poll: Duration::from_secs(1),
             worker_id: default_worker_id(),
+            sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -115,6 +124,9 @@ struct Counters {
 struct Shared {
     broker: Broker,
     sandbox: Arc<Sandbox>,
+    /// Where Wasm instances run: a runtime of its own (see
+    /// `WorkerConfig::sandbox_threads`).
+    executor: tokio::runtime::Handle,
     plugins: Plugins,
     config: WorkerConfig,
     running: Running,
@@ -130,9 +142,17 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Summary {
+    let executor = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.sandbox_threads.max(1))
+        .thread_name("wasmq-sandbox")
+        .enable_all()
+        .build()
+        // Fails only when the OS refuses to create threads, at start.
+        .expect("the sandbox runtime starts");
     let shared = Arc::new(Shared {
         broker: broker.clone(),
         sandbox,
+        executor: executor.handle().clone(),
         plugins,
         running: Running::default(),
         counters: Counters::default(),
@@ -190,6 +210,8 @@ pub async fn run(
     }
     stop_background.cancel();
     while background.join_next().await.is_some() {}
+    // Every execution has finished: nothing runs on the sandbox runtime.
+    executor.shutdown_background();
 
     let summary = Summary {
         completed: shared.counters.completed.load(Ordering::Relaxed),

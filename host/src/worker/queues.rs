@@ -66,7 +66,7 @@ impl QueueSelection {
         }
         if strict {
             // A stable sort keeps the given order among equal weights.
-            queues.sort_by(|a, b| b.1.cmp(&a.1));
+            queues.sort_by_key(|(_, weight)| std::cmp::Reverse(*weight));
         }
         Ok(QueueSelection { queues, strict })
     }

@@ -1,1 +1,50 @@
+//! Test support shared by wasmq's end-to-end tests: the plugins of
+//! `plugins/`, built once by this crate's build script, and directories
+//! holding chosen ones for a worker's `--plugins`.
 
+use std::path::{Path, PathBuf};
+
+include!(concat!(env!("OUT_DIR"), "/components.rs"));
+
+/// A temporary directory holding copies of chosen plugin components, for a
+/// worker's `--plugins DIR`. Removed on drop.
+pub struct PluginDir {
+    dir: tempfile::TempDir,
+}
+
+impl PluginDir {
+    /// A directory with the given components (paths from the constants).
+    pub fn with(components: &[&str]) -> PluginDir {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmq-plugins-")
+            .tempdir()
+            .expect("a temporary directory can be created");
+        for component in components {
+            let source = Path::new(component);
+            let name = source.file_name().expect("a component path names a file");
+            std::fs::copy(source, dir.path().join(name)).expect("the component can be copied");
+        }
+        PluginDir { dir }
+    }
+
+    /// Adds a file with arbitrary contents (e.g. a malformed plugin).
+    pub fn add_file(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("the plugin directory is writable");
+        path
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Where tests cache compiled components: shared by every test (entries
+/// are content-addressed and written atomically), so each plugin is
+/// compiled once per build.
+pub fn component_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasmq-test-cache")
+        .to_path_buf()
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests: real redis-server processes, the real example plugins
+//! built from `plugins/`, and the real `wasmq` binary where a user would
+//! run it. Each test starts its own Redis on a free loopback port.
+
+mod support;
+
+// Tasks flow from producers through workers to completion or the archive.
+mod flow;
+// Task ids and unique locks refuse duplicates, and free them again.
+mod dedup;
+// Runaway plugins fail their own tasks, never the worker.
+mod runaway;
+// Crashed, frozen or stopped workers lose no task.
+mod recovery;
+// Bad input gets an error that names the problem.
+mod errors;

@@ -1,0 +1,128 @@
+use std::time::Duration;
+
+use wasmq::{NewTask, TaskState};
+use wasmq_testkit::{BURN_COMPONENT, PluginDir};
+
+use crate::support::{Env, wait_until};
+
+fn burn_tasks(count: usize, ms: u64) -> Vec<NewTask> {
+    (0..count)
+        .map(|_| NewTask::new("burn", format!(r#"{{"ms":{ms}}}"#)).unwrap())
+        .collect()
+}
+
+/// kill -9 of a worker with tasks in flight: once their leases expire, a
+/// second worker completes every one of them. Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_killed_worker_are_completed_by_another() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[BURN_COMPONENT]);
+    let ids: Vec<String> = env
+        .client
+        .enqueue_batch(burn_tasks(12, 3000))
+        .await
+        .into_iter()
+        .map(|outcome| outcome.unwrap().id)
+        .collect();
+    let mut first = env.worker(plugins.path(), &["--concurrency", "4", "--lease", "1s"]);
+    wait_until(
+        Duration::from_secs(20),
+        "the first worker to lease 4 tasks",
+        || async { env.counts("default").await.active == 4 },
+    )
+    .await;
+    first.kill9();
+    assert_eq!(
+        env.counts("default").await.active,
+        4,
+        "the killed worker's tasks are still leased"
+    );
+
+    let _second = env.worker(plugins.path(), &["--concurrency", "12", "--lease", "1s"]);
+    wait_until(
+        Duration::from_secs(60),
+        "every task to complete",
+        || async { env.counts("default").await.completed == 12 },
+    )
+    .await;
+    let counts = env.counts("default").await;
+    assert_eq!(counts.unfinished() + counts.archived, 0, "{counts:?}");
+    let mut recovered = 0;
+    for id in &ids {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(info.state, TaskState::Completed);
+        if info.attempts == 2 {
+            recovered += 1;
+            assert_eq!(
+                info.last_error.unwrap().kind,
+                wasmq::FailureKind::LeaseExpired
+            );
+        }
+    }
+    assert_eq!(recovered, 4, "exactly the 4 tasks in flight were run twice");
+}
+
+/// SIGTERM with tasks in flight: the worker stops within its shutdown
+/// timeout, puts the unfinished tasks back at the head of the queue (their
+/// attempt not counted), and a second worker completes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_puts_running_tasks_back_and_loses_nothing() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[BURN_COMPONENT]);
+    let ids: Vec<String> = env
+        .client
+        .enqueue_batch(burn_tasks(6, 5_000))
+        .await
+        .into_iter()
+        .map(|outcome| outcome.unwrap().id)
+        .collect();
+    let mut worker = env.worker(
+        plugins.path(),
+        &["--concurrency", "3", "--shutdown-timeout", "1s"],
+    );
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(20),
+        "the worker to lease 3 tasks",
+        |c| c.active == 3,
+    )
+    .await;
+    worker.signal(libc::SIGTERM);
+    let status = worker
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("the worker exits soon after its shutdown timeout");
+    let log = worker.log();
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert_eq!(
+        log.matches("put back at the head of its queue").count(),
+        3,
+        "{log}"
+    );
+    let counts = env.counts("default").await;
+    assert_eq!((counts.pending, counts.active), (6, 0), "{counts:?}");
+    for id in &ids {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(
+            (info.state, info.attempts),
+            (TaskState::Pending, 0),
+            "task {id}"
+        );
+    }
+
+    let _second = env.worker(plugins.path(), &["--concurrency", "6"]);
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(60),
+        "every task to complete",
+        |c| c.completed == 6,
+    )
+    .await;
+    for id in &ids {
+        assert_eq!(
+            env.task("default", id).await.unwrap().attempts,
+            1,
+            "task {id}"
+        );
+    }
+}

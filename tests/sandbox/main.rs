@@ -1,0 +1,258 @@
+//! Sandbox tests: the example plugins run directly in the library's
+//! sandbox (no Redis), checking limits and the classification of failures.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wasmq::FailureKind;
+use wasmq::plugins::Plugin;
+use wasmq::sandbox::{ComponentCache, Invocation, Limits, Sandbox, SandboxConfig, TaskLabel};
+use wasmq_testkit::{
+    BURN_COMPONENT, ECHO_COMPONENT, FLAKY_COMPONENT, LOOP_COMPONENT, THUMBNAIL_COMPONENT,
+};
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        max_instances: 16,
+        ..SandboxConfig::default()
+    })
+    .unwrap()
+}
+
+fn load(sandbox: &Sandbox, component: &str, limits: Limits) -> Plugin {
+    let cache = ComponentCache::new(wasmq_testkit::component_cache_dir());
+    Plugin::load_file(sandbox, Path::new(component), limits, Some(&cache)).unwrap()
+}
+
+async fn run(
+    sandbox: &Sandbox,
+    plugin: &Plugin,
+    task_type: &str,
+    payload: &str,
+    attempt: u32,
+) -> Result<Vec<u8>, wasmq::task::TaskFailure> {
+    let label = TaskLabel {
+        plugin: plugin.manifest.name.clone(),
+        task_id: "t1".into(),
+        task_type: task_type.into(),
+        attempt,
+    };
+    let invocation = Invocation {
+        id: "t1",
+        task_type,
+        payload: payload.as_bytes(),
+        queue: "default",
+        attempt,
+        max_retry: 3,
+    };
+    sandbox
+        .run(
+            &plugin.prepared,
+            label,
+            invocation,
+            &plugin.limits,
+            &CancellationToken::new(),
+        )
+        .await
+        .result
+}
+
+/// The manifest embedded by the SDK's macro names the plugin and its types.
+#[test]
+fn manifests_name_each_example_plugin_and_its_task_types() {
+    let sandbox = sandbox();
+    for (component, name, types) in [
+        (ECHO_COMPONENT, "echo", vec!["echo"]),
+        (FLAKY_COMPONENT, "flaky", vec!["flaky"]),
+        (LOOP_COMPONENT, "loop", vec!["loop"]),
+        (BURN_COMPONENT, "burn", vec!["burn"]),
+        (THUMBNAIL_COMPONENT, "thumbnail", vec!["thumbnail:make"]),
+    ] {
+        let plugin = load(&sandbox, component, Limits::default());
+        assert_eq!(plugin.manifest.name, name);
+        assert_eq!(plugin.manifest.task_types, types);
+        assert_eq!(plugin.manifest.version, "0.1.0");
+    }
+}
+
+/// Each task gets a fresh instance: echo returns exactly its payload.
+#[tokio::test]
+async fn echo_returns_its_payload() {
+    let sandbox = sandbox();
+    let plugin = load(&sandbox, ECHO_COMPONENT, Limits::default());
+    for payload in [r#"{"a":1}"#, "[1,2,3]", r#""text""#] {
+        let result = run(&sandbox, &plugin, "echo", payload, 1).await.unwrap();
+        assert_eq!(String::from_utf8(result).unwrap(), payload);
+    }
+}
+
+/// The thumbnail plugin does real work on a real picture.
+#[tokio::test]
+async fn thumbnail_makes_a_png_of_the_requested_size() {
+    let sandbox = sandbox();
+    let plugin = load(&sandbox, THUMBNAIL_COMPONENT, Limits::default());
+    let result = run(
+        &sandbox,
+        &plugin,
+        "thumbnail:make",
+        r#"{"width":64,"generate":{"width":640,"height":480}}"#,
+        1,
+    )
+    .await
+    .unwrap();
+    let result: serde_json::Value = serde_json::from_slice(&result).unwrap();
+    assert_eq!(result["width"], 64);
+    assert_eq!(result["height"], 48, "the aspect ratio is kept");
+    assert_eq!(
+        (
+            result["source_width"].as_u64(),
+            result["source_height"].as_u64()
+        ),
+        (Some(640), Some(480))
+    );
+    assert!(
+        result["png_base64"]
+            .as_str()
+            .unwrap()
+            .starts_with("iVBORw0KGgo"),
+        "a PNG signature"
+    );
+}
+
+/// A memory bomb is stopped by the memory cap and reported as such.
+#[tokio::test]
+async fn a_picture_too_big_for_the_memory_cap_fails_as_out_of_memory() {
+    let sandbox = sandbox();
+    let limits = Limits {
+        memory_bytes: 8 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let plugin = load(&sandbox, THUMBNAIL_COMPONENT, limits);
+    let failure = run(
+        &sandbox,
+        &plugin,
+        "thumbnail:make",
+        r#"{"width":64,"generate":{"width":4000,"height":3000}}"#,
+        1,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::OutOfMemory, "{failure}");
+    assert!(
+        failure.message.contains("over its cap of 8388608 bytes"),
+        "{failure}"
+    );
+}
+
+/// Runaway code is stopped by fuel, or by the deadline when fuel is ample.
+#[tokio::test]
+async fn an_endless_loop_is_stopped_by_fuel_or_by_time() {
+    let sandbox = sandbox();
+    let fuel_bound = load(
+        &sandbox,
+        LOOP_COMPONENT,
+        Limits {
+            fuel: Some(10_000_000),
+            ..Limits::default()
+        },
+    );
+    let failure = run(&sandbox, &fuel_bound, "loop", "{}", 1)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::OutOfFuel, "{failure}");
+
+    let time_bound = load(
+        &sandbox,
+        LOOP_COMPONENT,
+        Limits {
+            fuel: Some(u64::MAX),
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    );
+    let failure = run(&sandbox, &time_bound, "loop", "{}", 1)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
+}
+
+/// A cancelled task stops at once and says so.
+#[tokio::test]
+async fn cancelling_stops_a_running_instance() {
+    let sandbox = sandbox();
+    let plugin = load(
+        &sandbox,
+        LOOP_COMPONENT,
+        Limits {
+            fuel: Some(u64::MAX),
+            timeout: Duration::from_secs(60),
+            ..Limits::default()
+        },
+    );
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stopper.cancel();
+    });
+    let label = TaskLabel {
+        plugin: "loop".into(),
+        task_id: "t".into(),
+        task_type: "loop".into(),
+        attempt: 1,
+    };
+    let invocation = Invocation {
+        id: "t",
+        task_type: "loop",
+        payload: b"{}",
+        queue: "default",
+        attempt: 1,
+        max_retry: 0,
+    };
+    let outcome = sandbox
+        .run(&plugin.prepared, label, invocation, &plugin.limits, &cancel)
+        .await;
+    assert_eq!(outcome.result.unwrap_err().kind, FailureKind::Cancelled);
+}
+
+/// Handler failures keep their class: retry, and bad payloads.
+#[tokio::test]
+async fn handler_failures_are_classified() {
+    let sandbox = sandbox();
+    let plugin = load(&sandbox, FLAKY_COMPONENT, Limits::default());
+    let failure = run(&sandbox, &plugin, "flaky", r#"{"fail_times":2}"#, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::HandlerError);
+    let result = run(&sandbox, &plugin, "flaky", r#"{"fail_times":2}"#, 3)
+        .await
+        .unwrap();
+    assert_eq!(result, br#"{"succeeded_on_attempt":3}"#);
+    let failure = run(&sandbox, &plugin, "flaky", r#"{"nope":1}"#, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::BadPayload);
+    assert!(
+        failure.message.contains("missing field `fail_times`"),
+        "{failure}"
+    );
+}
+
+/// A result over the plugin's cap is refused.
+#[tokio::test]
+async fn a_result_over_the_cap_is_refused() {
+    let sandbox = sandbox();
+    let plugin = load(
+        &sandbox,
+        ECHO_COMPONENT,
+        Limits {
+            max_result_bytes: 10,
+            ..Limits::default()
+        },
+    );
+    let failure = run(&sandbox, &plugin, "echo", r#"{"long":"0123456789"}"#, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::ResultTooLarge);
+}
