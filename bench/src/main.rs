@@ -66,7 +66,12 @@ async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         ..SandboxConfig::default()
     })?;
     let cache = ComponentCache::new(wasmq_testkit::component_cache_dir());
-    let echo = Plugin::load_file(&sandbox, Path::new(wasmq_testkit::ECHO_COMPONENT), Limits::default(), Some(&cache))?;
+    let echo = Plugin::load_file(
+        &sandbox,
+        Path::new(wasmq_testkit::ECHO_COMPONENT),
+        Limits::default(),
+        Some(&cache),
+    )?;
     let plugins = Plugins::new(PluginSet::new(vec![echo])?);
     let mut config = WorkerConfig::new(QueueSelection::single("default"));
     config.concurrency = concurrency;
@@ -90,7 +95,12 @@ async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let drain_time = drain_started.elapsed();
     stop.cancel();
     let summary = worker.await?;
-    anyhow::ensure!(summary.completed as usize == args.tasks, "completed {} of {}", summary.completed, args.tasks);
+    anyhow::ensure!(
+        summary.completed as usize == args.tasks,
+        "completed {} of {}",
+        summary.completed,
+        args.tasks
+    );
 
     println!(
         "{}",

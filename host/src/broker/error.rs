@@ -90,6 +90,17 @@ pub enum Error {
         id: String,
     },
 
+    /// The task already finished (archived or completed).
+    #[error(
+        "task {id} in queue {queue:?} has already finished (archived or completed): nothing to cancel"
+    )]
+    TaskFinished {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: String,
+    },
+
     /// The task (or its options) is not acceptable.
     #[error("{0}")]
     InvalidTask(String),

@@ -39,6 +39,7 @@ pub struct QueueKeys {
     name: String,
     keys: Vec<String>,
     notify: String,
+    cancel: String,
 }
 
 impl QueueKeys {
@@ -53,6 +54,7 @@ impl QueueKeys {
             name: queue.to_string(),
             keys,
             notify: format!("wasmq:{{{queue}}}:notify"),
+            cancel: format!("wasmq:{{{queue}}}:cancel"),
         }
     }
 
@@ -69,6 +71,11 @@ impl QueueKeys {
     /// The channel idle workers listen on for new work.
     pub fn notify_channel(&self) -> &str {
         &self.notify
+    }
+
+    /// The channel that carries the ids of cancelled tasks.
+    pub fn cancel_channel(&self) -> &str {
+        &self.cancel
     }
 
     fn part(&self, part: &str) -> &str {

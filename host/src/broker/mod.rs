@@ -34,7 +34,7 @@ pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, En
 pub use error::Error;
 pub use inspect::{QueueCounts, TaskInfo};
 pub use keys::QueueKeys;
-pub use notify::listen;
+pub use notify::{QueueEvent, listen};
 
 use crate::task::{ErrorRecord, TaskMessage, TaskState};
 use scripts::SCRIPTS;
@@ -211,6 +211,10 @@ impl Broker {
                 id: id.unwrap_or_default().to_string(),
             }),
             Err(err) if err.code() == Some("ACTIVE") => Err(Error::TaskActive {
+                queue: queue.to_string(),
+                id: id.unwrap_or_default().to_string(),
+            }),
+            Err(err) if err.code() == Some("FINISHED") => Err(Error::TaskFinished {
                 queue: queue.to_string(),
                 id: id.unwrap_or_default().to_string(),
             }),
@@ -439,6 +443,25 @@ impl Broker {
         let keys = self.queue_keys(queue);
         let mut invocation = invocation(&SCRIPTS.delete, &keys);
         invocation.arg(id);
+        let state: Option<String> = self.run(queue, Some(id), &invocation).await?;
+        state.map(|s| s.parse().map_err(Error::Corrupt)).transpose()
+    }
+
+    /// Cancels a task that has not finished: it is archived with a
+    /// `cancelled` error; if it is running, its worker stops it at once.
+    /// Returns the state it was in, or `None` when there is no such task.
+    pub async fn cancel(
+        &self,
+        queue: &str,
+        id: &str,
+        limits: ArchiveLimits,
+    ) -> Result<Option<TaskState>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.cancel, &keys);
+        invocation
+            .arg(id)
+            .arg(limits.max_size)
+            .arg(millis(limits.max_age));
         let state: Option<String> = self.run(queue, Some(id), &invocation).await?;
         state.map(|s| s.parse().map_err(Error::Corrupt)).transpose()
     }

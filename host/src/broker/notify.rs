@@ -1,47 +1,74 @@
-//! Wakes idle workers the moment their queues get work.
+//! Tells workers, the moment it happens, that a queue has work or that a
+//! running task was cancelled.
 //!
 //! Scripts PUBLISH on `wasmq:{<queue>}:notify` when a queue goes from empty
-//! to not empty, when a due time earlier than any other is set, and when
-//! tasks are taken back. A listener per worker turns those messages into a
-//! wake-up of the worker's fetch loop, so an idle worker starts a new task
-//! within milliseconds without polling Redis.
+//! to not empty, when a due time earlier than any other is set, when tasks
+//! are taken back and when a queue is resumed; `cancel.lua` publishes the
+//! task id on `wasmq:{<queue>}:cancel`. A listener per worker turns those
+//! messages into [`QueueEvent`]s, so an idle worker starts a new task (or
+//! stops a cancelled one) within milliseconds, without polling Redis.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Broker, Error};
 
-/// Listens on the notify channels of `queues` until `shutdown`, calling
-/// `notify.notify_waiters()` on every message and after every
-/// (re)subscription, since messages published while disconnected are lost.
+/// Something a worker should react to now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueEvent {
+    /// A queue may have work: look again.
+    Work,
+    /// A task was cancelled: stop it if it runs here.
+    Cancel {
+        /// The task's queue.
+        queue: String,
+        /// The task's id.
+        id: String,
+    },
+}
+
+/// Listens to the channels of `queues` until `shutdown`, handing every event
+/// to `on_event`. After every (re)subscription it also sends a `Work` event,
+/// since messages published while disconnected are lost.
 pub async fn listen(
     broker: Broker,
     queues: Vec<String>,
-    notify: Arc<Notify>,
+    on_event: impl Fn(QueueEvent),
     shutdown: CancellationToken,
 ) {
-    let channels: Vec<String> = queues
-        .iter()
-        .map(|queue| broker.queue_keys(queue).notify_channel().to_string())
-        .collect();
+    let mut channels: Vec<(String, Option<String>)> = Vec::new();
+    for queue in &queues {
+        let keys = broker.queue_keys(queue);
+        channels.push((keys.notify_channel().to_string(), None));
+        channels.push((keys.cancel_channel().to_string(), Some(queue.clone())));
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
             let mut pubsub = broker.pubsub().await?;
-            for channel in &channels {
+            for (channel, _) in &channels {
                 pubsub
                     .subscribe(channel)
                     .await
                     .map_err(|err| Error::from_redis(broker.url(), err))?;
             }
-            notify.notify_waiters();
+            on_event(QueueEvent::Work);
             let mut messages = pubsub.on_message();
-            while messages.next().await.is_some() {
-                notify.notify_waiters();
+            while let Some(message) = messages.next().await {
+                let cancelled_in = channels
+                    .iter()
+                    .find(|(channel, _)| channel.as_str() == message.get_channel_name())
+                    .and_then(|(_, queue)| queue.clone());
+                match cancelled_in {
+                    Some(queue) => {
+                        if let Ok(id) = message.get_payload::<String>() {
+                            on_event(QueueEvent::Cancel { queue, id });
+                        }
+                    }
+                    None => on_event(QueueEvent::Work),
+                }
             }
             Ok::<(), Error>(())
         };

@@ -23,6 +23,7 @@ pub struct Scripts {
     pub reclaim: Script,
     pub trim: Script,
     pub delete: Script,
+    pub cancel: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -41,4 +42,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     reclaim: with_prelude(include_str!("scripts/reclaim.lua")),
     trim: with_prelude(include_str!("scripts/trim.lua")),
     delete: with_prelude(include_str!("scripts/delete.lua")),
+    cancel: with_prelude(include_str!("scripts/cancel.lua")),
 });

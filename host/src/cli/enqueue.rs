@@ -1,6 +1,7 @@
 //! `wasmq enqueue`: put one task on a queue.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -12,20 +13,32 @@ use super::parse::{self, Failure};
 
 /// Arguments of `wasmq enqueue`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With --file, each line of the file is one task as JSON:\n  \
+    {\"type\": \"echo\", \"payload\": {\"n\": 1}, \"queue\": \"default\", \"id\": \"t-1\", \"process_in\": \"10s\",\n   \
+    \"max_retry\": 5, \"timeout\": \"30s\", \"retention\": \"1h\", \"unique\": \"1m\"}\n\
+    Only \"type\" is required. Durations are text (\"10s\", \"1m30s\") or a number of seconds.\n\
+    Flags given with --file (--queue, --max-retry, --timeout, --retention, --unique, --in) apply to\n\
+    lines that do not set them. A bad line is reported by its number and the others still go in."
+)]
 pub struct EnqueueArgs {
     /// The task type, such as `email:send`; it selects the plugin that runs
     /// the task.
-    #[arg(value_name = "TYPE")]
-    pub task_type: String,
+    #[arg(value_name = "TYPE", required_unless_present = "file")]
+    pub task_type: Option<String>,
     /// The payload as JSON text (quote it for the shell), `@FILE` to read
     /// it from a file, or `-` to read it from stdin.
     #[arg(value_name = "PAYLOAD", default_value = "{}")]
     pub payload: String,
+    /// Enqueue every task of a JSON Lines file (`-` for stdin) instead, in
+    /// pipelined batches, with a progress bar on a terminal.
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["task_type", "id", "at", "deadline"])]
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub redis: RedisArgs,
     /// The queue to put the task on.
-    #[arg(long, short = 'q', default_value = wasmq::broker::DEFAULT_QUEUE)]
-    pub queue: String,
+    #[arg(long, short = 'q')]
+    pub queue: Option<String>,
     /// A task id of your choosing; enqueuing the same id again in the same
     /// queue is refused while the first task is kept.
     #[arg(long)]
@@ -36,9 +49,10 @@ pub struct EnqueueArgs {
     /// Run the task no sooner than this time, e.g. 2026-11-22T03:00:00Z.
     #[arg(long, value_parser = parse::time, value_name = "TIME")]
     pub at: Option<SystemTime>,
-    /// Retries after the first attempt before the task is archived.
-    #[arg(long = "max-retry", default_value_t = wasmq::broker::DEFAULT_MAX_RETRY, value_name = "N")]
-    pub max_retry: u32,
+    /// Retries after the first attempt before the task is archived
+    /// [default: 25].
+    #[arg(long = "max-retry", value_name = "N")]
+    pub max_retry: Option<u32>,
     /// How long one attempt may run (the plugin's own limit still applies).
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
@@ -46,9 +60,10 @@ pub struct EnqueueArgs {
     /// earlier wins.
     #[arg(long, value_parser = parse::time, value_name = "TIME")]
     pub deadline: Option<SystemTime>,
-    /// How long the completed task and its result are kept (0s: not kept).
-    #[arg(long, default_value = "10m", value_parser = parse::duration, value_name = "DURATION")]
-    pub retention: Duration,
+    /// How long the completed task and its result are kept (0s: not kept)
+    /// [default: 10m].
+    #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
+    pub retention: Option<Duration>,
     /// Refuse this task while an equal one (same queue, type and payload)
     /// enqueued less than DURATION ago is still held; the lock is released
     /// early when that task completes, is archived or is deleted.
@@ -59,38 +74,60 @@ pub struct EnqueueArgs {
     pub json: bool,
 }
 
+impl EnqueueArgs {
+    /// Applies the option flags to a task.
+    pub fn apply_defaults(&self, mut task: NewTask) -> NewTask {
+        if let Some(queue) = &self.queue {
+            task = task.queue(queue);
+        }
+        if let Some(retries) = self.max_retry {
+            task = task.max_retry(retries);
+        }
+        if let Some(retention) = self.retention {
+            task = task.retention(retention);
+        }
+        if let Some(delay) = self.process_in {
+            task = task.process_in(delay);
+        }
+        if let Some(timeout) = self.timeout {
+            task = task.timeout(timeout);
+        }
+        if let Some(ttl) = self.unique {
+            task = task.unique(ttl);
+        }
+        task
+    }
+}
+
 /// Runs `wasmq enqueue`.
 pub async fn run(args: EnqueueArgs) -> Result<(), Failure> {
+    if let Some(file) = &args.file {
+        return super::batch::run(&args, file).await;
+    }
+    let task_type = args
+        .task_type
+        .clone()
+        .expect("clap requires TYPE unless --file is given");
     let payload = read_payload(&args.payload)?;
-    let mut task = NewTask::new(&args.task_type, payload)?
-        .queue(&args.queue)
-        .max_retry(args.max_retry)
-        .retention(args.retention);
+    let mut task = args.apply_defaults(NewTask::new(&task_type, payload)?);
     if let Some(id) = &args.id {
         task = task.id(id);
-    }
-    if let Some(delay) = args.process_in {
-        task = task.process_in(delay);
     }
     if let Some(at) = args.at {
         task = task.process_at(at);
     }
-    if let Some(timeout) = args.timeout {
-        task = task.timeout(timeout);
-    }
     if let Some(deadline) = args.deadline {
         task = task.deadline(deadline);
     }
-    if let Some(ttl) = args.unique {
-        task = task.unique(ttl);
-    }
+    let queue = args
+        .queue
+        .clone()
+        .unwrap_or_else(|| wasmq::broker::DEFAULT_QUEUE.to_string());
     let client = Client::connect(&args.redis.url).await?;
-    let enqueued = client.enqueue(task).await.with_context(|| {
-        format!(
-            "enqueue of a {:?} task on queue {:?} refused",
-            args.task_type, args.queue
-        )
-    })?;
+    let enqueued = client
+        .enqueue(task)
+        .await
+        .with_context(|| format!("enqueue of a {task_type:?} task on queue {queue:?} refused"))?;
     if args.json {
         println!(
             "{}",
@@ -99,8 +136,8 @@ pub async fn run(args: EnqueueArgs) -> Result<(), Failure> {
     } else {
         println!("{}", enqueued.id);
         eprintln!(
-            "enqueued {} task {} on queue {:?} ({})",
-            args.task_type, enqueued.id, enqueued.queue, enqueued.state
+            "enqueued {task_type} task {} on queue {:?} ({})",
+            enqueued.id, enqueued.queue, enqueued.state
         );
     }
     Ok(())

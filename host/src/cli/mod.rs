@@ -2,9 +2,11 @@
 //! lives in a file of its own; errors carry context here and are turned
 //! into exit codes by `main`.
 
+mod batch;
 mod dev;
 mod enqueue;
 mod parse;
+mod queue;
 mod task;
 mod worker;
 
@@ -67,6 +69,9 @@ pub enum Command {
     /// Look at and manage single tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Manage queues: pause and resume them.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
 }
 
 /// How to reach Redis; every command that talks to Redis takes it.
@@ -109,5 +114,6 @@ pub async fn run(cli: Cli) -> Result<(), parse::Failure> {
         Command::Worker(args) => worker::run(args).await,
         Command::Enqueue(args) => enqueue::run(args).await,
         Command::Task(command) => task::run(command).await,
+        Command::Queue(command) => queue::run(command).await,
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use wasmq::broker::{Broker, TaskInfo};
+use wasmq::broker::{ArchiveLimits, Broker, TaskInfo};
 
 use super::RedisArgs;
 use super::parse::Failure;
@@ -15,6 +15,10 @@ pub enum TaskCommand {
     /// Delete a task that is not running, with its record and unique lock,
     /// which frees its id for reuse.
     Delete(DeleteArgs),
+    /// Cancel a task that has not finished. A running task's worker stops
+    /// its instance at once; the task is archived with a `cancelled` error
+    /// (and its unique lock released).
+    Cancel(DeleteArgs),
 }
 
 /// Arguments of `wasmq task show`.
@@ -32,7 +36,7 @@ pub struct ShowArgs {
     pub redis: RedisArgs,
 }
 
-/// Arguments of `wasmq task delete`.
+/// Arguments of `wasmq task delete` and `wasmq task cancel`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// The task id.
@@ -49,6 +53,7 @@ pub async fn run(command: TaskCommand) -> Result<(), Failure> {
     match command {
         TaskCommand::Show(args) => show(args).await,
         TaskCommand::Delete(args) => delete(args).await,
+        TaskCommand::Cancel(args) => cancel(args).await,
     }
 }
 
@@ -74,6 +79,29 @@ async fn delete(args: DeleteArgs) -> Result<(), Failure> {
     match state {
         Some(state) => {
             println!("deleted {} task {} from queue {queue:?}", state, args.id);
+            Ok(())
+        }
+        None => Err(Failure::not_found(format!(
+            "task {} is already gone from queue {queue:?}",
+            args.id
+        ))),
+    }
+}
+
+async fn cancel(args: DeleteArgs) -> Result<(), Failure> {
+    let broker = Broker::connect(&args.redis.url).await?;
+    let info = find(&broker, &args.id, args.queue.as_deref()).await?;
+    let queue = &info.message.queue;
+    let state = broker
+        .cancel(queue, &args.id, ArchiveLimits::default())
+        .await
+        .with_context(|| format!("cancelling task {} in queue {queue:?}", args.id))?;
+    match state {
+        Some(state) => {
+            println!(
+                "cancelled {} task {} in queue {queue:?}; it is archived as cancelled",
+                state, args.id
+            );
             Ok(())
         }
         None => Err(Failure::not_found(format!(

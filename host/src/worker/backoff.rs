@@ -21,8 +21,6 @@ pub enum Backoff {
     },
 }
 
-
-
 impl Backoff {
     /// The delay after the `failures`-th failed attempt (1-based).
     pub fn delay(&self, failures: u32, rng: &mut impl Rng) -> Duration {

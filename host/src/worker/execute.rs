@@ -132,6 +132,15 @@ async fn settle(
             );
             return;
         }
+        Some(CancelReason::Cancelled) => {
+            tracing::info!(
+                queue,
+                id,
+                task_type,
+                "stopped: the task was cancelled (and archived as such)"
+            );
+            return;
+        }
         Some(CancelReason::Shutdown) if outcome.is_err() => {
             if record(shared, running, "put back", || {
                 shared.broker.requeue(message, &running.token)

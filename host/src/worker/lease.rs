@@ -20,6 +20,9 @@ pub enum CancelReason {
     Shutdown,
     /// The lease was lost: another worker owns the task now.
     LeaseLost,
+    /// The task was cancelled (`wasmq task cancel`), which already recorded
+    /// it as archived.
+    Cancelled,
 }
 
 /// One running task.
@@ -119,7 +122,8 @@ impl Running {
         held
     }
 
-    fn get(&self, queue: &str, id: &str) -> Option<Arc<RunningTask>> {
+    /// The running task `id` of `queue`, if it runs here.
+    pub fn get(&self, queue: &str, id: &str) -> Option<Arc<RunningTask>> {
         self.lock()
             .get(&(queue.to_string(), id.to_string()))
             .cloned()

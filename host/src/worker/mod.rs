@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub use backoff::Backoff;
 pub use queues::QueueSelection;
 
-use crate::broker::{self, ArchiveLimits, Broker, LeasedTask};
+use crate::broker::{self, ArchiveLimits, Broker, LeasedTask, QueueEvent};
 use crate::plugins::Plugins;
 use crate::sandbox::Sandbox;
 use lease::{CancelReason, Running};
@@ -164,10 +164,22 @@ pub async fn run(
     let notify = Arc::new(Notify::new());
 
     let mut background = JoinSet::new();
+    let events = {
+        let (shared, notify) = (shared.clone(), notify.clone());
+        move |event| match event {
+            QueueEvent::Work => notify.notify_waiters(),
+            QueueEvent::Cancel { queue, id } => {
+                if let Some(task) = shared.running.get(&queue, &id) {
+                    tracing::info!(queue, id, "task cancelled: stopping it");
+                    task.stop(CancelReason::Cancelled);
+                }
+            }
+        }
+    };
     background.spawn(broker::listen(
         broker.clone(),
         shared.config.queues.names(),
-        notify.clone(),
+        events,
         stop_background.clone(),
     ));
     background.spawn(lease::keep_leases(shared.clone(), stop_background.clone()));

@@ -20,8 +20,9 @@
 -- KEYS[14] -> wasmq:{<queue>}:unique_until  ZSET unique key -> lock expiry (server ms)
 -- KEYS[15] -> wasmq:{<queue>}:paused        STRING, present while the queue is paused
 --
--- Workers are woken by a PUBLISH on wasmq:{<queue>}:notify (KEYS[1] with
--- its last part replaced): a channel, not a key.
+-- Workers are woken by a PUBLISH on wasmq:{<queue>}:notify, and told of
+-- cancelled tasks on wasmq:{<queue>}:cancel (KEYS[1] with its last part
+-- replaced): channels, not keys.
 --
 -- All times are the Redis server's clock (TIME), in milliseconds, so that
 -- workers with skewed clocks agree on leases and due times.

@@ -1,0 +1,292 @@
+//! `wasmq enqueue --file`: enqueue every task of a JSON Lines file, in
+//! pipelined batches, reporting bad lines by number while the rest go in.
+
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use wasmq::broker::{self, Enqueued};
+use wasmq::{Client, NewTask};
+
+use super::enqueue::EnqueueArgs;
+use super::parse::{self, ExitCode, Failure};
+
+/// Tasks per batch handed to the client (which sends them in script calls
+/// of a few hundred).
+const BATCH: usize = 1000;
+/// Batches in flight at once on the multiplexed connection.
+const IN_FLIGHT: usize = 4;
+
+/// One line of the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    #[serde(rename = "type")]
+    task_type: String,
+    payload: Option<Box<RawValue>>,
+    queue: Option<String>,
+    id: Option<String>,
+    process_in: Option<Seconds>,
+    process_at: Option<String>,
+    max_retry: Option<u32>,
+    timeout: Option<Seconds>,
+    deadline: Option<String>,
+    retention: Option<Seconds>,
+    unique: Option<Seconds>,
+}
+
+/// A duration as text (`"10s"`) or a number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Number(f64),
+    Text(String),
+}
+
+impl Seconds {
+    fn duration(&self, field: &str) -> Result<Duration, String> {
+        match self {
+            Seconds::Number(seconds) if *seconds >= 0.0 && seconds.is_finite() => {
+                Ok(Duration::from_secs_f64(*seconds))
+            }
+            Seconds::Number(seconds) => {
+                Err(format!("`{field}` must not be negative, not {seconds}"))
+            }
+            Seconds::Text(text) => parse::duration(text).map_err(|err| format!("`{field}`: {err}")),
+        }
+    }
+}
+
+impl Line {
+    /// The task this line describes, with the command's flags as defaults.
+    fn into_task(self, defaults: &EnqueueArgs) -> Result<NewTask, String> {
+        let payload = self
+            .payload
+            .map_or_else(|| "{}".to_string(), |raw| raw.get().to_string());
+        let mut task = defaults
+            .apply_defaults(NewTask::new(&self.task_type, payload).map_err(|err| err.to_string())?);
+        if let Some(queue) = self.queue {
+            task = task.queue(queue);
+        }
+        if let Some(id) = self.id {
+            task = task.id(id);
+        }
+        if let Some(delay) = self.process_in {
+            task = task.process_in(delay.duration("process_in")?);
+        }
+        if let Some(at) = self.process_at {
+            task = task.process_at(time(&at, "process_at")?);
+        }
+        if let Some(retries) = self.max_retry {
+            task = task.max_retry(retries);
+        }
+        if let Some(timeout) = self.timeout {
+            task = task.timeout(timeout.duration("timeout")?);
+        }
+        if let Some(deadline) = self.deadline {
+            task = task.deadline(time(&deadline, "deadline")?);
+        }
+        if let Some(retention) = self.retention {
+            task = task.retention(retention.duration("retention")?);
+        }
+        if let Some(ttl) = self.unique {
+            task = task.unique(ttl.duration("unique")?);
+        }
+        Ok(task)
+    }
+}
+
+fn time(text: &str, field: &str) -> Result<SystemTime, String> {
+    parse::time(text).map_err(|err| format!("`{field}`: {err}"))
+}
+
+/// What happened to the lines of the file.
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: u64,
+    duplicates: u64,
+    invalid: u64,
+    /// (line number, error) of every refused line.
+    errors: Vec<(u64, String)>,
+    /// Set when Redis went away: the remaining lines were not sent.
+    unreachable: Option<broker::Error>,
+}
+
+impl Tally {
+    fn refuse(&mut self, line: u64, error: String, duplicate: bool, progress: &ProgressBar) {
+        if duplicate {
+            self.duplicates += 1;
+        } else {
+            self.invalid += 1;
+        }
+        progress.suspend(|| eprintln!("line {line}: {error}"));
+        self.errors.push((line, error));
+    }
+
+    fn record(
+        &mut self,
+        line: u64,
+        outcome: Result<Enqueued, broker::Error>,
+        progress: &ProgressBar,
+    ) {
+        match outcome {
+            Ok(_) => self.accepted += 1,
+            Err(err) if err.is_unreachable() => {
+                if self.unreachable.is_none() {
+                    self.unreachable = Some(err);
+                }
+            }
+            Err(
+                err @ (broker::Error::DuplicateId { .. } | broker::Error::DuplicateUnique { .. }),
+            ) => self.refuse(line, err.to_string(), true, progress),
+            Err(err) => self.refuse(line, err.to_string(), false, progress),
+        }
+        progress.set_message(format!(
+            "{} accepted, {} refused",
+            self.accepted,
+            self.duplicates + self.invalid
+        ));
+    }
+}
+
+/// Runs `wasmq enqueue --file`.
+pub async fn run(args: &EnqueueArgs, file: &Path) -> Result<(), Failure> {
+    let (reader, size): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let opened =
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let size = opened.metadata().ok().map(|meta| meta.len());
+        (Box::new(opened), size)
+    };
+    let client = Client::connect(&args.redis.url).await?;
+    let progress = progress_bar(size);
+
+    let mut tally = Tally::default();
+    let mut batch: Vec<(u64, NewTask)> = Vec::with_capacity(BATCH);
+    let mut pending_batches = futures::stream::FuturesOrdered::new();
+    let mut number = 0u64;
+    for line in BufReader::new(reader).lines() {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        number += 1;
+        progress.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Line>(&line)
+            .map_err(|err| format!("not a task: {err}"))
+            .and_then(|parsed| parsed.into_task(args))
+        {
+            Ok(task) => batch.push((number, task)),
+            Err(err) => tally.refuse(number, err, false, &progress),
+        }
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            pending_batches.push_back(send(&client, full));
+        }
+        // Keep up to IN_FLIGHT batches on the wire; settle the oldest first.
+        while pending_batches.len() >= IN_FLIGHT {
+            if let Some(done) = pending_batches.next().await {
+                settle(&mut tally, done, &progress);
+            }
+        }
+        if tally.unreachable.is_some() {
+            break;
+        }
+    }
+    if tally.unreachable.is_none() && !batch.is_empty() {
+        pending_batches.push_back(send(&client, batch));
+    }
+    while let Some(done) = pending_batches.next().await {
+        settle(&mut tally, done, &progress);
+    }
+    progress.finish_and_clear();
+    report(args, file, &tally)
+}
+
+type Sent = Vec<(u64, Result<Enqueued, broker::Error>)>;
+
+async fn send(client: &Client, batch: Vec<(u64, NewTask)>) -> Sent {
+    let (numbers, tasks): (Vec<u64>, Vec<NewTask>) = batch.into_iter().unzip();
+    let outcomes = client.enqueue_batch(tasks).await;
+    numbers.into_iter().zip(outcomes).collect()
+}
+
+fn settle(tally: &mut Tally, sent: Sent, progress: &ProgressBar) {
+    for (line, outcome) in sent {
+        tally.record(line, outcome, progress);
+    }
+}
+
+fn progress_bar(size: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match size {
+        Some(size) => ProgressBar::new(size),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        )
+        .expect("the template is valid"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn report(args: &EnqueueArgs, file: &Path, tally: &Tally) -> Result<(), Failure> {
+    let refused = tally.duplicates + tally.invalid;
+    if args.json {
+        let errors: Vec<_> = tally
+            .errors
+            .iter()
+            .map(|(line, error)| serde_json::json!({"line": line, "error": error}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "accepted": tally.accepted,
+                "refused": refused,
+                "duplicates": tally.duplicates,
+                "invalid": tally.invalid,
+                "errors": errors,
+            })
+        );
+    } else {
+        println!(
+            "{}: {} accepted, {} refused ({} duplicates, {} invalid)",
+            file.display(),
+            tally.accepted,
+            refused,
+            tally.duplicates,
+            tally.invalid
+        );
+    }
+    if let Some(err) = &tally.unreachable {
+        return Err(Failure {
+            code: ExitCode::Unreachable,
+            error: anyhow::anyhow!(
+                "{err}; stopped after {} accepted tasks, the rest of the file was not sent",
+                tally.accepted
+            ),
+        });
+    }
+    match (tally.invalid, tally.duplicates) {
+        (0, 0) => Ok(()),
+        (0, _) => Err(Failure {
+            code: ExitCode::Duplicate,
+            error: anyhow::anyhow!("{} lines were refused as duplicates", tally.duplicates),
+        }),
+        _ => Err(Failure {
+            code: ExitCode::Error,
+            error: anyhow::anyhow!("{refused} lines were refused (see above)"),
+        }),
+    }
+}
