@@ -1,13 +1,18 @@
-//! End-to-end throughput of wasmq: N no-op tasks through a real Redis, each
-//! run in a fresh instance of the `echo` plugin.
+//! wasmq's benchmarks and fault-injection run, against real redis-server
+//! processes.
 //!
 //! ```text
-//! cargo run --release -p wasmq-bench -- --tasks 20000 --concurrency 50
+//! cargo run --release -p wasmq-bench -- drain --tasks 20000 --concurrency 1,10,50,200
+//! bench/faults.sh                     # the fault-injection run behind RELIABILITY.md
 //! ```
 //!
-//! Starts a private redis-server, enqueues the tasks in batches (enqueue/s),
-//! then starts a worker in this process and measures how fast it drains the
-//! queue (processed/s). Prints one JSON line per run.
+//! `drain`: starts a private redis-server, enqueues no-op `echo` tasks in
+//! batches (enqueue/s), then starts a worker in this process and measures
+//! how fast it drains the queue (processed/s), each task in a fresh Wasm
+//! instance. Prints one JSON line per concurrency.
+//!
+//! `faults`: runs `wasmq_testkit::faults` (worker processes killed, frozen,
+//! Redis restarted) and prints its Markdown report.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +28,39 @@ use wasmq::worker::{QueueSelection, WorkerConfig};
 use wasmq::{Client, NewTask};
 
 #[derive(Debug, Parser)]
+enum Bench {
+    /// Drain rate of no-op tasks, each in a fresh Wasm instance.
+    Drain(Args),
+    /// The fault-injection run.
+    Faults(FaultArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FaultArgs {
+    /// The wasmq binary that runs the workers.
+    #[arg(long, default_value = "target/debug/wasmq")]
+    wasmq: std::path::PathBuf,
+    /// Tasks to run.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// Milliseconds each task hashes.
+    #[arg(long, default_value_t = 50)]
+    burn_ms: u64,
+    /// Worker processes.
+    #[arg(long, default_value_t = 3)]
+    workers: usize,
+    /// Concurrency per worker.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// SIGKILLs of a worker.
+    #[arg(long, default_value_t = 3)]
+    kills: usize,
+    /// Redis restarts.
+    #[arg(long, default_value_t = 1)]
+    redis_restarts: usize,
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Tasks per run.
     #[arg(long, default_value_t = 20_000)]
@@ -37,9 +75,32 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    for &concurrency in &args.concurrency {
-        run(&args, concurrency).await?;
+    match Bench::parse() {
+        Bench::Drain(args) => {
+            for &concurrency in &args.concurrency {
+                run(&args, concurrency).await?;
+            }
+        }
+        Bench::Faults(args) => {
+            let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
+                wasmq: args.wasmq,
+                tasks: args.tasks,
+                burn_ms: args.burn_ms,
+                workers: args.workers,
+                concurrency: args.concurrency,
+                lease: Duration::from_secs(2),
+                worker_kills: args.kills,
+                freeze_for: Duration::from_secs(6),
+                redis_restarts: args.redis_restarts,
+                timeout: Duration::from_secs(600),
+            })
+            .await;
+            print!("{}", report.markdown());
+            anyhow::ensure!(
+                report.lost == 0 && report.stuck_active == 0,
+                "tasks were lost or stuck"
+            );
+        }
     }
     Ok(())
 }

@@ -8,9 +8,13 @@ mod support;
 mod flow;
 // Task ids and unique locks refuse duplicates, and free them again.
 mod dedup;
+// Queue semantics: priorities, pause, cancel, timeouts, retention, locks, files.
+mod semantics;
 // Runaway plugins fail their own tasks, never the worker.
 mod runaway;
 // Crashed, frozen or stopped workers lose no task.
 mod recovery;
+// Redis restarts, frozen workers, skewed clocks, and the fault-injection run.
+mod faults;
 // Bad input gets an error that names the problem.
 mod errors;

@@ -204,21 +204,24 @@ impl Broker {
         id: Option<&str>,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, Error> {
+        let task = || (queue.to_string(), id.unwrap_or_default().to_string());
         match invocation.invoke_async(&mut self.conn()).await {
             Ok(value) => Ok(value),
-            Err(err) if err.code() == Some("LEASE_LOST") => Err(Error::LeaseLost {
-                queue: queue.to_string(),
-                id: id.unwrap_or_default().to_string(),
-            }),
-            Err(err) if err.code() == Some("ACTIVE") => Err(Error::TaskActive {
-                queue: queue.to_string(),
-                id: id.unwrap_or_default().to_string(),
-            }),
-            Err(err) if err.code() == Some("FINISHED") => Err(Error::TaskFinished {
-                queue: queue.to_string(),
-                id: id.unwrap_or_default().to_string(),
-            }),
-            Err(err) => Err(self.redis_error(err)),
+            Err(err) => match script_error_name(&err) {
+                Some("LEASE_LOST") => {
+                    let (queue, id) = task();
+                    Err(Error::LeaseLost { queue, id })
+                }
+                Some("ACTIVE") => {
+                    let (queue, id) = task();
+                    Err(Error::TaskActive { queue, id })
+                }
+                Some("FINISHED") => {
+                    let (queue, id) = task();
+                    Err(Error::TaskFinished { queue, id })
+                }
+                _ => Err(self.redis_error(err)),
+            },
         }
     }
 
@@ -503,6 +506,17 @@ fn invocation<'a>(script: &'a Script, keys: &QueueKeys) -> ScriptInvocation<'a> 
         invocation.key(key);
     }
     invocation
+}
+
+/// The name of an error a script raised with `redis.error_reply(NAME)`.
+/// Redis 7 sends those as `ERR NAME`; older servers as `NAME`.
+fn script_error_name(err: &redis::RedisError) -> Option<&str> {
+    match err.code() {
+        Some(code) if code != "ERR" => Some(code),
+        _ => err
+            .detail()
+            .and_then(|detail| detail.split_whitespace().next()),
+    }
 }
 
 /// A duration in whole milliseconds, as scripts take them.

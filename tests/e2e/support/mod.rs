@@ -5,13 +5,14 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use wasmq::Client;
 use wasmq::broker::{Broker, QueueCounts, TaskInfo};
 use wasmq::dev::{RedisOptions, RedisServer};
+pub use wasmq_testkit::WasmqProcess;
 
 /// The freshly built `wasmq` binary.
 pub const WASMQ: &str = env!("CARGO_BIN_EXE_wasmq");
@@ -66,17 +67,30 @@ impl Env {
         done: impl Fn(&QueueCounts) -> bool,
     ) -> QueueCounts {
         let deadline = Instant::now() + timeout;
+        let mut last = None;
         loop {
-            let counts = self.counts(queue).await;
-            if done(&counts) {
-                return counts;
+            // Redis may be restarting: an error only means "not yet".
+            if let Ok(counts) = self.broker().queue_counts(queue).await {
+                if done(&counts) {
+                    return counts;
+                }
+                last = Some(counts);
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; last counts of {queue:?}: {counts:?}"
+                "timed out after {timeout:?} waiting for {what}; last counts of {queue:?}: {last:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A raw connection to this test's Redis, to look at keys directly.
+    pub async fn redis_connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis answers")
     }
 
     /// One task's record.
@@ -89,15 +103,27 @@ impl Env {
 
     /// Starts `wasmq worker` on this Redis with the plugins of `plugins`.
     pub fn worker(&self, plugins: &Path, extra: &[&str]) -> WasmqProcess {
-        let mut args = vec![
-            "worker".to_string(),
-            "--redis".into(),
-            self.url(),
-            "--plugins".into(),
-            plugins.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|arg| arg.to_string()));
-        WasmqProcess::spawn(&args)
+        self.worker_wrapped(&[], plugins, extra)
+    }
+
+    /// Starts `wasmq worker` under a wrapper command (e.g. `faketime
+    /// +1h`).
+    pub fn worker_wrapped(&self, wrapper: &[&str], plugins: &Path, extra: &[&str]) -> WasmqProcess {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = WasmqProcess::command(Path::new(program));
+                command.args(args).arg(WASMQ);
+                command
+            }
+            None => WasmqProcess::command(Path::new(WASMQ)),
+        };
+        command
+            .arg("worker")
+            .args(["--redis", &self.url()])
+            .arg("--plugins")
+            .arg(plugins)
+            .args(extra);
+        WasmqProcess::spawn(command)
     }
 
     /// Runs a `wasmq` command against this Redis to completion.
@@ -111,112 +137,10 @@ impl Env {
 
 /// Runs `wasmq` with `args` to completion.
 pub fn wasmq(args: &[String]) -> Output {
-    command()
+    WasmqProcess::command(Path::new(WASMQ))
         .args(args)
         .output()
         .expect("the wasmq binary runs")
-}
-
-fn command() -> Command {
-    let mut command = Command::new(WASMQ);
-    command
-        .env("WASMQ_CACHE_DIR", wasmq_testkit::component_cache_dir())
-        .env_remove("WASMQ_REDIS_URL")
-        .env_remove("RUST_LOG")
-        .env_remove("WASMQ_LOG");
-    command
-}
-
-/// A long-running `wasmq` process (a worker), killed when dropped. Its
-/// stderr goes to a log file that tests can read.
-pub struct WasmqProcess {
-    child: Option<Child>,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl WasmqProcess {
-    /// Starts `wasmq` with `args`.
-    pub fn spawn(args: &[String]) -> WasmqProcess {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let log = dir.path().join("wasmq.log");
-        let file = std::fs::File::create(&log).expect("the log file can be created");
-        let child = command()
-            .args(args)
-            .env("WASMQ_LOG", "info,wasmq::worker=debug")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("the wasmq binary starts");
-        WasmqProcess {
-            child: Some(child),
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().expect("the process was started").id() as i32
-    }
-
-    /// Everything the process logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends a signal.
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: signalling our own child process.
-        unsafe {
-            libc::kill(self.pid(), signal);
-        }
-    }
-
-    /// Kills the process with SIGKILL and reaps it.
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Waits up to `timeout` for the process to exit.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let child = self.child.as_mut()?;
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until the log contains `needle`.
-    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let log = &self.log;
-        wait_until(
-            timeout,
-            &format!("the worker to log {needle:?}"),
-            || async move {
-                std::fs::read_to_string(log)
-                    .unwrap_or_default()
-                    .contains(needle)
-            },
-        )
-        .await;
-    }
-}
-
-impl Drop for WasmqProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// Polls `condition` every 20ms until it holds; panics after `timeout`

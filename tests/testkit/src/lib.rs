@@ -1,8 +1,14 @@
-//! Test support shared by wasmq's end-to-end tests: the plugins of
-//! `plugins/`, built once by this crate's build script, and directories
-//! holding chosen ones for a worker's `--plugins`.
+//! Test support shared by wasmq's end-to-end tests and benchmarks: the
+//! plugins of `plugins/`, built once by this crate's build script;
+//! directories holding chosen ones for a worker's `--plugins`; `wasmq`
+//! child processes; and the fault-injection run.
+
+pub mod faults;
+mod process;
 
 use std::path::{Path, PathBuf};
+
+pub use process::WasmqProcess;
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
