@@ -33,6 +33,21 @@ enum Bench {
     Drain(Args),
     /// The fault-injection run.
     Faults(FaultArgs),
+    /// Tick precision of the cron scheduler.
+    Cron(CronArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CronArgs {
+    /// Every-second entries.
+    #[arg(long, default_value_t = 100)]
+    entries: usize,
+    /// Scheduler replicas (in this process).
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// How long to run.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
                 run(&args, concurrency).await?;
             }
         }
+        Bench::Cron(args) => cron(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,
@@ -170,6 +186,87 @@ async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "concurrency": concurrency,
             "enqueue_per_s": (args.tasks as f64 / enqueue_time.as_secs_f64()).round(),
             "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
+        })
+    );
+    Ok(())
+}
+
+/// Runs every-second cron entries through scheduler replicas and reports
+/// how long after its tick each tick's task was enqueued.
+async fn cron(args: &CronArgs) -> anyhow::Result<()> {
+    use wasmq::scheduler::{self, CronEntry, SchedulerConfig, TickRecord};
+
+    let redis = RedisServer::start().context("starting redis-server")?;
+    let client = Client::connect(&redis.url()).await?;
+    for n in 0..args.entries {
+        let entry: CronEntry = serde_json::from_value(serde_json::json!({
+            "name": format!("e{n}"),
+            "schedule": "* * * * * *",
+            "type": "poll",
+            "queue": "ticks",
+        }))?;
+        client
+            .broker()
+            .cron_put(&entry.name, &entry.to_json(), true)
+            .await?;
+    }
+    let stop = CancellationToken::new();
+    let replicas: Vec<_> = (0..args.replicas)
+        .map(|n| {
+            let config = SchedulerConfig {
+                host: format!("replica-{n}"),
+                ..SchedulerConfig::default()
+            };
+            tokio::spawn(scheduler::run(
+                client.broker().clone(),
+                config,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.cancel();
+    for replica in replicas {
+        replica.await?;
+    }
+
+    let mut delays: Vec<i64> = Vec::new();
+    let mut ticks = 0usize;
+    let mut duplicates = 0usize;
+    for n in 0..args.entries {
+        let records: Vec<TickRecord> = client
+            .broker()
+            .cron_history(&format!("e{n}"), 100_000)
+            .await?
+            .iter()
+            .map(|json| serde_json::from_str(json))
+            .collect::<Result<_, _>>()?;
+        let distinct: std::collections::HashSet<i64> =
+            records.iter().map(|record| record.tick_ms).collect();
+        duplicates += records.len() - distinct.len();
+        ticks += records.len();
+        delays.extend(records.iter().map(|record| record.at_ms - record.tick_ms));
+    }
+    delays.sort();
+    let percentile = |p: f64| {
+        delays
+            .get(((delays.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let tasks = client.broker().queue_counts("ticks").await?.pending;
+    println!(
+        "{}",
+        serde_json::json!({
+            "entries": args.entries,
+            "replicas": args.replicas,
+            "seconds": args.seconds,
+            "ticks": ticks,
+            "tasks": tasks,
+            "duplicates": duplicates,
+            "delay_ms_p50": percentile(0.5),
+            "delay_ms_p99": percentile(0.99),
+            "delay_ms_max": delays.last().copied().unwrap_or(0),
         })
     );
     Ok(())

@@ -14,6 +14,8 @@ program uses to enqueue tasks or to embed a worker.
 - [`plugins`]: plugin manifests, loading a plugin directory, routing task
   types to plugins.
 - [`worker`]: the fetch loop, concurrency, leases, retries and shutdown.
+- [`scheduler`]: cron entries fired exactly once per tick by any number of
+  replicas, and schedule files.
 - [`dev`]: the private redis-server that `wasmq dev` and the tests start.
 - `cli` (binary only): the `wasmq` command line.
 
@@ -41,6 +43,7 @@ pub mod broker;
 pub mod dev;
 pub mod plugins;
 pub mod sandbox;
+pub mod scheduler;
 pub mod task;
 pub mod worker;
 

@@ -38,6 +38,39 @@ pub struct TaskMessage {
     pub unique_key: Option<String>,
     /// When the producer enqueued it (unix ms, producer's clock).
     pub enqueued_at_ms: i64,
+    /// A fleet-wide cap on how many tasks sharing its key run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<ConcurrencyLimit>,
+}
+
+/// A fleet-wide concurrency limit: at most `max_running` tasks holding the
+/// same `key` run at once across every worker (a singleton when 1). A slot
+/// is held from the start of an attempt until it ends, but at least
+/// `lock_at_least_for` (minimum spacing) and at most `lock_at_most_for`
+/// (so a crashed holder cannot block the key forever), as in ShedLock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyLimit {
+    /// What the slots are shared by: `type:<task type>` or `cron:<entry>`.
+    pub key: String,
+    /// Tasks that may run at once.
+    pub max_running: u32,
+    /// The longest a slot is held, even if its holder never releases it.
+    pub lock_at_most_for_ms: u64,
+    /// The shortest a slot is held, even if its task ends sooner.
+    pub lock_at_least_for_ms: u64,
+    /// What a task does when every slot is held.
+    pub when_busy: WhenBusy,
+}
+
+/// What a task that finds no free slot does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenBusy {
+    /// It is not run: archived with a `slot-busy` error.
+    Skip,
+    /// It waits (in scheduled) and tries again after this many ms.
+    Delay(u64),
 }
 
 /// Where a task is in its life.
@@ -136,6 +169,9 @@ pub enum FailureKind {
     LeaseExpired,
     /// The task was cancelled while it ran.
     Cancelled,
+    /// Every slot of its concurrency limit was held, and its policy is to
+    /// skip (or, as a note on a delayed task, to wait).
+    SlotBusy,
 }
 
 impl FailureKind {
@@ -148,6 +184,7 @@ impl FailureKind {
                 | FailureKind::BadPayload
                 | FailureKind::ResultTooLarge
                 | FailureKind::Cancelled
+                | FailureKind::SlotBusy
         )
     }
 
@@ -167,6 +204,7 @@ impl FailureKind {
             FailureKind::NoHandler => "no-handler",
             FailureKind::LeaseExpired => "lease-expired",
             FailureKind::Cancelled => "cancelled",
+            FailureKind::SlotBusy => "slot-busy",
         }
     }
 }

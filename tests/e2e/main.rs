@@ -10,6 +10,8 @@ mod flow;
 mod dedup;
 // Queue semantics: priorities, pause, cancel, timeouts, retention, locks, files.
 mod semantics;
+// Cron: exactly once per tick across replicas, misfires, limits, files.
+mod cron;
 // Runaway plugins fail their own tasks, never the worker.
 mod runaway;
 // Crashed, frozen or stopped workers lose no task.

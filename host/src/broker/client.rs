@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::keys::validate_queue_name;
 use super::scripts::SCRIPTS;
 use super::{Broker, Error, TaskInfo, invocation, millis};
-use crate::task::{TaskMessage, TaskState};
+use crate::task::{ConcurrencyLimit, TaskMessage, TaskState};
 
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -60,6 +60,8 @@ pub struct NewTask {
     deadline: Option<SystemTime>,
     retention: Duration,
     unique: Option<Duration>,
+    reserve_id: Option<Duration>,
+    limit: Option<ConcurrencyLimit>,
 }
 
 impl NewTask {
@@ -106,6 +108,8 @@ impl NewTask {
             deadline: None,
             retention: DEFAULT_RETENTION,
             unique: None,
+            reserve_id: None,
+            limit: None,
         })
     }
 
@@ -173,6 +177,21 @@ impl NewTask {
         self
     }
 
+    /// Keeps the task's id reserved for `ttl` from now, even after the task
+    /// completes and is forgotten or is deleted: a second enqueue with the
+    /// same id within `ttl` is refused. Makes enqueues idempotent (the cron
+    /// scheduler claims each tick this way).
+    pub fn reserve_id(mut self, ttl: Duration) -> Self {
+        self.reserve_id = Some(ttl);
+        self
+    }
+
+    /// Subjects the task to a fleet-wide concurrency limit.
+    pub fn limit(mut self, limit: ConcurrencyLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     /// The task's type.
     pub fn task_type(&self) -> &str {
         &self.task_type
@@ -210,7 +229,7 @@ impl NewTask {
     }
 
     /// The stored message and the script arguments for this task.
-    fn into_message(self) -> (TaskMessage, [String; 6]) {
+    fn into_message(self) -> (TaskMessage, [String; 7]) {
         let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let unique_key = self.unique.map(|_| {
             let digest = Sha256::new()
@@ -237,6 +256,7 @@ impl NewTask {
             retention_ms: millis(self.retention),
             unique_key,
             enqueued_at_ms: unix_ms(SystemTime::now()),
+            limit: self.limit,
         };
         // TaskMessage holds only strings, numbers and raw JSON.
         let encoded = serde_json::to_string(&message).expect("a TaskMessage always encodes");
@@ -247,6 +267,7 @@ impl NewTask {
             due_at_ms.to_string(),
             message.unique_key.clone().unwrap_or_default(),
             self.unique.map_or(0, millis).to_string(),
+            self.reserve_id.map_or(0, millis).to_string(),
         ];
         (message, args)
     }
@@ -312,7 +333,7 @@ impl Client {
         let mut outcomes: Vec<Option<Result<Enqueued, Error>>> = Vec::with_capacity(tasks.len());
         // Tasks grouped by queue (each script call serves one queue), with
         // their positions in the input.
-        let mut by_queue: BTreeMap<String, Vec<(usize, TaskMessage, [String; 6])>> =
+        let mut by_queue: BTreeMap<String, Vec<(usize, TaskMessage, [String; 7])>> =
             BTreeMap::new();
         for (index, task) in tasks.into_iter().enumerate() {
             match task.validate(self.max_payload_bytes) {
@@ -381,7 +402,7 @@ impl Client {
     async fn enqueue_chunk(
         &self,
         queue: &str,
-        chunk: &[(usize, TaskMessage, [String; 6])],
+        chunk: &[(usize, TaskMessage, [String; 7])],
     ) -> Result<Vec<Result<TaskState, Error>>, Error> {
         let keys = self.broker.queue_keys(queue);
         let mut invocation = invocation(&SCRIPTS.enqueue, &keys);
@@ -419,8 +440,18 @@ fn decode_enqueue_reply(message: &TaskMessage, reply: Vec<Value>) -> Result<Task
         [status, state] if text(status) == "duplicate-id" => Err(Error::DuplicateId {
             queue: message.queue.clone(),
             id: message.id.clone(),
-            state: text(state).parse().map_err(Error::Corrupt)?,
+            state: Some(text(state).parse().map_err(Error::Corrupt)?),
+            reserved_for: None,
         }),
+        [status, _, remaining] if text(status) == "duplicate-id" => {
+            let remaining: u64 = redis::from_redis_value_ref(remaining).unwrap_or_default();
+            Err(Error::DuplicateId {
+                queue: message.queue.clone(),
+                id: message.id.clone(),
+                state: None,
+                reserved_for: Some(Duration::from_millis(remaining)),
+            })
+        }
         [status, holder, remaining] if text(status) == "duplicate-unique" => {
             let remaining: u64 = redis::from_redis_value_ref(remaining).unwrap_or_default();
             Err(Error::DuplicateUnique {

@@ -40,15 +40,19 @@ pub enum Error {
         source: redis::RedisError,
     },
 
-    /// A task with this id already exists in the queue.
-    #[error("{}", duplicate_id_message(queue, id, *state))]
+    /// A task with this id already exists in the queue, or its id is still
+    /// reserved.
+    #[error("{}", duplicate_id_message(queue, id, *state, *reserved_for))]
     DuplicateId {
         /// The queue.
         queue: String,
         /// The id that is taken.
         id: String,
-        /// The state of the task that holds it.
-        state: TaskState,
+        /// The state of the task that holds it; `None` when the task is gone
+        /// but its id is still reserved.
+        state: Option<TaskState>,
+        /// How long the id stays reserved, when it is.
+        reserved_for: Option<Duration>,
     },
 
     /// An equal task holds the unique lock.
@@ -139,7 +143,23 @@ impl Error {
     }
 }
 
-fn duplicate_id_message(queue: &str, id: &str, state: TaskState) -> String {
+fn duplicate_id_message(
+    queue: &str,
+    id: &str,
+    state: Option<TaskState>,
+    reserved_for: Option<Duration>,
+) -> String {
+    let Some(state) = state else {
+        let left = reserved_for.map_or_else(String::new, |d| {
+            format!(
+                " for {} more",
+                humantime::format_duration(Duration::from_secs(d.as_secs().max(1)))
+            )
+        });
+        return format!(
+            "duplicate task id {id:?}: its task in queue {queue:?} has finished, but the id stays reserved{left} (it was enqueued with a reservation)"
+        );
+    };
     let how = match state {
         TaskState::Active => format!(
             "it is running; cancel it (`wasmq task cancel {id}`) and delete it (`wasmq task delete {id} --queue {queue}`) to reuse the id"

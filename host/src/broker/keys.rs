@@ -12,7 +12,7 @@ pub const QUEUES: &str = "wasmq:queues";
 
 /// The structures of one queue, in the order every script receives them
 /// (`scripts/prelude.lua` documents each).
-const QUEUE_PARTS: [&str; 15] = [
+const QUEUE_PARTS: [&str; 16] = [
     "pending",
     "active",
     "scheduled",
@@ -28,6 +28,7 @@ const QUEUE_PARTS: [&str; 15] = [
     "unique",
     "unique_until",
     "paused",
+    "claims",
 ];
 
 /// The longest queue name accepted.
@@ -144,6 +145,11 @@ impl QueueKeys {
     /// The HASH of results.
     pub fn result(&self) -> &str {
         self.part("result")
+    }
+
+    /// The ZSET of reserved task ids.
+    pub fn claims(&self) -> &str {
+        self.part("claims")
     }
 
     /// The paused flag.

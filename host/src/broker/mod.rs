@@ -16,9 +16,11 @@
 //! - `notify`: wakes idle workers when their queues get work.
 
 mod client;
+pub mod cron;
 mod error;
 mod inspect;
 pub mod keys;
+pub mod limits;
 mod notify;
 mod scripts;
 
@@ -34,7 +36,7 @@ pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, En
 pub use error::Error;
 pub use inspect::{QueueCounts, TaskInfo};
 pub use keys::QueueKeys;
-pub use notify::{QueueEvent, listen};
+pub use notify::{QueueEvent, listen, subscribe};
 
 use crate::task::{ErrorRecord, TaskMessage, TaskState};
 use scripts::SCRIPTS;
@@ -378,6 +380,28 @@ impl Broker {
             .map(drop)
     }
 
+    /// Puts a leased task back in scheduled for `delay`, not counting the
+    /// attempt, with `note` as its last error (its concurrency limit had no
+    /// free slot).
+    pub async fn postpone(
+        &self,
+        message: &TaskMessage,
+        owner: &str,
+        delay: Duration,
+        note: &ErrorRecord,
+    ) -> Result<(), Error> {
+        let keys = self.queue_keys(&message.queue);
+        let mut invocation = invocation(&SCRIPTS.postpone, &keys);
+        invocation
+            .arg(&message.id)
+            .arg(owner)
+            .arg(millis(delay))
+            .arg(encode_error(note));
+        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
+            .await
+            .map(drop)
+    }
+
     /// Puts a leased task back at the head of pending, not counting the
     /// attempt (the worker is shutting down).
     pub async fn requeue(&self, message: &TaskMessage, owner: &str) -> Result<(), Error> {
@@ -510,7 +534,7 @@ fn invocation<'a>(script: &'a Script, keys: &QueueKeys) -> ScriptInvocation<'a> 
 
 /// The name of an error a script raised with `redis.error_reply(NAME)`.
 /// Redis 7 sends those as `ERR NAME`; older servers as `NAME`.
-fn script_error_name(err: &redis::RedisError) -> Option<&str> {
+pub(crate) fn script_error_name(err: &redis::RedisError) -> Option<&str> {
     match err.code() {
         Some(code) if code != "ERR" => Some(code),
         _ => err

@@ -38,37 +38,54 @@ pub async fn listen(
     on_event: impl Fn(QueueEvent),
     shutdown: CancellationToken,
 ) {
-    let mut channels: Vec<(String, Option<String>)> = Vec::new();
+    let mut channels: Vec<String> = Vec::new();
+    let mut cancel_channels: Vec<(String, String)> = Vec::new();
     for queue in &queues {
         let keys = broker.queue_keys(queue);
-        channels.push((keys.notify_channel().to_string(), None));
-        channels.push((keys.cancel_channel().to_string(), Some(queue.clone())));
+        channels.push(keys.notify_channel().to_string());
+        channels.push(keys.cancel_channel().to_string());
+        cancel_channels.push((keys.cancel_channel().to_string(), queue.clone()));
     }
+    subscribe(broker, channels, shutdown, |message| match message {
+        None => on_event(QueueEvent::Work),
+        Some((channel, payload)) => {
+            match cancel_channels.iter().find(|(name, _)| name == channel) {
+                Some((_, queue)) => on_event(QueueEvent::Cancel {
+                    queue: queue.clone(),
+                    id: payload.to_string(),
+                }),
+                None => on_event(QueueEvent::Work),
+            }
+        }
+    })
+    .await
+}
+
+/// Subscribes to `channels` until `shutdown`, reconnecting with backoff, and
+/// calls `on_message` with `Some((channel, payload))` for each message and
+/// with `None` after each (re)subscription (messages sent while
+/// disconnected are lost, so the caller should look again).
+pub async fn subscribe(
+    broker: Broker,
+    channels: Vec<String>,
+    shutdown: CancellationToken,
+    on_message: impl Fn(Option<(&str, &str)>),
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
             let mut pubsub = broker.pubsub().await?;
-            for (channel, _) in &channels {
+            for channel in &channels {
                 pubsub
                     .subscribe(channel)
                     .await
                     .map_err(|err| Error::from_redis(broker.url(), err))?;
             }
-            on_event(QueueEvent::Work);
+            on_message(None);
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                let cancelled_in = channels
-                    .iter()
-                    .find(|(channel, _)| channel.as_str() == message.get_channel_name())
-                    .and_then(|(_, queue)| queue.clone());
-                match cancelled_in {
-                    Some(queue) => {
-                        if let Ok(id) = message.get_payload::<String>() {
-                            on_event(QueueEvent::Cancel { queue, id });
-                        }
-                    }
-                    None => on_event(QueueEvent::Work),
-                }
+                let payload: String = message.get_payload().unwrap_or_default();
+                on_message(Some((message.get_channel_name(), &payload)));
             }
             Ok::<(), Error>(())
         };
@@ -78,7 +95,7 @@ pub async fn listen(
                 // The connection closed after working: reconnect promptly.
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(err) => {
-                    tracing::debug!(%err, "queue notifications unavailable; retrying");
+                    tracing::debug!(%err, "notifications unavailable; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }

@@ -1,8 +1,9 @@
 //! The Lua scripts behind every state change, loaded once.
 //!
 //! Each script lives in `scripts/<name>.lua` with a header listing its KEYS
-//! and ARGV; `scripts/prelude.lua` is prepended to all of them and binds the
-//! queue's keys to names and holds the helpers they share.
+//! and ARGV. `scripts/prelude.lua` is prepended to every script that works
+//! on a queue: it binds the queue's keys to names and holds the helpers they
+//! share. The slot and cron scripts work on keys of their own.
 
 use std::sync::LazyLock;
 
@@ -24,6 +25,12 @@ pub struct Scripts {
     pub trim: Script,
     pub delete: Script,
     pub cancel: Script,
+    pub postpone: Script,
+    pub slot_acquire: Script,
+    pub slot_release: Script,
+    pub cron_put: Script,
+    pub cron_remove: Script,
+    pub cron_advance: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -43,4 +50,11 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     trim: with_prelude(include_str!("scripts/trim.lua")),
     delete: with_prelude(include_str!("scripts/delete.lua")),
     cancel: with_prelude(include_str!("scripts/cancel.lua")),
+    postpone: with_prelude(include_str!("scripts/postpone.lua")),
+    // The scripts below do not work on a queue: they take no prelude.
+    slot_acquire: Script::new(include_str!("scripts/slot_acquire.lua")),
+    slot_release: Script::new(include_str!("scripts/slot_release.lua")),
+    cron_put: Script::new(include_str!("scripts/cron_put.lua")),
+    cron_remove: Script::new(include_str!("scripts/cron_remove.lua")),
+    cron_advance: Script::new(include_str!("scripts/cron_advance.lua")),
 });

@@ -3,10 +3,13 @@
 //! into exit codes by `main`.
 
 mod batch;
+mod cron;
 mod dev;
 mod enqueue;
+mod limit;
 mod parse;
 mod queue;
+mod table;
 mod task;
 mod worker;
 
@@ -72,6 +75,16 @@ pub enum Command {
     /// Manage queues: pause and resume them.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Periodic tasks: each tick enqueued exactly once across every
+    /// scheduler replica, with no leader.
+    #[command(subcommand)]
+    Cron(cron::CronCommand),
+    /// Run a cron scheduler replica alone (workers run one too, unless
+    /// --no-scheduler). Any number may run; each tick fires once.
+    Scheduler(cron::SchedulerArgs),
+    /// Fleet-wide concurrency limits per task type (singletons).
+    #[command(subcommand)]
+    Limit(limit::LimitCommand),
 }
 
 /// How to reach Redis; every command that talks to Redis takes it.
@@ -115,5 +128,8 @@ pub async fn run(cli: Cli) -> Result<(), parse::Failure> {
         Command::Enqueue(args) => enqueue::run(args).await,
         Command::Task(command) => task::run(command).await,
         Command::Queue(command) => queue::run(command).await,
+        Command::Cron(command) => cron::run(command).await,
+        Command::Scheduler(args) => cron::run_scheduler(args).await,
+        Command::Limit(command) => limit::run(command).await,
     }
 }

@@ -12,6 +12,7 @@ use wasmq::plugins::{PluginSet, Plugins};
 use wasmq::sandbox::{ComponentCache, Limits, Sandbox, SandboxConfig};
 use wasmq::worker::{self, Backoff, QueueSelection, WorkerConfig};
 
+use super::cron::SchedulingArgs;
 use super::parse::{self, Failure};
 use super::{LimitArgs, RedisArgs};
 
@@ -67,6 +68,11 @@ pub struct ServeArgs {
     pub archive_max_age: Duration,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Do not run a cron scheduler replica in this worker.
+    #[arg(long = "no-scheduler")]
+    pub no_scheduler: bool,
+    #[command(flatten)]
+    pub scheduling: SchedulingArgs,
 }
 
 impl ServeArgs {
@@ -152,7 +158,23 @@ impl ServeArgs {
             worker = config.worker_id,
             "worker started"
         );
-        Ok(worker::run(broker, sandbox, plugins, config, shutdown.cancelled_owned()).await)
+        self.scheduling.check()?;
+        let mut scheduling = if self.no_scheduler {
+            tokio::task::JoinSet::new()
+        } else {
+            self.scheduling.spawn(&broker, &shutdown)
+        };
+        let summary = worker::run(
+            broker,
+            sandbox,
+            plugins,
+            config,
+            shutdown.clone().cancelled_owned(),
+        )
+        .await;
+        shutdown.cancel();
+        while scheduling.join_next().await.is_some() {}
+        Ok(summary)
     }
 }
 

@@ -14,7 +14,7 @@ use super::Shared;
 use super::lease::{CancelReason, RunningTask};
 use crate::broker::{self, LeasedTask};
 use crate::sandbox::{Invocation, TaskLabel};
-use crate::task::{ErrorRecord, FailureKind, TaskFailure};
+use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
 
 /// Runs one leased task and records its outcome.
 pub async fn execute(shared: &Shared, task: LeasedTask, token: String) {
@@ -22,10 +22,100 @@ pub async fn execute(shared: &Shared, task: LeasedTask, token: String) {
     let running = shared
         .running
         .register(&message.queue, &message.id, &token, shared.config.lease);
+    let limit = message.limit.clone().or_else(|| {
+        shared
+            .type_limits
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&message.task_type)
+            .cloned()
+    });
+    if let Some(limit) = &limit
+        && !take_slot(shared, &task, &running, limit).await
+    {
+        shared.running.unregister(&message.queue, &message.id);
+        return;
+    }
     let started = Instant::now();
     let outcome = attempt(shared, &task, &running).await;
     settle(shared, &task, &running, outcome, started.elapsed()).await;
+    if let Some(limit) = &limit
+        && let Err(err) = shared.broker.release_slot(limit, &message.id).await
+    {
+        tracing::warn!(%err, key = limit.key, "could not release a concurrency slot; it frees when its lock-at-most-for runs out");
+    }
     shared.running.unregister(&message.queue, &message.id);
+}
+
+/// Takes a slot of the task's concurrency limit. When every slot is held,
+/// skips the task (archived as `slot-busy`) or puts it back to wait, as the
+/// limit says, and returns false.
+async fn take_slot(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+    limit: &ConcurrencyLimit,
+) -> bool {
+    let message = &task.message;
+    let holders = match shared.broker.acquire_slot(limit, &message.id).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(holders)) => holders,
+        Err(err) => {
+            // The lease will expire and the task will be tried again.
+            shared.outage.failed(&err);
+            return false;
+        }
+    };
+    let held = format!(
+        "all {} slot(s) of limit {:?} are held (by {})",
+        limit.max_running,
+        limit.key,
+        holders.join(", ")
+    );
+    let (queue, id) = (&message.queue, &message.id);
+    match limit.when_busy {
+        WhenBusy::Skip => {
+            let error = ErrorRecord {
+                kind: FailureKind::SlotBusy,
+                message: format!("skipped: {held}"),
+                attempt: task.attempt,
+                at_ms: now_ms(),
+            };
+            let archived = record(shared, running, "skip", || {
+                shared.broker.archive(
+                    queue,
+                    id,
+                    &running.token,
+                    &error,
+                    message.unique_key.as_deref(),
+                    shared.config.archive,
+                )
+            })
+            .await;
+            if archived {
+                tracing::info!(queue, id, task_type = message.task_type, "skipped: {held}");
+            }
+        }
+        WhenBusy::Delay(delay_ms) => {
+            let delay = Duration::from_millis(delay_ms);
+            let note = ErrorRecord {
+                kind: FailureKind::SlotBusy,
+                message: format!("delayed {}: {held}", humantime::format_duration(delay)),
+                attempt: task.attempt,
+                at_ms: now_ms(),
+            };
+            if record(shared, running, "delay", || {
+                shared
+                    .broker
+                    .postpone(message, &running.token, delay, &note)
+            })
+            .await
+            {
+                tracing::debug!(queue, id, task_type = message.task_type, "delayed: {held}");
+            }
+        }
+    }
+    false
 }
 
 /// Runs the attempt in the sandbox of the plugin for the task's type.

@@ -1,8 +1,9 @@
 //! Background upkeep of the served queues, and the log of Redis outages.
 //!
 //! Every worker takes back tasks whose lease expired (their worker crashed
-//! or froze) and trims what retention and archive caps say to drop. The
-//! scripts are idempotent, so any number of workers may do this at once.
+//! or froze), trims what retention and archive caps say to drop, and
+//! refreshes the concurrency limits set per task type. The scripts are
+//! idempotent, so any number of workers may do this at once.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -27,6 +28,15 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let queues = shared.config.queues.names();
     let mut last_trim: Option<Instant> = None;
     loop {
+        match shared.broker.type_limits().await {
+            Ok(limits) => {
+                *shared
+                    .type_limits
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = limits
+            }
+            Err(err) => shared.outage.failed(&err),
+        }
         for queue in &queues {
             match shared
                 .broker

@@ -132,6 +132,9 @@ struct Shared {
     running: Running,
     counters: Counters,
     outage: housekeeping::OutageLog,
+    /// Concurrency limits set per task type, refreshed by housekeeping.
+    type_limits:
+        std::sync::RwLock<std::collections::HashMap<String, crate::task::ConcurrencyLimit>>,
 }
 
 /// Runs a worker until `shutdown` completes, then shuts it down gracefully.
@@ -157,6 +160,7 @@ pub async fn run(
         running: Running::default(),
         counters: Counters::default(),
         outage: housekeeping::OutageLog::new(broker.url()),
+        type_limits: Default::default(),
         config,
     });
     let stop_fetching = CancellationToken::new();

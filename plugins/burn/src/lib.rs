@@ -2,9 +2,10 @@
 //!
 //! Payload: `{"ms": 50}`. Stands in for a CPU-bound task: it chains SHA-256
 //! over a 4 KiB buffer until the time is up and returns how many rounds it
-//! ran and the final digest.
+//! ran, the final digest, and when it started and finished (unix ms), which
+//! tests use to see which tasks ran at the same time.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,6 +20,14 @@ struct Params {
 struct Burned {
     rounds: u64,
     digest: String,
+    started_ms: u128,
+    finished_ms: u128,
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
 }
 
 struct Burn;
@@ -29,6 +38,7 @@ impl Handler for Burn {
 
     fn handle(task: &Task, params: Params) -> Result<Burned, Failure> {
         let budget = Duration::from_millis(params.ms);
+        let started_ms = unix_ms();
         let started = Instant::now();
         let mut block = [0u8; 4096];
         block[..task.id.len().min(4096)]
@@ -45,6 +55,8 @@ impl Handler for Burn {
         Ok(Burned {
             rounds,
             digest: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            started_ms,
+            finished_ms: unix_ms(),
         })
     }
 }

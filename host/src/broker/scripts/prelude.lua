@@ -19,6 +19,7 @@
 -- KEYS[13] -> wasmq:{<queue>}:unique        HASH unique key -> id of the task holding it
 -- KEYS[14] -> wasmq:{<queue>}:unique_until  ZSET unique key -> lock expiry (server ms)
 -- KEYS[15] -> wasmq:{<queue>}:paused        STRING, present while the queue is paused
+-- KEYS[16] -> wasmq:{<queue>}:claims        ZSET task id -> until when the id stays reserved (server ms)
 --
 -- Workers are woken by a PUBLISH on wasmq:{<queue>}:notify, and told of
 -- cancelled tasks on wasmq:{<queue>}:cancel (KEYS[1] with its last part
@@ -30,7 +31,7 @@
 local PENDING, ACTIVE, SCHEDULED, RETRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ARCHIVED, COMPLETED = KEYS[5], KEYS[6]
 local MSG, STATE, ATTEMPTS, OWNER, ERROR, RESULT = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local UNIQUE, UNIQUE_UNTIL, PAUSED = KEYS[13], KEYS[14], KEYS[15]
+local UNIQUE, UNIQUE_UNTIL, PAUSED, CLAIMS = KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 local NOTIFY = string.sub(PENDING, 1, -8) .. 'notify'
 
 -- The server's clock in milliseconds.

@@ -1,5 +1,5 @@
 -- Housekeeping: forgets completed tasks past their retention, drops expired
--- unique locks and trims the archive to its caps.
+-- unique locks and id reservations, and trims the archive to its caps.
 --
 -- KEYS: the queue's keys (prelude.lua)
 -- ARGV[1] -> how many entries to drop per structure and call at most
@@ -18,5 +18,6 @@ for _, key in ipairs(locks) do
     redis.call('ZREM', UNIQUE_UNTIL, key)
     redis.call('HDEL', UNIQUE, key)
 end
+redis.call('ZREMRANGEBYSCORE', CLAIMS, '-inf', now)
 local archived = trim_archive(now, tonumber(ARGV[2]), tonumber(ARGV[3]), budget)
 return {#done, #locks, archived}
