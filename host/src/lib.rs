@@ -16,6 +16,8 @@ program uses to enqueue tasks or to embed a worker.
 - [`worker`]: the fetch loop, concurrency, leases, retries and shutdown.
 - [`scheduler`]: cron entries fired exactly once per tick by any number of
   replicas, and schedule files.
+- [`ops`]: heartbeats, Prometheus metrics, plugin statistics and the web
+  dashboard.
 - [`dev`]: the private redis-server that `wasmq dev` and the tests start.
 - `cli` (binary only): the `wasmq` command line.
 
@@ -41,6 +43,7 @@ println!("enqueued {}", enqueued.id);
 
 pub mod broker;
 pub mod dev;
+pub mod ops;
 pub mod plugins;
 pub mod sandbox;
 pub mod scheduler;

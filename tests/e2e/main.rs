@@ -12,6 +12,10 @@ mod dedup;
 mod semantics;
 // Cron: exactly once per tick across replicas, misfires, limits, files.
 mod cron;
+// Operating: stats, listings, bulk actions, servers, plugin stats, metrics, dashboard API.
+mod ops;
+// The web dashboard, in headless Chromium.
+mod dashboard;
 // Runaway plugins fail their own tasks, never the worker.
 mod runaway;
 // Crashed, frozen or stopped workers lose no task.

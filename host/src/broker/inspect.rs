@@ -49,6 +49,41 @@ impl QueueCounts {
     }
 }
 
+impl TaskInfo {
+    /// The task as JSON, for `task show --json` and the dashboard. A result
+    /// that is JSON is embedded as JSON; other bytes as text, or a note of
+    /// their size when they are not UTF-8.
+    pub fn to_json(&self) -> serde_json::Value {
+        let result = self.result.as_deref().map(|bytes| {
+            match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(value) => value,
+                Err(_) => serde_json::Value::String(match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_string(),
+                    Err(_) => format!("<{} bytes of binary data>", bytes.len()),
+                }),
+            }
+        });
+        serde_json::json!({
+            "id": self.message.id,
+            "queue": self.message.queue,
+            "type": self.message.task_type,
+            "state": self.state,
+            "state_time_ms": self.state_time_ms,
+            "attempts": self.attempts,
+            "max_retry": self.message.max_retry,
+            "payload": self.message.payload,
+            "timeout_ms": self.message.timeout_ms,
+            "deadline_ms": self.message.deadline_ms,
+            "retention_ms": self.message.retention_ms,
+            "enqueued_at_ms": self.message.enqueued_at_ms,
+            "unique_key": self.message.unique_key,
+            "limit": self.message.limit,
+            "last_error": self.last_error,
+            "result": result,
+        })
+    }
+}
+
 impl Broker {
     /// Counts the tasks of a queue in each state.
     pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, Error> {

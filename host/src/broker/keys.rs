@@ -12,7 +12,7 @@ pub const QUEUES: &str = "wasmq:queues";
 
 /// The structures of one queue, in the order every script receives them
 /// (`scripts/prelude.lua` documents each).
-const QUEUE_PARTS: [&str; 16] = [
+const QUEUE_PARTS: [&str; 17] = [
     "pending",
     "active",
     "scheduled",
@@ -29,6 +29,7 @@ const QUEUE_PARTS: [&str; 16] = [
     "unique_until",
     "paused",
     "claims",
+    "stats",
 ];
 
 /// The longest queue name accepted.
@@ -150,6 +151,11 @@ impl QueueKeys {
     /// The ZSET of reserved task ids.
     pub fn claims(&self) -> &str {
         self.part("claims")
+    }
+
+    /// The HASH of daily processed and failed counts.
+    pub fn stats(&self) -> &str {
+        self.part("stats")
     }
 
     /// The paused flag.

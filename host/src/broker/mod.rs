@@ -15,9 +15,11 @@
 //! - [`keys`]: key names. [`Error`]: what can go wrong.
 //! - `notify`: wakes idle workers when their queues get work.
 
+mod admin;
 mod client;
 pub mod cron;
 mod error;
+pub mod fleet;
 mod inspect;
 pub mod keys;
 pub mod limits;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
 
+pub use admin::{BulkAction, QueueStats};
 pub(crate) use client::unix_ms;
 pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued, NewTask};
 pub use error::Error;
@@ -222,6 +225,9 @@ impl Broker {
                     let (queue, id) = task();
                     Err(Error::TaskFinished { queue, id })
                 }
+                Some("NOT_EMPTY") => Err(Error::InvalidTask(format!(
+                    "queue {queue:?} still has unfinished tasks: wait for them, or remove it anyway with --force"
+                ))),
                 _ => Err(self.redis_error(err)),
             },
         }
@@ -464,16 +470,6 @@ impl Broker {
             .map(drop)
     }
 
-    /// Deletes a task that is not running. Returns the state it was in, or
-    /// `None` when the queue holds no such task.
-    pub async fn delete(&self, queue: &str, id: &str) -> Result<Option<TaskState>, Error> {
-        let keys = self.queue_keys(queue);
-        let mut invocation = invocation(&SCRIPTS.delete, &keys);
-        invocation.arg(id);
-        let state: Option<String> = self.run(queue, Some(id), &invocation).await?;
-        state.map(|s| s.parse().map_err(Error::Corrupt)).transpose()
-    }
-
     /// Cancels a task that has not finished: it is archived with a
     /// `cancelled` error; if it is running, its worker stops it at once.
     /// Returns the state it was in, or `None` when there is no such task.
@@ -524,7 +520,7 @@ impl Broker {
 }
 
 /// Starts a script call with all of a queue's keys.
-fn invocation<'a>(script: &'a Script, keys: &QueueKeys) -> ScriptInvocation<'a> {
+pub(crate) fn invocation<'a>(script: &'a Script, keys: &QueueKeys) -> ScriptInvocation<'a> {
     let mut invocation = script.prepare_invoke();
     for key in keys.all() {
         invocation.key(key);

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use wasmq::broker::Broker;
-use wasmq::scheduler::{self, CronEntry, LimitOptions, MisfirePolicy, SchedulerConfig, TickRecord};
+use wasmq::scheduler::{self, CronEntry, LimitOptions, MisfirePolicy, SchedulerConfig, status};
 
 use super::RedisArgs;
 use super::parse::{self, Failure};
@@ -285,34 +285,12 @@ fn time(ms: i64) -> String {
 
 async fn list(args: ListArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
-    let now = broker.server_time_ms().await?;
-    let mut entries: Vec<CronEntry> = broker
-        .cron_entries()
-        .await?
-        .into_values()
-        .filter_map(|json| serde_json::from_str(&json).ok())
-        .collect();
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut rows = Vec::new();
-    for entry in &entries {
-        let next = scheduler::Schedule::parse(&entry.schedule, &entry.tz)
-            .ok()
-            .and_then(|schedule| schedule.next_after(now));
-        let last = last_result(&broker, entry).await?;
-        rows.push((entry, next, last));
-    }
+    let entries = status::entries(&broker).await?;
     if args.json {
-        let json: Vec<_> = rows
-            .iter()
-            .map(|(entry, next, last)| {
-                serde_json::json!({
-                    "entry": entry,
-                    "next_tick_ms": next,
-                    "last": last.as_ref().map(|(record, state)| serde_json::json!({"tick": record, "task_state": state})),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(json));
+        println!(
+            "{}",
+            serde_json::to_string(&entries).context("encoding the entries")?
+        );
         return Ok(());
     }
     let mut table = Table::new(&[
@@ -326,9 +304,10 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         "LAST TICK",
         "LAST RESULT",
     ]);
-    for (entry, next, last) in rows {
-        let (last_tick, last_result) = match last {
-            Some((record, state)) => (time(record.tick_ms), state),
+    for status in entries {
+        let entry = &status.entry;
+        let (last_tick, last_result) = match status.last {
+            Some(last) => (time(last.tick.tick_ms), last.task_state),
             None => ("-".into(), "-".into()),
         };
         table.row(vec![
@@ -338,7 +317,10 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
             entry.task_type.clone(),
             entry.queue.clone(),
             entry.misfire.to_string(),
-            next.map(time).unwrap_or_else(|| "never".into()),
+            status
+                .next_tick_ms
+                .map(time)
+                .unwrap_or_else(|| "never".into()),
             last_tick,
             last_result,
         ]);
@@ -351,76 +333,24 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The newest tick record of an entry and what became of its task.
-async fn last_result(
-    broker: &Broker,
-    entry: &CronEntry,
-) -> Result<Option<(TickRecord, String)>, Failure> {
-    let Some(json) = broker
-        .cron_history(&entry.name, 1)
-        .await?
-        .into_iter()
-        .next()
-    else {
-        return Ok(None);
-    };
-    let Ok(record) = serde_json::from_str::<TickRecord>(&json) else {
-        return Ok(None);
-    };
-    let state = task_outcome(broker, &entry.queue, &record).await?;
-    Ok(Some((record, state)))
-}
-
-/// What became of a tick's task: its state, and its error if it failed.
-async fn task_outcome(
-    broker: &Broker,
-    queue: &str,
-    record: &TickRecord,
-) -> Result<String, Failure> {
-    let Some(id) = &record.task_id else {
-        return Ok(record.outcome.to_string());
-    };
-    Ok(match broker.task_info(queue, id).await? {
-        Some(info) => match info.last_error {
-            Some(error) if info.state != wasmq::TaskState::Completed => {
-                format!("{} ({}: {})", info.state, error.kind, error.message)
-            }
-            _ => info.state.to_string(),
-        },
-        None => "gone (completed and past its retention, or deleted)".into(),
-    })
-}
-
 async fn history(args: HistoryArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
-    let Some(json) = broker.cron_entries().await?.remove(&args.name) else {
+    let Some(ticks) = status::history(&broker, &args.name, args.limit).await? else {
         return Err(Failure::not_found(format!(
             "no cron entry named {:?}",
             args.name
         )));
     };
-    let entry: CronEntry = serde_json::from_str(&json).context("reading the cron entry")?;
-    let records: Vec<TickRecord> = broker
-        .cron_history(&args.name, args.limit)
-        .await?
-        .iter()
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect();
-    let mut outcomes = Vec::new();
-    for record in &records {
-        outcomes.push(task_outcome(&broker, &entry.queue, record).await?);
-    }
     if args.json {
-        let json: Vec<_> = records
-            .iter()
-            .zip(&outcomes)
-            .map(|(record, outcome)| serde_json::json!({"tick": record, "task_state": outcome}))
-            .collect();
-        println!("{}", serde_json::Value::Array(json));
+        println!(
+            "{}",
+            serde_json::to_string(&ticks).context("encoding the history")?
+        );
         return Ok(());
     }
     let mut table = Table::new(&["TICK", "HANDLED", "BY", "OUTCOME", "TASK", "TASK STATE"]);
-    for (record, outcome) in records.iter().zip(outcomes) {
+    for status in ticks {
+        let record = &status.tick;
         let what = match record.skipped {
             Some(count) => format!("{} ({count} ticks)", record.outcome),
             None => record.outcome.to_string(),
@@ -431,7 +361,7 @@ async fn history(args: HistoryArgs) -> Result<(), Failure> {
             record.host.clone(),
             what,
             record.task_id.clone().unwrap_or_else(|| "-".into()),
-            outcome,
+            status.task_state,
         ]);
     }
     if table.is_empty() {

@@ -28,6 +28,15 @@ pub struct DevArgs {
     /// Enqueue example tasks for the loaded plugins every second.
     #[arg(long)]
     pub demo: bool,
+    /// Where the dashboard listens (a free port is picked if this one is
+    /// taken).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub dashboard: std::net::SocketAddr,
+    /// Do not serve the dashboard.
+    #[arg(long = "no-dashboard")]
+    pub no_dashboard: bool,
+    #[command(flatten)]
+    pub access: super::dashboard::AccessArgs,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -62,6 +71,26 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
         return Ok(());
     };
 
+    let dashboard_url = if args.no_dashboard {
+        None
+    } else {
+        let started = super::dashboard::start(
+            args.dashboard,
+            &args.access,
+            broker.clone(),
+            shutdown.clone(),
+        )
+        .await;
+        let started = match started {
+            Ok(started) => started,
+            // The default port may be taken: any free one will do.
+            Err(_) => {
+                let any = std::net::SocketAddr::new(args.dashboard.ip(), 0);
+                super::dashboard::start(any, &args.access, broker.clone(), shutdown.clone()).await?
+            }
+        };
+        Some(format!("http://{}/", started.0))
+    };
     let types: Vec<String> = plugins
         .current()
         .task_types()
@@ -80,6 +109,9 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
     println!("  plugins:  {}", args.plugins.display());
     println!("  types:    {}", types.join(", "));
     println!("  queues:   {}", args.serve.queues);
+    if let Some(url) = &dashboard_url {
+        println!("  dashboard: {url}");
+    }
     println!("  try:      wasmq enqueue echo '{{\"hello\":\"world\"}}' --redis {url}");
     println!("            wasmq task show <ID> --redis {url}");
     println!("  stop:     Ctrl-C");

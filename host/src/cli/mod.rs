@@ -4,11 +4,16 @@
 
 mod batch;
 mod cron;
+mod dashboard;
 mod dev;
 mod enqueue;
+mod format;
 mod limit;
 mod parse;
+mod plugin;
 mod queue;
+mod server;
+mod stats;
 mod table;
 mod task;
 mod worker;
@@ -69,12 +74,21 @@ pub enum Command {
     /// Prints the new task's id. Refuses (exit code 3) a task whose --id is
     /// taken, or an equal --unique task still held.
     Enqueue(enqueue::EnqueueArgs),
-    /// Look at and manage single tasks.
+    /// Every queue's sizes by state, processed and failed today, latency,
+    /// memory.
+    Stats(stats::StatsArgs),
+    /// Look at and manage tasks: list, show, run, archive, delete, cancel.
     #[command(subcommand)]
     Task(task::TaskCommand),
-    /// Manage queues: pause and resume them.
+    /// Look at and manage queues: list, inspect, pause, resume, remove.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// The live workers.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
+    /// Plugins across the fleet: run statistics.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Periodic tasks: each tick enqueued exactly once across every
     /// scheduler replica, with no leader.
     #[command(subcommand)]
@@ -85,6 +99,8 @@ pub enum Command {
     /// Fleet-wide concurrency limits per task type (singletons).
     #[command(subcommand)]
     Limit(limit::LimitCommand),
+    /// Serve the web dashboard: queues, tasks, workers, cron, plugins.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// How to reach Redis; every command that talks to Redis takes it.
@@ -126,10 +142,14 @@ pub async fn run(cli: Cli) -> Result<(), parse::Failure> {
         Command::Dev(args) => dev::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Enqueue(args) => enqueue::run(args).await,
+        Command::Stats(args) => stats::run(args).await,
         Command::Task(command) => task::run(command).await,
+        Command::Server(command) => server::run(command).await,
+        Command::Plugin(command) => plugin::run(command).await,
         Command::Queue(command) => queue::run(command).await,
         Command::Cron(command) => cron::run(command).await,
         Command::Scheduler(args) => cron::run_scheduler(args).await,
         Command::Limit(command) => limit::run(command).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
     }
 }

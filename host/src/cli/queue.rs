@@ -1,20 +1,30 @@
-//! `wasmq queue`: pause and resume queues.
+//! `wasmq queue`: list, inspect, pause, resume and remove queues.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use wasmq::broker::{Broker, keys::validate_queue_name};
 
 use super::RedisArgs;
+use super::format;
 use super::parse::Failure;
+use super::table::Table;
 
 /// The `wasmq queue` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Pause a queue: workers stop taking its tasks (running ones finish);
-    /// enqueues still succeed.
+    /// List queues with their sizes.
+    Ls(ListArgs),
+    /// Everything about one queue: sizes by state, the last 7 days,
+    /// latency, memory.
+    Inspect(InspectArgs),
+    /// Pause a queue: workers take no new tasks from it (running ones
+    /// finish); enqueues still succeed.
     Pause(QueueArgs),
     /// Resume a paused queue: idle workers start on it at once.
     Resume(QueueArgs),
+    /// Remove a queue and every task in it. Refused while it has pending,
+    /// active, scheduled or retry tasks, unless --force.
+    Rm(RemoveArgs),
 }
 
 /// Arguments naming one queue.
@@ -26,9 +36,145 @@ pub struct QueueArgs {
     pub redis: RedisArgs,
 }
 
+/// Arguments of `wasmq queue ls`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Arguments of `wasmq queue inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The queue.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Arguments of `wasmq queue rm`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The queue.
+    pub name: String,
+    /// Remove it even if it still has unfinished tasks (they are lost).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
 /// Runs a `wasmq queue` subcommand.
 pub async fn run(command: QueueCommand) -> Result<(), Failure> {
     match command {
+        QueueCommand::Ls(args) => {
+            let broker = Broker::connect(&args.redis.url).await?;
+            let mut queues = Vec::new();
+            for name in broker.queues().await? {
+                let counts = broker.queue_counts(&name).await?;
+                let paused = broker.queue_stats(&name).await?.paused;
+                queues.push((name, counts, paused));
+            }
+            if args.json {
+                let json: Vec<_> = queues
+                    .iter()
+                    .map(|(name, counts, paused)| serde_json::json!({"queue": name, "paused": paused, "counts": counts}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(json));
+                return Ok(());
+            }
+            let mut table = Table::new(&[
+                "QUEUE",
+                "STATE",
+                "PENDING",
+                "ACTIVE",
+                "SCHEDULED",
+                "RETRY",
+                "ARCHIVED",
+                "COMPLETED",
+            ]);
+            for (name, counts, paused) in queues {
+                table.row(vec![
+                    name,
+                    if paused {
+                        "paused".into()
+                    } else {
+                        "running".into()
+                    },
+                    counts.pending.to_string(),
+                    counts.active.to_string(),
+                    counts.scheduled.to_string(),
+                    counts.retry.to_string(),
+                    counts.archived.to_string(),
+                    counts.completed.to_string(),
+                ]);
+            }
+            if table.is_empty() {
+                println!("no queues yet: enqueue a task to create one");
+            } else {
+                print!("{}", table.render());
+            }
+        }
+        QueueCommand::Inspect(args) => {
+            validate_queue_name(&args.name)?;
+            let broker = Broker::connect(&args.redis.url).await?;
+            if !broker.queues().await?.contains(&args.name) {
+                return Err(Failure::not_found(format!(
+                    "no queue named {:?}; `wasmq queue ls` lists them",
+                    args.name
+                )));
+            }
+            let stats = broker.queue_stats(&args.name).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&stats).map_err(anyhow::Error::from)?
+                );
+                return Ok(());
+            }
+            let counts = stats.counts;
+            println!("queue {}", stats.queue);
+            println!(
+                "  state:      {}",
+                if stats.paused { "paused" } else { "running" }
+            );
+            println!(
+                "  tasks:      {} pending, {} active, {} scheduled, {} retry, {} archived, {} completed",
+                counts.pending,
+                counts.active,
+                counts.scheduled,
+                counts.retry,
+                counts.archived,
+                counts.completed
+            );
+            println!(
+                "  today:      {} processed, {} failed",
+                stats.processed_today, stats.failed_today
+            );
+            println!(
+                "  latency:    {}",
+                stats.oldest_pending_ms.map_or_else(
+                    || "no pending tasks".into(),
+                    |ms| format!("oldest pending task enqueued {} ago", format::age(ms))
+                )
+            );
+            println!("  memory:     {}", format::bytes(stats.memory_bytes));
+            println!("  last 7 days (processed / failed):");
+            for day in &stats.daily {
+                println!(
+                    "    {}  {:>8} / {}",
+                    &format::time(day.day * 86_400_000)[..10],
+                    day.processed,
+                    day.failed
+                );
+            }
+        }
         QueueCommand::Pause(args) => {
             validate_queue_name(&args.name)?;
             let broker = Broker::connect(&args.redis.url).await?;
@@ -49,6 +195,14 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
                 .await
                 .with_context(|| format!("resuming queue {:?}", args.name))?;
             println!("queue {:?} resumed", args.name);
+        }
+        QueueCommand::Rm(args) => {
+            let broker = Broker::connect(&args.redis.url).await?;
+            let tasks = broker
+                .remove_queue(&args.name, args.force)
+                .await
+                .with_context(|| format!("removing queue {:?}", args.name))?;
+            println!("queue {:?} removed with its {tasks} task(s)", args.name);
         }
     }
     Ok(())

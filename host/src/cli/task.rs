@@ -2,16 +2,31 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use wasmq::broker::{ArchiveLimits, Broker, TaskInfo};
+use wasmq::TaskState;
+use wasmq::broker::{ArchiveLimits, Broker, BulkAction, TaskInfo};
 
 use super::RedisArgs;
 use super::parse::Failure;
+use super::table::Table;
 
 /// The `wasmq task` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
+    /// List a queue's tasks in one state, a page at a time.
+    Ls(ListArgs),
     /// Show a task: its state, attempts, last error, payload and result.
     Show(ShowArgs),
+    /// Run a scheduled, retry or archived task now: it goes to the head of
+    /// its queue.
+    Run(DeleteArgs),
+    /// Archive a pending, scheduled or retry task without running it.
+    Archive(DeleteArgs),
+    /// Delete every task of a queue in a state (not active).
+    Deleteall(AllArgs),
+    /// Archive every task of a queue in a state (pending, scheduled, retry).
+    Archiveall(AllArgs),
+    /// Run every task of a queue in a state (scheduled, retry, archived) now.
+    Runall(AllArgs),
     /// Delete a task that is not running, with its record and unique lock,
     /// which frees its id for reuse.
     Delete(DeleteArgs),
@@ -19,6 +34,41 @@ pub enum TaskCommand {
     /// its instance at once; the task is archived with a `cancelled` error
     /// (and its unique lock released).
     Cancel(DeleteArgs),
+}
+
+/// Arguments of `wasmq task ls`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The queue.
+    #[arg(long, short = 'q', default_value = wasmq::broker::DEFAULT_QUEUE)]
+    pub queue: String,
+    /// The state: pending, active, scheduled, retry, archived or completed.
+    #[arg(long, short = 's', default_value = "pending")]
+    pub state: TaskState,
+    /// Which page (from 0).
+    #[arg(long, default_value_t = 0)]
+    pub page: usize,
+    /// Tasks per page.
+    #[arg(long, default_value_t = 20)]
+    pub size: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Arguments of `wasmq task deleteall`, `archiveall` and `runall`.
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// The queue.
+    #[arg(long, short = 'q')]
+    pub queue: String,
+    /// The state of the tasks to act on.
+    #[arg(long, short = 's')]
+    pub state: TaskState,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 }
 
 /// Arguments of `wasmq task show`.
@@ -52,8 +102,14 @@ pub struct DeleteArgs {
 pub async fn run(command: TaskCommand) -> Result<(), Failure> {
     match command {
         TaskCommand::Show(args) => show(args).await,
-        TaskCommand::Delete(args) => delete(args).await,
+        TaskCommand::Ls(args) => list(args).await,
+        TaskCommand::Delete(args) => act(args, BulkAction::Delete).await,
+        TaskCommand::Run(args) => act(args, BulkAction::Run).await,
+        TaskCommand::Archive(args) => act(args, BulkAction::Archive).await,
         TaskCommand::Cancel(args) => cancel(args).await,
+        TaskCommand::Deleteall(args) => act_all(args, BulkAction::Delete).await,
+        TaskCommand::Archiveall(args) => act_all(args, BulkAction::Archive).await,
+        TaskCommand::Runall(args) => act_all(args, BulkAction::Run).await,
     }
 }
 
@@ -61,24 +117,33 @@ async fn show(args: ShowArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let info = find(&broker, &args.id, args.queue.as_deref()).await?;
     if args.json {
-        println!("{}", to_json(&info));
+        println!("{}", info.to_json());
     } else {
         print!("{}", to_text(&info));
     }
     Ok(())
 }
 
-async fn delete(args: DeleteArgs) -> Result<(), Failure> {
+fn verb(action: BulkAction) -> (&'static str, &'static str) {
+    match action {
+        BulkAction::Run => ("running", "moved to the head of the queue"),
+        BulkAction::Archive => ("archiving", "archived"),
+        BulkAction::Delete => ("deleting", "deleted"),
+    }
+}
+
+async fn act(args: DeleteArgs, action: BulkAction) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let info = find(&broker, &args.id, args.queue.as_deref()).await?;
     let queue = &info.message.queue;
+    let (doing, done) = verb(action);
     let state = broker
-        .delete(queue, &args.id)
+        .act_on_task(queue, &args.id, action)
         .await
-        .with_context(|| format!("deleting task {} from queue {queue:?}", args.id))?;
+        .with_context(|| format!("{doing} task {} of queue {queue:?}", args.id))?;
     match state {
         Some(state) => {
-            println!("deleted {} task {} from queue {queue:?}", state, args.id);
+            println!("{state} task {} of queue {queue:?} {done}", args.id);
             Ok(())
         }
         None => Err(Failure::not_found(format!(
@@ -86,6 +151,63 @@ async fn delete(args: DeleteArgs) -> Result<(), Failure> {
             args.id
         ))),
     }
+}
+
+async fn act_all(args: AllArgs, action: BulkAction) -> Result<(), Failure> {
+    let broker = Broker::connect(&args.redis.url).await?;
+    let (doing, done) = verb(action);
+    let count = broker
+        .act_on_state(&args.queue, args.state, action)
+        .await
+        .with_context(|| format!("{doing} the {} tasks of queue {:?}", args.state, args.queue))?;
+    println!(
+        "{count} {} task(s) of queue {:?} {done}",
+        args.state, args.queue
+    );
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> Result<(), Failure> {
+    let broker = Broker::connect(&args.redis.url).await?;
+    let size = args.size.clamp(1, 1000);
+    let ids = broker
+        .task_ids(&args.queue, args.state, args.page * size, size)
+        .await?;
+    let tasks = broker.task_infos(&args.queue, &ids).await?;
+    if args.json {
+        let json: Vec<_> = tasks.iter().map(TaskInfo::to_json).collect();
+        println!("{}", serde_json::Value::Array(json));
+        return Ok(());
+    }
+    let mut table = Table::new(&["ID", "TYPE", "ATTEMPTS", "WHEN", "PAYLOAD", "LAST ERROR"]);
+    for info in &tasks {
+        let payload = info.message.payload.get();
+        let payload = if payload.chars().count() > 40 {
+            format!("{}...", payload.chars().take(37).collect::<String>())
+        } else {
+            payload.to_string()
+        };
+        table.row(vec![
+            info.message.id.clone(),
+            info.message.task_type.clone(),
+            format!("{}/{}", info.attempts, info.message.max_retry + 1),
+            info.state_time_ms.map_or_else(|| "-".into(), time),
+            payload,
+            info.last_error.as_ref().map_or_else(
+                || "-".into(),
+                |error| format!("{}: {}", error.kind, error.message),
+            ),
+        ]);
+    }
+    if table.is_empty() {
+        println!(
+            "no {} tasks in queue {:?} (page {})",
+            args.state, args.queue, args.page
+        );
+    } else {
+        print!("{}", table.render());
+    }
+    Ok(())
 }
 
 async fn cancel(args: DeleteArgs) -> Result<(), Failure> {
@@ -188,29 +310,4 @@ fn to_text(info: &TaskInfo) -> String {
         let _ = writeln!(out, "  result:     {}", show_bytes(result));
     }
     out
-}
-
-fn to_json(info: &TaskInfo) -> serde_json::Value {
-    let result = info.result.as_deref().map(|bytes| {
-        match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(value) => value,
-            Err(_) => serde_json::Value::String(show_bytes(bytes)),
-        }
-    });
-    serde_json::json!({
-        "id": info.message.id,
-        "queue": info.message.queue,
-        "type": info.message.task_type,
-        "state": info.state,
-        "state_time_ms": info.state_time_ms,
-        "attempts": info.attempts,
-        "max_retry": info.message.max_retry,
-        "payload": info.message.payload,
-        "timeout_ms": info.message.timeout_ms,
-        "deadline_ms": info.message.deadline_ms,
-        "retention_ms": info.message.retention_ms,
-        "enqueued_at_ms": info.message.enqueued_at_ms,
-        "last_error": info.last_error,
-        "result": result,
-    })
 }

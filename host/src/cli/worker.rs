@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Do not run a cron scheduler replica in this worker.
     #[arg(long = "no-scheduler")]
     pub no_scheduler: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long = "metrics-addr", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub scheduling: SchedulingArgs,
 }
@@ -159,6 +162,31 @@ impl ServeArgs {
             "worker started"
         );
         self.scheduling.check()?;
+        for plugin in plugins.current().plugins() {
+            config.metrics.inc(
+                "wasmq_plugin_loads_total",
+                &[
+                    ("plugin", &plugin.manifest.name),
+                    ("version", &plugin.manifest.version),
+                ],
+                1.0,
+            );
+        }
+        if let Some(address) = self.metrics_addr {
+            let (metrics, stop) = (config.metrics.clone(), shutdown.clone());
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|err| {
+                    anyhow::anyhow!(
+                        "cannot listen on {address} for metrics: {err}; pick another --metrics-addr"
+                    )
+                })?;
+            tokio::spawn(async move {
+                if let Err(err) = wasmq::ops::metrics::serve(listener, metrics, stop).await {
+                    tracing::error!(%err, "the metrics endpoint stopped");
+                }
+            });
+        }
         let mut scheduling = if self.no_scheduler {
             tokio::task::JoinSet::new()
         } else {

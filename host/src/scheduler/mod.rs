@@ -23,6 +23,7 @@
 mod entry;
 mod file;
 mod schedule;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;

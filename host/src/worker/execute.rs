@@ -13,15 +13,19 @@ use rand::SeedableRng;
 use super::Shared;
 use super::lease::{CancelReason, RunningTask};
 use crate::broker::{self, LeasedTask};
-use crate::sandbox::{Invocation, TaskLabel};
+use crate::sandbox::{Invocation, Outcome, TaskLabel};
 use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
 
 /// Runs one leased task and records its outcome.
 pub async fn execute(shared: &Shared, task: LeasedTask, token: String) {
     let message = &task.message;
-    let running = shared
-        .running
-        .register(&message.queue, &message.id, &token, shared.config.lease);
+    let running = shared.running.register(
+        &message.queue,
+        &message.id,
+        &message.task_type,
+        &token,
+        shared.config.lease,
+    );
     let limit = message.limit.clone().or_else(|| {
         shared
             .type_limits
@@ -165,6 +169,7 @@ async fn attempt(
     };
     let sandbox = shared.sandbox.clone();
     let plugin = plugin.clone();
+    let plugin_name = plugin.manifest.name.clone();
     let message = message.clone();
     let (attempt, cancel) = (task.attempt, running.cancel.clone());
     let run = shared.executor.spawn(async move {
@@ -182,12 +187,7 @@ async fn attempt(
     });
     match run.await {
         Ok(outcome) => {
-            tracing::trace!(
-                id = task.message.id,
-                instantiate_us = outcome.instantiate_time.as_micros() as u64,
-                fuel = outcome.fuel_used,
-                "attempt measured"
-            );
+            record_measurements(shared, &task.message, &plugin_name, &outcome);
             outcome.result
         }
         Err(err) => Err(TaskFailure::new(
@@ -195,6 +195,41 @@ async fn attempt(
             format!("the sandbox failed unexpectedly: {err}"),
         )),
     }
+}
+
+/// Feeds an attempt's measurements to the metrics and plugin statistics.
+fn record_measurements(
+    shared: &Shared,
+    message: &crate::task::TaskMessage,
+    plugin: &str,
+    outcome: &Outcome,
+) {
+    let task_type = message.task_type.as_str();
+    let metrics = &shared.config.metrics;
+    metrics.observe(
+        "wasmq_task_duration_seconds",
+        &[("type", task_type)],
+        outcome.total_time.as_secs_f64(),
+    );
+    metrics.observe(
+        "wasmq_wasm_instantiation_seconds",
+        &[("plugin", plugin)],
+        outcome.instantiate_time.as_secs_f64(),
+    );
+    if let Some(fuel) = outcome.fuel_used {
+        metrics.observe(
+            "wasmq_task_fuel",
+            &[("plugin", plugin), ("type", task_type)],
+            fuel as f64,
+        );
+    }
+    shared.plugin_stats.record(
+        plugin,
+        task_type,
+        outcome.result.as_ref().err().map(|failure| failure.kind),
+        outcome.fuel_used,
+        outcome.total_time,
+    );
 }
 
 /// Records the outcome of an attempt.
@@ -263,6 +298,11 @@ async fn settle(
                     .counters
                     .completed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.config.metrics.inc(
+                    "wasmq_tasks_processed_total",
+                    &[("queue", queue), ("type", task_type)],
+                    1.0,
+                );
                 tracing::debug!(queue, id, task_type, attempt, ms, "task completed");
             }
         }
@@ -271,6 +311,15 @@ async fn settle(
                 .counters
                 .failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.config.metrics.inc(
+                "wasmq_tasks_failed_total",
+                &[
+                    ("queue", queue),
+                    ("type", task_type),
+                    ("class", failure.kind.as_str()),
+                ],
+                1.0,
+            );
             let error = ErrorRecord {
                 kind: failure.kind,
                 message: failure.message.clone(),

@@ -14,12 +14,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::broker;
+use crate::ops::server::{PluginInfo, ServerInfo};
 
 /// Most expired leases taken back per queue and round.
 const RECLAIM_BATCH: usize = 1000;
 
-/// How often completed tasks, unique locks and the archive are trimmed.
+/// How often completed tasks, unique locks and the archive are trimmed,
+/// queue gauges refreshed, plugin statistics flushed and the heartbeat
+/// written.
 const TRIM_PERIOD: Duration = Duration::from_secs(5);
+
+/// How long a heartbeat says the worker is alive.
+const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
 
 /// Runs upkeep until `stop`.
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
@@ -60,11 +66,103 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                     shared.outage.failed(&err);
                 }
             }
+            heartbeat(&shared).await;
+            flush_plugin_stats(&shared).await;
+            refresh_gauges(&shared, &queues).await;
             last_trim = Some(Instant::now());
         }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+/// Tells the fleet this worker is alive, what it runs and which plugins it
+/// has loaded.
+async fn heartbeat(shared: &Shared) {
+    let id = &shared.config.worker_id;
+    let mut parts = id.split(':');
+    let host = parts.next().unwrap_or_default().to_string();
+    let info = ServerInfo {
+        id: id.clone(),
+        host,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at_ms: shared.started_at_ms,
+        concurrency: shared.config.concurrency,
+        queues: shared.config.queues.weights(),
+        strict: shared.config.queues.is_strict(),
+        running: shared.running.describe(),
+        plugins: shared
+            .plugins
+            .current()
+            .plugins()
+            .iter()
+            .map(|plugin| PluginInfo {
+                name: plugin.manifest.name.clone(),
+                version: plugin.manifest.version.clone(),
+                digest: plugin.digest.clone(),
+                task_types: plugin.manifest.task_types.clone(),
+            })
+            .collect(),
+    };
+    // A ServerInfo holds only strings and numbers.
+    let description = serde_json::to_string(&info).expect("a ServerInfo always encodes");
+    let now = broker::unix_ms(std::time::SystemTime::now());
+    if let Err(err) = shared
+        .broker
+        .heartbeat(id, &description, HEARTBEAT_TTL, now)
+        .await
+    {
+        shared.outage.failed(&err);
+    }
+}
+
+/// Adds this worker's plugin statistics to the fleet's.
+pub async fn flush_plugin_stats(shared: &Shared) {
+    let counts = shared.plugin_stats.take();
+    if let Err(err) = shared.broker.add_plugin_stats(&counts).await {
+        shared.plugin_stats.restore(counts);
+        shared.outage.failed(&err);
+    }
+}
+
+/// Refreshes the queue gauges of the metrics.
+async fn refresh_gauges(shared: &Shared, queues: &[String]) {
+    let metrics = &shared.config.metrics;
+    metrics.set(
+        "wasmq_worker_running_tasks",
+        &[],
+        shared.running.len() as f64,
+    );
+    metrics.set(
+        "wasmq_worker_concurrency",
+        &[],
+        shared.config.concurrency as f64,
+    );
+    for queue in queues {
+        match shared.broker.queue_stats(queue).await {
+            Ok(stats) => {
+                let counts = stats.counts;
+                for (state, count) in [
+                    ("pending", counts.pending),
+                    ("active", counts.active),
+                    ("scheduled", counts.scheduled),
+                    ("retry", counts.retry),
+                    ("archived", counts.archived),
+                    ("completed", counts.completed),
+                ] {
+                    metrics.set(
+                        "wasmq_queue_tasks",
+                        &[("queue", queue), ("state", state)],
+                        count as f64,
+                    );
+                }
+                let latency = stats.oldest_pending_ms.unwrap_or(0).max(0) as f64 / 1000.0;
+                metrics.set("wasmq_queue_latency_seconds", &[("queue", queue)], latency);
+            }
+            Err(err) => shared.outage.failed(&err),
         }
     }
 }

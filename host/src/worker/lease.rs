@@ -27,6 +27,10 @@ pub enum CancelReason {
 
 /// One running task.
 pub struct RunningTask {
+    /// Its task type.
+    pub task_type: String,
+    /// When this attempt started (unix ms), for heartbeats.
+    pub started_at_ms: i64,
     /// The lease token it was leased under.
     pub token: String,
     /// Fires to stop the task's instance.
@@ -78,10 +82,13 @@ impl Running {
         &self,
         queue: &str,
         id: &str,
+        task_type: &str,
         token: &str,
         lease: Duration,
     ) -> Arc<RunningTask> {
         let task = Arc::new(RunningTask {
+            task_type: task_type.to_string(),
+            started_at_ms: crate::broker::unix_ms(std::time::SystemTime::now()),
             token: token.to_string(),
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
@@ -109,6 +116,19 @@ impl Running {
             task.stop(reason);
         }
         tasks.len()
+    }
+
+    /// What runs here, for heartbeats.
+    pub fn describe(&self) -> Vec<crate::ops::server::RunningTaskInfo> {
+        self.lock()
+            .iter()
+            .map(|((queue, id), task)| crate::ops::server::RunningTaskInfo {
+                queue: queue.clone(),
+                id: id.clone(),
+                task_type: task.task_type.clone(),
+                started_at_ms: task.started_at_ms,
+            })
+            .collect()
     }
 
     /// The running tasks grouped by queue, as (id, token) pairs.

@@ -40,6 +40,8 @@ pub use backoff::Backoff;
 pub use queues::QueueSelection;
 
 use crate::broker::{self, ArchiveLimits, Broker, LeasedTask, QueueEvent};
+use crate::ops::metrics::Metrics;
+use crate::ops::stats::PluginStats;
 use crate::plugins::Plugins;
 use crate::sandbox::Sandbox;
 use lease::{CancelReason, Running};
@@ -72,6 +74,8 @@ pub struct WorkerConfig {
     /// separate from the threads that talk to Redis, so that busy guests
     /// never delay lease renewals.
     pub sandbox_threads: usize,
+    /// Where the worker records its metrics (served by `--metrics-addr`).
+    pub metrics: Metrics,
 }
 
 impl WorkerConfig {
@@ -88,6 +92,7 @@ impl WorkerConfig {
             idle_poll: Duration::from_secs(1),
             worker_id: default_worker_id(),
             sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -132,6 +137,10 @@ struct Shared {
     running: Running,
     counters: Counters,
     outage: housekeeping::OutageLog,
+    /// Run statistics per plugin, flushed to Redis by housekeeping.
+    plugin_stats: PluginStats,
+    /// When the worker started (unix ms), for its heartbeat.
+    started_at_ms: i64,
     /// Concurrency limits set per task type, refreshed by housekeeping.
     type_limits:
         std::sync::RwLock<std::collections::HashMap<String, crate::task::ConcurrencyLimit>>,
@@ -161,6 +170,8 @@ pub async fn run(
         counters: Counters::default(),
         outage: housekeeping::OutageLog::new(broker.url()),
         type_limits: Default::default(),
+        plugin_stats: PluginStats::default(),
+        started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
         config,
     });
     let stop_fetching = CancellationToken::new();
@@ -189,6 +200,34 @@ pub async fn run(
     background.spawn(lease::keep_leases(shared.clone(), stop_background.clone()));
     background.spawn(housekeeping::run(shared.clone(), stop_background.clone()));
 
+    // The limits per task type must be known before the first task runs,
+    // or a limited type could start unchecked.
+    // Fused: it is polled again after it may have completed.
+    let shutdown = futures::FutureExt::fuse(shutdown);
+    tokio::pin!(shutdown);
+    let mut stopped_early = false;
+    loop {
+        match shared.broker.type_limits().await {
+            Ok(limits) => {
+                *shared
+                    .type_limits
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = limits;
+                break;
+            }
+            Err(err) => {
+                shared.outage.failed(&err);
+                tokio::select! {
+                    _ = &mut shutdown => {
+                        stopped_early = true;
+                        break;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+
     let mut executions = JoinSet::new();
     {
         let fetching = fetch_loop(
@@ -198,9 +237,12 @@ pub async fn run(
             &mut executions,
         );
         tokio::pin!(fetching);
+        if stopped_early {
+            stop_fetching.cancel();
+        }
         tokio::select! {
             _ = &mut fetching => {}
-            _ = shutdown => {
+            _ = &mut shutdown => {
                 stop_fetching.cancel();
                 fetching.await;
             }
@@ -226,6 +268,10 @@ pub async fn run(
     }
     stop_background.cancel();
     while background.join_next().await.is_some() {}
+    housekeeping::flush_plugin_stats(&shared).await;
+    if let Err(err) = shared.broker.forget_server(&shared.config.worker_id).await {
+        tracing::debug!(%err, "could not remove this worker's heartbeat; it expires by itself");
+    }
     // Every execution has finished: nothing runs on the sandbox runtime.
     executor.shutdown_background();
 

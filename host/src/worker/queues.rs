@@ -76,6 +76,11 @@ impl QueueSelection {
         self.queues.iter().map(|(name, _)| name.clone()).collect()
     }
 
+    /// The queue names with their weights.
+    pub fn weights(&self) -> Vec<(String, u32)> {
+        self.queues.clone()
+    }
+
     /// Whether priorities are strict.
     pub fn is_strict(&self) -> bool {
         self.strict

@@ -17,6 +17,7 @@ end
 local now = now_ms()
 redis.call('ZREM', ACTIVE, id)
 redis.call('ZADD', ARCHIVED, now, id)
+count_attempt('failed', now)
 redis.call('HSET', STATE, id, 'archived')
 redis.call('HSET', ERROR, id, ARGV[3])
 redis.call('HDEL', OWNER, id)

@@ -15,13 +15,15 @@ local id, owner, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('HGET', OWNER, id) ~= owner then
     return redis.error_reply('LEASE_LOST')
 end
+local now = now_ms()
 redis.call('ZREM', ACTIVE, id)
 release_unique(ARGV[5], id)
+count_attempt('processed', now)
 if retention <= 0 then
     forget(id)
     return 1
 end
-redis.call('ZADD', COMPLETED, now_ms() + retention, id)
+redis.call('ZADD', COMPLETED, now + retention, id)
 redis.call('HSET', STATE, id, 'completed')
 redis.call('HSET', RESULT, id, ARGV[4])
 redis.call('HDEL', OWNER, id)

@@ -1,26 +1,32 @@
--- Deletes a task that is not running, whatever its state, with its record
--- and its unique lock. A running task must be cancelled first.
+-- Deletes tasks that are not running, with their records and unique locks.
 --
 -- KEYS: the queue's keys (prelude.lua)
--- ARGV[1] -> task id
+-- ARGV[1] -> the state the tasks must be in, or '' for any state but active
+-- ARGV[2..] -> task ids
 --
--- Returns the state the task was in, or false when there is no such task;
--- the error 'ACTIVE' when the task is running.
-local id = ARGV[1]
-local state = redis.call('HGET', STATE, id)
-if not state then
-    return false
+-- Returns, per id, the state it was deleted from; 'active' when it runs
+-- (not deleted), or false when there is no such task or it is in another
+-- state than ARGV[1].
+local wanted = ARGV[1]
+local replies = {}
+for i = 2, #ARGV do
+    local id = ARGV[i]
+    local state = redis.call('HGET', STATE, id)
+    if not state or (wanted ~= '' and state ~= wanted) then
+        replies[#replies + 1] = false
+    elseif state == 'active' then
+        replies[#replies + 1] = 'active'
+    else
+        if state == 'pending' then
+            redis.call('LREM', PENDING, 0, id)
+        end
+        redis.call('ZREM', SCHEDULED, id)
+        redis.call('ZREM', RETRY, id)
+        redis.call('ZREM', ARCHIVED, id)
+        redis.call('ZREM', COMPLETED, id)
+        release_unique(unique_key_of(id), id)
+        forget(id)
+        replies[#replies + 1] = state
+    end
 end
-if state == 'active' then
-    return redis.error_reply('ACTIVE')
-end
-if state == 'pending' then
-    redis.call('LREM', PENDING, 0, id)
-end
-redis.call('ZREM', SCHEDULED, id)
-redis.call('ZREM', RETRY, id)
-redis.call('ZREM', ARCHIVED, id)
-redis.call('ZREM', COMPLETED, id)
-release_unique(unique_key_of(id), id)
-forget(id)
-return state
+return replies

@@ -20,6 +20,8 @@
 -- KEYS[14] -> wasmq:{<queue>}:unique_until  ZSET unique key -> lock expiry (server ms)
 -- KEYS[15] -> wasmq:{<queue>}:paused        STRING, present while the queue is paused
 -- KEYS[16] -> wasmq:{<queue>}:claims        ZSET task id -> until when the id stays reserved (server ms)
+-- KEYS[17] -> wasmq:{<queue>}:stats         HASH 'processed:<day>' / 'failed:<day>' -> attempts that day
+--                                           (<day>: days since the unix epoch, server clock)
 --
 -- Workers are woken by a PUBLISH on wasmq:{<queue>}:notify, and told of
 -- cancelled tasks on wasmq:{<queue>}:cancel (KEYS[1] with its last part
@@ -31,13 +33,18 @@
 local PENDING, ACTIVE, SCHEDULED, RETRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ARCHIVED, COMPLETED = KEYS[5], KEYS[6]
 local MSG, STATE, ATTEMPTS, OWNER, ERROR, RESULT = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local UNIQUE, UNIQUE_UNTIL, PAUSED, CLAIMS = KEYS[13], KEYS[14], KEYS[15], KEYS[16]
+local UNIQUE, UNIQUE_UNTIL, PAUSED, CLAIMS, STATS = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
 local NOTIFY = string.sub(PENDING, 1, -8) .. 'notify'
 
 -- The server's clock in milliseconds.
 local function now_ms()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Counts a processed or failed attempt for today ('processed' or 'failed').
+local function count_attempt(what, now)
+    redis.call('HINCRBY', STATS, what .. ':' .. math.floor(now / 86400000), 1)
 end
 
 -- Removes a task's record (not its place in a list or set).

@@ -25,6 +25,7 @@ for _, id in ipairs(expired) do
             at_ms = now,
         })
         redis.call('HSET', ERROR, id, err)
+        count_attempt('failed', now)
         if attempt > tonumber(decoded.max_retry) then
             redis.call('ZADD', ARCHIVED, now, id)
             redis.call('HSET', STATE, id, 'archived')

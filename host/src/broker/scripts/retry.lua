@@ -11,8 +11,10 @@ local id, owner = ARGV[1], ARGV[2]
 if redis.call('HGET', OWNER, id) ~= owner then
     return redis.error_reply('LEASE_LOST')
 end
+local now = now_ms()
 redis.call('ZREM', ACTIVE, id)
-redis.call('ZADD', RETRY, now_ms() + tonumber(ARGV[3]), id)
+redis.call('ZADD', RETRY, now + tonumber(ARGV[3]), id)
+count_attempt('failed', now)
 redis.call('HSET', STATE, id, 'retry')
 redis.call('HSET', ERROR, id, ARGV[4])
 redis.call('HDEL', OWNER, id)

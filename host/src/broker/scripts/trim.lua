@@ -1,5 +1,6 @@
 -- Housekeeping: forgets completed tasks past their retention, drops expired
--- unique locks and id reservations, and trims the archive to its caps.
+-- unique locks and id reservations and daily counts older than 31 days, and
+-- trims the archive to its caps.
 --
 -- KEYS: the queue's keys (prelude.lua)
 -- ARGV[1] -> how many entries to drop per structure and call at most
@@ -19,5 +20,13 @@ for _, key in ipairs(locks) do
     redis.call('HDEL', UNIQUE, key)
 end
 redis.call('ZREMRANGEBYSCORE', CLAIMS, '-inf', now)
+-- Daily counts are kept for 31 days.
+local today = math.floor(now / 86400000)
+for _, field in ipairs(redis.call('HKEYS', STATS)) do
+    local day = tonumber(string.match(field, ':(%d+)$') or today)
+    if day < today - 30 then
+        redis.call('HDEL', STATS, field)
+    end
+end
 local archived = trim_archive(now, tonumber(ARGV[2]), tonumber(ARGV[3]), budget)
 return {#done, #locks, archived}

@@ -1,0 +1,66 @@
+//! How the CLI writes times, durations and sizes for people.
+
+use std::time::{Duration, SystemTime};
+
+/// A unix-ms time as RFC 3339 (UTC, seconds).
+pub fn time(ms: i64) -> String {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// A duration in ms, rounded for reading: `850ms`, `12s`, `3m 20s`.
+pub fn age(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    let rounded = if ms < 1000 { ms } else { ms / 1000 * 1000 };
+    humantime::format_duration(Duration::from_millis(rounded)).to_string()
+}
+
+/// A byte count: `512 B`, `1.5 KiB`, `3.2 MiB`.
+pub fn bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A count of microseconds for reading: `420µs`, `12.5ms`, `2.1s`.
+pub fn micros(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us}µs"),
+        1_000..1_000_000 => format!("{:.1}ms", us as f64 / 1000.0),
+        _ => format!("{:.1}s", us as f64 / 1_000_000.0),
+    }
+}
+
+/// A large count with a metric suffix: `950`, `12.3k`, `4.5M`, `1.2G`.
+pub fn count(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(age(850), "850ms");
+        assert_eq!(age(200_500), "3m 20s");
+        assert_eq!(micros(12_500), "12.5ms");
+        assert_eq!(count(12_345), "12.3k");
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,82 @@
+//! `wasmq server ls`: the live workers, from their heartbeats.
+
+use clap::{Args, Subcommand};
+use wasmq::broker::Broker;
+use wasmq::ops::server::ServerInfo;
+
+use super::RedisArgs;
+use super::format;
+use super::parse::Failure;
+use super::table::Table;
+
+/// The `wasmq server` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// List live workers: host, pid, concurrency, running tasks, plugins
+    /// and versions, started at.
+    Ls(ListArgs),
+}
+
+/// Arguments of `wasmq server ls`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Runs a `wasmq server` subcommand.
+pub async fn run(command: ServerCommand) -> Result<(), Failure> {
+    let ServerCommand::Ls(args) = command;
+    let broker = Broker::connect(&args.redis.url).await?;
+    let mut servers: Vec<ServerInfo> = broker
+        .servers()
+        .await?
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect();
+    servers.sort_by(|a, b| a.id.cmp(&b.id));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&servers).map_err(anyhow::Error::from)?
+        );
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "ID", "HOST", "PID", "QUEUES", "RUNNING", "PLUGINS", "STARTED",
+    ]);
+    for server in &servers {
+        let queues: Vec<String> = server
+            .queues
+            .iter()
+            .map(|(queue, weight)| format!("{queue}={weight}"))
+            .collect();
+        let plugins: Vec<String> = server
+            .plugins
+            .iter()
+            .map(|plugin| format!("{}@{}", plugin.name, plugin.version))
+            .collect();
+        table.row(vec![
+            server.id.clone(),
+            server.host.clone(),
+            server.pid.to_string(),
+            format!(
+                "{}{}",
+                queues.join(","),
+                if server.strict { " (strict)" } else { "" }
+            ),
+            format!("{}/{}", server.running.len(), server.concurrency),
+            plugins.join(", "),
+            format::time(server.started_at_ms),
+        ]);
+    }
+    if table.is_empty() {
+        println!("no live workers (a worker shows here within 5 s of starting)");
+    } else {
+        print!("{}", table.render());
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `wasmq stats`: every queue's numbers at a glance.
+
+use clap::Args;
+use wasmq::broker::Broker;
+
+use super::RedisArgs;
+use super::format;
+use super::parse::Failure;
+use super::table::Table;
+
+/// Arguments of `wasmq stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Runs `wasmq stats`.
+pub async fn run(args: StatsArgs) -> Result<(), Failure> {
+    let broker = Broker::connect(&args.redis.url).await?;
+    let mut stats = Vec::new();
+    for queue in broker.queues().await? {
+        stats.push(broker.queue_stats(&queue).await?);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&stats).map_err(anyhow::Error::from)?
+        );
+        return Ok(());
+    }
+    if stats.is_empty() {
+        println!("no queues yet: enqueue a task to create one");
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "QUEUE",
+        "STATE",
+        "PENDING",
+        "ACTIVE",
+        "SCHEDULED",
+        "RETRY",
+        "ARCHIVED",
+        "COMPLETED",
+        "PROCESSED TODAY",
+        "FAILED TODAY",
+        "LATENCY",
+        "MEMORY",
+    ]);
+    for queue in &stats {
+        let counts = queue.counts;
+        table.row(vec![
+            queue.queue.clone(),
+            if queue.paused {
+                "paused".into()
+            } else {
+                "running".into()
+            },
+            counts.pending.to_string(),
+            counts.active.to_string(),
+            counts.scheduled.to_string(),
+            counts.retry.to_string(),
+            counts.archived.to_string(),
+            counts.completed.to_string(),
+            queue.processed_today.to_string(),
+            queue.failed_today.to_string(),
+            queue
+                .oldest_pending_ms
+                .map_or_else(|| "-".into(), format::age),
+            format::bytes(queue.memory_bytes),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! A small Prometheus registry: counters, gauges and histograms with
+//! labels, rendered in the text exposition format, and the HTTP endpoint
+//! that serves them (`--metrics-addr`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+/// What a metric is, for its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// The metrics wasmq exports: name, kind, help and (for histograms) bucket
+/// upper bounds.
+const DEFINITIONS: &[(&str, Kind, &str, &[f64])] = &[
+    (
+        "wasmq_tasks_processed_total",
+        Kind::Counter,
+        "Attempts that completed, by queue and task type.",
+        &[],
+    ),
+    (
+        "wasmq_tasks_failed_total",
+        Kind::Counter,
+        "Attempts that failed, by queue, task type and failure class.",
+        &[],
+    ),
+    (
+        "wasmq_task_duration_seconds",
+        Kind::Histogram,
+        "Wall-clock time of an attempt in its sandbox, instantiation included.",
+        &[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0,
+        ],
+    ),
+    (
+        "wasmq_wasm_instantiation_seconds",
+        Kind::Histogram,
+        "Time to create a fresh instance of a plugin for one attempt.",
+        &[
+            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
+        ],
+    ),
+    (
+        "wasmq_task_fuel",
+        Kind::Histogram,
+        "Fuel (about one unit per Wasm instruction) burned by an attempt.",
+        &[1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12],
+    ),
+    (
+        "wasmq_queue_tasks",
+        Kind::Gauge,
+        "Tasks in a queue, by state.",
+        &[],
+    ),
+    (
+        "wasmq_queue_latency_seconds",
+        Kind::Gauge,
+        "How long the oldest pending task of a queue has waited since it was enqueued.",
+        &[],
+    ),
+    (
+        "wasmq_worker_running_tasks",
+        Kind::Gauge,
+        "Tasks this worker is running.",
+        &[],
+    ),
+    (
+        "wasmq_worker_concurrency",
+        Kind::Gauge,
+        "Tasks this worker may run at once.",
+        &[],
+    ),
+    (
+        "wasmq_plugin_loads_total",
+        Kind::Counter,
+        "Plugins loaded (at start or by a deploy), by plugin and version.",
+        &[],
+    ),
+    (
+        "wasmq_plugin_reloads_total",
+        Kind::Counter,
+        "Plugins replaced by a new version while running, by plugin.",
+        &[],
+    ),
+];
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Registry {
+    values: BTreeMap<(&'static str, Labels), f64>,
+    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+}
+
+/// The metrics of one process. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn definition(name: &str) -> &'static (&'static str, Kind, &'static str, &'static [f64]) {
+    DEFINITIONS
+        .iter()
+        .find(|(defined, ..)| *defined == name)
+        .unwrap_or_else(|| panic!("metric {name} is not in DEFINITIONS"))
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        // Each update is a single map operation: a panic elsewhere cannot
+        // leave the registry half-written.
+        f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Adds `by` to a counter.
+    pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)], by: f64) {
+        let name = definition(name).0;
+        self.with(|registry| *registry.values.entry((name, labels(pairs))).or_default() += by);
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], value: f64) {
+        let name = definition(name).0;
+        self.with(|registry| {
+            registry.values.insert((name, labels(pairs)), value);
+        });
+    }
+
+    /// Records one observation in a histogram.
+    pub fn observe(&self, name: &'static str, pairs: &[(&str, &str)], value: f64) {
+        let (name, _, _, bounds) = definition(name);
+        self.with(|registry| {
+            let histogram = registry
+                .histograms
+                .entry((name, labels(pairs)))
+                .or_insert_with(|| Histogram {
+                    buckets: vec![0; bounds.len()],
+                    ..Histogram::default()
+                });
+            for (bucket, bound) in histogram.buckets.iter_mut().zip(bounds.iter()) {
+                if value <= *bound {
+                    *bucket += 1;
+                }
+            }
+            histogram.count += 1;
+            histogram.sum += value;
+        });
+    }
+
+    /// The current value of a counter or gauge (0 when never set).
+    pub fn value(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
+        self.with(|registry| {
+            registry
+                .values
+                .get(&(name, labels(pairs)))
+                .copied()
+                .unwrap_or(0.0)
+        })
+    }
+
+    /// Everything, in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        for (name, kind, help, bounds) in DEFINITIONS {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let kind_name = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let _ = writeln!(out, "# TYPE {name} {kind_name}");
+            for ((metric, pairs), value) in registry.values.range((*name, Vec::new())..) {
+                if metric != name {
+                    break;
+                }
+                let _ = writeln!(out, "{name}{} {value}", render_labels(pairs, None));
+            }
+            for ((metric, pairs), histogram) in registry.histograms.range((*name, Vec::new())..) {
+                if metric != name {
+                    break;
+                }
+                for (bound, count) in bounds.iter().zip(&histogram.buckets) {
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {count}",
+                        render_labels(pairs, Some(&bound.to_string()))
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    render_labels(pairs, Some("+Inf")),
+                    histogram.count
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_sum{} {}",
+                    render_labels(pairs, None),
+                    histogram.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "{name}_count{} {}",
+                    render_labels(pairs, None),
+                    histogram.count
+                );
+            }
+        }
+        out
+    }
+}
+
+fn render_labels(pairs: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = pairs
+        .iter()
+        .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_gauges_and_histograms_render_as_prometheus_text() {
+        let metrics = Metrics::default();
+        metrics.inc(
+            "wasmq_tasks_processed_total",
+            &[("queue", "default"), ("type", "echo")],
+            1.0,
+        );
+        metrics.inc(
+            "wasmq_tasks_processed_total",
+            &[("queue", "default"), ("type", "echo")],
+            2.0,
+        );
+        metrics.set(
+            "wasmq_queue_tasks",
+            &[("queue", "default"), ("state", "pending")],
+            7.0,
+        );
+        metrics.observe("wasmq_task_duration_seconds", &[("type", "echo")], 0.003);
+        let text = metrics.render();
+        assert!(
+            text.contains("wasmq_tasks_processed_total{queue=\"default\",type=\"echo\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE wasmq_queue_tasks gauge\n"), "{text}");
+        assert!(
+            text.contains("wasmq_queue_tasks{queue=\"default\",state=\"pending\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmq_task_duration_seconds_bucket{type=\"echo\",le=\"0.0025\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmq_task_duration_seconds_bucket{type=\"echo\",le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmq_task_duration_seconds_count{type=\"echo\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(
+            metrics.value(
+                "wasmq_tasks_processed_total",
+                &[("queue", "default"), ("type", "echo")]
+            ),
+            3.0
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let metrics = Metrics::default();
+        metrics.inc("wasmq_plugin_reloads_total", &[("plugin", "a\"b")], 1.0);
+        assert!(metrics.render().contains("plugin=\"a\\\"b\""));
+    }
+}

@@ -1,0 +1,55 @@
+//! What a worker's heartbeat says about it, for `wasmq server ls` and the
+//! dashboard.
+
+use serde::{Deserialize, Serialize};
+
+/// A live worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// The worker's id (`host:pid:nonce`).
+    pub id: String,
+    /// Its host name.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The wasmq version it runs.
+    pub version: String,
+    /// When it started (unix ms).
+    pub started_at_ms: i64,
+    /// Tasks it may run at once.
+    pub concurrency: usize,
+    /// The queues it serves, with their weights.
+    pub queues: Vec<(String, u32)>,
+    /// Whether its priorities are strict.
+    pub strict: bool,
+    /// The tasks it is running.
+    pub running: Vec<RunningTaskInfo>,
+    /// The plugins it has loaded.
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// A task a worker is running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningTaskInfo {
+    /// The queue.
+    pub queue: String,
+    /// The task id.
+    pub id: String,
+    /// The task type.
+    pub task_type: String,
+    /// When this attempt started (unix ms).
+    pub started_at_ms: i64,
+}
+
+/// A plugin a worker has loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// SHA-256 of its component, hex.
+    pub digest: String,
+    /// The task types it handles.
+    pub task_types: Vec<String>,
+}

@@ -1,0 +1,237 @@
+// End-to-end browser check of the wasmq web dashboard (see README.md).
+//
+// Environment:
+//   DASHBOARD_URL     the dashboard, e.g. http://127.0.0.1:18081/ (required)
+//   QUEUE             the queue to look at (default "default")
+//   EXPECT_PENDING    \
+//   EXPECT_ARCHIVED    } counts expected in QUEUE's row; each optional
+//   EXPECT_COMPLETED  /
+//   TASK_ID           an archived task in QUEUE that completes when run (optional:
+//                     without it the archived-task steps are skipped)
+//   SCREENSHOT        a path: save a full-page screenshot at 1280x800 there
+//   SCREENSHOT_WAIT   seconds to let the throughput chart fill before the
+//                     screenshot (default 20)
+//   TOKEN             the dashboard token, when write actions need one
+//   CHROMIUM          the browser binary (default /usr/bin/chromium)
+//
+// Exits 0 when every check passes, 1 (with what was expected, what was seen
+// and the page's console errors) when one fails.
+
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+const url = env.DASHBOARD_URL;
+const queue = env.QUEUE || 'default';
+const taskId = env.TASK_ID || '';
+const screenshot = env.SCREENSHOT || '';
+const screenshotWait = Number(env.SCREENSHOT_WAIT ?? 20);
+const expected = {};
+for (const state of ['pending', 'archived', 'completed']) {
+  const value = env[`EXPECT_${state.toUpperCase()}`];
+  if (value !== undefined && value !== '') expected[state] = String(Number(value));
+}
+
+const consoleErrors = [];
+const pageErrors = [];
+let step = 'starting';
+
+class CheckFailed extends Error {}
+
+function fail(message) {
+  throw new CheckFailed(message);
+}
+
+function log(message) {
+  console.log(`[dashboard] ${message}`);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A CSS attribute value in double quotes. */
+const q = (value) => `"${String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+
+/** Polls `read` until `ok(value)` or the time is up; returns the last value. */
+async function waitFor(read, ok, timeoutMs, intervalMs = 250) {
+  const until = Date.now() + timeoutMs;
+  let value;
+  for (;;) {
+    value = await read();
+    if (ok(value)) return { ok: true, value };
+    if (Date.now() >= until) return { ok: false, value };
+    await sleep(intervalMs);
+  }
+}
+
+/** Text of the first element matching `selector`, or null when there is none. */
+async function textOf(page, selector) {
+  const locator = page.locator(selector).first();
+  if ((await locator.count()) === 0) return null;
+  return ((await locator.textContent({ timeout: 2000 }).catch(() => null)) ?? '').trim();
+}
+
+async function visibleMessages(page) {
+  return page.locator('#messages .msg-text, #banner:not([hidden])').allTextContents().catch(() => []);
+}
+
+async function errorMessages(page) {
+  return page.locator('#messages .msg-error .msg-text').allTextContents().catch(() => []);
+}
+
+async function run(page) {
+  const rowSelector = `tr[data-testid="queue-row"][data-queue=${q(queue)}]`;
+
+  step = `loading ${url}`;
+  const response = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
+  if (!response || !response.ok()) fail(`GET ${url} answered ${response ? response.status() : 'nothing'}`);
+
+  step = `waiting for the row of queue ${queue}`;
+  const row = await page.waitForSelector(rowSelector, { timeout: 15000 }).catch(() => null);
+  if (!row) {
+    const queues = await page.locator('tr[data-testid="queue-row"]').evaluateAll((rows) => rows.map((r) => r.dataset.queue));
+    fail(`no row for queue ${queue} within 15 s; queues shown: ${JSON.stringify(queues)}; messages: ${JSON.stringify(await visibleMessages(page))}`);
+  }
+  log(`queue row ${queue} shown`);
+
+  if (Object.keys(expected).length) {
+    step = `checking the counts of ${queue}`;
+    const read = async () => {
+      const seen = {};
+      for (const state of Object.keys(expected)) seen[state] = await textOf(page, `${rowSelector} [data-testid="count-${state}"]`);
+      return seen;
+    };
+    const same = (seen) => Object.entries(expected).every(([state, n]) => seen[state] === n);
+    const result = await waitFor(read, same, 10000);
+    if (!result.ok) fail(`counts of queue ${queue}: expected ${JSON.stringify(expected)}, saw ${JSON.stringify(result.value)} after 10 s`);
+    log(`counts match: ${JSON.stringify(expected)}`);
+  }
+
+  if (screenshot && screenshotWait > 0) {
+    step = 'letting the throughput chart fill';
+    log(`waiting ${screenshotWait} s for the chart to fill before the screenshot`);
+    await sleep(screenshotWait * 1000);
+  }
+
+  if (!taskId) {
+    if (screenshot) await takeScreenshot(page);
+    log('no TASK_ID given: skipping the task steps');
+    return;
+  }
+
+  step = `opening the archived tasks of ${queue}`;
+  await page.locator(`${rowSelector} [data-testid="count-archived"]`).click({ timeout: 5000 });
+  const taskRow = `tr[data-testid="task-row"][data-task-id=${q(taskId)}]`;
+  let listed = await page.waitForSelector(taskRow, { timeout: 10000 }).catch(() => null);
+  // Many archived tasks: the task may be on a later page.
+  for (let pages = 0; !listed && pages < 50; pages += 1) {
+    const next = page.locator('#tasks-pager [data-act="page"]').last();
+    if ((await next.count()) === 0 || (await next.isDisabled())) break;
+    await next.click({ timeout: 5000 });
+    listed = await page.waitForSelector(taskRow, { timeout: 3000 }).catch(() => null);
+  }
+  if (!listed) {
+    const ids = await page.locator('tr[data-testid="task-row"]').evaluateAll((rows) => rows.map((r) => r.dataset.taskId));
+    fail(`task ${taskId} is not in the archived list of ${queue} within 10 s; listed: ${JSON.stringify(ids)}; messages: ${JSON.stringify(await visibleMessages(page))}`);
+  }
+  log(`task ${taskId} listed as archived`);
+
+  if (screenshot) await takeScreenshot(page);
+
+  step = `opening the detail of task ${taskId}`;
+  await page.locator(`${taskRow} td`).first().click({ timeout: 5000 });
+  const detail = '[data-testid="task-detail"]';
+  const stateSel = `${detail} [data-testid="task-state"]`;
+  const archived = await waitFor(() => textOf(page, stateSel), (s) => s === 'archived', 10000);
+  if (!archived.ok) fail(`task detail state: expected "archived", saw ${JSON.stringify(archived.value)}`);
+
+  step = 'checking the last error in the detail';
+  const apiTask = await page.evaluate(async ([qn, id]) => {
+    const res = await fetch(`/api/queues/${encodeURIComponent(qn)}/tasks/${encodeURIComponent(id)}`);
+    return res.ok ? res.json() : null;
+  }, [queue, taskId]);
+  const errorText = apiTask && apiTask.last_error ? apiTask.last_error.message : null;
+  if (!errorText) fail(`the API shows no last error for task ${taskId}: ${JSON.stringify(apiTask)}`);
+  const detailText = ((await page.locator(detail).textContent()) || '').replace(/\s+/g, ' ');
+  if (!detailText.includes(errorText)) fail(`task detail should show the last error ${JSON.stringify(errorText)}; it shows: ${detailText.slice(0, 600)}`);
+  if (apiTask.last_error.kind && !detailText.includes(apiTask.last_error.kind)) {
+    fail(`task detail should show the error kind ${JSON.stringify(apiTask.last_error.kind)}`);
+  }
+  log(`detail shows state archived and the error ${JSON.stringify(errorText)}`);
+
+  step = 'running the task from the detail';
+  const runButton = page.locator(`${detail} [data-testid="action-run"]`);
+  if ((await runButton.count()) === 0) fail('the task detail has no action-run button for an archived task');
+  if (await runButton.isDisabled()) {
+    fail(`the Retry button (action-run) is disabled: ${(await runButton.getAttribute('title')) || 'no reason given'}`);
+  }
+  const errorsBefore = await errorMessages(page);
+  await runButton.click({ timeout: 5000 });
+
+  step = 'waiting for the task to complete';
+  const seenStates = new Set();
+  let refused = null;
+  const completed = await waitFor(async () => {
+    const s = await textOf(page, stateSel);
+    if (s) seenStates.add(s);
+    const errors = await errorMessages(page);
+    refused = errors.find((e) => !errorsBefore.includes(e)) || null;
+    return s;
+  }, (s) => s === 'completed' || refused !== null, 30000, 200);
+  if (refused && completed.value !== 'completed') fail(`Retry was refused; the page says: ${refused}`);
+  if (!completed.ok) {
+    fail(`after Retry the detail should reach "completed" within 30 s; it shows ${JSON.stringify(completed.value)} (states seen: ${[...seenStates].join(' → ')}); messages: ${JSON.stringify(await visibleMessages(page))}`);
+  }
+  log(`task ${taskId} completed (states seen: ${[...seenStates].join(' → ')})`);
+}
+
+async function takeScreenshot(page) {
+  step = `saving the screenshot to ${screenshot}`;
+  await page.waitForTimeout(300); // let the last poll paint
+  await page.screenshot({ path: screenshot, fullPage: true });
+  log(`screenshot saved to ${screenshot}`);
+}
+
+async function main() {
+  if (!url) {
+    console.error('DASHBOARD_URL is not set (e.g. DASHBOARD_URL=http://127.0.0.1:18081/)');
+    return 1;
+  }
+  const browser = await chromium.launch({
+    executablePath: env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  let status = 0;
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    if (env.TOKEN) {
+      await context.addInitScript((token) => localStorage.setItem('wasmq.dashboard.token', token), env.TOKEN);
+    }
+    const page = await context.newPage();
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+    page.on('pageerror', (err) => pageErrors.push(err.stack || String(err)));
+    page.on('dialog', (dialog) => dialog.accept());
+
+    await run(page);
+    if (pageErrors.length) fail(`the page threw ${pageErrors.length} uncaught error(s)`);
+    log('all checks passed');
+  } catch (err) {
+    status = 1;
+    console.error(`\nFAILED while ${step}:`);
+    console.error(`  ${err instanceof CheckFailed ? err.message : err && err.stack ? err.stack : err}`);
+  } finally {
+    await browser.close().catch(() => {});
+  }
+  if (status) {
+    if (pageErrors.length) {
+      console.error('\nuncaught page errors:');
+      for (const e of pageErrors) console.error(`  ${e}`);
+    }
+    console.error(consoleErrors.length ? '\npage console errors:' : '\npage console errors: none');
+    for (const e of consoleErrors) console.error(`  ${e}`);
+  }
+  return status;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,483 @@
+use std::path::Path;
+use std::time::Duration;
+
+use wasmq::{NewTask, TaskState};
+use wasmq_testkit::{
+    BURN_COMPONENT, ECHO_COMPONENT, FLAKY_COMPONENT, LOOP_COMPONENT, PluginDir, WasmqProcess,
+};
+
+use crate::support::{Env, WASMQ, free_port, http, stderr, stdout, wait_for_http, wait_until};
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", stderr(output));
+    serde_json::from_str(&stdout(output))
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {}", stdout(output)))
+}
+
+/// Puts tasks in every state but active in queue `mixed`: 3 pending, 2
+/// scheduled, 2 archived, 4 completed. Returns the archived ids.
+async fn mixed_queue(env: &Env) -> Vec<String> {
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, FLAKY_COMPONENT]);
+    let mut archived = Vec::new();
+    for n in 0..2 {
+        let task = NewTask::new("flaky", format!(r#"{{"fail_times":1,"n":{n}}}"#))
+            .unwrap()
+            .queue("mixed")
+            .max_retry(0);
+        archived.push(env.client.enqueue(task).await.unwrap().id);
+    }
+    for n in 0..4 {
+        env.client
+            .enqueue(
+                NewTask::new("echo", format!(r#"{{"n":{n}}}"#))
+                    .unwrap()
+                    .queue("mixed"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut worker = env.worker(plugins.path(), &["--queues", "mixed"]);
+    env.wait_for_counts(
+        "mixed",
+        Duration::from_secs(20),
+        "4 completed and 2 archived",
+        |c| c.completed == 4 && c.archived == 2,
+    )
+    .await;
+    worker.kill9();
+    for n in 0..3 {
+        env.client
+            .enqueue(
+                NewTask::new("echo", format!(r#"{{"later":{n}}}"#))
+                    .unwrap()
+                    .queue("mixed"),
+            )
+            .await
+            .unwrap();
+    }
+    for n in 0..2 {
+        let task = NewTask::new("echo", format!(r#"{{"s":{n}}}"#))
+            .unwrap()
+            .queue("mixed")
+            .process_in(Duration::from_secs(3600));
+        env.client.enqueue(task).await.unwrap();
+    }
+    archived
+}
+
+/// `stats`, `queue ls`, `queue inspect` and `task ls` show what the queue
+/// holds, as tables and as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_and_listings_show_every_state() {
+    let env = Env::start().await;
+    let archived = mixed_queue(&env).await;
+
+    let stats = json(&env.wasmq(&["stats", "--json"]));
+    let mixed = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|queue| queue["queue"] == "mixed")
+        .unwrap();
+    assert_eq!(mixed["counts"]["pending"], 3);
+    assert_eq!(mixed["counts"]["scheduled"], 2);
+    assert_eq!(mixed["counts"]["archived"], 2);
+    assert_eq!(mixed["counts"]["completed"], 4);
+    assert_eq!(mixed["processed_today"], 4);
+    assert_eq!(mixed["failed_today"], 2);
+    assert!(mixed["oldest_pending_ms"].as_i64().unwrap() >= 0);
+    assert!(mixed["memory_bytes"].as_u64().unwrap() > 0);
+
+    let table = stdout(&env.wasmq(&["stats"]));
+    assert!(table.starts_with("QUEUE"), "{table}");
+    assert!(table.contains("mixed"), "{table}");
+
+    let listed = stdout(&env.wasmq(&["queue", "ls"]));
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with("mixed") && line.contains("running")),
+        "{listed}"
+    );
+    let inspected = stdout(&env.wasmq(&["queue", "inspect", "mixed"]));
+    assert!(
+        inspected.contains("3 pending, 0 active, 2 scheduled, 0 retry, 2 archived, 4 completed"),
+        "{inspected}"
+    );
+    assert!(inspected.contains("4 processed, 2 failed"), "{inspected}");
+    let missing = env.wasmq(&["queue", "inspect", "nope"]);
+    assert_eq!(missing.status.code(), Some(5));
+
+    let tasks = json(&env.wasmq(&[
+        "task", "ls", "--queue", "mixed", "--state", "archived", "--json",
+    ]));
+    let mut ids: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| task["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<&str> = archived.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    let page = json(&env.wasmq(&[
+        "task",
+        "ls",
+        "--queue",
+        "mixed",
+        "--state",
+        "completed",
+        "--size",
+        "3",
+        "--page",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(
+        page.as_array().unwrap().len(),
+        1,
+        "4 completed tasks, pages of 3"
+    );
+    let table = stdout(&env.wasmq(&["task", "ls", "--queue", "mixed", "--state", "archived"]));
+    assert!(
+        table.contains("handler-error: failing attempt 1"),
+        "{table}"
+    );
+}
+
+/// Single and bulk actions: run, archive, delete, by id and by state; and
+/// removing a queue, refused while it has work unless forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_run_archived_and_deleted_one_by_one_and_in_bulk() {
+    let env = Env::start().await;
+    let archived = mixed_queue(&env).await;
+
+    let ran = env.wasmq(&["task", "run", &archived[0]]);
+    assert!(stdout(&ran).contains("archived task"), "{}", stdout(&ran));
+    assert_eq!(
+        env.task("mixed", &archived[0]).await.unwrap().state,
+        TaskState::Pending
+    );
+    let again = env.wasmq(&["task", "run", &archived[0]]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("run does not apply to pending tasks"),
+        "{}",
+        stderr(&again)
+    );
+    let archive = env.wasmq(&["task", "archive", &archived[0]]);
+    assert!(archive.status.success(), "{}", stderr(&archive));
+    assert_eq!(
+        env.task("mixed", &archived[0]).await.unwrap().state,
+        TaskState::Archived
+    );
+
+    let moved = env.wasmq(&["task", "runall", "--queue", "mixed", "--state", "scheduled"]);
+    assert_eq!(
+        stdout(&moved),
+        "2 scheduled task(s) of queue \"mixed\" moved to the head of the queue"
+    );
+    let counts = env.counts("mixed").await;
+    assert_eq!((counts.pending, counts.scheduled), (5, 0));
+    let archived_all = env.wasmq(&[
+        "task",
+        "archiveall",
+        "--queue",
+        "mixed",
+        "--state",
+        "pending",
+    ]);
+    assert_eq!(
+        stdout(&archived_all),
+        "5 pending task(s) of queue \"mixed\" archived"
+    );
+    let deleted = env.wasmq(&[
+        "task",
+        "deleteall",
+        "--queue",
+        "mixed",
+        "--state",
+        "archived",
+    ]);
+    assert_eq!(
+        stdout(&deleted),
+        "7 archived task(s) of queue \"mixed\" deleted"
+    );
+    let refused = env.wasmq(&["task", "runall", "--queue", "mixed", "--state", "pending"]);
+    assert!(
+        stderr(&refused).contains("run does not apply to pending tasks"),
+        "{}",
+        stderr(&refused)
+    );
+
+    env.client
+        .enqueue(NewTask::new("echo", "{}").unwrap().queue("mixed"))
+        .await
+        .unwrap();
+    let refused = env.wasmq(&["queue", "rm", "mixed"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("still has unfinished tasks"),
+        "{}",
+        stderr(&refused)
+    );
+    let removed = env.wasmq(&["queue", "rm", "mixed", "--force"]);
+    assert!(
+        stdout(&removed).contains("removed with its 5 task(s)"),
+        "{}",
+        stdout(&removed)
+    );
+    assert!(
+        !env.broker()
+            .queues()
+            .await
+            .unwrap()
+            .contains(&"mixed".to_string())
+    );
+    assert_eq!(
+        env.counts("mixed").await.unfinished() + env.counts("mixed").await.completed,
+        0
+    );
+}
+
+/// `server ls` shows live workers from their heartbeats: host, pid,
+/// concurrency, running tasks, plugins and versions; a stopped worker goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_ls_shows_live_workers_and_what_they_run() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[BURN_COMPONENT, ECHO_COMPONENT]);
+    let long = env
+        .client
+        .enqueue(NewTask::new("burn", r#"{"ms":30000}"#).unwrap())
+        .await
+        .unwrap()
+        .id;
+    let mut worker = env.worker(
+        plugins.path(),
+        &["--concurrency", "3", "--queues", "default=2,low"],
+    );
+    let servers = loop {
+        let servers = json(&env.wasmq(&["server", "ls", "--json"]));
+        if servers[0]["running"]
+            .as_array()
+            .is_some_and(|running| !running.is_empty())
+        {
+            break servers;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let server = &servers[0];
+    assert_eq!(server["pid"], worker.pid());
+    assert_eq!(server["concurrency"], 3);
+    assert_eq!(
+        server["queues"],
+        serde_json::json!([["default", 2], ["low", 1]])
+    );
+    assert_eq!(server["running"][0]["id"], long.as_str());
+    assert_eq!(server["running"][0]["task_type"], "burn");
+    let names: Vec<&str> = server["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["burn", "echo"]);
+    assert_eq!(server["plugins"][0]["version"], "0.1.0");
+    let table = stdout(&env.wasmq(&["server", "ls"]));
+    assert!(table.contains("burn@0.1.0, echo@0.1.0"), "{table}");
+    assert!(table.contains("1/3"), "{table}");
+
+    worker.signal(libc::SIGTERM);
+    worker
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("the worker stops");
+    let after = json(&env.wasmq(&["server", "ls", "--json"]));
+    assert_eq!(
+        after,
+        serde_json::json!([]),
+        "a stopped worker leaves the list"
+    );
+}
+
+/// `plugin stats` sums runs and failure classes per plugin and task type
+/// across workers, with fuel and time percentiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_stats_count_runs_and_failure_classes() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, LOOP_COMPONENT]);
+    for _ in 0..10 {
+        env.client
+            .enqueue(NewTask::new("echo", "{}").unwrap())
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        env.client
+            .enqueue(NewTask::new("loop", "{}").unwrap().max_retry(0))
+            .await
+            .unwrap();
+    }
+    let mut worker = env.worker(plugins.path(), &["--fuel", "20000000"]);
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(30),
+        "every task to end",
+        |c| c.completed == 10 && c.archived == 2,
+    )
+    .await;
+    // Statistics are flushed every 5 s and on shutdown.
+    worker.signal(libc::SIGTERM);
+    worker
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("the worker stops");
+    let stats = json(&env.wasmq(&["plugin", "stats", "--json"]));
+    let by_type = |task_type: &str| {
+        stats
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["task_type"] == task_type)
+            .unwrap()
+            .clone()
+    };
+    let echo = by_type("echo");
+    assert_eq!(
+        (
+            echo["plugin"].as_str(),
+            echo["runs"].as_u64(),
+            echo["ok"].as_u64()
+        ),
+        (Some("echo"), Some(10), Some(10))
+    );
+    assert!(echo["fuel_p50"].as_u64().unwrap() > 0);
+    assert!(echo["time_p99_us"].as_u64().unwrap() > 0);
+    let spin = by_type("loop");
+    assert_eq!(spin["runs"], 2);
+    assert_eq!(spin["failures"]["out-of-fuel"], 2);
+    let table = stdout(&env.wasmq(&["plugin", "stats"]));
+    assert!(table.contains("out-of-fuel=2"), "{table}");
+}
+
+/// The worker's Prometheus endpoint counts exactly the tasks it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_tasks_the_worker_ran() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, FLAKY_COMPONENT]);
+    for _ in 0..20 {
+        env.client
+            .enqueue(NewTask::new("echo", "{}").unwrap())
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        env.client
+            .enqueue(
+                NewTask::new("flaky", r#"{"fail_times":9}"#)
+                    .unwrap()
+                    .max_retry(0),
+            )
+            .await
+            .unwrap();
+    }
+    let address = format!("127.0.0.1:{}", free_port());
+    let _worker = env.worker(plugins.path(), &["--metrics-addr", &address]);
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(30),
+        "every task to end",
+        |c| c.completed == 20 && c.archived == 3,
+    )
+    .await;
+    wait_for_http(&address, "/metrics").await;
+    let mut text = String::new();
+    wait_until(Duration::from_secs(15), "the queue gauges", || {
+        text = http("GET", &address, "/metrics", &[]).unwrap().1;
+        let ready = text.contains("wasmq_queue_tasks{queue=\"default\",state=\"completed\"} 20");
+        async move { ready }
+    })
+    .await;
+    for line in [
+        "wasmq_tasks_processed_total{queue=\"default\",type=\"echo\"} 20",
+        "wasmq_tasks_failed_total{queue=\"default\",type=\"flaky\",class=\"handler-error\"} 3",
+        "wasmq_task_duration_seconds_count{type=\"echo\"} 20",
+        "wasmq_task_fuel_count{plugin=\"flaky\",type=\"flaky\"} 3",
+        "wasmq_wasm_instantiation_seconds_count{plugin=\"echo\"} 20",
+        "wasmq_queue_tasks{queue=\"default\",state=\"archived\"} 3",
+        "wasmq_plugin_loads_total{plugin=\"echo\",version=\"0.1.0\"} 1",
+        "# TYPE wasmq_task_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
+
+/// The dashboard's API refuses write actions when read-only, and without
+/// the token when one is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_guards_write_actions() {
+    let env = Env::start().await;
+    let id = env
+        .client
+        .enqueue(
+            NewTask::new("echo", "{}")
+                .unwrap()
+                .process_in(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let start = |extra: &[&str]| {
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut command = WasmqProcess::command(Path::new(WASMQ));
+        command
+            .args(["dashboard", "--redis", &env.url(), "--listen", &address])
+            .args(extra);
+        (WasmqProcess::spawn(command), address)
+    };
+    let run = format!("/api/queues/default/tasks/{id}/run");
+
+    let (_read_only, address) = start(&["--read-only"]);
+    wait_for_http(&address, "/api/overview").await;
+    let (status, body) = http("POST", &address, &run, &[]).unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    let (status, body) = http("GET", &address, "/api/overview", &[]).unwrap();
+    assert_eq!(status, 200);
+    let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(overview["read_only"], true);
+    assert_eq!(overview["queues"][0]["counts"]["scheduled"], 1);
+
+    let (_guarded, address) = start(&["--token", "s3cret"]);
+    wait_for_http(&address, "/").await;
+    let (status, _) = http("POST", &address, &run, &[("Authorization", "Bearer wrong")]).unwrap();
+    assert_eq!(status, 401);
+    let (status, body) = http(
+        "POST",
+        &address,
+        &run,
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        env.task("default", &id).await.unwrap().state,
+        TaskState::Pending
+    );
+    let (status, body) = http(
+        "POST",
+        &address,
+        &run,
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("run does not apply to pending tasks"),
+        "{body}"
+    );
+    let (status, page) = http("GET", &address, "/", &[]).unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("app.js"), "the page is served by the binary");
+}
