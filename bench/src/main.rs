@@ -22,8 +22,8 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use wasmq::dev::RedisServer;
-use wasmq::plugins::{Plugin, PluginSet, Plugins};
-use wasmq::sandbox::{ComponentCache, Limits, Sandbox, SandboxConfig};
+use wasmq::plugins::{LoadOptions, Plugin, PluginSet, Plugins};
+use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
 use wasmq::worker::{QueueSelection, WorkerConfig};
 use wasmq::{Client, NewTask};
 
@@ -143,12 +143,11 @@ async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         ..SandboxConfig::default()
     })?;
     let cache = ComponentCache::new(wasmq_testkit::component_cache_dir());
-    let echo = Plugin::load_file(
-        &sandbox,
-        Path::new(wasmq_testkit::ECHO_COMPONENT),
-        Limits::default(),
-        Some(&cache),
-    )?;
+    let options = LoadOptions {
+        cache: Some(cache),
+        ..LoadOptions::default()
+    };
+    let echo = Plugin::load_file(&sandbox, Path::new(wasmq_testkit::ECHO_COMPONENT), &options)?;
     let plugins = Plugins::new(PluginSet::new(vec![echo])?);
     let mut config = WorkerConfig::new(QueueSelection::single("default"));
     config.concurrency = concurrency;

@@ -69,8 +69,12 @@ A panic traps the instance: the host records the panic message and retries.
 */
 #![deny(missing_docs)]
 
+mod capabilities;
+pub mod http;
+
 use std::fmt;
 
+pub use capabilities::{CapabilityError, FollowUp, enqueue, kv};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -211,19 +215,55 @@ macro_rules! error {
 /// wasmq_guest::plugin! {
 ///     handler: Thumbnailer,          // the type implementing Handler
 ///     name: "thumbnail",             // the plugin's name
-///     task_types: ["thumbnail:make"] // the task types it handles
+///     task_types: ["thumbnail:make"],// the task types it handles
+///     manifest: "wasmq.toml",        // optional: limits and capabilities
 /// }
 /// ```
 ///
 /// The manifest is written into the component's `wasmq-manifest` custom
-/// section as TOML: the name, the crate's version and the task types. The
-/// host reads it when it loads the plugin and routes those task types here.
+/// section as TOML: the name, the crate's version and the task types,
+/// followed by the contents of the optional `manifest` file (relative to the
+/// crate's directory), which holds the `[limits]` the plugin asks for and
+/// the `[capabilities]` it needs:
+///
+/// ```toml
+/// [limits]
+/// fuel = 20_000_000_000      # per attempt
+/// timeout = "30s"
+/// memory = "64MiB"
+/// max_result = "256KiB"
+/// max_log = "16KiB"
+///
+/// [capabilities]
+/// clocks = true              # real clocks (else a fixed, deterministic clock)
+/// random = true              # real randomness (else deterministic, per task)
+/// env = ["REGION"]           # values the operator gives as WASMQ_PLUGIN_ENV_REGION
+/// secrets = ["API_KEY"]      # values the operator gives as WASMQ_PLUGIN_SECRET_API_KEY
+///
+/// [capabilities.http]
+/// allow = ["api.example.com", "127.0.0.1:8080"]
+/// max_response = "1MiB"
+/// timeout = "10s"
+///
+/// [capabilities.enqueue]
+/// max_per_task = 10
+/// task_types = ["email:send"]  # empty: any type
+///
+/// [capabilities.kv]
+/// max_value = "64KiB"
+/// max_keys = 10000
+/// ```
+///
+/// The host reads the manifest when it loads the plugin, routes the task
+/// types here, and grants exactly what it lists: a component that imports
+/// an interface its manifest does not grant is refused at load time.
 #[macro_export]
 macro_rules! plugin {
     (
         handler: $handler:ty,
         name: $name:literal,
-        task_types: [$($task_type:literal),+ $(,)?] $(,)?
+        task_types: [$($task_type:literal),+ $(,)?]
+        $(, manifest: $manifest:literal)? $(,)?
     ) => {
         const _: () = {
             struct __WasmqPlugin;
@@ -245,6 +285,7 @@ macro_rules! plugin {
                 "name = \"", $name, "\"\n",
                 "version = \"", env!("CARGO_PKG_VERSION"), "\"\n",
                 "task_types = [", $("\"", $task_type, "\", ",)+ "]\n",
+                $("\n", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $manifest)),)?
             );
 
             #[unsafe(link_section = "wasmq-manifest")]

@@ -24,6 +24,8 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        // Colours only for people: logs written to files stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -172,6 +172,12 @@ pub enum FailureKind {
     /// Every slot of its concurrency limit was held, and its policy is to
     /// skip (or, as a note on a delayed task, to wait).
     SlotBusy,
+    /// The plugin tried something its manifest does not grant (a host not
+    /// on its HTTP allow list, a socket, enqueuing past its quota...).
+    #[serde(rename = "denied")]
+    CapabilityDenied,
+    /// The plugin logged more than its log budget.
+    LogLimit,
 }
 
 impl FailureKind {
@@ -185,6 +191,8 @@ impl FailureKind {
                 | FailureKind::ResultTooLarge
                 | FailureKind::Cancelled
                 | FailureKind::SlotBusy
+                | FailureKind::CapabilityDenied
+                | FailureKind::LogLimit
         )
     }
 
@@ -205,6 +213,8 @@ impl FailureKind {
             FailureKind::LeaseExpired => "lease-expired",
             FailureKind::Cancelled => "cancelled",
             FailureKind::SlotBusy => "slot-busy",
+            FailureKind::CapabilityDenied => "denied",
+            FailureKind::LogLimit => "log-limit",
         }
     }
 }

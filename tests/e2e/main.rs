@@ -16,6 +16,8 @@ mod cron;
 mod ops;
 // The web dashboard, in headless Chromium.
 mod dashboard;
+// Untrusted plugins: the hostile suite, capabilities, refusals at load.
+mod security;
 // Runaway plugins fail their own tasks, never the worker.
 mod runaway;
 // Crashed, frozen or stopped workers lose no task.

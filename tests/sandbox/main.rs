@@ -4,10 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wasmq::FailureKind;
-use wasmq::plugins::Plugin;
-use wasmq::sandbox::{ComponentCache, Invocation, Limits, Sandbox, SandboxConfig, TaskLabel};
+
+use wasmq::plugins::{LoadOptions, Plugin};
+use wasmq::sandbox::{
+    ComponentCache, Invocation, Limits, NoServices, Sandbox, SandboxConfig, Services, TaskLabel,
+};
 use wasmq_testkit::{
     BURN_COMPONENT, ECHO_COMPONENT, FLAKY_COMPONENT, LOOP_COMPONENT, THUMBNAIL_COMPONENT,
 };
@@ -22,7 +26,12 @@ fn sandbox() -> Sandbox {
 
 fn load(sandbox: &Sandbox, component: &str, limits: Limits) -> Plugin {
     let cache = ComponentCache::new(wasmq_testkit::component_cache_dir());
-    Plugin::load_file(sandbox, Path::new(component), limits, Some(&cache)).unwrap()
+    let options = LoadOptions {
+        defaults: limits,
+        cache: Some(cache),
+        ..LoadOptions::default()
+    };
+    Plugin::load_file(sandbox, Path::new(component), &options).unwrap()
 }
 
 async fn run(
@@ -37,6 +46,7 @@ async fn run(
         task_id: "t1".into(),
         task_type: task_type.into(),
         attempt,
+        queue: "default".into(),
     };
     let invocation = Invocation {
         id: "t1",
@@ -52,10 +62,17 @@ async fn run(
             label,
             invocation,
             &plugin.limits,
+            &plugin.grants,
+            &services(),
             &CancellationToken::new(),
         )
         .await
         .result
+}
+
+/// No key-value store or queue: these tests run without Redis.
+fn services() -> Arc<dyn Services> {
+    Arc::new(NoServices)
 }
 
 /// The manifest embedded by the SDK's macro names the plugin and its types.
@@ -201,6 +218,7 @@ async fn cancelling_stops_a_running_instance() {
         task_id: "t".into(),
         task_type: "loop".into(),
         attempt: 1,
+        queue: "default".into(),
     };
     let invocation = Invocation {
         id: "t",
@@ -211,7 +229,15 @@ async fn cancelling_stops_a_running_instance() {
         max_retry: 0,
     };
     let outcome = sandbox
-        .run(&plugin.prepared, label, invocation, &plugin.limits, &cancel)
+        .run(
+            &plugin.prepared,
+            label,
+            invocation,
+            &plugin.limits,
+            &plugin.grants,
+            &services(),
+            &cancel,
+        )
         .await;
     assert_eq!(outcome.result.unwrap_err().kind, FailureKind::Cancelled);
 }

@@ -80,6 +80,14 @@ fn main() {
         "/// Every plugin: (directory name, component path).\npub const ALL_COMPONENTS: &[(&str, &str)] = &[{}];\n",
         all.join(", ")
     ));
+    let hostile: Vec<&String> = all
+        .iter()
+        .filter(|entry| entry.starts_with("(\"hostile-"))
+        .collect();
+    generated.push_str(&format!(
+        "/// The hostile plugins (`plugins/hostile-*`): (directory name, component path).\npub const HOSTILE_COMPONENTS: &[(&str, &str)] = &[{}];\n",
+        hostile.iter().map(|entry| entry.as_str()).collect::<Vec<_>>().join(", ")
+    ));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("components.rs");
     std::fs::write(out, generated).expect("OUT_DIR is writable");

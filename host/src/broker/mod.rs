@@ -22,6 +22,7 @@ mod error;
 pub mod fleet;
 mod inspect;
 pub mod keys;
+pub mod kv;
 pub mod limits;
 mod notify;
 mod scripts;

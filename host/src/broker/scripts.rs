@@ -34,6 +34,7 @@ pub struct Scripts {
     pub cron_put: Script,
     pub cron_remove: Script,
     pub cron_advance: Script,
+    pub kv_set: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -63,4 +64,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     cron_put: Script::new(include_str!("scripts/cron_put.lua")),
     cron_remove: Script::new(include_str!("scripts/cron_remove.lua")),
     cron_advance: Script::new(include_str!("scripts/cron_advance.lua")),
+    kv_set: Script::new(include_str!("scripts/kv_set.lua")),
 });

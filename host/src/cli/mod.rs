@@ -11,6 +11,7 @@ mod format;
 mod limit;
 mod parse;
 mod plugin;
+mod plugin_inspect;
 mod queue;
 mod server;
 mod stats;
@@ -111,7 +112,8 @@ pub struct RedisArgs {
     pub url: String,
 }
 
-/// The per-task limits every loaded plugin gets.
+/// The per-task limits loaded plugins get when their manifests set none,
+/// and the most a manifest may ask for.
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
     /// Fuel per attempt (about one unit per Wasm instruction).
@@ -127,6 +129,19 @@ pub struct LimitArgs {
     /// The largest result a task may return, e.g. 1MiB.
     #[arg(long = "max-result", default_value = "1MiB", value_parser = parse::bytes, value_name = "SIZE")]
     pub max_result: u64,
+    /// Log volume an attempt may write; past it the attempt fails
+    /// (log-limit).
+    #[arg(long = "max-log", default_value = "64KiB", value_parser = parse::bytes, value_name = "SIZE")]
+    pub max_log: u64,
+    /// The most linear memory any plugin may ask for in its manifest.
+    #[arg(long = "max-memory", default_value = "512MiB", value_parser = parse::bytes, value_name = "SIZE")]
+    pub max_memory: u64,
+    /// The most time any plugin may ask for per attempt in its manifest.
+    #[arg(long = "max-task-timeout", default_value = "1h", value_parser = parse::duration, value_name = "DURATION")]
+    pub max_task_timeout: Duration,
+    /// Plugin components larger than this are refused.
+    #[arg(long = "max-plugin-size", default_value = "64MiB", value_parser = parse::bytes, value_name = "SIZE")]
+    pub max_plugin_size: u64,
     /// Where compiled plugins are cached (default: ~/.cache/wasmq/components,
     /// or $WASMQ_CACHE_DIR).
     #[arg(long = "cache-dir", value_name = "DIR")]
@@ -134,6 +149,45 @@ pub struct LimitArgs {
     /// Compile plugins afresh instead of using the cache.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
+}
+
+impl LimitArgs {
+    /// How plugins are loaded with these flags.
+    pub fn load_options(&self) -> Result<wasmq::plugins::LoadOptions, parse::Failure> {
+        let ceilings = wasmq::plugins::Ceilings {
+            memory_bytes: self.max_memory,
+            timeout: self.max_task_timeout,
+            ..wasmq::plugins::Ceilings::default()
+        };
+        if self.memory > self.max_memory {
+            return Err(anyhow::anyhow!(
+                "--memory ({} bytes) is above --max-memory ({} bytes)",
+                self.memory,
+                self.max_memory
+            )
+            .into());
+        }
+        let cache = if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(wasmq::sandbox::ComponentCache::default_dir)
+                .map(wasmq::sandbox::ComponentCache::new)
+        };
+        Ok(wasmq::plugins::LoadOptions {
+            defaults: wasmq::sandbox::Limits {
+                fuel: Some(self.fuel),
+                timeout: self.task_timeout.min(self.max_task_timeout),
+                memory_bytes: self.memory,
+                max_result_bytes: usize::try_from(self.max_result).unwrap_or(usize::MAX),
+                max_log_bytes: usize::try_from(self.max_log).unwrap_or(usize::MAX),
+            },
+            ceilings,
+            max_component_bytes: usize::try_from(self.max_plugin_size).unwrap_or(usize::MAX),
+            cache,
+        })
+    }
 }
 
 /// Runs the parsed command.

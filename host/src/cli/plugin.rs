@@ -12,6 +12,9 @@ use super::table::Table;
 /// The `wasmq plugin` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Show a plugin file's manifest, limits, capabilities, imports and
+    /// exports, and whether this host can load it (exit code 1 if not).
+    Inspect(super::plugin_inspect::InspectArgs),
     /// Per plugin and task type: runs, failures by class (fuel, timeout,
     /// memory, trap, handler error...), fuel and time percentiles.
     Stats(StatsArgs),
@@ -29,7 +32,10 @@ pub struct StatsArgs {
 
 /// Runs a `wasmq plugin` subcommand.
 pub async fn run(command: PluginCommand) -> Result<(), Failure> {
-    let PluginCommand::Stats(args) = command;
+    let args = match command {
+        PluginCommand::Inspect(args) => return super::plugin_inspect::run(args).await,
+        PluginCommand::Stats(args) => args,
+    };
     let broker = Broker::connect(&args.redis.url).await?;
     let mut all: Vec<_> = broker.plugin_stats().await?.into_iter().collect();
     all.sort_by(|a, b| a.0.cmp(&b.0));

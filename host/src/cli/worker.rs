@@ -9,7 +9,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use wasmq::broker::{ArchiveLimits, Broker};
 use wasmq::plugins::{PluginSet, Plugins};
-use wasmq::sandbox::{ComponentCache, Limits, Sandbox, SandboxConfig};
+use wasmq::sandbox::{Sandbox, SandboxConfig};
 use wasmq::worker::{self, Backoff, QueueSelection, WorkerConfig};
 
 use super::cron::SchedulingArgs;
@@ -102,37 +102,16 @@ impl ServeArgs {
         Ok(config)
     }
 
-    fn limits(&self) -> Limits {
-        Limits {
-            fuel: Some(self.limits.fuel),
-            timeout: self.limits.task_timeout,
-            memory_bytes: self.limits.memory,
-            max_result_bytes: usize::try_from(self.limits.max_result).unwrap_or(usize::MAX),
-            ..Limits::default()
-        }
-    }
-
-    fn cache(&self) -> Option<ComponentCache> {
-        if self.limits.no_cache {
-            return None;
-        }
-        self.limits
-            .cache_dir
-            .clone()
-            .or_else(ComponentCache::default_dir)
-            .map(ComponentCache::new)
-    }
-
     /// Builds the sandbox and loads the plugins of `dir`.
     pub fn load(&self, dir: &Path) -> Result<(Arc<Sandbox>, Plugins), Failure> {
+        let options = self.limits.load_options()?;
         let sandbox = Sandbox::new(SandboxConfig {
             max_instances: u32::try_from(self.concurrency + 16).unwrap_or(u32::MAX),
-            max_memory_bytes: self.limits.memory.max(64 << 20),
+            max_memory_bytes: options.ceilings.memory_bytes,
             ..SandboxConfig::default()
         })
         .context("setting up the Wasm engine")?;
-        let set = PluginSet::load_dir(&sandbox, dir, &self.limits(), self.cache().as_ref())
-            .context("loading plugins")?;
+        let set = PluginSet::load_dir(&sandbox, dir, &options).context("loading plugins")?;
         for plugin in set.plugins() {
             tracing::info!(
                 plugin = plugin.display_name(),

@@ -1,14 +1,22 @@
-//! The plugin manifest: what a plugin is called and which task types it
-//! handles.
+//! The plugin manifest: what a plugin is called, which task types it
+//! handles, the limits it asks for and the capabilities it needs.
 //!
 //! The guest SDK's `plugin!` macro writes the manifest as TOML into a custom
 //! section named `wasmq-manifest` inside the component, so a `.wasm` file is
 //! self-describing: copying or deploying it carries its manifest along.
+//!
+//! Limits the manifest leaves out get the worker's defaults; limits it sets
+//! may not exceed the worker's ceilings. Capabilities are off unless
+//! listed: the host checks the component's imports against them when it
+//! loads the plugin, and enforces them on every call.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wasmparser::{Parser, Payload};
 
 use super::PluginError;
+use crate::sandbox::{EnqueueGrant, Grants, HostPattern, HttpGrant, KvGrant, Limits};
 
 /// The custom section that holds the manifest.
 pub const SECTION: &str = "wasmq-manifest";
@@ -23,6 +31,137 @@ pub struct Manifest {
     pub version: String,
     /// The task types it handles.
     pub task_types: Vec<String>,
+    /// What the plugin does, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The budget it asks for per attempt.
+    #[serde(default)]
+    pub limits: LimitSpec,
+    /// What it may do beyond computing.
+    #[serde(default)]
+    pub capabilities: CapabilitySpec,
+}
+
+/// The limits a manifest asks for; unset ones get the worker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Fuel per attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall-clock time per attempt, e.g. `"30s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Linear memory, e.g. `"64MiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// The largest result, e.g. `"256KiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_result: Option<String>,
+    /// Log volume per attempt, e.g. `"16KiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log: Option<String>,
+}
+
+/// The capabilities a manifest asks for; each is off unless listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitySpec {
+    /// Real wall and monotonic clocks (otherwise a fixed, deterministic
+    /// clock).
+    #[serde(default)]
+    pub clocks: bool,
+    /// Real randomness (otherwise a generator seeded by the task id).
+    #[serde(default)]
+    pub random: bool,
+    /// Environment values, by name, that the operator provides as
+    /// `WASMQ_PLUGIN_ENV_<NAME>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Secrets, by name, that the operator provides as
+    /// `WASMQ_PLUGIN_SECRET_<NAME>`; seen by the plugin as environment
+    /// values, never shown by wasmq.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// Outgoing HTTP (`wasi:http`) to the listed hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSpec>,
+    /// Enqueuing follow-up tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueue: Option<EnqueueSpec>,
+    /// A key-value store of the plugin's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvSpec>,
+}
+
+/// The `http` capability.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// Hosts it may reach: `api.example.com`, `api.example.com:8443`,
+    /// `*.example.com`, `127.0.0.1`.
+    pub allow: Vec<String>,
+    /// The largest response body (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response: Option<String>,
+    /// How long a request may take to connect and to send each part of its
+    /// response (default 10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// The `enqueue` capability.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueSpec {
+    /// Tasks one attempt may enqueue (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_task: Option<u32>,
+    /// Task types it may enqueue (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_types: Vec<String>,
+    /// Queues it may enqueue on (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<String>,
+}
+
+/// The `kv` capability.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvSpec {
+    /// The largest value (default 64 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_value: Option<String>,
+    /// The most keys (default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<u64>,
+}
+
+/// What a worker allows plugins at most, whatever their manifests ask.
+#[derive(Debug, Clone, Copy)]
+pub struct Ceilings {
+    /// Fuel per attempt.
+    pub fuel: u64,
+    /// Time per attempt.
+    pub timeout: Duration,
+    /// Linear memory, bytes.
+    pub memory_bytes: u64,
+    /// Result size, bytes.
+    pub max_result_bytes: usize,
+    /// Log volume per attempt, bytes.
+    pub max_log_bytes: usize,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        Ceilings {
+            fuel: 10_000_000_000_000,
+            timeout: Duration::from_secs(3600),
+            memory_bytes: 512 * 1024 * 1024,
+            max_result_bytes: 64 * 1024 * 1024,
+            max_log_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 impl Manifest {
@@ -71,6 +210,224 @@ impl Manifest {
         }
         Ok(())
     }
+
+    /// The limits the plugin gets: its own where it sets them, the worker's
+    /// defaults otherwise. Refuses limits that are zero, unreadable or above
+    /// the worker's ceilings.
+    pub fn limits(&self, defaults: &Limits, ceilings: &Ceilings) -> Result<Limits, PluginError> {
+        let spec = &self.limits;
+        let refuse =
+            |what: String| PluginError::Manifest(format!("plugin {:?}: {what}", self.name));
+        let mut limits = defaults.clone();
+        if let Some(fuel) = spec.fuel {
+            if fuel == 0 || fuel > ceilings.fuel {
+                return Err(refuse(format!(
+                    "limits.fuel = {fuel} is impossible: it must be between 1 and {} (this worker's ceiling)",
+                    ceilings.fuel
+                )));
+            }
+            limits.fuel = Some(fuel);
+        }
+        if let Some(timeout) = &spec.timeout {
+            let timeout =
+                duration(timeout).map_err(|err| refuse(format!("limits.timeout: {err}")))?;
+            if timeout.is_zero() || timeout > ceilings.timeout {
+                return Err(refuse(format!(
+                    "limits.timeout must be between 1ms and {} (this worker's ceiling)",
+                    humantime::format_duration(ceilings.timeout)
+                )));
+            }
+            limits.timeout = timeout;
+        }
+        if let Some(memory) = &spec.memory {
+            let memory = bytes(memory).map_err(|err| refuse(format!("limits.memory: {err}")))?;
+            if memory < 1024 * 1024 || memory > ceilings.memory_bytes {
+                return Err(refuse(format!(
+                    "limits.memory must be between 1MiB and {} bytes (this worker's ceiling, --max-memory)",
+                    ceilings.memory_bytes
+                )));
+            }
+            limits.memory_bytes = memory;
+        }
+        if let Some(max_result) = &spec.max_result {
+            let max_result =
+                bytes(max_result).map_err(|err| refuse(format!("limits.max_result: {err}")))?;
+            if max_result == 0 || max_result > ceilings.max_result_bytes as u64 {
+                return Err(refuse(format!(
+                    "limits.max_result must be between 1 and {} bytes (this worker's ceiling)",
+                    ceilings.max_result_bytes
+                )));
+            }
+            limits.max_result_bytes = max_result as usize;
+        }
+        if let Some(max_log) = &spec.max_log {
+            let max_log = bytes(max_log).map_err(|err| refuse(format!("limits.max_log: {err}")))?;
+            if max_log > ceilings.max_log_bytes as u64 {
+                return Err(refuse(format!(
+                    "limits.max_log must be at most {} bytes (this worker's ceiling)",
+                    ceilings.max_log_bytes
+                )));
+            }
+            limits.max_log_bytes = max_log as usize;
+        }
+        if limits.memory_bytes > ceilings.memory_bytes {
+            limits.memory_bytes = ceilings.memory_bytes;
+        }
+        Ok(limits)
+    }
+
+    /// The capabilities the plugin gets, with environment values and
+    /// secrets looked up in `lookup` (the worker's
+    /// `WASMQ_PLUGIN_ENV_<NAME>` / `WASMQ_PLUGIN_SECRET_<NAME>`). Refuses
+    /// capabilities that are malformed or grant nothing.
+    pub fn grants(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Grants, PluginError> {
+        let caps = &self.capabilities;
+        let refuse =
+            |what: String| PluginError::Manifest(format!("plugin {:?}: {what}", self.name));
+        let mut env = Vec::new();
+        for (names, prefix) in [
+            (&caps.env, "WASMQ_PLUGIN_ENV_"),
+            (&caps.secrets, "WASMQ_PLUGIN_SECRET_"),
+        ] {
+            for name in names {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(refuse(format!(
+                        "environment name {name:?} must be letters, digits and '_'"
+                    )));
+                }
+                match lookup(&format!("{prefix}{name}")) {
+                    Some(value) => env.push((name.clone(), value)),
+                    None => tracing::warn!(
+                        plugin = self.name,
+                        "the plugin asks for {name}, which this worker does not provide (set {prefix}{name})"
+                    ),
+                }
+            }
+        }
+        let http = match &caps.http {
+            None => None,
+            Some(spec) => {
+                if spec.allow.is_empty() {
+                    return Err(refuse(
+                        "capabilities.http grants no host: list them in `allow`".into(),
+                    ));
+                }
+                let allow = spec
+                    .allow
+                    .iter()
+                    .map(|pattern| {
+                        HostPattern::parse(pattern)
+                            .map_err(|err| refuse(format!("capabilities.http.allow: {err}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let max_response = match &spec.max_response {
+                    Some(size) => bytes(size)
+                        .map_err(|err| refuse(format!("capabilities.http.max_response: {err}")))?,
+                    None => 1024 * 1024,
+                };
+                let timeout = match &spec.timeout {
+                    Some(timeout) => duration(timeout)
+                        .map_err(|err| refuse(format!("capabilities.http.timeout: {err}")))?,
+                    None => Duration::from_secs(10),
+                };
+                if max_response == 0 || timeout.is_zero() {
+                    return Err(refuse(
+                        "capabilities.http needs a max_response and timeout above zero".into(),
+                    ));
+                }
+                Some(HttpGrant {
+                    allow,
+                    max_response_bytes: max_response,
+                    timeout,
+                })
+            }
+        };
+        let enqueue = match &caps.enqueue {
+            None => None,
+            Some(spec) => {
+                let max_per_task = spec.max_per_task.unwrap_or(10);
+                if max_per_task == 0 {
+                    return Err(refuse(
+                        "capabilities.enqueue.max_per_task is 0: drop the capability instead"
+                            .into(),
+                    ));
+                }
+                Some(EnqueueGrant {
+                    max_per_task,
+                    task_types: spec.task_types.clone(),
+                    queues: spec.queues.clone(),
+                })
+            }
+        };
+        let kv = match &caps.kv {
+            None => None,
+            Some(spec) => {
+                let max_value = match &spec.max_value {
+                    Some(size) => bytes(size)
+                        .map_err(|err| refuse(format!("capabilities.kv.max_value: {err}")))?,
+                    None => 64 * 1024,
+                };
+                let max_keys = spec.max_keys.unwrap_or(10_000);
+                if max_value == 0 || max_keys == 0 {
+                    return Err(refuse(
+                        "capabilities.kv needs max_value and max_keys above zero".into(),
+                    ));
+                }
+                Some(KvGrant {
+                    max_value_bytes: max_value as usize,
+                    max_keys,
+                })
+            }
+        };
+        Ok(Grants {
+            clocks: caps.clocks,
+            random: caps.random,
+            env,
+            http,
+            enqueue,
+            kv,
+        })
+    }
+
+    /// The manifest as TOML, for `wasmq plugin inspect`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|err| format!("# the manifest does not print: {err}"))
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|err| format!("{text:?} is not a duration ({err}); write e.g. 30s, 10m"))
+}
+
+fn bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write e.g. 4096, 512KiB, 64MiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The contents of the first custom section called `name`, searching nested
@@ -98,7 +455,17 @@ mod tests {
             name: name.into(),
             version: "1.0.0".into(),
             task_types: types.iter().map(|t| t.to_string()).collect(),
+            description: None,
+            limits: LimitSpec::default(),
+            capabilities: CapabilitySpec::default(),
         }
+    }
+
+    fn parse(text: &str) -> Manifest {
+        toml::from_str(&format!(
+            "name = \"p\"\nversion = \"1\"\ntask_types = [\"t\"]\n{text}"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -118,5 +485,87 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("plugin!"), "{err}");
+    }
+
+    #[test]
+    fn limits_default_to_the_workers_and_are_capped_by_its_ceilings() {
+        let defaults = Limits::default();
+        let ceilings = Ceilings::default();
+        assert_eq!(parse("").limits(&defaults, &ceilings).unwrap(), defaults);
+        let own = parse("[limits]\nfuel = 1_000\ntimeout = \"5s\"\nmemory = \"16MiB\"\nmax_result = \"1KiB\"\nmax_log = \"512\"\n")
+            .limits(&defaults, &ceilings)
+            .unwrap();
+        assert_eq!(own.fuel, Some(1000));
+        assert_eq!(own.timeout, Duration::from_secs(5));
+        assert_eq!(own.memory_bytes, 16 << 20);
+        assert_eq!((own.max_result_bytes, own.max_log_bytes), (1024, 512));
+        for (text, needle) in [
+            ("[limits]\nfuel = 0", "limits.fuel = 0 is impossible"),
+            ("[limits]\ntimeout = \"0s\"", "limits.timeout must be"),
+            ("[limits]\ntimeout = \"soon\"", "not a duration"),
+            ("[limits]\nmemory = \"4GiB\"", "--max-memory"),
+            ("[limits]\nmemory = \"12 parsecs\"", "unknown size unit"),
+        ] {
+            let err = parse(text)
+                .limits(&defaults, &ceilings)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        assert!(
+            toml::from_str::<Manifest>(
+                "name = \"p\"\nversion = \"1\"\ntask_types = [\"t\"]\n[limits]\nspeed = 3"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn capabilities_are_off_unless_listed_and_env_comes_from_the_operator() {
+        let none = parse("").grants(|_| None).unwrap();
+        assert!(!none.clocks && !none.random && none.env.is_empty());
+        assert!(none.http.is_none() && none.enqueue.is_none() && none.kv.is_none());
+
+        let lookup = |name: &str| match name {
+            "WASMQ_PLUGIN_ENV_REGION" => Some("eu".to_string()),
+            "WASMQ_PLUGIN_SECRET_TOKEN" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let all = parse(
+            "[capabilities]\nclocks = true\nenv = [\"REGION\", \"HOME\"]\nsecrets = [\"TOKEN\"]\n\
+             [capabilities.http]\nallow = [\"api.example.com\", \"127.0.0.1:8080\"]\n\
+             [capabilities.enqueue]\nmax_per_task = 3\n[capabilities.kv]\nmax_keys = 5\n",
+        )
+        .grants(lookup)
+        .unwrap();
+        assert!(all.clocks && !all.random);
+        assert_eq!(
+            all.env,
+            vec![
+                ("REGION".to_string(), "eu".to_string()),
+                ("TOKEN".to_string(), "s3cret".to_string())
+            ]
+        );
+        let http = all.http.unwrap();
+        assert_eq!(http.allow.len(), 2);
+        assert_eq!(http.max_response_bytes, 1024 * 1024);
+        assert_eq!(all.enqueue.unwrap().max_per_task, 3);
+        assert_eq!(all.kv.unwrap().max_keys, 5);
+
+        for (text, needle) in [
+            ("[capabilities.http]\nallow = []", "grants no host"),
+            (
+                "[capabilities.http]\nallow = [\"http://x.com/path\"]",
+                "capabilities.http.allow",
+            ),
+            (
+                "[capabilities.enqueue]\nmax_per_task = 0",
+                "max_per_task is 0",
+            ),
+            ("[capabilities]\nenv = [\"A-B\"]", "letters, digits"),
+        ] {
+            let err = parse(text).grants(|_| None).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 }

@@ -16,9 +16,35 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
-pub use manifest::{Manifest, SECTION as MANIFEST_SECTION};
+pub use manifest::{CapabilitySpec, Ceilings, LimitSpec, Manifest, SECTION as MANIFEST_SECTION};
 
-use crate::sandbox::{ComponentCache, Limits, LoadError, Prepared, Sandbox};
+use crate::sandbox::{ComponentCache, Grants, Limits, LoadError, Prepared, Sandbox};
+
+/// How a worker loads plugins: the limits a plugin gets when its manifest
+/// sets none, the most it may ask for, and where compiled components are
+/// cached.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Limits for plugins whose manifests leave them out.
+    pub defaults: Limits,
+    /// The most a manifest may ask for.
+    pub ceilings: Ceilings,
+    /// The largest component accepted, bytes.
+    pub max_component_bytes: usize,
+    /// The compiled-component cache, if any.
+    pub cache: Option<ComponentCache>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            defaults: Limits::default(),
+            ceilings: Ceilings::default(),
+            max_component_bytes: 64 * 1024 * 1024,
+            cache: None,
+        }
+    }
+}
 
 /// Why a plugin cannot be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -77,6 +103,8 @@ pub struct Plugin {
     pub prepared: Prepared,
     /// The budget each of its tasks gets.
     pub limits: Limits,
+    /// What it may do beyond computing.
+    pub grants: Arc<Grants>,
     /// SHA-256 of the component's bytes, hex.
     pub digest: String,
     /// Where it was loaded from.
@@ -84,28 +112,47 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Compiles, checks and links component bytes into a plugin.
+    /// Checks component bytes (size, manifest, world, imports against the
+    /// grants) and compiles and links them into a plugin. Environment
+    /// values and secrets the manifest names come from this process's
+    /// `WASMQ_PLUGIN_ENV_<NAME>` and `WASMQ_PLUGIN_SECRET_<NAME>`.
     pub fn load(
         sandbox: &Sandbox,
         wasm: &[u8],
         source: &Path,
-        limits: Limits,
-        cache: Option<&ComponentCache>,
+        options: &LoadOptions,
     ) -> Result<Plugin, PluginError> {
         let load_error = |source_error: LoadError| PluginError::Load {
             path: source.to_path_buf(),
             source: source_error,
         };
-        let component = sandbox.compile(wasm, cache).map_err(load_error)?;
-        let manifest = Manifest::from_component(wasm).map_err(|err| PluginError::BadManifest {
+        let bad_manifest = |err: PluginError| PluginError::BadManifest {
             path: source.to_path_buf(),
             message: err.to_string(),
-        })?;
-        let prepared = sandbox.prepare(&component).map_err(load_error)?;
+        };
+        if wasm.len() > options.max_component_bytes {
+            return Err(load_error(LoadError::TooLarge {
+                size: wasm.len(),
+                limit: options.max_component_bytes,
+            }));
+        }
+        let component = sandbox
+            .compile(wasm, options.cache.as_ref())
+            .map_err(load_error)?;
+        sandbox.check_world(&component).map_err(load_error)?;
+        let manifest = Manifest::from_component(wasm).map_err(bad_manifest)?;
+        let limits = manifest
+            .limits(&options.defaults, &options.ceilings)
+            .map_err(bad_manifest)?;
+        let grants = manifest
+            .grants(|name| std::env::var(name).ok())
+            .map_err(bad_manifest)?;
+        let prepared = sandbox.prepare(&component, &grants).map_err(load_error)?;
         Ok(Plugin {
             manifest,
             prepared,
             limits,
+            grants: Arc::new(grants),
             digest: hex::encode(Sha256::digest(wasm)),
             source: source.to_path_buf(),
         })
@@ -115,14 +162,13 @@ impl Plugin {
     pub fn load_file(
         sandbox: &Sandbox,
         path: &Path,
-        limits: Limits,
-        cache: Option<&ComponentCache>,
+        options: &LoadOptions,
     ) -> Result<Plugin, PluginError> {
         let wasm = std::fs::read(path).map_err(|err| PluginError::Read {
             path: path.to_path_buf(),
             message: err.to_string(),
         })?;
-        Plugin::load(sandbox, &wasm, path, limits, cache)
+        Plugin::load(sandbox, &wasm, path, options)
     }
 
     /// `name@version`, for messages.
@@ -164,8 +210,7 @@ impl PluginSet {
     pub fn load_dir(
         sandbox: &Sandbox,
         dir: &Path,
-        limits: &Limits,
-        cache: Option<&ComponentCache>,
+        options: &LoadOptions,
     ) -> Result<PluginSet, PluginError> {
         let entries = std::fs::read_dir(dir).map_err(|err| {
             PluginError::Directory(format!(
@@ -186,7 +231,7 @@ impl PluginSet {
         }
         let plugins = files
             .iter()
-            .map(|path| Plugin::load_file(sandbox, path, limits.clone(), cache))
+            .map(|path| Plugin::load_file(sandbox, path, options))
             .collect::<Result<Vec<_>, _>>()?;
         PluginSet::new(plugins)
     }

@@ -10,6 +10,31 @@ use crate::task::{FailureKind, TaskFailure};
 /// Most of a panic message kept in the task's error.
 const MAX_PANIC_MESSAGE: usize = 1024;
 
+/// A failure, restated when the host refused the plugin something it was
+/// not granted during the attempt: the refusal is the cause to report.
+pub fn after_denials(failure: TaskFailure, denials: &[String]) -> TaskFailure {
+    let Some(first) = denials.first() else {
+        return failure;
+    };
+    if matches!(
+        failure.kind,
+        FailureKind::Cancelled | FailureKind::Timeout | FailureKind::OutOfMemory
+    ) {
+        return failure;
+    }
+    let more = match denials.len() {
+        1 => String::new(),
+        n => format!(" (and {} more refusals)", n - 1),
+    };
+    TaskFailure::new(
+        FailureKind::CapabilityDenied,
+        format!(
+            "denied: {first}{more}; then {}: {}",
+            failure.kind, failure.message
+        ),
+    )
+}
+
 /// A failure the handler returned.
 pub fn handler_failure(failure: Failure) -> TaskFailure {
     match failure {
@@ -36,6 +61,15 @@ pub fn timeout(limits: &Limits) -> TaskFailure {
 pub fn trap(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> TaskFailure {
     match state.stop {
         Some(Stop::Timeout) => return timeout(limits),
+        Some(Stop::LogLimit) => {
+            return TaskFailure::new(
+                FailureKind::LogLimit,
+                format!(
+                    "the plugin logged more than its limit of {} bytes per attempt",
+                    limits.max_log_bytes
+                ),
+            );
+        }
         Some(Stop::Cancelled) => {
             return TaskFailure::new(
                 FailureKind::Cancelled,

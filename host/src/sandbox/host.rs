@@ -1,16 +1,28 @@
 //! What one task's Store holds: its WASI context (with no ambient
-//! authority), its memory limiter, and the host side of the imports the
-//! plugin was given (logging).
+//! authority: only what the plugin's grants allow), its memory limiter, and
+//! the host side of the plugin's imports (logging, the key-value store,
+//! enqueuing, outgoing HTTP), each checked against the grants.
 
-use std::time::Instant;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::bindings::wasmq::plugin::log;
+use super::bindings::wasmq::plugin::{enqueue, kv, log};
+use super::grants::{FollowUpRequest, Grants, HttpGrant, Services};
 
 /// Bytes of stdout and of stderr kept from one attempt (for panic messages
 /// and debugging); writes beyond fail in the guest.
@@ -27,6 +39,8 @@ pub struct TaskLabel {
     pub task_type: String,
     /// The attempt number.
     pub attempt: u32,
+    /// The queue the task came from (follow-ups go there by default).
+    pub queue: String,
 }
 
 /// Why the host stopped an instance, recorded before it traps so the trap
@@ -37,20 +51,41 @@ pub enum Stop {
     Timeout,
     /// The task was cancelled (or the worker is shutting down).
     Cancelled,
+    /// The plugin logged more than its log budget.
+    LogLimit,
+}
+
+/// Attempts the host refused because the plugin's grants did not allow
+/// them, shared with the hooks that refuse them.
+pub type Denials = Arc<Mutex<Vec<String>>>;
+
+fn deny(denials: &Denials, what: String) {
+    tracing::debug!(denied = what, "capability denied");
+    denials.lock().unwrap_or_else(|e| e.into_inner()).push(what);
 }
 
 /// The data of one task's Store.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: HttpHooks,
     /// Enforces the memory cap and remembers that it was hit.
     pub limiter: MemoryLimiter,
     /// Which task this is.
     pub label: TaskLabel,
+    /// What the plugin may do.
+    grants: Arc<Grants>,
+    /// Where the key-value store and enqueuing go.
+    services: Arc<dyn Services>,
     /// Log bytes the task may still write.
     log_budget: usize,
-    /// Log lines dropped over the budget.
-    pub logs_dropped: u64,
+    /// The log budget, for the message when it runs out.
+    log_limit: usize,
+    /// Follow-up tasks enqueued by this attempt.
+    enqueued: u32,
+    /// What the host refused.
+    pub denials: Denials,
     /// The guest's stderr, kept to explain panics.
     pub stderr: MemoryOutputPipe,
     /// When the attempt must end.
@@ -61,31 +96,99 @@ pub struct HostState {
     pub stop: Option<Stop>,
 }
 
+/// What a new [`HostState`] needs.
+pub struct HostSetup {
+    /// Which task this is.
+    pub label: TaskLabel,
+    /// What the plugin may do.
+    pub grants: Arc<Grants>,
+    /// Where the key-value store and enqueuing go.
+    pub services: Arc<dyn Services>,
+    /// The memory cap, bytes.
+    pub memory_bytes: u64,
+    /// The log budget, bytes.
+    pub max_log_bytes: usize,
+    /// When the attempt must end.
+    pub deadline: Instant,
+    /// Fires when the task is cancelled.
+    pub cancel: CancellationToken,
+}
+
 impl HostState {
-    /// A fresh state for one attempt: no args, no environment, no preopened
-    /// directories, no sockets, empty stdin, and captured stdout/stderr.
-    pub fn new(
-        label: TaskLabel,
-        memory_bytes: u64,
-        max_log_bytes: usize,
-        deadline: Instant,
-        cancel: CancellationToken,
-    ) -> Self {
+    /// A fresh state for one attempt. WASI gets no arguments, no preopened
+    /// directories, empty stdin, captured stdout/stderr, no sockets (every
+    /// address is refused and recorded), only the environment values
+    /// granted, and real clocks and randomness only when granted.
+    pub fn new(setup: HostSetup) -> Self {
+        let HostSetup {
+            label,
+            grants,
+            services,
+            memory_bytes,
+            max_log_bytes,
+            deadline,
+            cancel,
+        } = setup;
+        let denials: Denials = Arc::default();
         let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-        let wasi = WasiCtx::builder()
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES))
             .stderr(stderr.clone())
             .allow_ip_name_lookup(false)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .build();
+            .allow_tcp(true)
+            .allow_udp(true);
+        let socket_denials = denials.clone();
+        builder.socket_addr_check(move |address, usage| {
+            use wasmtime_wasi::sockets::SocketAddrUse;
+            let what = match usage {
+                SocketAddrUse::TcpBind => "binding a TCP socket to",
+                SocketAddrUse::TcpListen => "listening on",
+                SocketAddrUse::TcpAccept => "accepting on",
+                SocketAddrUse::TcpConnect => "connecting a TCP socket to",
+                SocketAddrUse::UdpBind => "binding a UDP socket to",
+                SocketAddrUse::UdpSend => "sending a UDP datagram to",
+                SocketAddrUse::UdpReceive => "receiving a UDP datagram from",
+            };
+            deny(
+                &socket_denials,
+                format!("{what} {address} (plugins get no sockets; HTTP goes through the http capability)"),
+            );
+            Box::pin(async { false })
+        });
+        for (name, value) in &grants.env {
+            builder.env(name, value);
+        }
+        if !grants.clocks {
+            builder
+                .wall_clock(FixedWallClock)
+                .monotonic_clock(StepClock::default());
+        }
+        if !grants.random {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            label.task_id.hash(&mut hasher);
+            let seed = hasher.finish();
+            builder
+                .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+                .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 1))
+                .insecure_random_seed(u128::from(seed));
+        }
         HostState {
-            wasi,
+            wasi: builder.build(),
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: HttpHooks {
+                grant: grants.http.clone(),
+                denials: denials.clone(),
+            },
             limiter: MemoryLimiter::new(memory_bytes),
             label,
+            grants,
+            services,
             log_budget: max_log_bytes,
-            logs_dropped: 0,
+            log_limit: max_log_bytes,
+            enqueued: 0,
+            denials,
             stderr,
             deadline,
             cancel,
@@ -96,6 +199,19 @@ impl HostState {
     /// What the guest wrote to stderr, lossily decoded.
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    /// What the host refused, in order.
+    pub fn denied(&self) -> Vec<String> {
+        self.denials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn refuse(&self, what: String) -> String {
+        deny(&self.denials, what.clone());
+        what
     }
 }
 
@@ -108,11 +224,24 @@ impl WasiView for HostState {
     }
 }
 
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
 impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         if message.len() > self.log_budget {
-            self.logs_dropped += 1;
-            return;
+            self.stop = Some(Stop::LogLimit);
+            wasmtime::bail!(
+                "the plugin logged more than its limit of {} bytes",
+                self.log_limit
+            );
         }
         self.log_budget -= message.len();
         let TaskLabel {
@@ -120,6 +249,7 @@ impl log::Host for HostState {
             task_id,
             task_type,
             attempt,
+            ..
         } = &self.label;
         match level {
             log::Level::Trace => {
@@ -138,6 +268,286 @@ impl log::Host for HostState {
                 tracing::error!(target: "wasmq::plugin", plugin, task_id, task_type, attempt, "{message}")
             }
         }
+        Ok(())
+    }
+}
+
+/// The longest key of the key-value store.
+const MAX_KV_KEY: usize = 512;
+
+impl HostState {
+    fn kv_grant(&self, call: &str) -> Result<super::grants::KvGrant, String> {
+        match &self.grants.kv {
+            Some(grant) => Ok(grant.clone()),
+            None => Err(self.refuse(format!(
+                "kv.{call}: the plugin's manifest does not grant `kv`"
+            ))),
+        }
+    }
+
+    fn kv_key(&self, key: &str) -> Result<(), String> {
+        if key.is_empty() || key.len() > MAX_KV_KEY {
+            return Err(format!("kv keys are 1 to {MAX_KV_KEY} bytes"));
+        }
+        Ok(())
+    }
+}
+
+impl kv::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
+        if let Err(err) = self.kv_grant("get").and_then(|_| self.kv_key(&key)) {
+            return Ok(Err(err));
+        }
+        Ok(self.services.kv_get(self.label.plugin.clone(), key).await)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let grant = match self
+            .kv_grant("set")
+            .and_then(|grant| self.kv_key(&key).map(|()| grant))
+        {
+            Ok(grant) => grant,
+            Err(err) => return Ok(Err(err)),
+        };
+        if value.len() > grant.max_value_bytes {
+            return Ok(Err(self.refuse(format!(
+                "kv.set: a value of {} bytes is over the plugin's cap of {} bytes",
+                value.len(),
+                grant.max_value_bytes
+            ))));
+        }
+        Ok(self
+            .services
+            .kv_set(self.label.plugin.clone(), key, value, grant.max_keys)
+            .await)
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, String>> {
+        if let Err(err) = self.kv_grant("delete").and_then(|_| self.kv_key(&key)) {
+            return Ok(Err(err));
+        }
+        Ok(self
+            .services
+            .kv_delete(self.label.plugin.clone(), key)
+            .await)
+    }
+
+    async fn increment(&mut self, key: String, by: i64) -> wasmtime::Result<Result<i64, String>> {
+        let grant = match self
+            .kv_grant("increment")
+            .and_then(|grant| self.kv_key(&key).map(|()| grant))
+        {
+            Ok(grant) => grant,
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(self
+            .services
+            .kv_increment(self.label.plugin.clone(), key, by, grant.max_keys)
+            .await)
+    }
+}
+
+impl enqueue::Host for HostState {
+    async fn enqueue(
+        &mut self,
+        task: enqueue::FollowUp,
+    ) -> wasmtime::Result<Result<String, String>> {
+        let Some(grant) = self.grants.enqueue.clone() else {
+            return Ok(Err(self.refuse(
+                "enqueue: the plugin's manifest does not grant `enqueue`".into(),
+            )));
+        };
+        if self.enqueued >= grant.max_per_task {
+            return Ok(Err(self.refuse(format!(
+                "enqueue: the quota of {} follow-up tasks per attempt is used up",
+                grant.max_per_task
+            ))));
+        }
+        if !grant.task_types.is_empty() && !grant.task_types.contains(&task.task_type) {
+            return Ok(Err(self.refuse(format!(
+                "enqueue: task type {:?} is not one the manifest grants ({})",
+                task.task_type,
+                grant.task_types.join(", ")
+            ))));
+        }
+        let queue = task.queue.unwrap_or_else(|| self.label.queue.clone());
+        if !grant.queues.is_empty() && !grant.queues.contains(&queue) {
+            return Ok(Err(self.refuse(format!(
+                "enqueue: queue {queue:?} is not one the manifest grants ({})",
+                grant.queues.join(", ")
+            ))));
+        }
+        let payload = match String::from_utf8(task.payload) {
+            Ok(payload) => payload,
+            Err(_) => return Ok(Err("enqueue: the payload is not UTF-8 JSON text".into())),
+        };
+        self.enqueued += 1;
+        Ok(self
+            .services
+            .enqueue(FollowUpRequest {
+                task_type: task.task_type,
+                payload,
+                queue,
+                delay: task.delay_ms.map(Duration::from_millis),
+                id: task.id,
+            })
+            .await)
+    }
+}
+
+/// Outgoing HTTP for one attempt: only to the granted hosts, with the
+/// granted timeouts, and response bodies cut at the granted size.
+struct HttpHooks {
+    grant: Option<HttpGrant>,
+    denials: Denials,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let uri = request.uri().clone();
+        let host = uri.host().unwrap_or_default().to_string();
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let Some(grant) = self.grant.clone() else {
+            deny(
+                &self.denials,
+                format!("HTTP to {host}:{port}: the plugin's manifest does not grant `http`"),
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        };
+        if !grant
+            .allow
+            .iter()
+            .any(|pattern| pattern.matches(&host, port))
+        {
+            let allowed: Vec<String> = grant.allow.iter().map(ToString::to_string).collect();
+            deny(
+                &self.denials,
+                format!(
+                    "HTTP to {host}:{port}, which is not in the plugin's allow list ({})",
+                    allowed.join(", ")
+                ),
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let options = wasmtime_wasi_http::RequestOptions {
+            connect_timeout: Some(grant.timeout),
+            first_byte_timeout: Some(grant.timeout),
+            between_bytes_timeout: Some(grant.timeout),
+        };
+        let denials = self.denials.clone();
+        Box::new(async move {
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let limited = response.map(|body| {
+                LimitedBody {
+                    inner: body.boxed_unsync(),
+                    left: grant.max_response_bytes,
+                    limit: grant.max_response_bytes,
+                    denials,
+                }
+                .boxed_unsync()
+            });
+            Ok((
+                limited,
+                Box::new(io)
+                    as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            ))
+        })
+    }
+}
+
+/// A response body that fails once it exceeds the granted size.
+struct LimitedBody {
+    inner: wasmtime_wasi_http::WasiBody,
+    left: u64,
+    limit: u64,
+    denials: Denials,
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let size = data.len() as u64;
+            if size > self.left {
+                let limit = self.limit;
+                deny(
+                    &self.denials,
+                    format!("an HTTP response over the plugin's limit of {limit} bytes"),
+                );
+                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseBodySize(
+                    Some(limit),
+                ))));
+            }
+            self.left -= size;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The wall clock of a plugin without the `clocks` capability: always
+/// 2000-01-01T00:00:00Z.
+struct FixedWallClock;
+
+impl HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_secs(946_684_800)
+    }
+}
+
+/// The monotonic clock of a plugin without the `clocks` capability: it
+/// moves forward 1 µs each time it is read, and tells nothing of real time.
+#[derive(Default)]
+struct StepClock {
+    reads: AtomicU64,
+}
+
+impl HostMonotonicClock for StepClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+
+    fn now(&self) -> u64 {
+        self.reads.fetch_add(1, Ordering::Relaxed) * 1_000
     }
 }
 

@@ -42,6 +42,19 @@ pub enum LoadError {
     /// The component imports something the host does not provide.
     #[error("{0}")]
     UnsatisfiedImport(String),
+    /// The component imports a capability its manifest does not grant.
+    #[error("{0}")]
+    ImportNotGranted(String),
+    /// The component is larger than the worker accepts.
+    #[error(
+        "the component is {size} bytes, over this worker's limit of {limit} bytes (--max-plugin-size)"
+    )]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The engine could not be set up.
     #[error("the Wasm engine could not be set up: {0}")]
     Engine(String),
@@ -108,6 +121,51 @@ pub fn check_world(engine: &Engine, component: &Component) -> Result<(), LoadErr
             exports.join(", ")
         }
     )))
+}
+
+/// Interfaces every plugin may import: their authority is cut to what the
+/// grants allow at run time (no preopens, no sockets, granted environment
+/// only, deterministic clocks and randomness unless granted).
+const ALWAYS_LINKED: &[&str] = &[
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "wasmq:plugin/log@",
+    "wasmq:plugin/types@",
+];
+
+/// Checks that every interface the component imports is one every plugin
+/// gets or one its manifest grants.
+pub fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    grants: &super::Grants,
+) -> Result<(), LoadError> {
+    for (name, _) in component.component_type().imports(engine) {
+        if ALWAYS_LINKED.iter().any(|prefix| name.starts_with(prefix)) {
+            continue;
+        }
+        let (capability, granted) = if name.starts_with("wasi:http/") {
+            ("http", grants.http.is_some())
+        } else if name.starts_with("wasmq:plugin/kv@") {
+            ("kv", grants.kv.is_some())
+        } else if name.starts_with("wasmq:plugin/enqueue@") {
+            ("enqueue", grants.enqueue.is_some())
+        } else {
+            return Err(LoadError::UnsatisfiedImport(format!(
+                "the component imports {name}, which this host does not provide to plugins (it provides WASI 0.2, wasi:http, and wasmq:plugin@{WORLD_VERSION})"
+            )));
+        };
+        if !granted {
+            return Err(LoadError::ImportNotGranted(format!(
+                "the component imports {name}, but its manifest does not grant `{capability}`: add a [capabilities.{capability}] section, or remove the code that uses it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Explains a link failure by listing the component's imports.

@@ -20,6 +20,7 @@
 
 mod cache;
 mod classify;
+mod grants;
 mod host;
 mod limits;
 mod load;
@@ -36,18 +37,22 @@ use wasmtime::{
 };
 
 pub use cache::ComponentCache;
+pub use grants::{
+    EnqueueGrant, FollowUpRequest, Grants, HostPattern, HttpGrant, KvGrant, NoServices, Services,
+};
 pub use host::TaskLabel;
 pub use limits::Limits;
 pub use load::{LoadError, WORLD_VERSION};
 
 use crate::task::{FailureKind, TaskFailure};
-use host::{HostState, Stop};
+use host::{HostSetup, HostState, Stop};
 
 /// Host bindings generated from `wit/`.
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "task-handler",
+        imports: { default: async | trappable },
         exports: { default: async },
     });
 }
@@ -151,13 +156,18 @@ impl Sandbox {
         let engine =
             Engine::new(&engine_config).map_err(|err| LoadError::Engine(format!("{err:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|err| LoadError::Engine(format!("{err:#}")))?;
-        bindings::wasmq::plugin::log::add_to_linker::<
-            HostState,
-            wasmtime::component::HasSelf<HostState>,
-        >(&mut linker, |state| state)
-        .map_err(|err| LoadError::Engine(format!("{err:#}")))?;
+        let engine_error = |err: wasmtime::Error| LoadError::Engine(format!("{err:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
+        type Own = wasmtime::component::HasSelf<HostState>;
+        bindings::wasmq::plugin::log::add_to_linker::<HostState, Own>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        bindings::wasmq::plugin::kv::add_to_linker::<HostState, Own>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        bindings::wasmq::plugin::enqueue::add_to_linker::<HostState, Own>(&mut linker, |state| {
+            state
+        })
+        .map_err(engine_error)?;
         let ticker = EpochTicker::start(&engine, config.epoch_tick);
         Ok(Sandbox {
             engine,
@@ -186,9 +196,31 @@ impl Sandbox {
         load::compile(&self.engine, wasm, cache)
     }
 
-    /// Checks a component against the `task-handler` world and links it.
-    pub fn prepare(&self, component: &Component) -> Result<Prepared, LoadError> {
+    /// The names of the interfaces a component imports and exports.
+    pub fn interfaces(&self, component: &Component) -> (Vec<String>, Vec<String>) {
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        (imports, exports)
+    }
+
+    /// Checks that a component exports the handler of the `task-handler`
+    /// world at the version this host speaks.
+    pub fn check_world(&self, component: &Component) -> Result<(), LoadError> {
+        load::check_world(&self.engine, component)
+    }
+
+    /// Checks a component against the `task-handler` world and the
+    /// plugin's grants (every import must be granted), and links it.
+    pub fn prepare(&self, component: &Component, grants: &Grants) -> Result<Prepared, LoadError> {
         load::check_world(&self.engine, component)?;
+        load::check_imports(&self.engine, component, grants)?;
         let instance_pre = self
             .linker
             .instantiate_pre(component)
@@ -198,27 +230,34 @@ impl Sandbox {
         Ok(Prepared { pre })
     }
 
-    /// Runs one task in a fresh instance of `component`, within `limits`,
-    /// until it returns, fails, runs out of budget or `cancel` fires.
+    /// Runs one task in a fresh instance of `component`, within `limits`
+    /// and `grants` (with `services` behind the key-value store and
+    /// enqueuing), until it returns, fails, runs out of budget or `cancel`
+    /// fires.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         component: &Prepared,
         label: TaskLabel,
         invocation: Invocation<'_>,
         limits: &Limits,
+        grants: &Arc<Grants>,
+        services: &Arc<dyn Services>,
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
         let deadline = started + limits.timeout;
         let mut store = Store::new(
             &self.engine,
-            HostState::new(
+            HostState::new(HostSetup {
                 label,
-                limits.memory_bytes,
-                limits.max_log_bytes,
+                grants: grants.clone(),
+                services: services.clone(),
+                memory_bytes: limits.memory_bytes,
+                max_log_bytes: limits.max_log_bytes,
                 deadline,
-                cancel.clone(),
-            ),
+                cancel: cancel.clone(),
+            }),
         );
         store.limiter(|state| &mut state.limiter);
         let fuel_budget = if self.config.fuel_metering {
@@ -294,14 +333,9 @@ impl Sandbox {
             )),
             None => Err(classify::timeout(limits)),
         };
-        if state.logs_dropped > 0 {
-            tracing::warn!(
-                plugin = state.label.plugin,
-                task_id = state.label.task_id,
-                dropped = state.logs_dropped,
-                "log lines over the plugin's log budget were dropped"
-            );
-        }
+        // A failure after the host refused something the plugin was not
+        // granted is reported as that refusal.
+        let result = result.map_err(|failure| classify::after_denials(failure, &state.denied()));
         Outcome {
             result,
             fuel_used,

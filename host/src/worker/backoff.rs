@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 
 /// The retry delay policy of a worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Backoff {
 
 impl Backoff {
     /// The delay after the `failures`-th failed attempt (1-based).
-    pub fn delay(&self, failures: u32, rng: &mut impl Rng) -> Duration {
+    pub fn delay(&self, failures: u32, rng: &mut impl RngExt) -> Duration {
         let n = u64::from(failures.max(1));
         match *self {
             Backoff::Polynomial => {

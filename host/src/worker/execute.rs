@@ -8,8 +8,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::SeedableRng;
-
 use super::Shared;
 use super::lease::{CancelReason, RunningTask};
 use crate::broker::{self, LeasedTask};
@@ -166,8 +164,10 @@ async fn attempt(
         task_id: message.id.clone(),
         task_type: message.task_type.clone(),
         attempt: task.attempt,
+        queue: message.queue.clone(),
     };
     let sandbox = shared.sandbox.clone();
+    let services = shared.services.clone();
     let plugin = plugin.clone();
     let plugin_name = plugin.manifest.name.clone();
     let message = message.clone();
@@ -182,7 +182,15 @@ async fn attempt(
             max_retry: message.max_retry,
         };
         sandbox
-            .run(&plugin.prepared, label, invocation, &limits, &cancel)
+            .run(
+                &plugin.prepared,
+                label,
+                invocation,
+                &limits,
+                &plugin.grants,
+                &services,
+                &cancel,
+            )
             .await
     });
     match run.await {
@@ -334,7 +342,7 @@ async fn settle(
                 let delay = shared
                     .config
                     .backoff
-                    .delay(attempt, &mut rand::rngs::StdRng::from_os_rng());
+                    .delay(attempt, &mut rand::make_rng::<rand::rngs::StdRng>());
                 if record(shared, running, "retry", || {
                     shared.broker.retry(message, &running.token, delay, &error)
                 })

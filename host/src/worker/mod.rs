@@ -25,19 +25,20 @@ mod execute;
 mod housekeeping;
 mod lease;
 mod queues;
+mod services;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::SeedableRng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use queues::QueueSelection;
+pub use services::BrokerServices;
 
 use crate::broker::{self, ArchiveLimits, Broker, LeasedTask, QueueEvent};
 use crate::ops::metrics::Metrics;
@@ -137,6 +138,8 @@ struct Shared {
     running: Running,
     counters: Counters,
     outage: housekeeping::OutageLog,
+    /// What plugins reach through their capabilities.
+    services: Arc<dyn crate::sandbox::Services>,
     /// Run statistics per plugin, flushed to Redis by housekeeping.
     plugin_stats: PluginStats,
     /// When the worker started (unix ms), for its heartbeat.
@@ -171,6 +174,7 @@ pub async fn run(
         outage: housekeeping::OutageLog::new(broker.url()),
         type_limits: Default::default(),
         plugin_stats: PluginStats::default(),
+        services: Arc::new(BrokerServices::new(broker.clone())),
         started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
         config,
     });
@@ -297,7 +301,7 @@ async fn fetch_loop(
     executions: &mut JoinSet<()>,
 ) {
     let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
-    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let mut rng = rand::make_rng::<rand::rngs::StdRng>();
     let mut fetches: u64 = 0;
     let mut retry_delay = Duration::from_millis(50);
     loop {

@@ -1,6 +1,6 @@
 //! Which queues a worker serves, and in what order it asks them for work.
 
-use rand::Rng;
+use rand::RngExt;
 
 use crate::broker::Error;
 use crate::broker::keys::validate_queue_name;
@@ -87,7 +87,7 @@ impl QueueSelection {
     }
 
     /// The order in which to try the queues for one fetch.
-    pub fn fetch_order(&self, rng: &mut impl Rng) -> Vec<&str> {
+    pub fn fetch_order(&self, rng: &mut impl RngExt) -> Vec<&str> {
         if self.strict || self.queues.len() == 1 {
             return self.queues.iter().map(|(name, _)| name.as_str()).collect();
         }

@@ -65,4 +65,5 @@ wasmq_guest::plugin! {
     handler: Burn,
     name: "burn",
     task_types: ["burn"],
+    manifest: "wasmq.toml",
 }

@@ -1,0 +1,225 @@
+//! What a plugin may do beyond computing: the capabilities its manifest
+//! grants, resolved, and the services the host provides for them.
+//!
+//! The sandbox knows nothing of Redis: the key-value store and enqueuing
+//! reach the outside world through [`Services`], which the worker
+//! implements with the broker.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+/// The capabilities of one plugin. Everything is off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Real clocks; otherwise a fixed wall clock and a monotonic clock that
+    /// only ticks when read.
+    pub clocks: bool,
+    /// Real randomness; otherwise a generator seeded by the task id.
+    pub random: bool,
+    /// Environment values the plugin sees (environment and secrets).
+    pub env: Vec<(String, String)>,
+    /// Outgoing HTTP.
+    pub http: Option<HttpGrant>,
+    /// Enqueuing follow-up tasks.
+    pub enqueue: Option<EnqueueGrant>,
+    /// A key-value store of the plugin's own.
+    pub kv: Option<KvGrant>,
+}
+
+/// Outgoing HTTP to listed hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpGrant {
+    /// The hosts it may reach.
+    pub allow: Vec<HostPattern>,
+    /// The largest response body, bytes.
+    pub max_response_bytes: u64,
+    /// How long to wait to connect, for the first byte, and between bytes.
+    pub timeout: Duration,
+}
+
+/// A host a plugin may reach: an exact name or `*.` and a domain, and an
+/// optional port (any port when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Parses `host`, `host:port`, `*.domain` or `*.domain:port`.
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        let text = text.trim();
+        if text.contains("://") || text.contains('/') || text.is_empty() {
+            return Err(format!(
+                "{text:?} is not a host: write a name such as api.example.com, *.example.com or 127.0.0.1:8080 (no scheme, no path)"
+            ));
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("{text:?} has a port that is not a number"))?;
+                (host, Some(port))
+            }
+            _ => (text, None),
+        };
+        let bare = host.strip_prefix("*.").unwrap_or(host);
+        if bare.is_empty()
+            || !bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(format!("{text:?} is not a host name or address"));
+        }
+        Ok(HostPattern {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether a request to `host` on `port` is allowed by this pattern.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|allowed| allowed != port) {
+            return false;
+        }
+        let host = host.to_ascii_lowercase();
+        match self.host.strip_prefix("*.") {
+            Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
+            None => host == self.host,
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+/// Enqueuing follow-up tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueueGrant {
+    /// Tasks one attempt may enqueue.
+    pub max_per_task: u32,
+    /// Task types it may enqueue (empty: any).
+    pub task_types: Vec<String>,
+    /// Queues it may enqueue on (empty: any).
+    pub queues: Vec<String>,
+}
+
+/// A key-value store of the plugin's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvGrant {
+    /// The largest value, bytes.
+    pub max_value_bytes: usize,
+    /// The most keys.
+    pub max_keys: u64,
+}
+
+/// A follow-up task a plugin asked to enqueue, already checked against its
+/// grant.
+#[derive(Debug, Clone)]
+pub struct FollowUpRequest {
+    /// The task type.
+    pub task_type: String,
+    /// The payload (JSON text).
+    pub payload: String,
+    /// The queue.
+    pub queue: String,
+    /// Delay before it is due.
+    pub delay: Option<Duration>,
+    /// The id the plugin chose, if any.
+    pub id: Option<String>,
+}
+
+/// What the host does for plugins with `kv` and `enqueue`. Errors are
+/// messages for the plugin.
+pub trait Services: Send + Sync {
+    /// The value of `key` in `plugin`'s store.
+    fn kv_get(
+        &self,
+        plugin: String,
+        key: String,
+    ) -> BoxFuture<'static, Result<Option<Vec<u8>>, String>>;
+    /// Sets `key`, refusing a new key beyond `max_keys`.
+    fn kv_set(
+        &self,
+        plugin: String,
+        key: String,
+        value: Vec<u8>,
+        max_keys: u64,
+    ) -> BoxFuture<'static, Result<(), String>>;
+    /// Removes `key`; true if it was set.
+    fn kv_delete(&self, plugin: String, key: String) -> BoxFuture<'static, Result<bool, String>>;
+    /// Adds `by` to the integer at `key`, refusing a new key beyond `max_keys`.
+    fn kv_increment(
+        &self,
+        plugin: String,
+        key: String,
+        by: i64,
+        max_keys: u64,
+    ) -> BoxFuture<'static, Result<i64, String>>;
+    /// Enqueues a follow-up task; returns its id.
+    fn enqueue(&self, task: FollowUpRequest) -> BoxFuture<'static, Result<String, String>>;
+}
+
+/// No services: every call fails. For sandboxes run without Redis.
+pub struct NoServices;
+
+impl Services for NoServices {
+    fn kv_get(&self, _: String, _: String) -> BoxFuture<'static, Result<Option<Vec<u8>>, String>> {
+        Box::pin(async { Err("no key-value store is available here".to_string()) })
+    }
+    fn kv_set(
+        &self,
+        _: String,
+        _: String,
+        _: Vec<u8>,
+        _: u64,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Err("no key-value store is available here".to_string()) })
+    }
+    fn kv_delete(&self, _: String, _: String) -> BoxFuture<'static, Result<bool, String>> {
+        Box::pin(async { Err("no key-value store is available here".to_string()) })
+    }
+    fn kv_increment(
+        &self,
+        _: String,
+        _: String,
+        _: i64,
+        _: u64,
+    ) -> BoxFuture<'static, Result<i64, String>> {
+        Box::pin(async { Err("no key-value store is available here".to_string()) })
+    }
+    fn enqueue(&self, _: FollowUpRequest) -> BoxFuture<'static, Result<String, String>> {
+        Box::pin(async { Err("no queue is available here".to_string()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns_match_names_ports_and_subdomains() {
+        let exact = HostPattern::parse("api.example.com").unwrap();
+        assert!(exact.matches("api.example.com", 443));
+        assert!(exact.matches("API.example.com", 80));
+        assert!(!exact.matches("evil.com", 443));
+        assert!(!exact.matches("api.example.com.evil.com", 443));
+        let port = HostPattern::parse("127.0.0.1:8080").unwrap();
+        assert!(port.matches("127.0.0.1", 8080));
+        assert!(!port.matches("127.0.0.1", 8081));
+        let wild = HostPattern::parse("*.example.com").unwrap();
+        assert!(wild.matches("a.example.com", 443));
+        assert!(!wild.matches("example.com", 443));
+        assert!(!wild.matches("aexample.com", 443));
+        for bad in ["http://x.com", "x.com/path", "", "x.com:port", "sp ace"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

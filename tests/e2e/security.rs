@@ -1,0 +1,510 @@
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use wasmq::{FailureKind, NewTask, TaskState};
+use wasmq_testkit::*;
+
+use crate::support::{Env, free_port, http, stderr, stdout, wait_for_http, wasmq};
+
+/// How a hostile plugin's task must end.
+struct Hostile {
+    /// The plugin (directory name under plugins/).
+    plugin: &'static str,
+    component: &'static str,
+    task_type: &'static str,
+    /// Extra worker flags (small budgets so the test is quick).
+    flags: &'static [&'static str],
+    kind: FailureKind,
+    /// Part of the error message.
+    message: &'static str,
+}
+
+const HOSTILE: &[Hostile] = &[
+    Hostile {
+        plugin: "hostile-spin",
+        component: HOSTILE_SPIN_COMPONENT,
+        task_type: "hostile:spin",
+        flags: &["--fuel", "500000000"],
+        kind: FailureKind::OutOfFuel,
+        message: "used up its fuel budget of 500000000 units",
+    },
+    Hostile {
+        plugin: "hostile-sleep",
+        component: HOSTILE_SLEEP_COMPONENT,
+        task_type: "hostile:sleep",
+        flags: &["--task-timeout", "1s"],
+        kind: FailureKind::Timeout,
+        message: "time limit of 1s",
+    },
+    Hostile {
+        plugin: "hostile-membomb",
+        component: HOSTILE_MEMBOMB_COMPONENT,
+        task_type: "hostile:membomb",
+        flags: &["--memory", "64MiB"],
+        kind: FailureKind::OutOfMemory,
+        message: "over its cap of 67108864 bytes",
+    },
+    Hostile {
+        plugin: "hostile-recurse",
+        component: HOSTILE_RECURSE_COMPONENT,
+        task_type: "hostile:recurse",
+        flags: &[],
+        kind: FailureKind::StackOverflow,
+        message: "overflowed its stack",
+    },
+    Hostile {
+        plugin: "hostile-panic",
+        component: HOSTILE_PANIC_COMPONENT,
+        task_type: "hostile:panic",
+        flags: &[],
+        kind: FailureKind::Panic,
+        message: "hostile plugin panics on purpose",
+    },
+    Hostile {
+        plugin: "hostile-bigresult",
+        component: HOSTILE_BIGRESULT_COMPONENT,
+        task_type: "hostile:bigresult",
+        flags: &[],
+        kind: FailureKind::ResultTooLarge,
+        message: "over the plugin's limit of 1048576 bytes",
+    },
+    Hostile {
+        plugin: "hostile-logflood",
+        component: HOSTILE_LOGFLOOD_COMPONENT,
+        task_type: "hostile:logflood",
+        flags: &["--max-log", "32KiB"],
+        kind: FailureKind::LogLimit,
+        message: "logged more than its limit of 32768 bytes",
+    },
+    Hostile {
+        plugin: "hostile-snoop",
+        component: HOSTILE_SNOOP_COMPONENT,
+        task_type: "hostile:snoop",
+        flags: &[],
+        kind: FailureKind::GaveUp,
+        message: "saw nothing: no file, no environment, clock at 946684800 s",
+    },
+    Hostile {
+        plugin: "hostile-socket",
+        component: HOSTILE_SOCKET_COMPONENT,
+        task_type: "hostile:socket",
+        flags: &[],
+        kind: FailureKind::CapabilityDenied,
+        message: "denied: binding a TCP socket to 0.0.0.0:0 (plugins get no sockets",
+    },
+    Hostile {
+        plugin: "hostile-http",
+        component: HOSTILE_HTTP_COMPONENT,
+        task_type: "hostile:http",
+        flags: &[],
+        kind: FailureKind::CapabilityDenied,
+        message: "denied: HTTP to exfiltrate.example.com:80, which is not in the plugin's allow list (127.0.0.1)",
+    },
+    Hostile {
+        plugin: "hostile-fanout",
+        component: HOSTILE_FANOUT_COMPONENT,
+        task_type: "hostile:fanout",
+        flags: &[],
+        kind: FailureKind::CapabilityDenied,
+        message: "denied: enqueue: the quota of 3 follow-up tasks per attempt is used up",
+    },
+    Hostile {
+        plugin: "hostile-initbomb",
+        component: HOSTILE_INITBOMB_COMPONENT,
+        task_type: "hostile:initbomb",
+        flags: &[],
+        kind: FailureKind::OutOfMemory,
+        message: "over its cap of 134217728 bytes",
+    },
+];
+
+/// Every hostile plugin under plugins/ has a case in the suite.
+#[test]
+fn every_hostile_plugin_has_a_case() {
+    for (plugin, _) in HOSTILE_COMPONENTS {
+        assert!(
+            HOSTILE.iter().any(|case| case.plugin == *plugin),
+            "no case for {plugin}"
+        );
+    }
+    assert_eq!(HOSTILE.len(), HOSTILE_COMPONENTS.len());
+}
+
+/// Resident memory of a process, bytes.
+fn rss(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs one hostile plugin's task on a worker that serves the echo plugin
+/// at the same time: the task ends with its failure class (in `task show`
+/// and the metrics), echo tasks keep completing, the worker lives, and its
+/// memory comes back to where it was.
+async fn hostile_case(name: &str) {
+    let case = HOSTILE.iter().find(|case| case.plugin == name).unwrap();
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, case.component]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut flags = vec![
+        "--concurrency",
+        "4",
+        "--metrics-addr",
+        &metrics,
+        "--no-scheduler",
+    ];
+    flags.extend_from_slice(case.flags);
+    let worker = env.worker(plugins.path(), &flags);
+    let echoes = |n: usize| {
+        (0..n)
+            .map(|i| NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap())
+            .collect::<Vec<_>>()
+    };
+
+    // Warm up, then take the memory baseline.
+    for outcome in env.client.enqueue_batch(echoes(20)).await {
+        outcome.unwrap();
+    }
+    env.wait_for_counts("default", Duration::from_secs(30), "the warm-up", |c| {
+        c.completed == 20
+    })
+    .await;
+    let baseline = rss(worker.pid());
+
+    let hostile = env
+        .client
+        .enqueue(NewTask::new(case.task_type, "{}").unwrap().max_retry(0))
+        .await
+        .unwrap()
+        .id;
+    for outcome in env.client.enqueue_batch(echoes(30)).await {
+        outcome.unwrap();
+    }
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(60),
+        "the hostile task to end and the echoes to complete",
+        |c| c.archived == 1 && c.completed >= 50,
+    )
+    .await;
+
+    let info = env.task("default", &hostile).await.unwrap();
+    assert_eq!(info.state, TaskState::Archived);
+    let error = info.last_error.unwrap();
+    assert_eq!(error.kind, case.kind, "{name}: {}", error.message);
+    assert!(
+        error.message.contains(case.message),
+        "{name}: {}",
+        error.message
+    );
+    let shown = env.wasmq(&["task", "show", &hostile]);
+    assert!(
+        stdout(&shown).contains(&format!("last error: {} on attempt 1", case.kind)),
+        "{}",
+        stdout(&shown)
+    );
+
+    // The worker lives and goes on serving.
+    // SAFETY: signal 0 only checks that the process exists.
+    assert_eq!(
+        unsafe { libc::kill(worker.pid(), 0) },
+        0,
+        "{name} killed the worker:\n{}",
+        worker.log()
+    );
+    for outcome in env.client.enqueue_batch(echoes(10)).await {
+        outcome.unwrap();
+    }
+    env.wait_for_counts("default", Duration::from_secs(30), "more echoes", |c| {
+        c.completed >= 60
+    })
+    .await;
+
+    wait_for_http(&metrics, "/metrics").await;
+    let (_, text) = http("GET", &metrics, "/metrics", &[]).unwrap();
+    let failed = format!(
+        "wasmq_tasks_failed_total{{queue=\"default\",type=\"{}\",class=\"{}\"}} 1",
+        case.task_type, case.kind
+    );
+    assert!(text.contains(&failed), "missing {failed:?}");
+
+    // Memory comes back: the instance's memory went back to the pool.
+    let after = rss(worker.pid());
+    assert!(
+        after < baseline + 48 * 1024 * 1024,
+        "{name}: the worker's memory grew from {baseline} to {after} bytes"
+    );
+}
+
+macro_rules! hostile_tests {
+    ($($test:ident => $plugin:literal),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                hostile_case($plugin).await;
+            }
+        )*
+    };
+}
+
+hostile_tests! {
+    hostile_spin_runs_out_of_fuel => "hostile-spin",
+    hostile_sleep_in_a_host_call_times_out => "hostile-sleep",
+    hostile_memory_bomb_hits_its_memory_cap => "hostile-membomb",
+    hostile_recursion_overflows_its_stack => "hostile-recurse",
+    hostile_panic_is_reported_with_its_message => "hostile-panic",
+    hostile_huge_result_is_refused => "hostile-bigresult",
+    hostile_log_flood_hits_its_log_limit => "hostile-logflood",
+    hostile_snooping_sees_no_file_env_clock_or_randomness => "hostile-snoop",
+    hostile_socket_is_denied => "hostile-socket",
+    hostile_http_to_an_unlisted_host_is_denied => "hostile-http",
+    hostile_enqueue_flood_is_stopped_at_its_quota => "hostile-fanout",
+    hostile_plugin_too_big_to_instantiate_fails_its_task => "hostile-initbomb",
+}
+
+/// The enqueue flood put exactly its quota of follow-ups on the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_flood_enqueues_exactly_its_quota() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[HOSTILE_FANOUT_COMPONENT]);
+    env.client
+        .enqueue(
+            NewTask::new("hostile:fanout", "{}")
+                .unwrap()
+                .max_retry(0)
+                .queue("flood"),
+        )
+        .await
+        .unwrap();
+    let _worker = env.worker(plugins.path(), &["--queues", "flood", "--no-scheduler"]);
+    env.wait_for_counts("flood", Duration::from_secs(30), "the flood to end", |c| {
+        c.archived == 1
+    })
+    .await;
+    // No plugin here handles echo: the follow-ups wait, pending or in retry.
+    assert_eq!(
+        env.counts("flood").await.unfinished(),
+        3,
+        "exactly the quota of 3 echo tasks"
+    );
+}
+
+/// A tiny HTTP server on loopback: `/small` answers 12 bytes, `/big` 100 KiB.
+fn serve_http() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let read = stream.read(&mut request).unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..read]);
+            let body = if request.starts_with("GET /big") {
+                "b".repeat(100 * 1024)
+            } else {
+                "hello, relay".to_string()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// A plugin gets exactly what its manifest grants: HTTP to the allowed
+/// host (with its response cap), its own key-value store, fan-out up to its
+/// quota, the environment values the operator provides by name (and no
+/// other), and log lines tagged with the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_capabilities_work_within_their_limits() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[RELAY_COMPONENT, ECHO_COMPONENT]);
+    let port = serve_http();
+    let mut command = WasmqProcess::command(Path::new(crate::support::WASMQ));
+    command
+        .args([
+            "worker",
+            "--redis",
+            &env.url(),
+            "--no-scheduler",
+            "--plugins",
+        ])
+        .arg(plugins.path())
+        .env("WASMQ_PLUGIN_ENV_REGION", "eu-west")
+        .env("WASMQ_PLUGIN_SECRET_TOKEN", "s3cret")
+        .env("WASMQ_PLUGIN_ENV_OTHER", "not asked for")
+        .env("DATABASE_URL", "postgres://the-workers-own");
+    let worker = WasmqProcess::spawn(command);
+
+    let run = |task_type: &str, payload: String| {
+        let client = env.client.clone();
+        let task_type = task_type.to_string();
+        async move {
+            let id = client
+                .enqueue(NewTask::new(task_type, payload).unwrap().max_retry(0))
+                .await
+                .unwrap()
+                .id;
+            loop {
+                let info = client.task(&id, Some("default")).await.unwrap().unwrap();
+                if matches!(info.state, TaskState::Completed | TaskState::Archived) {
+                    return info;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let result = |info: &wasmq::broker::TaskInfo| -> serde_json::Value {
+        assert_eq!(info.state, TaskState::Completed, "{:?}", info.last_error);
+        serde_json::from_slice(info.result.as_deref().unwrap()).unwrap()
+    };
+
+    let fetched = run(
+        "relay:fetch",
+        format!(r#"{{"url":"http://127.0.0.1:{port}/small"}}"#),
+    )
+    .await;
+    let fetched = result(&fetched);
+    assert_eq!(
+        (fetched["status"].as_u64(), fetched["body"].as_str()),
+        (Some(200), Some("hello, relay"))
+    );
+    let big = run(
+        "relay:fetch",
+        format!(r#"{{"url":"http://127.0.0.1:{port}/big"}}"#),
+    )
+    .await;
+    let error = big.last_error.unwrap();
+    assert_eq!(error.kind, FailureKind::CapabilityDenied);
+    assert!(
+        error
+            .message
+            .contains("an HTTP response over the plugin's limit of 65536 bytes"),
+        "{}",
+        error.message
+    );
+
+    for expected in 1..=2 {
+        let counted = result(&run("relay:count", r#"{"key":"hits"}"#.into()).await);
+        assert_eq!(counted["count"], expected);
+    }
+    let mut redis = env.redis_connection().await;
+    let hits: i64 = redis::cmd("HGET")
+        .arg("wasmq:{kv:relay}:data")
+        .arg("hits")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(hits, 2, "the store is the plugin's own HASH");
+
+    let fanned = result(&run("relay:fanout", r#"{"n":3}"#.into()).await);
+    assert_eq!(fanned["enqueued"].as_array().unwrap().len(), 3);
+    let over = run("relay:fanout", r#"{"n":6}"#.into()).await;
+    assert!(over.last_error.unwrap().message.contains("quota of 5"));
+
+    let seen = result(&run("relay:env", "{}".into()).await);
+    assert_eq!(
+        seen["env"],
+        serde_json::json!([["REGION", "eu-west"], ["TOKEN", "s3cret"]])
+    );
+
+    let log = worker.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("relay:fetch done"))
+        .expect("the plugin's log line");
+    assert!(
+        line.contains("plugin=\"relay\"")
+            && line.contains("task_type=\"relay:fetch\"")
+            && line.contains("attempt=1"),
+        "{line}"
+    );
+    assert!(line.contains("task_id="), "{line}");
+}
+
+/// Components are refused at load, naming the problem: an import the
+/// manifest does not grant, impossible limits, another version of the WIT
+/// package, a component over the size cap.
+#[tokio::test]
+async fn bad_plugins_are_refused_at_load_naming_the_problem() {
+    let env = Env::start().await;
+    let cases: [(&str, &[&str], &str); 4] = [
+        (
+            UNGRANTED_COMPONENT,
+            &[],
+            "imports wasmq:plugin/kv@0.1.0, but its manifest does not grant `kv`",
+        ),
+        (BAD_LIMITS_COMPONENT, &[], "limits.fuel = 0 is impossible"),
+        (
+            OLD_WORLD_COMPONENT,
+            &[],
+            "targets wasmq:plugin@0.0.9, but this host speaks wasmq:plugin@0.1.0",
+        ),
+        (
+            ECHO_COMPONENT,
+            &["--max-plugin-size", "100KiB"],
+            "over this worker's limit of 102400 bytes",
+        ),
+    ];
+    for (component, flags, expected) in cases {
+        let inspected = wasmq(
+            &[
+                vec!["plugin".to_string(), "inspect".into(), component.into()],
+                flags.iter().map(|f| f.to_string()).collect(),
+            ]
+            .concat(),
+        );
+        assert_eq!(inspected.status.code(), Some(1), "{component}");
+        assert!(
+            stdout(&inspected).contains("loadable:      no"),
+            "{}",
+            stdout(&inspected)
+        );
+        assert!(
+            stderr(&inspected).contains(expected),
+            "{component}: {}",
+            stderr(&inspected)
+        );
+
+        let plugins = PluginDir::with(&[component]);
+        let mut args = vec![
+            "worker".to_string(),
+            "--redis".into(),
+            env.url(),
+            "--plugins".into(),
+            plugins.path().display().to_string(),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let refused = wasmq(&args);
+        assert_eq!(refused.status.code(), Some(1), "{component}");
+        assert!(
+            stderr(&refused).contains(expected),
+            "{component}: {}",
+            stderr(&refused)
+        );
+    }
+    let fine = wasmq(&["plugin".into(), "inspect".into(), RELAY_COMPONENT.into()]);
+    assert!(fine.status.success(), "{}", stderr(&fine));
+    let text = stdout(&fine);
+    assert!(text.contains("loadable:      yes"), "{text}");
+    assert!(
+        text.contains("http to [127.0.0.1] (responses up to 64.0 KiB, timeout 5s)"),
+        "{text}"
+    );
+    assert!(text.contains("wasi:http/outgoing-handler"), "{text}");
+}
