@@ -1,6 +1,7 @@
 //! Task type `burn`: hashes for about `ms` milliseconds of wall-clock time.
 //!
-//! Payload: `{"ms": 50}`. Stands in for a CPU-bound task: it chains SHA-256
+//! Payload: `{"ms": 50}` (or `{"rounds": 64000}` for a fixed amount of
+//! work). Stands in for a CPU-bound task: it chains SHA-256
 //! over a 4 KiB buffer until the time is up and returns how many rounds it
 //! ran, the final digest, and when it started and finished (unix ms), which
 //! tests use to see which tasks ran at the same time.
@@ -13,7 +14,11 @@ use wasmq_guest::{Failure, Handler, Task};
 
 #[derive(Deserialize)]
 struct Params {
+    /// Hash for this many milliseconds...
+    #[serde(default)]
     ms: u64,
+    /// ...or for exactly this many rounds (fixed work, for benchmarks).
+    rounds: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -45,7 +50,11 @@ impl Handler for Burn {
             .copy_from_slice(&task.id.as_bytes()[..task.id.len().min(4096)]);
         let mut rounds = 0u64;
         let mut digest = [0u8; 32];
-        while started.elapsed() < budget || rounds == 0 {
+        let enough = |rounds: u64| match params.rounds {
+            Some(wanted) => rounds >= wanted,
+            None => started.elapsed() >= budget && rounds > 0,
+        };
+        while !enough(rounds) {
             for _ in 0..64 {
                 block[..32].copy_from_slice(&digest);
                 digest = Sha256::digest(block).into();

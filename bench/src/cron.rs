@@ -1,0 +1,102 @@
+//! `cron`: tick precision of scheduler replicas racing for every tick.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use wasmq::Client;
+use wasmq::dev::RedisServer;
+
+#[derive(Debug, clap::Args)]
+pub struct CronArgs {
+    /// Every-second entries.
+    #[arg(long, default_value_t = 100)]
+    pub entries: usize,
+    /// Scheduler replicas (in this process).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// How long to run.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+}
+
+/// Runs every-second cron entries through scheduler replicas and reports
+/// how long after its tick each tick's task was enqueued.
+pub async fn run(args: &CronArgs) -> anyhow::Result<()> {
+    use wasmq::scheduler::{self, CronEntry, SchedulerConfig, TickRecord};
+
+    let redis = RedisServer::start().context("starting redis-server")?;
+    let client = Client::connect(&redis.url()).await?;
+    for n in 0..args.entries {
+        let entry: CronEntry = serde_json::from_value(serde_json::json!({
+            "name": format!("e{n}"),
+            "schedule": "* * * * * *",
+            "type": "poll",
+            "queue": "ticks",
+        }))?;
+        client
+            .broker()
+            .cron_put(&entry.name, &entry.to_json(), true)
+            .await?;
+    }
+    let stop = CancellationToken::new();
+    let replicas: Vec<_> = (0..args.replicas)
+        .map(|n| {
+            let config = SchedulerConfig {
+                host: format!("replica-{n}"),
+                ..SchedulerConfig::default()
+            };
+            tokio::spawn(scheduler::run(
+                client.broker().clone(),
+                config,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.cancel();
+    for replica in replicas {
+        replica.await?;
+    }
+
+    let mut delays: Vec<i64> = Vec::new();
+    let mut ticks = 0usize;
+    let mut duplicates = 0usize;
+    for n in 0..args.entries {
+        let records: Vec<TickRecord> = client
+            .broker()
+            .cron_history(&format!("e{n}"), 100_000)
+            .await?
+            .iter()
+            .map(|json| serde_json::from_str(json))
+            .collect::<Result<_, _>>()?;
+        let distinct: std::collections::HashSet<i64> =
+            records.iter().map(|record| record.tick_ms).collect();
+        duplicates += records.len() - distinct.len();
+        ticks += records.len();
+        delays.extend(records.iter().map(|record| record.at_ms - record.tick_ms));
+    }
+    delays.sort();
+    let percentile = |p: f64| {
+        delays
+            .get(((delays.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let tasks = client.broker().queue_counts("ticks").await?.pending;
+    println!(
+        "{}",
+        serde_json::json!({
+            "entries": args.entries,
+            "replicas": args.replicas,
+            "seconds": args.seconds,
+            "ticks": ticks,
+            "tasks": tasks,
+            "duplicates": duplicates,
+            "delay_ms_p50": percentile(0.5),
+            "delay_ms_p99": percentile(0.99),
+            "delay_ms_max": delays.last().copied().unwrap_or(0),
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `drain`: how fast a worker drains no-op tasks, each in a fresh Wasm
+//! instance, and how fast tasks are enqueued in batches.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use wasmq::dev::RedisServer;
+use wasmq::plugins::{LoadOptions, Plugin, PluginSet, Plugins};
+use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
+use wasmq::worker::{QueueSelection, WorkerConfig};
+use wasmq::{Client, NewTask};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Tasks per run.
+    #[arg(long, default_value_t = 20_000)]
+    pub tasks: usize,
+    /// Worker concurrencies to measure, comma-separated.
+    #[arg(long, default_value = "50", value_delimiter = ',')]
+    pub concurrency: Vec<usize>,
+    /// Tasks per enqueue call.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+}
+
+pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
+    let redis = RedisServer::start().context("starting redis-server")?;
+    let client = Client::connect(&redis.url()).await?;
+
+    let enqueue_started = Instant::now();
+    let mut remaining = args.tasks;
+    while remaining > 0 {
+        let batch: Vec<NewTask> = (0..remaining.min(args.batch))
+            .map(|_| NewTask::new("echo", "{}").map(|task| task.retention(Duration::ZERO)))
+            .collect::<Result<_, _>>()?;
+        remaining -= batch.len();
+        for outcome in client.enqueue_batch(batch).await {
+            outcome?;
+        }
+    }
+    let enqueue_time = enqueue_started.elapsed();
+
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: u32::try_from(concurrency + 16)?,
+        ..SandboxConfig::default()
+    })?;
+    let plugins = load(
+        &sandbox,
+        &[wasmq_testkit::ECHO_COMPONENT],
+        &LoadOptions::default(),
+    )?;
+    let (drain_time, summary) = drain(&client, Arc::new(sandbox), plugins, concurrency).await?;
+    anyhow::ensure!(
+        summary.completed as usize == args.tasks,
+        "completed {} of {}",
+        summary.completed,
+        args.tasks
+    );
+
+    println!(
+        "{}",
+        serde_json::json!({
+            "tasks": args.tasks,
+            "concurrency": concurrency,
+            "enqueue_per_s": (args.tasks as f64 / enqueue_time.as_secs_f64()).round(),
+            "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
+        })
+    );
+    Ok(())
+}
+
+/// Loads plugin components (through the shared compiled-component cache).
+pub fn load(
+    sandbox: &Sandbox,
+    components: &[&str],
+    options: &LoadOptions,
+) -> anyhow::Result<Plugins> {
+    let options = LoadOptions {
+        cache: Some(ComponentCache::new(wasmq_testkit::component_cache_dir())),
+        ..options.clone()
+    };
+    let plugins = components
+        .iter()
+        .map(|component| Plugin::load_file(sandbox, Path::new(component), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Plugins::new(PluginSet::new(plugins)?))
+}
+
+/// Runs a worker in this process on queue `default` until the queue has no
+/// unfinished task; returns how long that took and what the worker did.
+pub async fn drain(
+    client: &Client,
+    sandbox: Arc<Sandbox>,
+    plugins: Plugins,
+    concurrency: usize,
+) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
+    let mut config = WorkerConfig::new(QueueSelection::single("default"));
+    config.concurrency = concurrency;
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let worker = tokio::spawn(wasmq::worker::run(
+        client.broker().clone(),
+        sandbox,
+        plugins,
+        config,
+        stop.clone().cancelled_owned(),
+    ));
+    loop {
+        let counts = client.broker().queue_counts("default").await?;
+        if counts.unfinished() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = started.elapsed();
+    stop.cancel();
+    Ok((took, worker.await?))
+}
