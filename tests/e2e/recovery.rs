@@ -82,7 +82,7 @@ async fn sigterm_puts_running_tasks_back_and_loses_nothing() {
     );
     env.wait_for_counts(
         "default",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the worker to lease 3 tasks",
         |c| c.active == 3,
     )

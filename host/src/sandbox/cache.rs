@@ -75,6 +75,35 @@ impl ComponentCache {
         }
     }
 
+    /// The compiled component for `wasm`: from the cache, or compiled with
+    /// `compile` and stored. A lock file per entry makes processes that
+    /// load the same new component at once compile it once: the others
+    /// wait, then read it.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        compile: impl FnOnce() -> wasmtime::Result<Component>,
+    ) -> wasmtime::Result<Component> {
+        if let Some(component) = self.load(engine, wasm) {
+            return Ok(component);
+        }
+        let lock = std::fs::create_dir_all(&self.dir).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(self.entry(engine, wasm).with_extension("lock"))
+        });
+        let _guard = lock.ok().map(FileLock::acquire);
+        if let Some(component) = self.load(engine, wasm) {
+            return Ok(component);
+        }
+        let component = compile()?;
+        self.store(engine, wasm, &component);
+        Ok(component)
+    }
+
     /// Stores a compiled component; failures only cost a recompile later.
     pub fn store(&self, engine: &Engine, wasm: &[u8], component: &Component) {
         let entry = self.entry(engine, wasm);
@@ -88,6 +117,31 @@ impl ComponentCache {
         })();
         if let Err(err) = written {
             tracing::debug!(dir = %self.dir.display(), %err, "could not cache a compiled component");
+        }
+    }
+}
+
+/// An exclusive advisory lock on a file, released on drop.
+struct FileLock(std::fs::File);
+
+impl FileLock {
+    fn acquire(file: std::fs::File) -> FileLock {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this struct owns. Failure only
+        // means compiling without the lock.
+        unsafe {
+            libc::flock(file.as_raw_fd(), libc::LOCK_EX);
+        }
+        FileLock(file)
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: unlocking the descriptor locked in `acquire`.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
         }
     }
 }

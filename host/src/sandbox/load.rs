@@ -82,15 +82,12 @@ pub fn compile(
     if wasmparser::Parser::is_core_wasm(wasm) {
         return Err(LoadError::CoreModule);
     }
-    if let Some(component) = cache.and_then(|cache| cache.load(engine, wasm)) {
-        return Ok(component);
-    }
-    let component =
-        Component::new(engine, wasm).map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
-    if let Some(cache) = cache {
-        cache.store(engine, wasm, &component);
-    }
-    Ok(component)
+    let compile = || Component::new(engine, wasm);
+    let compiled = match cache {
+        Some(cache) => cache.load_or_compile(engine, wasm, compile),
+        None => compile(),
+    };
+    compiled.map_err(|err| LoadError::Invalid(format!("{err:#}")))
 }
 
 /// Checks that the component exports `wasmq:plugin/handler` at the version
