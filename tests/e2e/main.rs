@@ -16,6 +16,8 @@ mod cron;
 mod ops;
 // The web dashboard, in headless Chromium.
 mod dashboard;
+// Deploying plugins to running workers: rollouts, rollbacks, refusals, scaffolds.
+mod deploy;
 // Untrusted plugins: the hostile suite, capabilities, refusals at load.
 mod security;
 // Runaway plugins fail their own tasks, never the worker.

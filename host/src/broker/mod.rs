@@ -25,6 +25,7 @@ pub mod keys;
 pub mod kv;
 pub mod limits;
 mod notify;
+pub mod registry;
 mod scripts;
 
 use std::collections::HashMap;

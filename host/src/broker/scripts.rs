@@ -35,6 +35,8 @@ pub struct Scripts {
     pub cron_remove: Script,
     pub cron_advance: Script,
     pub kv_set: Script,
+    pub plugin_deploy: Script,
+    pub plugin_switch: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -65,4 +67,6 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     cron_remove: Script::new(include_str!("scripts/cron_remove.lua")),
     cron_advance: Script::new(include_str!("scripts/cron_advance.lua")),
     kv_set: Script::new(include_str!("scripts/kv_set.lua")),
+    plugin_deploy: Script::new(include_str!("scripts/plugin_deploy.lua")),
+    plugin_switch: Script::new(include_str!("scripts/plugin_switch.lua")),
 });

@@ -18,7 +18,9 @@ pub struct DevArgs {
     /// Use the Redis at URL instead of starting a private redis-server.
     #[arg(long = "redis", value_name = "URL")]
     pub redis: Option<String>,
-    /// A directory of plugins: every `*.wasm` component in it is loaded.
+    /// A directory of plugins: every `*.wasm` component in it that loads is
+    /// served (the others are skipped with a warning), and reloaded when
+    /// its file changes.
     #[arg(
         long,
         default_value = "plugins/target/wasm32-wasip2/release",
@@ -55,7 +57,21 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
         )
         .into());
     }
-    let (sandbox, plugins) = args.serve.load(&args.plugins)?;
+    // A plugin that does not load is skipped (and reloaded once rebuilt).
+    let loaded = args.serve.load(Some(&args.plugins), true)?;
+    let (sandbox, plugins, options) = (
+        loaded.sandbox.clone(),
+        loaded.plugins.clone(),
+        loaded.options.clone(),
+    );
+    // Rebuilt plugins are reloaded without a restart.
+    tokio::spawn(wasmq::plugins::watch_dir(
+        args.plugins.clone(),
+        sandbox,
+        plugins.clone(),
+        options,
+        shutdown.clone(),
+    ));
 
     // The private server must outlive the worker: it is dropped (and
     // stopped) when this function returns.
@@ -129,7 +145,7 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
             .to_string();
         tokio::spawn(demo(client, queue, types, shutdown.clone()));
     }
-    let summary = args.serve.serve(broker, sandbox, plugins, shutdown).await?;
+    let summary = args.serve.serve(broker, loaded, shutdown).await?;
     println!(
         "wasmq dev stopped: {} completed, {} failed attempts, {} put back",
         summary.completed, summary.failed, summary.requeued
@@ -139,8 +155,9 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
 
 /// Example tasks for the example plugins, in turn.
 fn demo_task(round: u64, types: &[String]) -> Option<NewTask> {
-    let examples: [(&str, String); 4] = [
+    let examples: [(&str, String); 5] = [
         ("echo", format!(r#"{{"hello":"world","round":{round}}}"#)),
+        ("greet", format!(r#"{{"name":"demo {round}"}}"#)),
         ("flaky", r#"{"fail_times":2}"#.to_string()),
         ("burn", r#"{"ms":50}"#.to_string()),
         (
@@ -171,7 +188,7 @@ async fn demo(
         }
         let Some(task) = demo_task(round, &types) else {
             tracing::warn!(
-                "--demo has no example task for the loaded plugins (echo, flaky, burn, thumbnail:make)"
+                "--demo has no example task for the loaded plugins (echo, greet, flaky, burn, thumbnail:make)"
             );
             return;
         };

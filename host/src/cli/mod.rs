@@ -11,8 +11,10 @@ mod format;
 mod limit;
 mod parse;
 mod plugin;
+mod plugin_deploy;
 mod plugin_inspect;
 mod queue;
+mod scaffold;
 mod server;
 mod stats;
 mod table;
@@ -102,6 +104,9 @@ pub enum Command {
     Limit(limit::LimitCommand),
     /// Serve the web dashboard: queues, tasks, workers, cron, plugins.
     Dashboard(dashboard::DashboardArgs),
+    /// Create things: `wasmq new plugin NAME` scaffolds a plugin crate.
+    #[command(subcommand)]
+    New(scaffold::NewCommand),
 }
 
 /// How to reach Redis; every command that talks to Redis takes it.
@@ -205,5 +210,6 @@ pub async fn run(cli: Cli) -> Result<(), parse::Failure> {
         Command::Scheduler(args) => cron::run_scheduler(args).await,
         Command::Limit(command) => limit::run(command).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::New(command) => scaffold::run(command).await,
     }
 }

@@ -1,4 +1,5 @@
-//! `wasmq plugin`: what plugins did across the fleet.
+//! `wasmq plugin`: deploy plugins to the fleet, roll them back, remove
+//! them, see where they run and what they did.
 
 use clap::{Args, Subcommand};
 use wasmq::broker::Broker;
@@ -15,9 +16,64 @@ pub enum PluginCommand {
     /// Show a plugin file's manifest, limits, capabilities, imports and
     /// exports, and whether this host can load it (exit code 1 if not).
     Inspect(super::plugin_inspect::InspectArgs),
+    /// Deploy a plugin to every running worker, without restarts.
+    ///
+    /// The component is checked here as a worker would load it, stored in
+    /// Redis (content-addressed) and made its plugin's current version.
+    /// Workers swap it in within a second or two (tasks already running
+    /// finish on the version they started with); this command waits for
+    /// them and reports any worker that refused it, which keeps running
+    /// the previous version.
+    Deploy(DeployArgs),
+    /// List deployed plugins: version, content hash, task types, when
+    /// deployed, and which workers run it.
+    Ls(ListArgs),
+    /// Put back the version deployed before the current one, fleet-wide.
+    Rollback(NameArgs),
+    /// Remove a deployed plugin: workers unload it, and its task types wait
+    /// in retry ("no plugin handles TYPE") until a plugin handles them.
+    Rm(NameArgs),
+    /// A deployed plugin's history: every deploy, rollback and removal.
+    History(NameArgs),
     /// Per plugin and task type: runs, failures by class (fuel, timeout,
     /// memory, trap, handler error...), fuel and time percentiles.
     Stats(StatsArgs),
+}
+
+/// Arguments of `wasmq plugin deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The plugin's component (.wasm).
+    pub file: std::path::PathBuf,
+    /// How long to wait for the workers to take it.
+    #[arg(long, default_value = "15s", value_parser = super::parse::duration, value_name = "DURATION")]
+    pub wait: std::time::Duration,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Arguments of `wasmq plugin ls`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Arguments naming a deployed plugin.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The plugin's name.
+    pub name: String,
+    /// How long to wait for the workers to take the change.
+    #[arg(long, default_value = "15s", value_parser = super::parse::duration, value_name = "DURATION")]
+    pub wait: std::time::Duration,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 }
 
 /// Arguments of `wasmq plugin stats`.
@@ -34,6 +90,11 @@ pub struct StatsArgs {
 pub async fn run(command: PluginCommand) -> Result<(), Failure> {
     let args = match command {
         PluginCommand::Inspect(args) => return super::plugin_inspect::run(args).await,
+        PluginCommand::Deploy(args) => return super::plugin_deploy::deploy(args).await,
+        PluginCommand::Ls(args) => return super::plugin_deploy::list(args).await,
+        PluginCommand::Rollback(args) => return super::plugin_deploy::rollback(args).await,
+        PluginCommand::Rm(args) => return super::plugin_deploy::remove(args).await,
+        PluginCommand::History(args) => return super::plugin_deploy::history(args).await,
         PluginCommand::Stats(args) => args,
     };
     let broker = Broker::connect(&args.redis.url).await?;

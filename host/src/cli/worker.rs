@@ -16,14 +16,29 @@ use super::cron::SchedulingArgs;
 use super::parse::{self, Failure};
 use super::{LimitArgs, RedisArgs};
 
+/// A sandbox with the plugins of the worker's directory.
+pub struct Loaded {
+    /// The sandbox.
+    pub sandbox: Arc<Sandbox>,
+    /// The plugins in force (the directory's, then the registry's too).
+    pub plugins: Plugins,
+    /// The directory's plugins, as loaded at start.
+    pub local: Vec<Arc<wasmq::plugins::Plugin>>,
+    /// How plugins are loaded.
+    pub options: wasmq::plugins::LoadOptions,
+}
+
 /// Arguments of `wasmq worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     /// A directory of plugins: every `*.wasm` component in it is loaded.
+    /// Optional: a worker also serves every plugin deployed with `wasmq
+    /// plugin deploy` (a deployed plugin replaces a local one of the same
+    /// name).
     #[arg(long, value_name = "DIR")]
-    pub plugins: PathBuf,
+    pub plugins: Option<PathBuf>,
     #[command(flatten)]
     pub serve: ServeArgs,
     /// Exit with an error if Redis is unreachable at start, instead of
@@ -102,8 +117,10 @@ impl ServeArgs {
         Ok(config)
     }
 
-    /// Builds the sandbox and loads the plugins of `dir`.
-    pub fn load(&self, dir: &Path) -> Result<(Arc<Sandbox>, Plugins), Failure> {
+    /// Builds the sandbox and loads the plugins of `dir`, if given: all of
+    /// them or an error, or (`skip_refused`, for `wasmq dev`) those that
+    /// load, with a warning for each one skipped.
+    pub fn load(&self, dir: Option<&Path>, skip_refused: bool) -> Result<Loaded, Failure> {
         let options = self.limits.load_options()?;
         let sandbox = Sandbox::new(SandboxConfig {
             max_instances: u32::try_from(self.concurrency + 16).unwrap_or(u32::MAX),
@@ -111,7 +128,18 @@ impl ServeArgs {
             ..SandboxConfig::default()
         })
         .context("setting up the Wasm engine")?;
-        let set = PluginSet::load_dir(&sandbox, dir, &options).context("loading plugins")?;
+        let set = match dir {
+            Some(dir) if skip_refused => {
+                let (set, skipped) = PluginSet::load_dir_skipping(&sandbox, dir, &options)
+                    .context("loading plugins")?;
+                for err in skipped {
+                    tracing::warn!("skipped: {err}");
+                }
+                set
+            }
+            Some(dir) => PluginSet::load_dir(&sandbox, dir, &options).context("loading plugins")?,
+            None => PluginSet::default(),
+        };
         for plugin in set.plugins() {
             tracing::info!(
                 plugin = plugin.display_name(),
@@ -120,18 +148,39 @@ impl ServeArgs {
                 "plugin loaded"
             );
         }
-        Ok((Arc::new(sandbox), Plugins::new(set)))
+        let local = set.plugins().to_vec();
+        Ok(Loaded {
+            sandbox: Arc::new(sandbox),
+            plugins: Plugins::new(set),
+            local,
+            options,
+        })
     }
 
-    /// Runs a worker on `broker` until `shutdown` fires.
+    /// Runs a worker on `broker` until `shutdown` fires, following the
+    /// plugin registry as it goes.
     pub async fn serve(
         &self,
         broker: Broker,
-        sandbox: Arc<Sandbox>,
-        plugins: Plugins,
+        loaded: Loaded,
         shutdown: CancellationToken,
     ) -> Result<worker::Summary, Failure> {
+        let Loaded {
+            sandbox,
+            plugins,
+            local,
+            options,
+        } = loaded;
         let config = self.worker_config()?;
+        wasmq::plugins::load_deployed(
+            &broker,
+            &sandbox,
+            &plugins,
+            &local,
+            &options,
+            &config.metrics,
+        )
+        .await;
         tracing::info!(
             redis = broker.url(),
             queues = config.queues.names().join(","),
@@ -171,6 +220,15 @@ impl ServeArgs {
         } else {
             self.scheduling.spawn(&broker, &shutdown)
         };
+        scheduling.spawn(wasmq::plugins::reconcile_deployed(
+            broker.clone(),
+            sandbox.clone(),
+            plugins.clone(),
+            local,
+            options,
+            config.metrics.clone(),
+            shutdown.clone(),
+        ));
         let summary = worker::run(
             broker,
             sandbox,
@@ -190,11 +248,11 @@ pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
     // Check every argument before touching plugins or Redis.
     args.serve.worker_config()?;
     let shutdown = shutdown_on_signal();
-    let (sandbox, plugins) = args.serve.load(&args.plugins)?;
+    let loaded = args.serve.load(args.plugins.as_deref(), false)?;
     let Some(broker) = connect(&args.redis.url, args.fail_fast, &shutdown).await? else {
         return Ok(());
     };
-    args.serve.serve(broker, sandbox, plugins, shutdown).await?;
+    args.serve.serve(broker, loaded, shutdown).await?;
     Ok(())
 }
 

@@ -26,6 +26,20 @@ pub struct ServerInfo {
     pub running: Vec<RunningTaskInfo>,
     /// The plugins it has loaded.
     pub plugins: Vec<PluginInfo>,
+    /// Deployed plugin versions it refused to load.
+    #[serde(default)]
+    pub plugin_errors: Vec<PluginFailureInfo>,
+}
+
+/// A deployed plugin version a worker refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginFailureInfo {
+    /// The plugin.
+    pub name: String,
+    /// The refused component's SHA-256.
+    pub digest: String,
+    /// Why.
+    pub error: String,
 }
 
 /// A task a worker is running.
@@ -52,4 +66,7 @@ pub struct PluginInfo {
     pub digest: String,
     /// The task types it handles.
     pub task_types: Vec<String>,
+    /// Whether it came from the registry rather than the plugin directory.
+    #[serde(default)]
+    pub deployed: bool,
 }

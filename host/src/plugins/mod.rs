@@ -9,6 +9,8 @@
 //! keeps the plugin it started with.
 
 mod manifest;
+pub mod registry;
+mod reload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 
 pub use manifest::{CapabilitySpec, Ceilings, LimitSpec, Manifest, SECTION as MANIFEST_SECTION};
+pub use reload::{load_deployed, reconcile_deployed, watch_dir};
 
 use crate::sandbox::{ComponentCache, Grants, Limits, LoadError, Prepared, Sandbox};
 
@@ -107,8 +110,11 @@ pub struct Plugin {
     pub grants: Arc<Grants>,
     /// SHA-256 of the component's bytes, hex.
     pub digest: String,
-    /// Where it was loaded from.
+    /// Where it was loaded from (a file, or `deployed:<name>@<digest>`).
     pub source: PathBuf,
+    /// Whether it came from the registry (`wasmq plugin deploy`) rather
+    /// than from the worker's plugin directory.
+    pub deployed: bool,
 }
 
 impl Plugin {
@@ -155,6 +161,7 @@ impl Plugin {
             grants: Arc::new(grants),
             digest: hex::encode(Sha256::digest(wasm)),
             source: source.to_path_buf(),
+            deployed: false,
         })
     }
 
@@ -187,9 +194,14 @@ pub struct PluginSet {
 impl PluginSet {
     /// A set of the given plugins; fails if two claim one task type.
     pub fn new(plugins: Vec<Plugin>) -> Result<PluginSet, PluginError> {
+        PluginSet::from_shared(plugins.into_iter().map(Arc::new).collect())
+    }
+
+    /// A set of plugins already shared (kept by running tasks); fails if two
+    /// claim one task type.
+    pub fn from_shared(plugins: Vec<Arc<Plugin>>) -> Result<PluginSet, PluginError> {
         let mut set = PluginSet::default();
         for plugin in plugins {
-            let plugin = Arc::new(plugin);
             for task_type in &plugin.manifest.task_types {
                 if let Some(first) = set.by_type.get(task_type) {
                     return Err(PluginError::Conflict {
@@ -212,28 +224,39 @@ impl PluginSet {
         dir: &Path,
         options: &LoadOptions,
     ) -> Result<PluginSet, PluginError> {
-        let entries = std::fs::read_dir(dir).map_err(|err| {
-            PluginError::Directory(format!(
-                "cannot read the plugin directory {}: {err}; pass --plugins DIR with a directory of .wasm components",
-                dir.display()
-            ))
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(PluginError::Directory(format!(
-                "no .wasm plugins in {}: build some (cargo build --release --target wasm32-wasip2) and copy them there",
-                dir.display()
-            )));
-        }
-        let plugins = files
+        let plugins = wasm_files(dir)?
             .iter()
             .map(|path| Plugin::load_file(sandbox, path, options))
             .collect::<Result<Vec<_>, _>>()?;
         PluginSet::new(plugins)
+    }
+
+    /// Loads what it can of a directory (for `wasmq dev`, whose directory
+    /// is being rebuilt): a file that fails to load, or that claims a task
+    /// type an earlier file took, is skipped and returned with the reason.
+    pub fn load_dir_skipping(
+        sandbox: &Sandbox,
+        dir: &Path,
+        options: &LoadOptions,
+    ) -> Result<(PluginSet, Vec<PluginError>), PluginError> {
+        let mut set = PluginSet::default();
+        let mut skipped = Vec::new();
+        for path in wasm_files(dir)? {
+            let plugin = match Plugin::load_file(sandbox, &path, options) {
+                Ok(plugin) => Arc::new(plugin),
+                Err(err) => {
+                    skipped.push(err);
+                    continue;
+                }
+            };
+            let mut next = set.plugins.clone();
+            next.push(plugin);
+            match PluginSet::from_shared(next) {
+                Ok(bigger) => set = bigger,
+                Err(err) => skipped.push(err),
+            }
+        }
+        Ok((set, skipped))
     }
 
     /// The plugin that handles `task_type`.
@@ -254,10 +277,22 @@ impl PluginSet {
     }
 }
 
-/// The worker's current plugin set, replaced as a whole when plugins change.
+/// A plugin version a worker could not load, reported in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    /// The component's SHA-256.
+    pub digest: String,
+    /// Why it was refused.
+    pub error: String,
+}
+
+/// The worker's current plugin set, replaced as a whole when plugins change,
+/// with the plugin versions it failed to load.
 #[derive(Clone, Default)]
 pub struct Plugins {
     current: Arc<RwLock<Arc<PluginSet>>>,
+    failures: Arc<std::sync::Mutex<HashMap<String, LoadFailure>>>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Plugins {
@@ -265,6 +300,7 @@ impl Plugins {
     pub fn new(set: PluginSet) -> Self {
         Plugins {
             current: Arc::new(RwLock::new(Arc::new(set))),
+            ..Plugins::default()
         }
     }
 
@@ -281,5 +317,59 @@ impl Plugins {
     /// Replaces the set; tasks already running keep the one they started with.
     pub fn replace(&self, set: PluginSet) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        self.changed.notify_one();
     }
+
+    /// Records that version `digest` of plugin `name` could not be loaded.
+    pub fn record_failure(&self, name: &str, failure: LoadFailure) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), failure);
+        self.changed.notify_one();
+    }
+
+    /// Forgets a recorded failure of plugin `name`.
+    pub fn clear_failure(&self, name: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// The versions this worker could not load, by plugin name.
+    pub fn failures(&self) -> HashMap<String, LoadFailure> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Completes when the set is replaced or a failure is recorded.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+}
+
+/// The `*.wasm` files of a plugin directory, sorted; an error if there are
+/// none.
+fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+    let entries = std::fs::read_dir(dir).map_err(|err| {
+            PluginError::Directory(format!(
+                "cannot read the plugin directory {}: {err}; pass --plugins DIR with a directory of .wasm components",
+                dir.display()
+            ))
+        })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(PluginError::Directory(format!(
+            "no .wasm plugins in {}: build some (cargo build --release --target wasm32-wasip2) and copy them there",
+            dir.display()
+        )));
+    }
+    Ok(files)
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::broker;
-use crate::ops::server::{PluginInfo, ServerInfo};
+use crate::ops::server::{PluginFailureInfo, PluginInfo, ServerInfo};
 
 /// Most expired leases taken back per queue and round.
 const RECLAIM_BATCH: usize = 1000;
@@ -74,6 +74,8 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
+            // A plugin changed: say so at once, so deploys see it.
+            _ = shared.plugins.changed() => heartbeat(&shared).await,
         }
     }
 }
@@ -104,6 +106,17 @@ async fn heartbeat(shared: &Shared) {
                 version: plugin.manifest.version.clone(),
                 digest: plugin.digest.clone(),
                 task_types: plugin.manifest.task_types.clone(),
+                deployed: plugin.deployed,
+            })
+            .collect(),
+        plugin_errors: shared
+            .plugins
+            .failures()
+            .into_iter()
+            .map(|(name, failure)| PluginFailureInfo {
+                name,
+                digest: failure.digest,
+                error: failure.error,
             })
             .collect(),
     };

@@ -126,6 +126,32 @@ impl Env {
         WasmqProcess::spawn(command)
     }
 
+    /// Starts `wasmq worker` on this Redis with no plugin directory: it
+    /// serves the deployed plugins only.
+    pub fn bare_worker(&self, extra: &[&str]) -> WasmqProcess {
+        let mut command = WasmqProcess::command(Path::new(WASMQ));
+        command
+            .arg("worker")
+            .args(["--redis", &self.url()])
+            .args(extra);
+        WasmqProcess::spawn(command)
+    }
+
+    /// Waits until `count` workers send heartbeats.
+    pub async fn wait_for_workers(&self, count: usize) {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{count} workers to send heartbeats"),
+            || async {
+                self.broker()
+                    .servers()
+                    .await
+                    .is_ok_and(|servers| servers.len() == count)
+            },
+        )
+        .await;
+    }
+
     /// Runs a `wasmq` command against this Redis to completion.
     pub fn wasmq(&self, args: &[&str]) -> Output {
         let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();

@@ -1,0 +1,227 @@
+//! Deploying plugins to the fleet: checks a component, stores it in the
+//! registry (`broker::registry`), switches versions back, removes plugins,
+//! and tells which workers run what.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::{LoadOptions, Plugin, PluginError};
+use crate::broker::{self, Broker};
+use crate::ops::server::ServerInfo;
+use crate::sandbox::Sandbox;
+
+/// One entry of a plugin's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// What happened: `deploy`, `rollback` or `rm`.
+    pub action: String,
+    /// The component made current (none for `rm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Its version, from its manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Its task types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_types: Vec<String>,
+    /// When (unix ms).
+    pub at_ms: i64,
+    /// Who (`host:pid` of the command).
+    pub by: String,
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The component was refused.
+    #[error(transparent)]
+    Refused(#[from] PluginError),
+    /// Redis failed or refused.
+    #[error(transparent)]
+    Broker(#[from] broker::Error),
+    /// The plugin has no version to switch to.
+    #[error("{0}")]
+    Nothing(String),
+}
+
+fn who() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+fn record(deployment: &Deployment) -> String {
+    // Strings and numbers only.
+    serde_json::to_string(deployment).expect("a Deployment always encodes")
+}
+
+/// Checks a component as a worker would load it, then makes it its
+/// plugin's current version. Returns the plugin as loaded here and the
+/// digest that was current before.
+pub async fn deploy(
+    broker: &Broker,
+    sandbox: &Sandbox,
+    wasm: &[u8],
+    source: &Path,
+    options: &LoadOptions,
+) -> Result<(Plugin, Option<String>), RegistryError> {
+    let plugin = Plugin::load(sandbox, wasm, source, options)?;
+    let deployment = Deployment {
+        action: "deploy".into(),
+        digest: Some(plugin.digest.clone()),
+        version: Some(plugin.manifest.version.clone()),
+        task_types: plugin.manifest.task_types.clone(),
+        at_ms: broker::unix_ms(SystemTime::now()),
+        by: who(),
+    };
+    let previous = broker
+        .deploy_plugin(
+            &plugin.manifest.name,
+            &plugin.digest,
+            wasm,
+            &record(&deployment),
+        )
+        .await?;
+    Ok((plugin, previous))
+}
+
+/// The plugin's history, newest first.
+pub async fn history(broker: &Broker, name: &str) -> Result<Vec<Deployment>, broker::Error> {
+    Ok(broker
+        .plugin_history(name)
+        .await?
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect())
+}
+
+/// Switches `name` back to the version deployed before its current one (or
+/// to its last version, after a removal). Returns the deployment made.
+pub async fn rollback(broker: &Broker, name: &str) -> Result<Deployment, RegistryError> {
+    let current = broker.deployed_plugins().await?.remove(name);
+    let past = history(broker, name).await?;
+    let target = past
+        .iter()
+        .find(|entry| entry.digest.is_some() && entry.digest != current)
+        .cloned()
+        .ok_or_else(|| {
+            RegistryError::Nothing(format!(
+                "plugin {name:?} has no earlier version to roll back to (`wasmq plugin ls` shows what is deployed)"
+            ))
+        })?;
+    let deployment = Deployment {
+        action: "rollback".into(),
+        at_ms: broker::unix_ms(SystemTime::now()),
+        by: who(),
+        ..target
+    };
+    broker
+        .switch_plugin(name, deployment.digest.as_deref(), &record(&deployment))
+        .await?;
+    Ok(deployment)
+}
+
+/// Removes a deployed plugin: workers unload it, and its task types wait
+/// in retry until a plugin handles them again. Returns the digest removed.
+pub async fn remove(broker: &Broker, name: &str) -> Result<String, RegistryError> {
+    let deployment = Deployment {
+        action: "rm".into(),
+        digest: None,
+        version: None,
+        task_types: Vec::new(),
+        at_ms: broker::unix_ms(SystemTime::now()),
+        by: who(),
+    };
+    match broker
+        .switch_plugin(name, None, &record(&deployment))
+        .await?
+    {
+        Some(previous) => Ok(previous),
+        None => Err(RegistryError::Nothing(format!(
+            "no plugin named {name:?} is deployed"
+        ))),
+    }
+}
+
+/// A deployed plugin and where it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployedPlugin {
+    /// Its name.
+    pub name: String,
+    /// The current deployment.
+    pub current: Deployment,
+    /// Workers running the current version.
+    pub running: Vec<String>,
+    /// Workers running another version: (worker, version digest).
+    pub running_other: Vec<(String, String)>,
+    /// Workers that failed to load the current version: (worker, error).
+    pub failed: Vec<(String, String)>,
+}
+
+/// Every deployed plugin with the workers that run it.
+pub async fn list(broker: &Broker) -> Result<Vec<DeployedPlugin>, broker::Error> {
+    let deployed = broker.deployed_plugins().await?;
+    let servers: Vec<ServerInfo> = broker
+        .servers()
+        .await?
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect();
+    let mut plugins = Vec::new();
+    let mut names: Vec<&String> = deployed.keys().collect();
+    names.sort();
+    for name in names {
+        let digest = &deployed[name];
+        let current = history(broker, name)
+            .await?
+            .into_iter()
+            .find(|entry| entry.digest.as_ref() == Some(digest))
+            .unwrap_or(Deployment {
+                action: "deploy".into(),
+                digest: Some(digest.clone()),
+                version: None,
+                task_types: Vec::new(),
+                at_ms: 0,
+                by: "?".into(),
+            });
+        let (running, running_other, failed) = where_it_runs(&servers, name, digest);
+        plugins.push(DeployedPlugin {
+            name: name.clone(),
+            current,
+            running,
+            running_other,
+            failed,
+        });
+    }
+    Ok(plugins)
+}
+
+type Placement = (Vec<String>, Vec<(String, String)>, Vec<(String, String)>);
+
+/// Which workers run `digest` of `name`, another version, or failed it.
+pub fn where_it_runs(servers: &[ServerInfo], name: &str, digest: &str) -> Placement {
+    let (mut running, mut other, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for server in servers {
+        if let Some(failure) = server
+            .plugin_errors
+            .iter()
+            .find(|failure| failure.name == name && failure.digest == digest)
+        {
+            failed.push((server.id.clone(), failure.error.clone()));
+        } else if let Some(plugin) = server.plugins.iter().find(|plugin| plugin.name == name) {
+            if plugin.digest == digest {
+                running.push(server.id.clone());
+            } else {
+                other.push((server.id.clone(), plugin.digest.clone()));
+            }
+        }
+    }
+    (running, other, failed)
+}
+
+/// How a deployment went on every live worker.
+pub type Rollout = HashMap<String, Result<(), String>>;

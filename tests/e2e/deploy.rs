@@ -1,0 +1,419 @@
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmq::{NewTask, TaskState};
+use wasmq_testkit::*;
+
+use crate::support::{Env, WASMQ, stderr, stdout, wait_until, wasmq};
+
+/// Runs a `wasmq` command on a blocking thread, so the test's producers keep
+/// going meanwhile.
+async fn wasmq_in_background(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    all.extend(["--redis".to_string(), env.url()]);
+    tokio::task::spawn_blocking(move || wasmq(&all))
+        .await
+        .expect("the command runs")
+}
+
+/// A `greet` task's result: (greeting, version).
+async fn greeting(env: &Env, queue: &str, id: &str) -> (String, String) {
+    let info = env.task(queue, id).await.expect("the task is kept");
+    assert_eq!(info.state, TaskState::Completed, "task {id}: {info:?}");
+    let result: serde_json::Value = serde_json::from_slice(
+        info.result
+            .as_deref()
+            .expect("a completed task has a result"),
+    )
+    .expect("the result is JSON");
+    (
+        result["greeting"].as_str().unwrap().to_string(),
+        result["version"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Enqueues one `greet` task and waits for its result.
+async fn greet_once(env: &Env, name: &str) -> (String, String) {
+    let task = NewTask::new("greet", format!(r#"{{"name":"{name}"}}"#)).unwrap();
+    let id = env.client.enqueue(task).await.expect("enqueued").id;
+    wait_until(
+        Duration::from_secs(30),
+        "the greet task to complete",
+        || async {
+            env.task("default", &id)
+                .await
+                .is_some_and(|info| info.state == TaskState::Completed)
+        },
+    )
+    .await;
+    greeting(env, "default", &id).await
+}
+
+fn assert_success(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// Under a continuous stream of tasks, v2 is deployed to two workers and
+/// then rolled back: no task fails, every result comes whole from one
+/// version, each command returns once both workers switched, and every task
+/// enqueued after it returned runs on the version it put in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_and_rollback_under_a_stream_of_tasks_fail_no_task() {
+    let env = Env::start().await;
+    let _workers = [
+        env.bare_worker(&["--concurrency", "8"]),
+        env.bare_worker(&["--concurrency", "8"]),
+    ];
+    env.wait_for_workers(2).await;
+
+    let first =
+        assert_success(&wasmq_in_background(&env, &["plugin", "deploy", GREETER_COMPONENT]).await);
+    assert!(first.contains("deployed greeter@0.1.0"), "{first}");
+    assert!(first.contains("2 of 2 worker(s) took it"), "{first}");
+
+    // A producer: a task every 5 ms, each running 30 ms, so some are
+    // always in flight when the version changes.
+    let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let producer = {
+        let (client, ids, stop) = (env.client.clone(), ids.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.is_cancelled() {
+                let task = NewTask::new("greet", format!(r#"{{"name":"n{n}","ms":30}}"#)).unwrap();
+                let id = client.enqueue(task).await.expect("enqueued").id;
+                ids.lock().unwrap().push(id);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let enqueued_so_far = || ids.lock().unwrap().len();
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let next = assert_success(
+        &wasmq_in_background(&env, &["plugin", "deploy", GREETER_NEXT_COMPONENT]).await,
+    );
+    let v2_from = enqueued_so_far();
+    assert!(next.contains("deployed greeter@0.2.0"), "{next}");
+    assert!(next.contains("2 of 2 worker(s) took it"), "{next}");
+    println!("deploy: {next}");
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let rollback_started = enqueued_so_far();
+    let back = assert_success(&wasmq_in_background(&env, &["plugin", "rollback", "greeter"]).await);
+    let v1_from = enqueued_so_far();
+    assert!(back.contains("\"greeter\" rolled back to 0.1.0"), "{back}");
+    assert!(back.contains("2 of 2 worker(s) took it"), "{back}");
+    println!("rollback: {back}");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    producer.await.unwrap();
+    let ids = ids.lock().unwrap().clone();
+    assert!(
+        v1_from + 20 < ids.len(),
+        "too few tasks after the rollback: {}",
+        ids.len()
+    );
+
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(60),
+        "every task to complete",
+        |counts| counts.completed == ids.len() as u64,
+    )
+    .await;
+    let counts = env.counts("default").await;
+    assert_eq!(
+        (counts.retry, counts.archived),
+        (0, 0),
+        "no task may fail: {counts:?}"
+    );
+    let mut versions = std::collections::BTreeMap::new();
+    for (n, id) in ids.iter().enumerate() {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(
+            info.attempts, 1,
+            "task {n} failed an attempt: {:?}",
+            info.last_error
+        );
+        let (greeting, version) = greeting(&env, "default", id).await;
+        // One version made the whole result.
+        let expected = match version.as_str() {
+            "0.1.0" => format!("hello, n{n}"),
+            "0.2.0" => format!("good day, n{n}"),
+            other => panic!("task {n} ran on an unknown version {other}"),
+        };
+        assert_eq!(greeting, expected, "task {n}");
+        if (v2_from..rollback_started).contains(&n) {
+            assert_eq!(
+                version, "0.2.0",
+                "task {n} was enqueued after the deploy returned"
+            );
+        }
+        if n >= v1_from {
+            assert_eq!(
+                version, "0.1.0",
+                "task {n} was enqueued after the rollback returned"
+            );
+        }
+        *versions.entry(version).or_insert(0) += 1;
+    }
+    println!("tasks per version: {versions:?}");
+
+    let listed = assert_success(&env.wasmq(&["plugin", "ls"]));
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with("greeter"))
+        .expect(&listed);
+    assert!(
+        row.contains("0.1.0") && row.contains("greet") && row.contains("2 running it"),
+        "{listed}"
+    );
+    assert!(row.contains("rollback"), "{listed}");
+    let history = assert_success(&env.wasmq(&["plugin", "history", "greeter"]));
+    let actions: Vec<&str> = history
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(actions, ["rollback", "deploy", "deploy"], "{history}");
+}
+
+/// A worker started after a deploy serves the deployed version, even over
+/// an older copy in its own plugin directory.
+#[tokio::test]
+async fn a_worker_started_after_a_deploy_serves_the_deployed_version() {
+    let env = Env::start().await;
+    let deployed = assert_success(&env.wasmq(&["plugin", "deploy", GREETER_NEXT_COMPONENT]));
+    assert!(deployed.contains("no worker is running"), "{deployed}");
+
+    let local = PluginDir::with(&[GREETER_COMPONENT, ECHO_COMPONENT]);
+    let _worker = env.worker(local.path(), &[]);
+    assert_eq!(
+        greet_once(&env, "late").await,
+        ("good day, late".to_string(), "0.2.0".to_string())
+    );
+
+    // Removed from the registry, the worker falls back to its own copy.
+    let removed = assert_success(&env.wasmq(&["plugin", "rm", "greeter"]));
+    assert!(removed.contains("1 of 1 worker(s) took it"), "{removed}");
+    assert_eq!(
+        greet_once(&env, "again").await,
+        ("hello, again".to_string(), "0.1.0".to_string())
+    );
+}
+
+/// A bad deploy is refused with the reason, and the old version keeps
+/// serving; a version a worker refuses is reported by the deploy and by
+/// `plugin ls`, and that worker keeps what it ran.
+#[tokio::test]
+async fn a_bad_deploy_is_refused_and_the_old_version_keeps_serving() {
+    let env = Env::start().await;
+    let _worker = env.bare_worker(&["--memory", "8MiB", "--max-memory", "16MiB"]);
+    env.wait_for_workers(1).await;
+    assert_success(&env.wasmq(&["plugin", "deploy", GREETER_COMPONENT]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("greeter.wasm");
+    std::fs::write(&not_wasm, b"#!/bin/sh\necho not a component\n").unwrap();
+    let refused = env.wasmq(&["plugin", "deploy", not_wasm.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not a WebAssembly file"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let wrong_world = env.wasmq(&["plugin", "deploy", OLD_WORLD_COMPONENT]);
+    assert!(!wrong_world.status.success());
+    assert!(
+        stderr(&wrong_world).contains("but this host speaks wasmq:plugin@0.1.0"),
+        "the error names the world: {}",
+        stderr(&wrong_world)
+    );
+
+    // Fine here, but over the worker's memory ceiling: the worker refuses it.
+    let over = env.wasmq(&["plugin", "deploy", RELAY_COMPONENT]);
+    assert!(!over.status.success(), "{}", stdout(&over));
+    assert!(
+        stdout(&over).contains("0 of 1 worker(s) took it"),
+        "{}",
+        stdout(&over)
+    );
+    assert!(stdout(&over).contains("refused by"), "{}", stdout(&over));
+    assert!(
+        stdout(&over).contains("16777216 bytes (this worker's ceiling, --max-memory)"),
+        "the refusal names the ceiling: {}",
+        stdout(&over)
+    );
+    assert!(
+        stderr(&over).contains("1 worker(s) refused it and keep running the previous version"),
+        "{}",
+        stderr(&over)
+    );
+    let listed = assert_success(&env.wasmq(&["plugin", "ls"]));
+    let relay = listed
+        .lines()
+        .find(|line| line.starts_with("relay"))
+        .expect(&listed);
+    assert!(relay.contains("1 refused it"), "{listed}");
+    let greeter = listed
+        .lines()
+        .find(|line| line.starts_with("greeter"))
+        .expect(&listed);
+    assert!(
+        greeter.contains("0.1.0") && greeter.contains("1 running it"),
+        "{listed}"
+    );
+
+    assert_eq!(
+        greet_once(&env, "still").await,
+        ("hello, still".to_string(), "0.1.0".to_string())
+    );
+}
+
+/// `wasmq new plugin` makes a crate that builds as it is; deployed, it runs
+/// tasks; removed, its tasks wait in retry for a plugin to handle them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaffolded_plugin_builds_deploys_and_runs() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("resize");
+    let created = wasmq(&[
+        "new".into(),
+        "plugin".into(),
+        "resize".into(),
+        "--dir".into(),
+        crate_dir.display().to_string(),
+    ]);
+    assert!(
+        stdout(&created).contains("created plugin \"resize\""),
+        "{}",
+        stderr(&created)
+    );
+    let again = wasmq(&[
+        "new".into(),
+        "plugin".into(),
+        "resize".into(),
+        "--dir".into(),
+        crate_dir.display().to_string(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Built the way its README says, into a target directory kept between
+    // runs so that its dependencies are compiled once.
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffold-test");
+    let build = tokio::task::spawn_blocking({
+        let crate_dir = crate_dir.clone();
+        move || {
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+                .current_dir(&crate_dir)
+                .env("CARGO_TARGET_DIR", &target)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .output()
+                .expect("cargo runs")
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        build.status.success(),
+        "the scaffold does not build: {}",
+        stderr(&build)
+    );
+    let component = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/scaffold-test/wasm32-wasip2/release/resize.wasm");
+
+    let _worker = env.bare_worker(&[]);
+    env.wait_for_workers(1).await;
+    let deployed = assert_success(&env.wasmq(&["plugin", "deploy", component.to_str().unwrap()]));
+    assert!(deployed.contains("deployed resize@0.1.0"), "{deployed}");
+    let id = stdout(&env.wasmq(&["enqueue", "resize", r#"{"name":"world"}"#]));
+    wait_until(
+        Duration::from_secs(30),
+        "the resize task to complete",
+        || async {
+            env.task("default", &id)
+                .await
+                .is_some_and(|info| info.state == TaskState::Completed)
+        },
+    )
+    .await;
+    let info = env.task("default", &id).await.unwrap();
+    let result: serde_json::Value =
+        serde_json::from_slice(info.result.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"greeting": "hello, world", "version": "0.1.0"})
+    );
+
+    assert_success(&env.wasmq(&["plugin", "rm", "resize"]));
+    let id = stdout(&env.wasmq(&["enqueue", "resize", r#"{"name":"again"}"#]));
+    wait_until(
+        Duration::from_secs(30),
+        "the task to wait in retry",
+        || async {
+            env.task("default", &id).await.is_some_and(|info| {
+                info.state == TaskState::Retry
+                    && info.last_error.is_some_and(|error| {
+                        error
+                            .message
+                            .contains("no plugin handles task type \"resize\"")
+                    })
+            })
+        },
+    )
+    .await;
+}
+
+/// `wasmq dev` reloads a plugin when its file changes, without a restart;
+/// a broken file leaves the plugin it replaced serving.
+#[tokio::test]
+async fn dev_reloads_a_plugin_when_its_file_changes() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[GREETER_COMPONENT]);
+    let mut command = WasmqProcess::command(Path::new(WASMQ));
+    command
+        .arg("dev")
+        .args(["--redis", &env.url(), "--no-dashboard", "--plugins"])
+        .arg(plugins.path());
+    let dev = WasmqProcess::spawn(command);
+    dev.wait_for_log("worker started", Duration::from_secs(30))
+        .await;
+    assert_eq!(greet_once(&env, "a").await.1, "0.1.0");
+
+    let file = plugins.path().join("greeter.wasm");
+    std::fs::write(&file, b"half a component").unwrap();
+    dev.wait_for_log("the changed plugin was refused", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        greet_once(&env, "b").await.1,
+        "0.1.0",
+        "the old version keeps serving"
+    );
+
+    std::fs::copy(GREETER_NEXT_COMPONENT, &file).unwrap();
+    dev.wait_for_log("plugin reloaded", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        greet_once(&env, "c").await,
+        ("good day, c".to_string(), "0.2.0".to_string())
+    );
+    assert_eq!(dev.log().matches("worker started").count(), 1, "no restart");
+}
