@@ -1,5 +1,6 @@
 //! `drain`: how fast a worker drains no-op tasks, each in a fresh Wasm
-//! instance, and how fast tasks are enqueued in batches.
+//! instance (or in a native handler, to price the sandbox), how fast tasks
+//! are enqueued in batches, and the worker's peak memory.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wasmq::dev::RedisServer;
 use wasmq::plugins::{LoadOptions, Plugin, PluginSet, Plugins};
 use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
-use wasmq::worker::{QueueSelection, WorkerConfig};
+use wasmq::worker::{NativeTask, QueueSelection, WorkerConfig};
 use wasmq::{Client, NewTask};
 
 #[derive(Debug, clap::Args)]
@@ -24,11 +25,36 @@ pub struct Args {
     /// Tasks per enqueue call.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// What handles the no-op: the `echo` Wasm plugin (a fresh instance per
+    /// task, every limit on) or a native Rust handler registered through the
+    /// library.
+    #[arg(long, value_enum, default_value_t = Handler::Wasm)]
+    pub handler: Handler,
+    /// Use this (empty) Redis instead of starting a private redis-server.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+}
+
+/// What handles the benchmark's no-op tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Handler {
+    /// The `echo` plugin, in a fresh Wasm instance per task.
+    Wasm,
+    /// The same no-op as a native Rust handler.
+    Native,
 }
 
 pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
-    let redis = RedisServer::start().context("starting redis-server")?;
-    let client = Client::connect(&redis.url()).await?;
+    let private = match &args.redis {
+        Some(_) => None,
+        None => Some(RedisServer::start().context("starting redis-server")?),
+    };
+    let url = args
+        .redis
+        .clone()
+        .or_else(|| private.as_ref().map(RedisServer::url))
+        .expect("a Redis either way");
+    let client = Client::connect(&url).await?;
 
     let enqueue_started = Instant::now();
     let mut remaining = args.tasks;
@@ -47,12 +73,24 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         max_instances: u32::try_from(concurrency + 16)?,
         ..SandboxConfig::default()
     })?;
-    let plugins = load(
-        &sandbox,
-        &[wasmq_testkit::ECHO_COMPONENT],
-        &LoadOptions::default(),
-    )?;
-    let (drain_time, summary) = drain(&client, Arc::new(sandbox), plugins, concurrency).await?;
+    let mut config = WorkerConfig::new(QueueSelection::single("default"));
+    config.concurrency = concurrency;
+    let plugins = match args.handler {
+        Handler::Wasm => load(
+            &sandbox,
+            &[wasmq_testkit::ECHO_COMPONENT],
+            &LoadOptions::default(),
+        )?,
+        Handler::Native => {
+            config
+                .native
+                .register("echo", |task: NativeTask| async move {
+                    Ok(task.payload().to_vec())
+                });
+            Plugins::new(PluginSet::new(Vec::new())?)
+        }
+    };
+    let (drain_time, summary) = drain(&client, Arc::new(sandbox), plugins, config).await?;
     anyhow::ensure!(
         summary.completed as usize == args.tasks,
         "completed {} of {}",
@@ -65,6 +103,8 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         serde_json::json!({
             "tasks": args.tasks,
             "concurrency": concurrency,
+            "handler": format!("{:?}", args.handler).to_lowercase(),
+            "peak_rss_mb": peak_rss_mb(),
             "enqueue_per_s": (args.tasks as f64 / enqueue_time.as_secs_f64()).round(),
             "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
         })
@@ -95,10 +135,8 @@ pub async fn drain(
     client: &Client,
     sandbox: Arc<Sandbox>,
     plugins: Plugins,
-    concurrency: usize,
+    config: WorkerConfig,
 ) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
-    let mut config = WorkerConfig::new(QueueSelection::single("default"));
-    config.concurrency = concurrency;
     let stop = CancellationToken::new();
     let started = Instant::now();
     let worker = tokio::spawn(wasmq::worker::run(
@@ -118,4 +156,15 @@ pub async fn drain(
     let took = started.elapsed();
     stop.cancel();
     Ok((took, worker.await?))
+}
+
+/// This process's peak resident set size so far (`VmHWM`), in MB.
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    (kib * 1.024).round() / 1000.0
 }

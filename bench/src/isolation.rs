@@ -10,6 +10,7 @@ use anyhow::Context;
 use wasmq::dev::RedisServer;
 use wasmq::plugins::LoadOptions;
 use wasmq::sandbox::{Limits, Sandbox, SandboxConfig};
+use wasmq::worker::{QueueSelection, WorkerConfig};
 use wasmq::{Client, NewTask};
 use wasmq_testkit as kit;
 
@@ -99,7 +100,13 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
     // Alone.
     enqueue((0..args.tasks).map(echo).collect::<Result<_, _>>()?).await?;
     let plugins = load(&sandbox, &components, &options)?;
-    let (alone, summary) = drain(&client, sandbox.clone(), plugins, args.concurrency).await?;
+    let (alone, summary) = drain(
+        &client,
+        sandbox.clone(),
+        plugins,
+        worker_config(args.concurrency),
+    )
+    .await?;
     anyhow::ensure!(
         summary.completed as usize == args.tasks,
         "echo alone: {summary:?}"
@@ -122,7 +129,8 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
     }
     enqueue(mixed).await?;
     let plugins = load(&sandbox, &components, &options)?;
-    let (with_hostile, summary) = drain(&client, sandbox, plugins, args.concurrency).await?;
+    let (with_hostile, summary) =
+        drain(&client, sandbox, plugins, worker_config(args.concurrency)).await?;
     anyhow::ensure!(
         summary.completed as usize == args.tasks && summary.failed as usize == hostile,
         "mixed: {summary:?}, expected {} completed and {hostile} failed",
@@ -145,4 +153,10 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+fn worker_config(concurrency: usize) -> WorkerConfig {
+    let mut config = WorkerConfig::new(QueueSelection::single("default"));
+    config.concurrency = concurrency;
+    config
 }

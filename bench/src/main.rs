@@ -2,6 +2,7 @@
 //! processes.
 //!
 //! ```text
+//! cargo run --release -p wasmq-bench -- compare     # wasmq against BullMQ
 //! cargo run --release -p wasmq-bench -- drain --tasks 20000 --concurrency 1,10,50,200
 //! bench/faults.sh                     # the fault-injection run behind RELIABILITY.md
 //! ```
@@ -10,6 +11,12 @@
 //! batches (enqueue/s), then starts a worker in this process and measures
 //! how fast it drains the queue (processed/s), each task in a fresh Wasm
 //! instance. Prints one JSON line per concurrency.
+//!
+//! `compare`: wasmq (Wasm plugin and native handler) against BullMQ on the
+//! same redis-server in the same run: drain rates over a concurrency sweep,
+//! bulk enqueue, enqueue-to-start latency at fixed rates, peak RSS.
+//!
+//! `latency`: enqueue-to-start latency at a fixed arrival rate.
 //!
 //! `faults`: runs `wasmq_testkit::faults` (worker processes killed, frozen,
 //! Redis restarted) and prints its Markdown report.
@@ -22,9 +29,11 @@
 //! `sandbox`: the cost of one task's sandbox (Store, instance, call), with
 //! fuel metering, epoch interruption and the pooling allocator on and off.
 
+mod compare;
 mod cron;
 mod drain;
 mod isolation;
+mod latency;
 mod sandbox;
 
 use std::time::Duration;
@@ -33,8 +42,13 @@ use clap::Parser;
 
 #[derive(Debug, Parser)]
 enum Bench {
+    /// wasmq against BullMQ: drain rates over a concurrency sweep, bulk
+    /// enqueue, latency at fixed rates, peak RSS; draws a chart.
+    Compare(compare::CompareArgs),
     /// Drain rate of no-op tasks, each in a fresh Wasm instance.
     Drain(drain::Args),
+    /// Enqueue-to-start latency at a fixed arrival rate.
+    Latency(latency::LatencyArgs),
     /// The fault-injection run.
     Faults(FaultArgs),
     /// Tick precision of the cron scheduler.
@@ -78,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
                 drain::run(&args, concurrency).await?;
             }
         }
+        Bench::Compare(args) => compare::run(&args)?,
+        Bench::Latency(args) => latency::run(&args).await?,
         Bench::Cron(args) => cron::run(&args).await?,
         Bench::Isolation(args) => isolation::run(&args).await?,
         Bench::Sandbox(args) => sandbox::run(&args).await?,

@@ -18,6 +18,8 @@ mod ops;
 mod dashboard;
 // Deploying plugins to running workers: rollouts, rollbacks, refusals, scaffolds.
 mod deploy;
+// Native handlers registered through the library, beside plugins.
+mod native;
 // Untrusted plugins: the hostile suite, capabilities, refusals at load.
 mod security;
 // Runaway plugins fail their own tasks, never the worker.

@@ -84,7 +84,7 @@ const HOSTILE: &[Hostile] = &[
         task_type: "hostile:snoop",
         flags: &[],
         kind: FailureKind::GaveUp,
-        message: "saw nothing: no file, no environment, clock at 946684800 s",
+        message: "saw nothing: no leftovers, no file, no environment, clock at 946684800 s",
     },
     Hostile {
         plugin: "hostile-socket",

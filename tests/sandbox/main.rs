@@ -282,3 +282,32 @@ async fn a_result_over_the_cap_is_refused() {
         .unwrap_err();
     assert_eq!(failure.kind, FailureKind::ResultTooLarge);
 }
+
+/// Instances reuse the pooling allocator's slots, but a task never sees
+/// what an earlier one left in memory: the snooping plugin marks its
+/// statics (near the start of its memory and megabytes in) on every run and
+/// would complete if it ever found a mark.
+#[tokio::test]
+async fn no_task_sees_what_an_earlier_one_left_in_memory() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: 1,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let plugin = load(
+        &sandbox,
+        wasmq_testkit::HOSTILE_SNOOP_COMPONENT,
+        Limits::default(),
+    );
+    for run_number in 1..=5 {
+        let failure = run(&sandbox, &plugin, "hostile:snoop", "{}", 1)
+            .await
+            .expect_err("the snooping plugin saw something");
+        assert_eq!(failure.kind, FailureKind::GaveUp, "run {run_number}");
+        assert!(
+            failure.message.contains("no leftovers"),
+            "run {run_number}: {}",
+            failure.message
+        );
+    }
+}

@@ -109,6 +109,12 @@ pub enum Error {
     #[error("{0}")]
     InvalidTask(String),
 
+    /// The worker stopped before it could record an outcome.
+    #[error(
+        "the worker stopped before the outcome was recorded; the task's lease will expire and it runs again"
+    )]
+    Stopped,
+
     /// Data read from Redis is not what wasmq wrote.
     #[error("unexpected data in Redis: {0}")]
     Corrupt(String),

@@ -324,24 +324,56 @@ impl Broker {
         Ok(dequeued)
     }
 
-    /// Records a successful attempt, keeping the result for `retention`.
+    /// Records successful attempts of tasks of `queue`, in one script call.
+    /// Returns, per completion in order, `Ok` or `Error::LeaseLost` when the
+    /// worker no longer holds that task (it was left alone).
+    pub async fn complete_batch(
+        &self,
+        queue: &str,
+        completions: &[Completion<'_>],
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.complete, &keys);
+        for completion in completions {
+            invocation
+                .arg(completion.id)
+                .arg(completion.owner)
+                .arg(completion.retention_ms)
+                .arg(completion.result)
+                .arg(completion.unique_key.unwrap_or(""));
+        }
+        let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
+        Ok(completions
+            .iter()
+            .zip(recorded)
+            .map(|(completion, recorded)| match recorded {
+                1 => Ok(()),
+                _ => Err(Error::LeaseLost {
+                    queue: queue.to_string(),
+                    id: completion.id.to_string(),
+                }),
+            })
+            .collect())
+    }
+
+    /// Records a successful attempt.
     pub async fn complete(
         &self,
         message: &TaskMessage,
         owner: &str,
         result: &[u8],
     ) -> Result<(), Error> {
-        let keys = self.queue_keys(&message.queue);
-        let mut invocation = invocation(&SCRIPTS.complete, &keys);
-        invocation
-            .arg(&message.id)
-            .arg(owner)
-            .arg(message.retention_ms)
-            .arg(result)
-            .arg(message.unique_key.as_deref().unwrap_or(""));
-        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
-            .await
-            .map(drop)
+        let completion = Completion {
+            id: &message.id,
+            owner,
+            retention_ms: message.retention_ms,
+            unique_key: message.unique_key.as_deref(),
+            result,
+        };
+        self.complete_batch(&message.queue, &[completion])
+            .await?
+            .pop()
+            .expect("one answer per completion")
     }
 
     /// Records a failed attempt to be retried after `delay`.
@@ -581,4 +613,19 @@ mod tests {
             "redis://alice:***@example.com"
         );
     }
+}
+
+/// A successful attempt to record with [`Broker::complete_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    /// The task's id.
+    pub id: &'a str,
+    /// The lease token the attempt ran under.
+    pub owner: &'a str,
+    /// How long the task and its result are kept (0: forgotten at once).
+    pub retention_ms: u64,
+    /// The unique lock the task holds, if any.
+    pub unique_key: Option<&'a str>,
+    /// The handler's result.
+    pub result: &'a [u8],
 }

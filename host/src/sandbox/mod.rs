@@ -159,6 +159,9 @@ impl Sandbox {
                 .total_memories(n.saturating_mul(4))
                 .total_tables(n.saturating_mul(4))
                 .total_stacks(n)
+                .linear_memory_keep_resident(4 << 20)
+                .table_keep_resident(64 << 10)
+                .pagemap_scan(wasmtime::Enabled::Auto)
                 .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
             engine_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

@@ -6,16 +6,26 @@
 //! takes it back, and it runs again (at-least-once delivery).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Shared;
 use super::lease::{CancelReason, RunningTask};
+use super::native::{NativeHandler, NativeTask};
 use crate::broker::{self, LeasedTask};
 use crate::sandbox::{Invocation, Outcome, TaskLabel};
 use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
 
-/// Runs one leased task and records its outcome.
-pub async fn execute(shared: &Shared, task: LeasedTask, token: String) {
+/// Runs one leased task and records its outcome. `slot` (one unit of the
+/// worker's concurrency) is given back as soon as the attempt has run, so
+/// the next fetch overlaps with the recording of this outcome; the task
+/// stays registered (and its lease renewed) until the outcome is recorded.
+pub async fn execute(
+    shared: &Shared,
+    task: LeasedTask,
+    token: String,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let message = &task.message;
     let running = shared.running.register(
         &message.queue,
@@ -40,6 +50,7 @@ pub async fn execute(shared: &Shared, task: LeasedTask, token: String) {
     }
     let started = Instant::now();
     let outcome = attempt(shared, &task, &running).await;
+    drop(slot);
     settle(shared, &task, &running, outcome, started.elapsed()).await;
     if let Some(limit) = &limit
         && let Err(err) = shared.broker.release_slot(limit, &message.id).await
@@ -140,9 +151,14 @@ async fn attempt(
         }
         None => None,
     };
+    if let Some(handler) = shared.config.native.get(&message.task_type) {
+        return run_native(shared, handler, task, running, remaining).await;
+    }
     let plugins = shared.plugins.current();
     let Some(plugin) = plugins.for_type(&message.task_type) else {
-        let served = plugins.task_types();
+        let mut served = plugins.task_types();
+        served.extend(shared.config.native.task_types());
+        served.sort_unstable();
         return Err(TaskFailure::new(
             FailureKind::NoHandler,
             format!(
@@ -203,6 +219,63 @@ async fn attempt(
             format!("the sandbox failed unexpectedly: {err}"),
         )),
     }
+}
+
+/// Runs the attempt in a native handler, on the sandbox runtime, within the
+/// task's timeout and deadline (the earlier wins) and until it is cancelled.
+async fn run_native(
+    shared: &Shared,
+    handler: &Arc<dyn NativeHandler>,
+    task: &LeasedTask,
+    running: &RunningTask,
+    remaining: Option<Duration>,
+) -> Result<Vec<u8>, TaskFailure> {
+    let message = &task.message;
+    let limit = [message.timeout_ms.map(Duration::from_millis), remaining]
+        .into_iter()
+        .flatten()
+        .min();
+    let call = handler.handle(NativeTask {
+        message: message.clone(),
+        attempt: task.attempt,
+    });
+    let cancel = running.cancel.clone();
+    let started = Instant::now();
+    let run = shared.executor.spawn(async move {
+        let bounded = async {
+            match limit {
+                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+                    TaskFailure::new(
+                        FailureKind::Timeout,
+                        format!(
+                            "the native handler ran past {}",
+                            humantime::format_duration(limit)
+                        ),
+                    )
+                })?,
+                None => call.await,
+            }
+        };
+        tokio::select! {
+            result = bounded => result,
+            _ = cancel.cancelled() => Err(TaskFailure::new(
+                FailureKind::Cancelled,
+                "the task was cancelled while it ran",
+            )),
+        }
+    });
+    let result = run.await.unwrap_or_else(|err| {
+        Err(TaskFailure::new(
+            FailureKind::Panic,
+            format!("the native handler panicked: {err}"),
+        ))
+    });
+    shared.config.metrics.observe(
+        "wasmq_task_duration_seconds",
+        &[("type", message.task_type.as_str())],
+        started.elapsed().as_secs_f64(),
+    );
+    result
 }
 
 /// Feeds an attempt's measurements to the metrics and plugin statistics.
@@ -298,7 +371,7 @@ async fn settle(
     match outcome {
         Ok(result) => {
             if record(shared, running, "completion", || {
-                shared.broker.complete(message, &running.token, &result)
+                shared.acks.complete(message, &running.token, &result)
             })
             .await
             {

@@ -20,10 +20,12 @@
 //! of their queues: nothing is lost. If Redis is unreachable then, their
 //! leases expire and another worker takes them back.
 
+mod acks;
 mod backoff;
 mod execute;
 mod housekeeping;
 mod lease;
+mod native;
 mod queues;
 mod services;
 
@@ -37,6 +39,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use native::{NativeHandler, NativeHandlers, NativeTask};
 pub use queues::QueueSelection;
 pub use services::BrokerServices;
 
@@ -77,6 +80,9 @@ pub struct WorkerConfig {
     pub sandbox_threads: usize,
     /// Where the worker records its metrics (served by `--metrics-addr`).
     pub metrics: Metrics,
+    /// Task types handled by Rust code of the embedding program, next to
+    /// (and before) the Wasm plugins.
+    pub native: NativeHandlers,
 }
 
 impl WorkerConfig {
@@ -94,6 +100,7 @@ impl WorkerConfig {
             worker_id: default_worker_id(),
             sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             metrics: Metrics::default(),
+            native: NativeHandlers::default(),
         }
     }
 }
@@ -144,6 +151,8 @@ struct Shared {
     plugin_stats: PluginStats,
     /// When the worker started (unix ms), for its heartbeat.
     started_at_ms: i64,
+    /// Where completions go to be written in batches.
+    acks: acks::Acks,
     /// Concurrency limits set per task type, refreshed by housekeeping.
     type_limits:
         std::sync::RwLock<std::collections::HashMap<String, crate::task::ConcurrencyLimit>>,
@@ -164,7 +173,11 @@ pub async fn run(
         .build()
         // Fails only when the OS refuses to create threads, at start.
         .expect("the sandbox runtime starts");
+    let stop_fetching = CancellationToken::new();
+    let stop_background = CancellationToken::new();
+    let (acks, acknowledging) = acks::Acks::start(broker.clone(), stop_background.clone());
     let shared = Arc::new(Shared {
+        acks,
         broker: broker.clone(),
         sandbox,
         executor: executor.handle().clone(),
@@ -178,11 +191,10 @@ pub async fn run(
         started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
         config,
     });
-    let stop_fetching = CancellationToken::new();
-    let stop_background = CancellationToken::new();
     let notify = Arc::new(Notify::new());
 
     let mut background = JoinSet::new();
+    background.spawn(acknowledging);
     let events = {
         let (shared, notify) = (shared.clone(), notify.clone());
         move |event| match event {
@@ -365,8 +377,7 @@ async fn fetch_loop(
             let permit = permits.pop().expect("never more tasks than permits");
             let shared = shared.clone();
             executions.spawn(async move {
-                execute::execute(&shared, task, token).await;
-                drop(permit);
+                execute::execute(&shared, task, token, permit).await;
             });
         }
         drop(permits);

@@ -1,6 +1,8 @@
 //! Hostile: tries to read what it was not granted: files, the host's
-//! environment, the real clock and real randomness. It reports what it saw
-//! and gives up when it saw nothing; it completes (a breach) if it saw
+//! environment, the real clock and real randomness, and what an earlier
+//! task left in memory (it marks its statics on every run, low and high in
+//! its linear memory, and checks for those marks first). It reports what it
+//! saw and gives up when it saw nothing; it completes (a breach) if it saw
 //! anything real.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,8 +10,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use wasmq_guest::{Failure, Handler, Task};
 
+/// Marks left by every run: a fresh instance must never see them.
+static mut LOW_MARK: u64 = 0;
+/// A static large enough that its far end lies megabytes into memory.
+static mut FAR: [u8; 6 << 20] = [0; 6 << 20];
+const MARK: u64 = 0x5eed_1eff_0000_0001;
+
 #[derive(Serialize)]
 struct Seen {
+    leftover: bool,
     file: Option<String>,
     env: Vec<(String, String)>,
     wall_clock_secs: u64,
@@ -23,6 +32,14 @@ impl Handler for Snoop {
     type Output = Seen;
 
     fn handle(_task: &Task, _payload: serde_json::Value) -> Result<Seen, Failure> {
+        // SAFETY: one task per instance; nothing else touches the statics.
+        let leftover = unsafe {
+            let far = &raw mut FAR;
+            let seen = LOW_MARK == MARK || (*far)[(6 << 20) - 1] == 0x5e;
+            LOW_MARK = MARK;
+            (*far)[(6 << 20) - 1] = 0x5e;
+            seen
+        };
         let file = ["/etc/passwd", "/proc/self/environ", "Cargo.toml", "."]
             .iter()
             .find_map(|path| std::fs::read_to_string(path).ok());
@@ -38,6 +55,7 @@ impl Handler for Snoop {
         };
         bytes.copy_from_slice(&random.to_le_bytes());
         let seen = Seen {
+            leftover,
             file,
             env,
             wall_clock_secs,
@@ -45,11 +63,11 @@ impl Handler for Snoop {
         };
         // 2001-01-01 or later means a real clock.
         let real_clock = wall_clock_secs > 978_307_200;
-        if seen.file.is_some() || !seen.env.is_empty() || real_clock {
+        if seen.leftover || seen.file.is_some() || !seen.env.is_empty() || real_clock {
             return Ok(seen);
         }
         Err(Failure::give_up(format!(
-            "saw nothing: no file, no environment, clock at {} s, random {:x}",
+            "saw nothing: no leftovers, no file, no environment, clock at {} s, random {:x}",
             seen.wall_clock_secs, seen.random
         )))
     }

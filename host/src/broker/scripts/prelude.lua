@@ -42,9 +42,10 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Counts a processed or failed attempt for today ('processed' or 'failed').
-local function count_attempt(what, now)
-    redis.call('HINCRBY', STATS, what .. ':' .. math.floor(now / 86400000), 1)
+-- Counts processed or failed attempts for today ('processed' or 'failed'):
+-- one, or n.
+local function count_attempt(what, now, n)
+    redis.call('HINCRBY', STATS, what .. ':' .. math.floor(now / 86400000), n or 1)
 end
 
 -- Removes a task's record (not its place in a list or set).

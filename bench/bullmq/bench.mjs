@@ -1,0 +1,126 @@
+// The BullMQ side of wasmq's comparison benchmark. `wasmq-bench compare`
+// runs it against the same redis-server as wasmq, one scenario at a time,
+// and reads the one JSON line it prints.
+//
+//   node bench.mjs PORT addbulk --tasks N --batch B
+//   node bench.mjs PORT drain   --tasks N --concurrency C --batch B
+//   node bench.mjs PORT latency --rate R --seconds S --concurrency C
+//
+// addbulk: enqueue/s of N no-op jobs through Queue.addBulk in batches of B.
+// drain:   jobs/s of a Worker (no-op async processor, removeOnComplete)
+//          draining N jobs pre-filled with addBulk (whose rate is also
+//          reported); peak RSS of this process.
+// latency: a Worker runs while jobs are added at R/s (addBulk once per
+//          millisecond) for S seconds; each job carries its enqueue time,
+//          and the processor records how long it waited before starting.
+
+import { Queue, Worker } from 'bullmq';
+import IORedis from 'ioredis';
+
+const [port, mode, ...rest] = process.argv.slice(2);
+const options = {};
+for (let i = 0; i < rest.length; i += 2) {
+  options[rest[i].replace(/^--/, '')] = Number(rest[i + 1]);
+}
+if (!port || !['addbulk', 'drain', 'latency'].includes(mode)) {
+  console.error('usage: node bench.mjs PORT addbulk|drain|latency [--tasks N] [--batch B] [--concurrency C] [--rate R] [--seconds S]');
+  process.exit(2);
+}
+
+const connection = { host: '127.0.0.1', port: Number(port), maxRetriesPerRequest: null };
+const queueName = `bench-${mode}-${process.pid}`;
+const jobOptions = { removeOnComplete: true, removeOnFail: true };
+
+/** Microseconds since the epoch, with sub-millisecond precision. */
+const nowUs = () => (performance.timeOrigin + performance.now()) * 1000;
+
+/** This process's peak resident set size so far, in MB. */
+const peakRssMb = () => Math.round(process.resourceUsage().maxRSS * 1.024) / 1000;
+
+async function fill(queue, tasks, batch) {
+  for (let done = 0; done < tasks; done += batch) {
+    const count = Math.min(batch, tasks - done);
+    const jobs = Array.from({ length: count }, () => ({ name: 'echo', data: {}, opts: jobOptions }));
+    await queue.addBulk(jobs);
+  }
+}
+
+async function addbulk(queue) {
+  const started = performance.now();
+  await fill(queue, options.tasks, options.batch);
+  const seconds = (performance.now() - started) / 1000;
+  return { tasks: options.tasks, enqueue_per_s: Math.round(options.tasks / seconds) };
+}
+
+async function drain(queue) {
+  const filling = performance.now();
+  await fill(queue, options.tasks, options.batch);
+  const fillSeconds = (performance.now() - filling) / 1000;
+  let completed = 0;
+  let done;
+  const finished = new Promise((resolve) => { done = resolve; });
+  const started = performance.now();
+  const worker = new Worker(queueName, async () => {}, {
+    connection: new IORedis(connection),
+    concurrency: options.concurrency,
+  });
+  worker.on('completed', () => {
+    completed += 1;
+    if (completed === options.tasks) done();
+  });
+  await finished;
+  const seconds = (performance.now() - started) / 1000;
+  await worker.close();
+  return {
+    tasks: options.tasks,
+    concurrency: options.concurrency,
+    processed_per_s: Math.round(options.tasks / seconds),
+    enqueue_per_s: Math.round(options.tasks / fillSeconds),
+    peak_rss_mb: peakRssMb(),
+  };
+}
+
+async function latency(queue) {
+  const waits = [];
+  const worker = new Worker(queueName, async (job) => {
+    waits.push(nowUs() - job.data.t);
+  }, { connection: new IORedis(connection), concurrency: options.concurrency });
+  await worker.waitUntilReady();
+  const total = Math.round(options.rate * options.seconds);
+  const started = performance.now();
+  let added = 0;
+  while (added < total) {
+    // Catch up to where the clock says we should be, once per millisecond.
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * options.rate));
+    if (due > added) {
+      const jobs = [];
+      for (; added < due; added++) {
+        jobs.push({ name: 'echo', data: { t: nowUs() }, opts: jobOptions });
+      }
+      await queue.addBulk(jobs);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  while (waits.length < total) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  await worker.close();
+  waits.sort((a, b) => a - b);
+  const at = (q) => waits[Math.min(waits.length - 1, Math.floor(q * waits.length))] / 1000;
+  const round = (ms) => Math.round(ms * 100) / 100;
+  return {
+    rate: options.rate,
+    tasks: total,
+    concurrency: options.concurrency,
+    p50_ms: round(at(0.5)),
+    p99_ms: round(at(0.99)),
+    max_ms: round(waits[waits.length - 1] / 1000),
+  };
+}
+
+const queue = new Queue(queueName, { connection: new IORedis(connection) });
+const result = await { addbulk, drain, latency }[mode](queue);
+await queue.obliterate({ force: true });
+await queue.close();
+console.log(JSON.stringify({ peer: 'bullmq', mode, ...result }));
+process.exit(0);
