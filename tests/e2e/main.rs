@@ -28,5 +28,7 @@ mod runaway;
 mod recovery;
 // Redis restarts, frozen workers, skewed clocks, and the fault-injection run.
 mod faults;
+// Redis Cluster and Sentinel: queues on several masters, masters killed mid-load.
+mod cluster;
 // Bad input gets an error that names the problem.
 mod errors;

@@ -135,6 +135,10 @@ impl Error {
             || source.is_timeout()
             || source.is_unrecoverable_error()
             || source.code() == Some("LOADING")
+            // A cluster between a master's failure and its replica's
+            // promotion: transient, like an outage.
+            || source.is_cluster_error()
+            || matches!(source.code(), Some("MASTERDOWN" | "READONLY"))
         {
             Error::Unreachable {
                 url: url.to_string(),

@@ -1,12 +1,14 @@
 //! What the fleet tells about itself: worker heartbeats, and the run
 //! statistics workers keep per plugin and task type.
 //!
-//! Heartbeats: each worker writes `wasmq:server:<id>` (its description,
-//! JSON) with a time to live and scores itself in the `wasmq:servers` ZSET
-//! by when that expires; readers drop the expired. Plugin statistics:
-//! workers add their counts to `wasmq:plugin-stats:<plugin>` (a HASH of
-//! `<type>|<counter>` fields) every few seconds. These keys span the fleet,
-//! so they are only used by single commands and pipelines, never scripts.
+//! Heartbeats: each worker writes `wasmq:{fleet}:server:<id>` (its
+//! description, JSON) with a time to live and scores itself in the
+//! `wasmq:{fleet}:servers` ZSET by when that expires; readers drop the
+//! expired. Plugin statistics: workers add their counts to
+//! `wasmq:{fleet}:plugin-stats:<plugin>` (a HASH of `<type>|<counter>`
+//! fields) every few seconds, and name the plugin in the
+//! `wasmq:{fleet}:plugin-stats` SET. All of these share the `{fleet}` hash
+//! tag, so every pipeline here stays in one slot of a cluster.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,16 +16,19 @@ use std::time::Duration;
 use super::{Broker, Error, millis};
 
 /// The ZSET of live workers: id -> when their heartbeat expires (unix ms).
-pub const SERVERS: &str = "wasmq:servers";
+pub const SERVERS: &str = "wasmq:{fleet}:servers";
+
+/// The SET of plugins that have statistics.
+pub const PLUGIN_STATS: &str = "wasmq:{fleet}:plugin-stats";
 
 /// The key of one worker's description.
 pub fn server_key(id: &str) -> String {
-    format!("wasmq:server:{id}")
+    format!("wasmq:{{fleet}}:server:{id}")
 }
 
 /// The HASH of a plugin's run statistics.
 pub fn plugin_stats_key(plugin: &str) -> String {
-    format!("wasmq:plugin-stats:{plugin}")
+    format!("wasmq:{{fleet}}:plugin-stats:{plugin}")
 }
 
 impl Broker {
@@ -82,6 +87,7 @@ impl Broker {
         }
         let mut pipe = redis::pipe();
         for (plugin, fields) in counts {
+            pipe.sadd(PLUGIN_STATS, plugin).ignore();
             let key = plugin_stats_key(plugin);
             for (field, increment) in fields {
                 pipe.hincr(&key, field, *increment).ignore();
@@ -93,25 +99,11 @@ impl Broker {
     /// The statistics of every plugin that ever ran: plugin -> (field ->
     /// count).
     pub async fn plugin_stats(&self) -> Result<HashMap<String, HashMap<String, u64>>, Error> {
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = self
-                .query(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(plugin_stats_key("*"))
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        let plugins: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(PLUGIN_STATS)).await?;
+        let keys: Vec<String> = plugins
+            .iter()
+            .map(|plugin| plugin_stats_key(plugin))
+            .collect();
         let mut stats = HashMap::new();
         for key in keys {
             let fields: HashMap<String, u64> = self.query(redis::cmd("HGETALL").arg(&key)).await?;

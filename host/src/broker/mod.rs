@@ -17,6 +17,7 @@
 
 mod admin;
 mod client;
+pub mod connection;
 pub mod cron;
 mod error;
 pub mod fleet;
@@ -27,12 +28,12 @@ pub mod limits;
 mod notify;
 pub mod registry;
 mod scripts;
+pub mod topology;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
 
 pub use admin::{BulkAction, QueueStats};
@@ -106,10 +107,13 @@ pub struct Broker {
 }
 
 struct Inner {
-    /// The multiplexed connection every command goes through.
-    conn: ConnectionManager,
-    /// Kept to open the separate pub/sub connection.
-    client: redis::Client,
+    /// The multiplexed connection every command goes through (to one
+    /// server, or routed over a cluster).
+    conn: connection::Connection,
+    /// Where the separate pub/sub connections are opened.
+    pubsub: Arc<connection::PubSubClients>,
+    /// Whether Redis is a cluster.
+    cluster: bool,
     /// The URL with any password hidden, for messages.
     url: String,
     /// Key names per queue, built once.
@@ -123,29 +127,31 @@ impl Broker {
     /// once connected, the connection comes back by itself after outages.
     pub async fn connect(url: &str) -> Result<Broker, Error> {
         let shown = redact(url);
-        let client = redis::Client::open(url).map_err(|err| Error::InvalidUrl {
-            url: shown.clone(),
-            reason: err.to_string(),
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
+        let target = connection::Target::parse(url, &shown)?;
+        let conn = target
+            .connect()
             .await
             .map_err(|source| Error::Unreachable {
                 url: shown.clone(),
                 source,
             })?;
+        let pubsub = target
+            .pubsub()
+            .map_err(|source| Error::from_redis(&shown, source))?;
         Ok(Broker {
             inner: Arc::new(Inner {
                 conn,
-                client,
+                pubsub,
+                cluster: target.is_cluster(),
                 url: shown,
                 keys: RwLock::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Whether Redis is a cluster (`redis+cluster://`).
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
     }
 
     /// The Redis URL, with any password hidden.
@@ -175,7 +181,7 @@ impl Broker {
         keys
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> connection::Connection {
         self.inner.conn.clone()
     }
 
@@ -546,8 +552,8 @@ impl Broker {
     /// Opens a separate pub/sub connection.
     pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, Error> {
         self.inner
-            .client
-            .get_async_pubsub()
+            .pubsub
+            .open()
             .await
             .map_err(|err| self.redis_error(err))
     }

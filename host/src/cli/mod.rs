@@ -112,7 +112,9 @@ pub enum Command {
 /// How to reach Redis; every command that talks to Redis takes it.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// The Redis holding the queues: redis://[:PASSWORD@]HOST[:PORT][/DB].
+    /// The Redis holding the queues: redis://[:PASSWORD@]HOST[:PORT][/DB] for
+    /// one server, or redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,… for a
+    /// Redis Cluster (any reachable nodes of it: the rest are discovered).
     #[arg(long = "redis", env = "WASMQ_REDIS_URL", default_value = wasmq::broker::DEFAULT_URL, value_name = "URL")]
     pub url: String,
 }

@@ -42,6 +42,10 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also show, on a Redis Cluster, each queue's hash slot and the master
+    /// and replicas that hold it.
+    #[arg(long)]
+    pub cluster: bool,
     #[command(flatten)]
     pub redis: RedisArgs,
 }
@@ -79,17 +83,22 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
             for name in broker.queues().await? {
                 let counts = broker.queue_counts(&name).await?;
                 let paused = broker.queue_stats(&name).await?.paused;
-                queues.push((name, counts, paused));
+                let placement = if args.cluster {
+                    Some(broker.queue_placement(&name).await?)
+                } else {
+                    None
+                };
+                queues.push((name, counts, paused, placement));
             }
             if args.json {
                 let json: Vec<_> = queues
                     .iter()
-                    .map(|(name, counts, paused)| serde_json::json!({"queue": name, "paused": paused, "counts": counts}))
+                    .map(|(name, counts, paused, placement)| serde_json::json!({"queue": name, "paused": paused, "counts": counts, "placement": placement}))
                     .collect();
                 println!("{}", serde_json::Value::Array(json));
                 return Ok(());
             }
-            let mut table = Table::new(&[
+            let mut columns = vec![
                 "QUEUE",
                 "STATE",
                 "PENDING",
@@ -98,9 +107,13 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
                 "RETRY",
                 "ARCHIVED",
                 "COMPLETED",
-            ]);
-            for (name, counts, paused) in queues {
-                table.row(vec![
+            ];
+            if args.cluster {
+                columns.extend(["SLOT", "MASTER", "REPLICAS"]);
+            }
+            let mut table = Table::new(&columns);
+            for (name, counts, paused, placement) in queues {
+                let mut row = vec![
                     name,
                     if paused {
                         "paused".into()
@@ -113,7 +126,17 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
                     counts.retry.to_string(),
                     counts.archived.to_string(),
                     counts.completed.to_string(),
-                ]);
+                ];
+                if let Some(placement) = placement {
+                    row.push(placement.slot.to_string());
+                    row.push(placement.master);
+                    row.push(if placement.replicas.is_empty() {
+                        "-".into()
+                    } else {
+                        placement.replicas.join(",")
+                    });
+                }
+                table.row(row);
             }
             if table.is_empty() {
                 println!("no queues yet: enqueue a task to create one");

@@ -3,7 +3,7 @@
 //! to Redis every few seconds; `wasmq plugin stats` and the dashboard sum
 //! them up across the fleet.
 //!
-//! Fields of a plugin's HASH (`wasmq:plugin-stats:<plugin>`):
+//! Fields of a plugin's HASH (`wasmq:{fleet}:plugin-stats:<plugin>`):
 //! `<type>|runs`, `<type>|ok`, `<type>|fail|<class>`, `<type>|fuel|<k>` and
 //! `<type>|us|<k>`, where `<k>` is a power-of-two bucket: values from
 //! 2^(k-1) up to 2^k - 1 (fuel units, microseconds).

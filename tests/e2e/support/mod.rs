@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod sentinel;
+
 use std::future::Future;
 use std::path::Path;
 use std::process::Output;
@@ -244,4 +247,39 @@ pub async fn wait_for_http(address: &str, path: &str) {
         || async { matches!(http("GET", address, path, &[]), Ok((200, _))) },
     )
     .await;
+}
+
+/// `n` distinct free loopback ports (all held open until all are found),
+/// for tests that start several servers at once.
+pub fn distinct_free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("a bound address").port())
+        .collect()
+}
+
+/// Runs `redis-cli -p PORT ARGS…`; its stdout, or None if it failed.
+pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Polls `done` every 50 ms (blocking) until it holds; panics after 30 s
+/// naming what was awaited.
+pub fn wait_blocking(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -1,0 +1,359 @@
+//! Redis Cluster and Sentinel. On a cluster: the same queues, leases, retries, dedup and listings on a
+//! real 6-node cluster (3 masters, 3 replicas), with queues spread over
+//! different masters, and a master killed mid-load.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasmq::{Client, NewTask, TaskState};
+use wasmq_testkit::{ECHO_COMPONENT, FLAKY_COMPONENT, GREETER_COMPONENT, PluginDir};
+
+use crate::support::cluster::RedisCluster;
+use crate::support::sentinel::SentinelSetup;
+use crate::support::{WASMQ, WasmqProcess, stderr, stdout, wait_until, wasmq};
+
+/// Three queue names whose keys live on three different masters.
+fn queues_on_three_masters(cluster: &RedisCluster) -> Vec<(String, String)> {
+    let mut chosen: Vec<(String, String)> = Vec::new();
+    for n in 0..200 {
+        let name = format!("q{n}");
+        let master = cluster.master_of(&format!("wasmq:{{{name}}}:pending"));
+        if chosen.iter().all(|(_, taken)| *taken != master) {
+            chosen.push((name, master));
+        }
+        if chosen.len() == 3 {
+            return chosen;
+        }
+    }
+    panic!("no three queues on three masters among q0..q199");
+}
+
+fn worker(url: &str, plugins: &Path, queues: &[(String, String)]) -> WasmqProcess {
+    let weights: Vec<String> = queues.iter().map(|(name, _)| format!("{name}=1")).collect();
+    let mut command = WasmqProcess::command(Path::new(WASMQ));
+    command
+        .arg("worker")
+        .args(["--redis", url])
+        .arg("--plugins")
+        .arg(plugins)
+        .args(["--queues", &weights.join(",")])
+        .args([
+            "--concurrency",
+            "20",
+            "--retry-delay",
+            "50ms",
+            "--lease",
+            "5s",
+        ]);
+    WasmqProcess::spawn(command)
+}
+
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    all.extend(["--redis".to_string(), url.to_string()]);
+    wasmq(&all)
+}
+
+/// Tasks flow through queues on three masters: every one completes, a
+/// flaky one after its retries; a duplicate id is refused; `queue ls
+/// --cluster` shows each queue's slot on its master; `server ls` and
+/// `stats` read across the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_flow_on_a_cluster_with_queues_on_three_masters() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let queues = queues_on_three_masters(&cluster);
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, FLAKY_COMPONENT]);
+    let _worker = worker(&url, plugins.path(), &queues);
+
+    let client = Client::connect(&url).await.expect("the cluster answers");
+    let per_queue = 100;
+    for (queue, _) in &queues {
+        let batch: Vec<NewTask> = (0..per_queue)
+            .map(|n| {
+                NewTask::new("echo", format!(r#"{{"n":{n}}}"#))
+                    .unwrap()
+                    .queue(queue.clone())
+            })
+            .collect();
+        for outcome in client.enqueue_batch(batch).await {
+            outcome.expect("enqueued");
+        }
+    }
+    let flaky = client
+        .enqueue(
+            NewTask::new("flaky", r#"{"fail_times":2}"#)
+                .unwrap()
+                .queue(queues[0].0.clone())
+                .max_retry(3),
+        )
+        .await
+        .unwrap()
+        .id;
+
+    for (queue, _) in &queues {
+        let expected = per_queue + usize::from(*queue == queues[0].0);
+        wait_until(
+            Duration::from_secs(60),
+            &format!("every task of {queue} to complete"),
+            || async {
+                client
+                    .broker()
+                    .queue_counts(queue)
+                    .await
+                    .is_ok_and(|counts| counts.completed as usize == expected)
+            },
+        )
+        .await;
+    }
+    let info = client
+        .broker()
+        .task_info(&queues[0].0, &flaky)
+        .await
+        .unwrap()
+        .expect("the flaky task is kept");
+    assert_eq!(info.state, TaskState::Completed);
+    assert_eq!(info.attempts, 3, "two failures, then success");
+
+    let first = cli(
+        &url,
+        &[
+            "enqueue",
+            "echo",
+            "{}",
+            "--id",
+            "once",
+            "--queue",
+            &queues[1].0,
+        ],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = cli(
+        &url,
+        &[
+            "enqueue",
+            "echo",
+            "{}",
+            "--id",
+            "once",
+            "--queue",
+            &queues[1].0,
+        ],
+    );
+    assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
+    assert!(stderr(&second).contains("once"), "{}", stderr(&second));
+
+    let listed = cli(&url, &["queue", "ls", "--cluster"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = stdout(&listed);
+    for (queue, master) in &queues {
+        let row = listed
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(queue.as_str()))
+            .unwrap_or_else(|| panic!("{queue} is listed:\n{listed}"));
+        assert!(
+            row.contains(master.as_str()),
+            "{queue} on {master}:\n{listed}"
+        );
+    }
+
+    let servers = cli(&url, &["server", "ls", "--json"]);
+    assert!(servers.status.success(), "{}", stderr(&servers));
+    let servers: serde_json::Value = serde_json::from_str(&stdout(&servers)).unwrap();
+    assert_eq!(servers.as_array().map(Vec::len), Some(1), "{servers}");
+    let stats = cli(&url, &["stats", "--json"]);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    wait_until(
+        Duration::from_secs(30),
+        "plugin stats to be flushed",
+        || async {
+            let plugin_stats = cli(&url, &["plugin", "stats", "--json"]);
+            plugin_stats.status.success() && stdout(&plugin_stats).contains("\"echo\"")
+        },
+    )
+    .await;
+
+    // The plugin registry and cron live on their own slots.
+    let deployed = cli(&url, &["plugin", "deploy", GREETER_COMPONENT]);
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    assert!(
+        stdout(&deployed).contains("1 of 1 worker(s) took it"),
+        "{}",
+        stdout(&deployed)
+    );
+    let greet = client
+        .enqueue(
+            NewTask::new("greet", r#"{"name":"cluster"}"#)
+                .unwrap()
+                .queue(queues[2].0.clone()),
+        )
+        .await
+        .unwrap()
+        .id;
+    let cron = cli(
+        &url,
+        &[
+            "cron",
+            "add",
+            "tick",
+            "* * * * * *",
+            "echo",
+            "{}",
+            "--queue",
+            &queues[1].0,
+        ],
+    );
+    assert!(cron.status.success(), "{}", stderr(&cron));
+    wait_until(
+        Duration::from_secs(30),
+        "the greet task and two cron ticks",
+        || async {
+            let greeted = client
+                .broker()
+                .task_info(&queues[2].0, &greet)
+                .await
+                .is_ok_and(|info| info.is_some_and(|info| info.state == TaskState::Completed));
+            let history = cli(&url, &["cron", "history", "tick"]);
+            greeted && stdout(&history).lines().count() >= 3
+        },
+    )
+    .await;
+}
+
+/// A master is killed (SIGKILL) while two workers are busy with its
+/// queue: its replica is promoted, the workers ride through the failover,
+/// and every task completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_load_loses_no_task() {
+    let mut cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let queues = queues_on_three_masters(&cluster);
+    let plugins = PluginDir::with(&[wasmq_testkit::BURN_COMPONENT]);
+
+    let client = Client::connect(&url).await.expect("the cluster answers");
+    let per_queue = 150;
+    for (queue, _) in &queues {
+        let batch: Vec<NewTask> = (0..per_queue)
+            .map(|_| {
+                NewTask::new("burn", r#"{"ms":20}"#)
+                    .unwrap()
+                    .queue(queue.clone())
+            })
+            .collect();
+        for outcome in client.enqueue_batch(batch).await {
+            outcome.expect("enqueued");
+        }
+    }
+    let workers = [
+        worker(&url, plugins.path(), &queues),
+        worker(&url, plugins.path(), &queues),
+    ];
+    let (victim_queue, victim) = queues[0].clone();
+    wait_until(
+        Duration::from_secs(60),
+        "some tasks of the victim's queue to complete",
+        || async {
+            client
+                .broker()
+                .queue_counts(&victim_queue)
+                .await
+                .is_ok_and(|counts| counts.completed >= 20)
+        },
+    )
+    .await;
+    cluster.kill(&victim);
+
+    for (queue, _) in &queues {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let counts = client.broker().queue_counts(queue).await;
+            if counts.as_ref().is_ok_and(|counts| {
+                counts.completed as usize == per_queue && counts.unfinished() == 0
+            }) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "every task of {queue} should complete after the failover; counts: {counts:?}\nworker log:\n{}",
+                tail(&workers[0].log())
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let promoted = cluster.master_of(&format!("wasmq:{{{victim_queue}}}:pending"));
+    assert_ne!(
+        promoted, victim,
+        "a replica took over the killed master's slots"
+    );
+}
+
+/// The last lines of a log.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Sentinel: the master is killed while two workers are busy; the
+/// Sentinels promote the replica, the workers find it through them, and
+/// every task completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_follow_a_sentinel_failover_and_lose_no_task() {
+    let mut setup = tokio::task::spawn_blocking(SentinelSetup::start)
+        .await
+        .unwrap();
+    let url = setup.url();
+    let queues = vec![("default".to_string(), String::new())];
+    let plugins = PluginDir::with(&[wasmq_testkit::BURN_COMPONENT]);
+    let client = Client::connect(&url).await.expect("the master answers");
+    let tasks = 300;
+    let batch: Vec<NewTask> = (0..tasks)
+        .map(|_| NewTask::new("burn", r#"{"ms":20}"#).unwrap())
+        .collect();
+    for outcome in client.enqueue_batch(batch).await {
+        outcome.expect("enqueued");
+    }
+    let workers = [
+        worker(&url, plugins.path(), &queues),
+        worker(&url, plugins.path(), &queues),
+    ];
+    wait_until(
+        Duration::from_secs(60),
+        "some tasks to complete",
+        || async {
+            client
+                .broker()
+                .queue_counts("default")
+                .await
+                .is_ok_and(|counts| counts.completed >= 20)
+        },
+    )
+    .await;
+    setup.kill_master();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = client.broker().queue_counts("default").await;
+        if counts
+            .as_ref()
+            .is_ok_and(|counts| counts.completed as usize == tasks && counts.unfinished() == 0)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every task should complete after the failover; counts: {counts:?}\nworker log:\n{}",
+            tail(&workers[0].log())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        setup.master_port(),
+        setup.replica_port(),
+        "the replica was promoted"
+    );
+    assert_ne!(setup.master_port(), setup.original_master_port());
+}
