@@ -44,16 +44,21 @@ pub enum Handler {
     Native,
 }
 
+/// The Redis to run against: the one given, or a private redis-server
+/// (returned so that it lives as long as the run).
+pub fn redis_or_private(given: Option<&str>) -> anyhow::Result<(Option<RedisServer>, String)> {
+    match given {
+        Some(url) => Ok((None, url.to_string())),
+        None => {
+            let private = RedisServer::start().context("starting redis-server")?;
+            let url = private.url();
+            Ok((Some(private), url))
+        }
+    }
+}
+
 pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
-    let private = match &args.redis {
-        Some(_) => None,
-        None => Some(RedisServer::start().context("starting redis-server")?),
-    };
-    let url = args
-        .redis
-        .clone()
-        .or_else(|| private.as_ref().map(RedisServer::url))
-        .expect("a Redis either way");
+    let (_private, url) = redis_or_private(args.redis.as_deref())?;
     let client = Client::connect(&url).await?;
 
     let enqueue_started = Instant::now();

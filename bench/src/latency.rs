@@ -11,9 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use wasmq::dev::RedisServer;
 use wasmq::plugins::{PluginSet, Plugins};
 use wasmq::sandbox::{Sandbox, SandboxConfig};
 use wasmq::worker::{NativeTask, QueueSelection, WorkerConfig};
@@ -45,15 +43,7 @@ fn now_us() -> f64 {
 }
 
 pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
-    let private = match &args.redis {
-        Some(_) => None,
-        None => Some(RedisServer::start().context("starting redis-server")?),
-    };
-    let url = args
-        .redis
-        .clone()
-        .or_else(|| private.as_ref().map(RedisServer::url))
-        .expect("a Redis either way");
+    let (_private, url) = super::drain::redis_or_private(args.redis.as_deref())?;
     let client = Client::connect(&url).await?;
 
     #[derive(serde::Deserialize)]

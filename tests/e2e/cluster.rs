@@ -117,31 +117,23 @@ async fn tasks_flow_on_a_cluster_with_queues_on_three_masters() {
     assert_eq!(info.state, TaskState::Completed);
     assert_eq!(info.attempts, 3, "two failures, then success");
 
-    let first = cli(
-        &url,
-        &[
-            "enqueue",
-            "echo",
-            "{}",
-            "--id",
-            "once",
-            "--queue",
-            &queues[1].0,
-        ],
-    );
+    let enqueue_once = || {
+        cli(
+            &url,
+            &[
+                "enqueue",
+                "echo",
+                "{}",
+                "--id",
+                "once",
+                "--queue",
+                &queues[1].0,
+            ],
+        )
+    };
+    let first = enqueue_once();
     assert!(first.status.success(), "{}", stderr(&first));
-    let second = cli(
-        &url,
-        &[
-            "enqueue",
-            "echo",
-            "{}",
-            "--id",
-            "once",
-            "--queue",
-            &queues[1].0,
-        ],
-    );
+    let second = enqueue_once();
     assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
     assert!(stderr(&second).contains("once"), "{}", stderr(&second));
 
@@ -268,27 +260,35 @@ async fn a_master_killed_mid_load_loses_no_task() {
     cluster.kill(&victim);
 
     for (queue, _) in &queues {
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let counts = client.broker().queue_counts(queue).await;
-            if counts.as_ref().is_ok_and(|counts| {
-                counts.completed as usize == per_queue && counts.unfinished() == 0
-            }) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "every task of {queue} should complete after the failover; counts: {counts:?}\nworker log:\n{}",
-                tail(&workers[0].log())
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_all_completed(&client, queue, per_queue, &workers[0]).await;
     }
     let promoted = cluster.master_of(&format!("wasmq:{{{victim_queue}}}:pending"));
     assert_ne!(
         promoted, victim,
         "a replica took over the killed master's slots"
     );
+}
+
+/// Waits (up to 2 minutes, through a failover) until all `tasks` of
+/// `queue` completed and none is left unfinished; on timeout, panics with
+/// the last counts and the end of a worker's log.
+async fn wait_for_all_completed(client: &Client, queue: &str, tasks: usize, worker: &WasmqProcess) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = client.broker().queue_counts(queue).await;
+        if counts
+            .as_ref()
+            .is_ok_and(|counts| counts.completed as usize == tasks && counts.unfinished() == 0)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every task of {queue} should complete after the failover; counts: {counts:?}\nworker log:\n{}",
+            tail(&worker.log())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The last lines of a log.
@@ -334,22 +334,7 @@ async fn workers_follow_a_sentinel_failover_and_lose_no_task() {
     .await;
     setup.kill_master();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let counts = client.broker().queue_counts("default").await;
-        if counts
-            .as_ref()
-            .is_ok_and(|counts| counts.completed as usize == tasks && counts.unfinished() == 0)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "every task should complete after the failover; counts: {counts:?}\nworker log:\n{}",
-            tail(&workers[0].log())
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_all_completed(&client, "default", tasks, &workers[0]).await;
     assert_eq!(
         setup.master_port(),
         setup.replica_port(),
