@@ -41,7 +41,17 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            // The error and its causes, each cause once: most of them are
+            // already part of the message above them.
+            let mut message = failure.error.to_string();
+            for cause in failure.error.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message.push_str(": ");
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("error: {message}");
             std::process::ExitCode::from(failure.code as u8)
         }
     }

@@ -10,7 +10,9 @@ use crate::task::TaskState;
 #[non_exhaustive]
 pub enum Error {
     /// The Redis URL could not be parsed.
-    #[error("invalid Redis URL {url:?}: {reason}; expected redis://[:PASSWORD@]HOST[:PORT][/DB]")]
+    #[error(
+        "invalid Redis URL {url:?}: {reason}; expected redis://[:PASSWORD@]HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,… or redis+sentinel://HOST:PORT,…/MASTER"
+    )]
     InvalidUrl {
         /// The URL, with any password hidden.
         url: String,

@@ -113,8 +113,10 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// The Redis holding the queues: redis://[:PASSWORD@]HOST[:PORT][/DB] for
-    /// one server, or redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,… for a
-    /// Redis Cluster (any reachable nodes of it: the rest are discovered).
+    /// one server; redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,… for a
+    /// Redis Cluster (any reachable nodes of it: the rest are discovered);
+    /// redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,…/MASTER for the
+    /// master that the listed Sentinels know as MASTER.
     #[arg(long = "redis", env = "WASMQ_REDIS_URL", default_value = wasmq::broker::DEFAULT_URL, value_name = "URL")]
     pub url: String,
 }
