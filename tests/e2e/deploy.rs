@@ -37,14 +37,11 @@ async fn greeting(env: &Env, queue: &str, id: &str) -> (String, String) {
 async fn greet_once(env: &Env, name: &str) -> (String, String) {
     let task = NewTask::new("greet", format!(r#"{{"name":"{name}"}}"#)).unwrap();
     let id = env.client.enqueue(task).await.expect("enqueued").id;
-    wait_until(
+    env.wait_for_state(
+        "default",
+        &id,
+        TaskState::Completed,
         Duration::from_secs(30),
-        "the greet task to complete",
-        || async {
-            env.task("default", &id)
-                .await
-                .is_some_and(|info| info.state == TaskState::Completed)
-        },
     )
     .await;
     greeting(env, "default", &id).await
@@ -345,17 +342,14 @@ async fn a_scaffolded_plugin_builds_deploys_and_runs() {
     let deployed = assert_success(&env.wasmq(&["plugin", "deploy", component.to_str().unwrap()]));
     assert!(deployed.contains("deployed resize@0.1.0"), "{deployed}");
     let id = stdout(&env.wasmq(&["enqueue", "resize", r#"{"name":"world"}"#]));
-    wait_until(
-        Duration::from_secs(30),
-        "the resize task to complete",
-        || async {
-            env.task("default", &id)
-                .await
-                .is_some_and(|info| info.state == TaskState::Completed)
-        },
-    )
-    .await;
-    let info = env.task("default", &id).await.unwrap();
+    let info = env
+        .wait_for_state(
+            "default",
+            &id,
+            TaskState::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
     let result: serde_json::Value =
         serde_json::from_slice(info.result.as_deref().unwrap()).unwrap();
     assert_eq!(

@@ -77,12 +77,8 @@ async fn cli_enqueue_then_task_show_prints_the_result() {
     );
 
     let _worker = env.worker(plugins.path(), &["--queues", "images"]);
-    wait_until(Duration::from_secs(30), "the task to complete", || async {
-        env.task("images", &id)
-            .await
-            .is_some_and(|info| info.state == TaskState::Completed)
-    })
-    .await;
+    env.wait_for_state("images", &id, TaskState::Completed, Duration::from_secs(30))
+        .await;
     let shown = env.wasmq(&["task", "show", &id]);
     let text = stdout(&shown);
     assert!(text.contains("state:      completed"), "{text}");
@@ -106,17 +102,14 @@ async fn a_flaky_task_succeeds_on_its_nth_attempt() {
         .max_retry(5);
     let id = env.client.enqueue(task).await.unwrap().id;
     let _worker = env.worker(plugins.path(), &["--retry-delay", "50ms"]);
-    wait_until(
-        Duration::from_secs(30),
-        "the flaky task to complete",
-        || async {
-            env.task("default", &id)
-                .await
-                .is_some_and(|info| info.state == TaskState::Completed)
-        },
-    )
-    .await;
-    let info = env.task("default", &id).await.unwrap();
+    let info = env
+        .wait_for_state(
+            "default",
+            &id,
+            TaskState::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(info.attempts, 4);
     let result: serde_json::Value =
         serde_json::from_slice(info.result.as_deref().unwrap()).unwrap();
@@ -137,17 +130,9 @@ async fn a_task_that_always_fails_is_archived_after_its_retries() {
         .max_retry(2);
     let id = env.client.enqueue(task).await.unwrap().id;
     let _worker = env.worker(plugins.path(), &["--retry-delay", "50ms"]);
-    wait_until(
-        Duration::from_secs(30),
-        "the task to be archived",
-        || async {
-            env.task("default", &id)
-                .await
-                .is_some_and(|info| info.state == TaskState::Archived)
-        },
-    )
-    .await;
-    let info = env.task("default", &id).await.unwrap();
+    let info = env
+        .wait_for_state("default", &id, TaskState::Archived, Duration::from_secs(30))
+        .await;
     assert_eq!(info.attempts, 3, "1 attempt + 2 retries");
     let error = info.last_error.unwrap();
     assert_eq!(error.attempt, 3);
@@ -223,16 +208,8 @@ async fn a_task_no_plugin_handles_goes_to_retry_saying_why() {
         .unwrap()
         .id;
     let _worker = env.worker(plugins.path(), &[]);
-    wait_until(
-        Duration::from_secs(30),
-        "the task to go to retry",
-        || async {
-            env.task("default", &id)
-                .await
-                .is_some_and(|info| info.state == TaskState::Retry)
-        },
-    )
-    .await;
+    env.wait_for_state("default", &id, TaskState::Retry, Duration::from_secs(30))
+        .await;
     let error = env.task("default", &id).await.unwrap().last_error.unwrap();
     assert_eq!(error.kind, wasmq::FailureKind::NoHandler);
     assert!(
@@ -262,17 +239,9 @@ async fn a_payload_the_handler_cannot_decode_is_archived_at_once() {
         .unwrap()
         .id;
     let _worker = env.worker(plugins.path(), &[]);
-    wait_until(
-        Duration::from_secs(30),
-        "the task to be archived",
-        || async {
-            env.task("default", &id)
-                .await
-                .is_some_and(|info| info.state == TaskState::Archived)
-        },
-    )
-    .await;
-    let info = env.task("default", &id).await.unwrap();
+    let info = env
+        .wait_for_state("default", &id, TaskState::Archived, Duration::from_secs(30))
+        .await;
     assert_eq!(info.attempts, 1, "a bad payload is not retried");
     let error = info.last_error.unwrap();
     assert_eq!(error.kind, wasmq::FailureKind::BadPayload);

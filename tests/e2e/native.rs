@@ -13,7 +13,7 @@ use wasmq::task::{FailureKind, TaskFailure, TaskState};
 use wasmq::worker::{NativeTask, QueueSelection, Summary, WorkerConfig};
 use wasmq_testkit::ECHO_COMPONENT;
 
-use crate::support::{Env, wait_until};
+use crate::support::Env;
 
 /// A worker in this process serving the `echo` plugin and, natively, `sum`
 /// (adds a JSON array of integers) and `sleep` (sleeps 10 s).
@@ -56,20 +56,6 @@ fn start_worker(env: &Env) -> (CancellationToken, tokio::task::JoinHandle<Summar
     (stop, worker)
 }
 
-async fn wait_for_state(env: &Env, id: &str, state: TaskState) -> wasmq::broker::TaskInfo {
-    wait_until(
-        Duration::from_secs(20),
-        &format!("task {id} to be {state:?}"),
-        || async {
-            env.task("default", id)
-                .await
-                .is_some_and(|info| info.state == state)
-        },
-    )
-    .await;
-    env.task("default", id).await.expect("the task is kept")
-}
-
 /// Native and Wasm handlers serve the same worker; a payload a native
 /// handler cannot decode is archived at once as `bad-payload`.
 #[tokio::test]
@@ -100,11 +86,32 @@ async fn native_handlers_run_beside_wasm_plugins() {
         .unwrap()
         .id;
 
-    let summed = wait_for_state(&env, &sum, TaskState::Completed).await;
+    let summed = env
+        .wait_for_state(
+            "default",
+            &sum,
+            TaskState::Completed,
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(summed.result.as_deref(), Some(&b"42"[..]));
-    let echoed = wait_for_state(&env, &echo, TaskState::Completed).await;
+    let echoed = env
+        .wait_for_state(
+            "default",
+            &echo,
+            TaskState::Completed,
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(echoed.result.as_deref(), Some(&br#"{"from":"wasm"}"#[..]));
-    let refused = wait_for_state(&env, &bad, TaskState::Archived).await;
+    let refused = env
+        .wait_for_state(
+            "default",
+            &bad,
+            TaskState::Archived,
+            Duration::from_secs(20),
+        )
+        .await;
     let error = refused.last_error.expect("the failure is recorded");
     assert_eq!(error.kind, FailureKind::BadPayload);
     assert!(error.message.contains("\"sum\""), "{}", error.message);
@@ -131,7 +138,9 @@ async fn a_native_handler_is_stopped_at_the_task_timeout() {
         .await
         .unwrap()
         .id;
-    let info = wait_for_state(&env, &id, TaskState::Archived).await;
+    let info = env
+        .wait_for_state("default", &id, TaskState::Archived, Duration::from_secs(20))
+        .await;
     let error = info.last_error.expect("the failure is recorded");
     assert_eq!(error.kind, FailureKind::Timeout, "{}", error.message);
     assert!(error.message.contains("300ms"), "{}", error.message);

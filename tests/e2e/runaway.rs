@@ -20,14 +20,11 @@ async fn an_endless_loop_times_out_while_other_tasks_complete() {
         plugins.path(),
         &["--concurrency", "4", "--fuel", "1000000000000000"],
     );
-    wait_until(
+    env.wait_for_state(
+        "default",
+        &stuck,
+        TaskState::Active,
         Duration::from_secs(20),
-        "the loop task to start",
-        || async {
-            env.task("default", &stuck)
-                .await
-                .is_some_and(|info| info.state == TaskState::Active)
-        },
     )
     .await;
 
@@ -82,16 +79,8 @@ async fn an_endless_loop_runs_out_of_fuel() {
         .unwrap()
         .id;
     let _worker = env.worker(plugins.path(), &["--fuel", "50000000"]);
-    wait_until(
-        Duration::from_secs(30),
-        "the loop task to be archived",
-        || async {
-            env.task("default", &id)
-                .await
-                .is_some_and(|info| info.state == TaskState::Archived)
-        },
-    )
-    .await;
+    env.wait_for_state("default", &id, TaskState::Archived, Duration::from_secs(30))
+        .await;
     let error = env.task("default", &id).await.unwrap().last_error.unwrap();
     assert_eq!(error.kind, FailureKind::OutOfFuel, "{error:?}");
     assert!(error.message.contains("50000000"), "{}", error.message);

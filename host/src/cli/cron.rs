@@ -12,6 +12,7 @@ use wasmq::broker::Broker;
 use wasmq::scheduler::{self, CronEntry, LimitOptions, MisfirePolicy, SchedulerConfig, status};
 
 use super::RedisArgs;
+use super::format;
 use super::parse::{self, Failure};
 use super::table::Table;
 use super::worker::{connect, shutdown_on_signal};
@@ -287,10 +288,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let entries = status::entries(&broker).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&entries).context("encoding the entries")?
-        );
+        format::print_json(&entries)?;
         return Ok(());
     }
     let mut table = Table::new(&[
@@ -342,10 +340,7 @@ async fn history(args: HistoryArgs) -> Result<(), Failure> {
         )));
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&ticks).context("encoding the history")?
-        );
+        format::print_json(&ticks)?;
         return Ok(());
     }
     let mut table = Table::new(&["TICK", "HANDLED", "BY", "OUTCOME", "TASK", "TASK STATE"]);

@@ -1,6 +1,17 @@
-//! How the CLI writes times, durations and sizes for people.
+//! How the CLI writes times, durations and sizes for people, and JSON for
+//! scripts (`--json`).
 
 use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+use super::parse::Failure;
+
+/// Prints `value` as one line of JSON (what `--json` promises).
+pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string(value).context("encoding JSON")?);
+    Ok(())
+}
 
 /// A unix-ms time as RFC 3339 (UTC, seconds).
 pub fn time(ms: i64) -> String {
@@ -47,6 +58,20 @@ pub fn count(n: u64) -> String {
         1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
         _ => format!("{:.1}G", n as f64 / 1e9),
     }
+}
+
+/// The STATE and six count columns that queue tables share: `running` or
+/// `paused`, then pending, active, scheduled, retry, archived, completed.
+pub fn queue_state_and_counts(paused: bool, counts: &wasmq::broker::QueueCounts) -> Vec<String> {
+    vec![
+        if paused { "paused" } else { "running" }.to_string(),
+        counts.pending.to_string(),
+        counts.active.to_string(),
+        counts.scheduled.to_string(),
+        counts.retry.to_string(),
+        counts.archived.to_string(),
+        counts.completed.to_string(),
+    ]
 }
 
 #[cfg(test)]

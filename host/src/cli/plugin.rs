@@ -105,10 +105,7 @@ pub async fn run(command: PluginCommand) -> Result<(), Failure> {
         .flat_map(|(plugin, fields)| stats::summarize(plugin, fields))
         .collect();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&summaries).map_err(anyhow::Error::from)?
-        );
+        format::print_json(&summaries)?;
         return Ok(());
     }
     let mut table = Table::new(&[

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wasmq::broker::Broker;
-use wasmq::ops::server::ServerInfo;
+use wasmq::ops::server::{ServerInfo, live_servers};
 use wasmq::plugins::registry::{self, RegistryError};
 use wasmq::sandbox::{Sandbox, SandboxConfig};
 
@@ -94,7 +94,7 @@ async fn rollout(
 ) -> Result<(), Failure> {
     let started = Instant::now();
     loop {
-        let servers = servers(broker).await?;
+        let servers = live_servers(broker).await?;
         let (done, refused, waiting) = progress(&servers, name, digest);
         let over = started.elapsed() >= wait;
         if waiting.is_empty() || over {
@@ -170,15 +170,6 @@ fn progress(servers: &[ServerInfo], name: &str, digest: Option<&str>) -> Progres
     }
 }
 
-async fn servers(broker: &Broker) -> Result<Vec<ServerInfo>, Failure> {
-    Ok(broker
-        .servers()
-        .await?
-        .iter()
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect())
-}
-
 fn short(digest: &str) -> String {
     format!("sha256:{}", &digest[..12.min(digest.len())])
 }
@@ -188,10 +179,7 @@ pub async fn list(args: ListArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let plugins = registry::list(&broker).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&plugins).map_err(anyhow::Error::from)?
-        );
+        format::print_json(&plugins)?;
         return Ok(());
     }
     let mut table = Table::new(&[

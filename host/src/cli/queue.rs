@@ -113,20 +113,8 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
             }
             let mut table = Table::new(&columns);
             for (name, counts, paused, placement) in queues {
-                let mut row = vec![
-                    name,
-                    if paused {
-                        "paused".into()
-                    } else {
-                        "running".into()
-                    },
-                    counts.pending.to_string(),
-                    counts.active.to_string(),
-                    counts.scheduled.to_string(),
-                    counts.retry.to_string(),
-                    counts.archived.to_string(),
-                    counts.completed.to_string(),
-                ];
+                let mut row = vec![name];
+                row.extend(format::queue_state_and_counts(paused, &counts));
                 if let Some(placement) = placement {
                     row.push(placement.slot.to_string());
                     row.push(placement.master);
@@ -155,10 +143,7 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
             }
             let stats = broker.queue_stats(&args.name).await?;
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&stats).map_err(anyhow::Error::from)?
-                );
+                format::print_json(&stats)?;
                 return Ok(());
             }
             let counts = stats.counts;

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use wasmq::broker::Broker;
-use wasmq::ops::server::ServerInfo;
+use wasmq::ops::server::{ServerInfo, live_servers};
 
 use super::RedisArgs;
 use super::format;
@@ -31,18 +31,10 @@ pub struct ListArgs {
 pub async fn run(command: ServerCommand) -> Result<(), Failure> {
     let ServerCommand::Ls(args) = command;
     let broker = Broker::connect(&args.redis.url).await?;
-    let mut servers: Vec<ServerInfo> = broker
-        .servers()
-        .await?
-        .iter()
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect();
+    let mut servers: Vec<ServerInfo> = live_servers(&broker).await?;
     servers.sort_by(|a, b| a.id.cmp(&b.id));
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&servers).map_err(anyhow::Error::from)?
-        );
+        format::print_json(&servers)?;
         return Ok(());
     }
     let mut table = Table::new(&[

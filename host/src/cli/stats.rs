@@ -26,10 +26,7 @@ pub async fn run(args: StatsArgs) -> Result<(), Failure> {
         stats.push(broker.queue_stats(&queue).await?);
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&stats).map_err(anyhow::Error::from)?
-        );
+        format::print_json(&stats)?;
         return Ok(());
     }
     if stats.is_empty() {
@@ -51,20 +48,9 @@ pub async fn run(args: StatsArgs) -> Result<(), Failure> {
         "MEMORY",
     ]);
     for queue in &stats {
-        let counts = queue.counts;
-        table.row(vec![
-            queue.queue.clone(),
-            if queue.paused {
-                "paused".into()
-            } else {
-                "running".into()
-            },
-            counts.pending.to_string(),
-            counts.active.to_string(),
-            counts.scheduled.to_string(),
-            counts.retry.to_string(),
-            counts.archived.to_string(),
-            counts.completed.to_string(),
+        let mut row = vec![queue.queue.clone()];
+        row.extend(format::queue_state_and_counts(queue.paused, &queue.counts));
+        row.extend([
             queue.processed_today.to_string(),
             queue.failed_today.to_string(),
             queue
@@ -72,6 +58,7 @@ pub async fn run(args: StatsArgs) -> Result<(), Failure> {
                 .map_or_else(|| "-".into(), format::age),
             format::bytes(queue.memory_bytes),
         ]);
+        table.row(row);
     }
     print!("{}", table.render());
     Ok(())

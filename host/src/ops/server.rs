@@ -3,6 +3,19 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::{self, Broker};
+
+/// Every live worker, from its heartbeat; a heartbeat that does not decode
+/// (written by an incompatible version) is skipped.
+pub async fn live_servers(broker: &Broker) -> Result<Vec<ServerInfo>, broker::Error> {
+    Ok(broker
+        .servers()
+        .await?
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect())
+}
+
 /// A live worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{LoadOptions, Plugin, PluginError};
 use crate::broker::{self, Broker};
-use crate::ops::server::ServerInfo;
+use crate::ops::server::{ServerInfo, live_servers};
 use crate::sandbox::Sandbox;
 
 /// One entry of a plugin's history.
@@ -165,12 +165,7 @@ pub struct DeployedPlugin {
 /// Every deployed plugin with the workers that run it.
 pub async fn list(broker: &Broker) -> Result<Vec<DeployedPlugin>, broker::Error> {
     let deployed = broker.deployed_plugins().await?;
-    let servers: Vec<ServerInfo> = broker
-        .servers()
-        .await?
-        .iter()
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect();
+    let servers = live_servers(broker).await?;
     let mut plugins = Vec::new();
     let mut names: Vec<&String> = deployed.keys().collect();
     names.sort();

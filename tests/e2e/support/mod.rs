@@ -104,6 +104,27 @@ impl Env {
             .expect("Redis answers")
     }
 
+    /// Waits until task `id` of `queue` is in `state`; returns its record.
+    pub async fn wait_for_state(
+        &self,
+        queue: &str,
+        id: &str,
+        state: wasmq::TaskState,
+        timeout: Duration,
+    ) -> TaskInfo {
+        wait_until(
+            timeout,
+            &format!("task {id} of {queue} to be {state:?}"),
+            || async {
+                self.task(queue, id)
+                    .await
+                    .is_some_and(|info| info.state == state)
+            },
+        )
+        .await;
+        self.task(queue, id).await.expect("the task is kept")
+    }
+
     /// Starts `wasmq worker` on this Redis with the plugins of `plugins`.
     pub fn worker(&self, plugins: &Path, extra: &[&str]) -> WasmqProcess {
         self.worker_wrapped(&[], plugins, extra)

@@ -29,7 +29,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, ArchiveLimits, Broker, BulkAction};
-use crate::ops::server::ServerInfo;
+use crate::ops::server::live_servers;
 use crate::ops::stats;
 use crate::scheduler::status;
 use crate::task::TaskState;
@@ -185,12 +185,7 @@ async fn overview(State(state): State<Shared>) -> ApiResult {
     for queue in broker.queues().await? {
         queues.push(broker.queue_stats(&queue).await?);
     }
-    let servers: Vec<ServerInfo> = broker
-        .servers()
-        .await?
-        .iter()
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect();
+    let servers = live_servers(broker).await?;
     Ok(Json(json!({
         "now_ms": broker.server_time_ms().await?,
         "read_only": state.config.read_only,
@@ -379,13 +374,7 @@ async fn plugins(State(state): State<Shared>) -> ApiResult {
     for (plugin, fields) in all {
         summaries.extend(stats::summarize(&plugin, &fields));
     }
-    let servers: Vec<ServerInfo> = state
-        .broker
-        .servers()
-        .await?
-        .iter()
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect();
+    let servers = live_servers(&state.broker).await?;
     let loaded: Vec<_> = servers
         .iter()
         .map(|server| json!({ "server": server.id, "plugins": server.plugins }))
