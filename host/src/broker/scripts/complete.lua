@@ -15,28 +15,36 @@
 -- no longer holds the task (its lease expired and it was taken back; the
 -- task is left alone).
 local now = now_ms()
-local recorded = {}
-local processed = 0
+local ids = {}
 for i = 1, #ARGV, 5 do
-    local id, owner, retention = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-    if redis.call('HGET', OWNER, id) ~= owner then
-        recorded[#recorded + 1] = 0
+    ids[#ids + 1] = ARGV[i]
+end
+local owners = hmget(OWNER, ids)
+local recorded, done, forgotten, seen = {}, {}, {}, {}
+for n, id in ipairs(ids) do
+    local i = (n - 1) * 5 + 1
+    local owner, retention = ARGV[i + 1], tonumber(ARGV[i + 2])
+    -- The same id twice in a batch is recorded once.
+    if seen[id] or owners[n] ~= owner then
+        recorded[n] = 0
     else
-        redis.call('ZREM', ACTIVE, id)
+        seen[id] = true
+        done[#done + 1] = id
         release_unique(ARGV[i + 4], id)
-        processed = processed + 1
         if retention <= 0 then
-            forget(id)
+            forgotten[#forgotten + 1] = id
         else
             redis.call('ZADD', COMPLETED, now + retention, id)
             redis.call('HSET', STATE, id, 'completed')
             redis.call('HSET', RESULT, id, ARGV[i + 3])
             redis.call('HDEL', OWNER, id)
         end
-        recorded[#recorded + 1] = 1
+        recorded[n] = 1
     end
 end
-if processed > 0 then
-    count_attempt('processed', now, processed)
+if #done > 0 then
+    call_with('ZREM', ACTIVE, done)
+    forget_all(forgotten)
+    count_attempt('processed', now, #done)
 end
 return recorded

@@ -17,10 +17,10 @@ local forward_budget = tonumber(ARGV[4])
 
 for _, zset in ipairs({SCHEDULED, RETRY}) do
     local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, forward_budget)
-    for _, id in ipairs(due) do
-        redis.call('ZREM', zset, id)
-        redis.call('LPUSH', PENDING, id)
-        redis.call('HSET', STATE, id, 'pending')
+    if #due > 0 then
+        call_with('ZREM', zset, due)
+        call_with('LPUSH', PENDING, due)
+        call_with('HSET', STATE, each_with(due, 'pending'))
     end
 end
 
@@ -45,17 +45,30 @@ local ids = redis.call('RPOP', PENDING, limit)
 if not ids then
     return reply
 end
-for _, id in ipairs(ids) do
-    local msg = redis.call('HGET', MSG, id)
-    -- An id whose record is gone (deleted while pending) is dropped.
-    if msg then
-        redis.call('ZADD', ACTIVE, now + lease_ms, id)
-        redis.call('HSET', STATE, id, 'active')
-        redis.call('HSET', OWNER, id, owner)
-        local attempt = redis.call('HINCRBY', ATTEMPTS, id, 1)
-        reply[#reply + 1] = id
-        reply[#reply + 1] = msg
-        reply[#reply + 1] = attempt
+-- One command per step for the whole batch; an id whose record is gone
+-- (deleted while pending) is dropped.
+local messages = hmget(MSG, ids)
+local leased, expiries = {}, {}
+for n, id in ipairs(ids) do
+    if messages[n] then
+        leased[#leased + 1] = n
+        expiries[#expiries + 1] = now + lease_ms
+        expiries[#expiries + 1] = id
     end
+end
+if #leased == 0 then
+    return reply
+end
+call_with('ZADD', ACTIVE, expiries)
+local leased_ids = {}
+for _, n in ipairs(leased) do
+    leased_ids[#leased_ids + 1] = ids[n]
+end
+call_with('HSET', STATE, each_with(leased_ids, 'active'))
+call_with('HSET', OWNER, each_with(leased_ids, owner))
+for _, n in ipairs(leased) do
+    reply[#reply + 1] = ids[n]
+    reply[#reply + 1] = messages[n]
+    reply[#reply + 1] = redis.call('HINCRBY', ATTEMPTS, ids[n], 1)
 end
 return reply

@@ -48,14 +48,54 @@ local function count_attempt(what, now, n)
     redis.call('HINCRBY', STATS, what .. ':' .. math.floor(now / 86400000), n or 1)
 end
 
+-- Most values one command gets from the helpers below (Lua's stack holds
+-- about 8,000); even, so that pairs are never split.
+local CHUNK = 1000
+
+-- Calls `command` on `key` with the values of `args` appended, in as few
+-- calls as the stack allows: one command for a whole batch of tasks costs
+-- Redis far less than one per task.
+local function call_with(command, key, args)
+    for first = 1, #args, CHUNK do
+        redis.call(command, key, unpack(args, first, math.min(first + CHUNK - 1, #args)))
+    end
+end
+
+-- HMGET of many fields: the values in order, false where a field is missing.
+local function hmget(key, fields)
+    local values = {}
+    for first = 1, #fields, CHUNK do
+        local part = redis.call('HMGET', key, unpack(fields, first, math.min(first + CHUNK - 1, #fields)))
+        for _, value in ipairs(part) do
+            values[#values + 1] = value
+        end
+    end
+    return values
+end
+
+-- {id1, value, id2, value, ...}: field-value pairs giving each id the same value.
+local function each_with(ids, value)
+    local pairs_ = {}
+    for _, id in ipairs(ids) do
+        pairs_[#pairs_ + 1] = id
+        pairs_[#pairs_ + 1] = value
+    end
+    return pairs_
+end
+
+-- Removes the records of tasks (not their places in lists or sets).
+local function forget_all(ids)
+    if #ids == 0 then
+        return
+    end
+    for _, hash in ipairs({MSG, STATE, ATTEMPTS, OWNER, ERROR, RESULT}) do
+        call_with('HDEL', hash, ids)
+    end
+end
+
 -- Removes a task's record (not its place in a list or set).
 local function forget(id)
-    redis.call('HDEL', MSG, id)
-    redis.call('HDEL', STATE, id)
-    redis.call('HDEL', ATTEMPTS, id)
-    redis.call('HDEL', OWNER, id)
-    redis.call('HDEL', ERROR, id)
-    redis.call('HDEL', RESULT, id)
+    forget_all({id})
 end
 
 -- Releases a unique lock if the given task still holds it.

@@ -10,10 +10,8 @@
 -- Returns {completed dropped, unique locks dropped, archived dropped}.
 local now, budget = now_ms(), tonumber(ARGV[1])
 local done = redis.call('ZRANGEBYSCORE', COMPLETED, '-inf', now, 'LIMIT', 0, budget)
-for _, id in ipairs(done) do
-    redis.call('ZREM', COMPLETED, id)
-    forget(id)
-end
+call_with('ZREM', COMPLETED, done)
+forget_all(done)
 local locks = redis.call('ZRANGEBYSCORE', UNIQUE_UNTIL, '-inf', now, 'LIMIT', 0, budget)
 for _, key in ipairs(locks) do
     redis.call('ZREM', UNIQUE_UNTIL, key)
