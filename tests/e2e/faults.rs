@@ -84,9 +84,11 @@ async fn a_frozen_worker_loses_its_tasks_to_another_and_its_late_results_are_dro
     )
     .await;
     frozen.signal(libc::SIGCONT);
+    // Said when it drops an outcome, whether its lease renewal or its
+    // completion found out first.
     frozen
         .wait_for_log(
-            "its lease was lost and another worker owns the task",
+            "lease was lost and another worker owns the task",
             Duration::from_secs(20),
         )
         .await;

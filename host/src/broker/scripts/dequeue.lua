@@ -59,6 +59,7 @@ end
 if #leased == 0 then
     return reply
 end
+pin_hashtables({STATE, OWNER, ATTEMPTS})
 call_with('ZADD', ACTIVE, expiries)
 local leased_ids = {}
 for _, n in ipairs(leased) do

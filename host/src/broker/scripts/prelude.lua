@@ -83,6 +83,22 @@ local function each_with(ids, value)
     return pairs_
 end
 
+-- The hashes that hold only tasks in flight (owner, attempts; state when
+-- the queue is short) stay small, and Redis keeps small hashes as a
+-- listpack that it scans from the start on every lookup: with a hundred
+-- tasks leased, most of a dequeue or completion went into those scans. A
+-- field whose value is longer than hash-max-listpack-value (64 bytes by
+-- default) keeps a hash in the hashtable encoding for good. Its name has a
+-- space, which no task id may have.
+local PIN_FIELD = ' encoding'
+local PIN_VALUE = 'keeps this hash in the hashtable encoding, for constant-time lookups of task ids (wasmq prelude.lua)'
+
+local function pin_hashtables(hashes)
+    for _, hash in ipairs(hashes) do
+        redis.call('HSETNX', hash, PIN_FIELD, PIN_VALUE)
+    end
+end
+
 -- Removes the records of tasks (not their places in lists or sets).
 local function forget_all(ids)
     if #ids == 0 then
