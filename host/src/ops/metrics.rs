@@ -2,7 +2,7 @@
 //! labels, rendered in the text exposition format, and the HTTP endpoint
 //! that serves them (`--metrics-addr`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
@@ -101,10 +101,21 @@ struct Histogram {
     sum: f64,
 }
 
+/// One labelled series of a metric.
+struct Series<T> {
+    labels: Labels,
+    value: T,
+}
+
+/// The series of each metric, keyed by their labels encoded into one string
+/// (see `encode_labels`), so that updating an existing series, which is
+/// what every task does, allocates nothing.
+type SeriesMap<T> = HashMap<&'static str, HashMap<String, Series<T>>>;
+
 #[derive(Default)]
 struct Registry {
-    values: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    values: SeriesMap<f64>,
+    histograms: SeriesMap<Histogram>,
 }
 
 /// The metrics of one process. Cheap to clone.
@@ -117,6 +128,62 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
     }
+}
+
+/// Writes `pairs` into `key` as one string (separators that labels do not
+/// contain keep distinct label sets distinct).
+fn encode_labels(pairs: &[(&str, &str)], key: &mut String) {
+    key.clear();
+    for (name, value) in pairs {
+        key.push_str(name);
+        key.push('\u{1f}');
+        key.push_str(value);
+        key.push('\u{1e}');
+    }
+}
+
+thread_local! {
+    /// Reused for encoding label sets.
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Runs `update` on the series of `name` with labels `pairs`, created with
+/// `initial` if new.
+fn update_series<T>(
+    map: &mut SeriesMap<T>,
+    name: &'static str,
+    pairs: &[(&str, &str)],
+    initial: impl FnOnce() -> T,
+    update: impl FnOnce(&mut T),
+) {
+    let series = map.entry(name).or_default();
+    KEY.with_borrow_mut(|key| {
+        encode_labels(pairs, key);
+        match series.get_mut(key.as_str()) {
+            Some(existing) => update(&mut existing.value),
+            None => {
+                let mut value = initial();
+                update(&mut value);
+                series.insert(
+                    key.clone(),
+                    Series {
+                        labels: labels(pairs),
+                        value,
+                    },
+                );
+            }
+        }
+    });
+}
+
+/// The series of `name`, ordered by their labels.
+fn sorted_series<'a, T>(map: &'a SeriesMap<T>, name: &str) -> Vec<&'a Series<T>> {
+    let mut series: Vec<&Series<T>> = map
+        .get(name)
+        .map(|series| series.values().collect())
+        .unwrap_or_default();
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    series
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -143,14 +210,16 @@ impl Metrics {
     /// Adds `by` to a counter.
     pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)], by: f64) {
         let name = definition(name).0;
-        self.with(|registry| *registry.values.entry((name, labels(pairs))).or_default() += by);
+        self.with(|registry| {
+            update_series(&mut registry.values, name, pairs, || 0.0, |v| *v += by);
+        });
     }
 
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], value: f64) {
         let name = definition(name).0;
         self.with(|registry| {
-            registry.values.insert((name, labels(pairs)), value);
+            update_series(&mut registry.values, name, pairs, || 0.0, |v| *v = value);
         });
     }
 
@@ -158,31 +227,37 @@ impl Metrics {
     pub fn observe(&self, name: &'static str, pairs: &[(&str, &str)], value: f64) {
         let (name, _, _, bounds) = definition(name);
         self.with(|registry| {
-            let histogram = registry
-                .histograms
-                .entry((name, labels(pairs)))
-                .or_insert_with(|| Histogram {
+            update_series(
+                &mut registry.histograms,
+                name,
+                pairs,
+                || Histogram {
                     buckets: vec![0; bounds.len()],
                     ..Histogram::default()
-                });
-            for (bucket, bound) in histogram.buckets.iter_mut().zip(bounds.iter()) {
-                if value <= *bound {
-                    *bucket += 1;
-                }
-            }
-            histogram.count += 1;
-            histogram.sum += value;
+                },
+                |histogram| {
+                    for (bucket, bound) in histogram.buckets.iter_mut().zip(bounds.iter()) {
+                        if value <= *bound {
+                            *bucket += 1;
+                        }
+                    }
+                    histogram.count += 1;
+                    histogram.sum += value;
+                },
+            );
         });
     }
 
     /// The current value of a counter or gauge (0 when never set).
     pub fn value(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
         self.with(|registry| {
+            let mut key = String::new();
+            encode_labels(pairs, &mut key);
             registry
                 .values
-                .get(&(name, labels(pairs)))
-                .copied()
-                .unwrap_or(0.0)
+                .get(name)
+                .and_then(|series| series.get(&key))
+                .map_or(0.0, |series| series.value)
         })
     }
 
@@ -198,16 +273,16 @@ impl Metrics {
                 Kind::Histogram => "histogram",
             };
             let _ = writeln!(out, "# TYPE {name} {kind_name}");
-            for ((metric, pairs), value) in registry.values.range((*name, Vec::new())..) {
-                if metric != name {
-                    break;
-                }
-                let _ = writeln!(out, "{name}{} {value}", render_labels(pairs, None));
+            for series in sorted_series(&registry.values, name) {
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    render_labels(&series.labels, None),
+                    series.value
+                );
             }
-            for ((metric, pairs), histogram) in registry.histograms.range((*name, Vec::new())..) {
-                if metric != name {
-                    break;
-                }
+            for series in sorted_series(&registry.histograms, name) {
+                let (pairs, histogram) = (&series.labels, &series.value);
                 for (bound, count) in bounds.iter().zip(&histogram.buckets) {
                     let _ = writeln!(
                         out,

@@ -33,7 +33,61 @@ pub fn bucket_ceiling(bucket: u32) -> u64 {
 /// Counts kept in memory until the next flush.
 #[derive(Default)]
 pub struct PluginStats {
-    pending: Mutex<HashMap<String, HashMap<String, u64>>>,
+    pending: Mutex<Pending>,
+}
+
+/// What `PluginStats` holds: counts by plugin and task type (updated in
+/// place, without allocating, for every attempt), and counts a failed flush
+/// put back, already as fields.
+#[derive(Default)]
+struct Pending {
+    counts: HashMap<String, HashMap<String, TypeCounts>>,
+    returned: HashMap<String, HashMap<String, u64>>,
+}
+
+/// One task type's counts since the last flush.
+struct TypeCounts {
+    runs: u64,
+    ok: u64,
+    /// By failure class.
+    failures: BTreeMap<&'static str, u64>,
+    /// By power-of-two bucket (`bucket`).
+    fuel: [u64; 65],
+    micros: [u64; 65],
+}
+
+impl Default for TypeCounts {
+    fn default() -> Self {
+        TypeCounts {
+            runs: 0,
+            ok: 0,
+            failures: BTreeMap::new(),
+            fuel: [0; 65],
+            micros: [0; 65],
+        }
+    }
+}
+
+impl TypeCounts {
+    /// Adds these counts to `fields`, as the fields of a plugin's hash.
+    fn add_to(&self, task_type: &str, fields: &mut HashMap<String, u64>) {
+        let mut add = |field: String, count: u64| {
+            if count > 0 {
+                *fields.entry(field).or_default() += count;
+            }
+        };
+        add(format!("{task_type}|runs"), self.runs);
+        add(format!("{task_type}|ok"), self.ok);
+        for (class, count) in &self.failures {
+            add(format!("{task_type}|fail|{class}"), *count);
+        }
+        for (k, count) in self.fuel.iter().enumerate() {
+            add(format!("{task_type}|fuel|{k}"), *count);
+        }
+        for (k, count) in self.micros.iter().enumerate() {
+            add(format!("{task_type}|us|{k}"), *count);
+        }
+    }
 }
 
 impl PluginStats {
@@ -47,32 +101,45 @@ impl PluginStats {
         duration: Duration,
     ) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let fields = pending.entry(plugin.to_string()).or_default();
-        let mut add = |field: String| *fields.entry(field).or_default() += 1;
-        add(format!("{task_type}|runs"));
+        let by_type = match pending.counts.get_mut(plugin) {
+            Some(by_type) => by_type,
+            None => pending.counts.entry(plugin.to_string()).or_default(),
+        };
+        let counts = match by_type.get_mut(task_type) {
+            Some(counts) => counts,
+            None => by_type.entry(task_type.to_string()).or_default(),
+        };
+        counts.runs += 1;
         match failure {
-            None => add(format!("{task_type}|ok")),
-            Some(kind) => add(format!("{task_type}|fail|{kind}")),
+            None => counts.ok += 1,
+            Some(kind) => *counts.failures.entry(kind.as_str()).or_default() += 1,
         }
         if let Some(fuel) = fuel {
-            add(format!("{task_type}|fuel|{}", bucket(fuel)));
+            counts.fuel[bucket(fuel) as usize] += 1;
         }
-        add(format!(
-            "{task_type}|us|{}",
-            bucket(duration.as_micros() as u64)
-        ));
+        counts.micros[bucket(duration.as_micros() as u64) as usize] += 1;
     }
 
-    /// Takes the counts gathered since the last call.
+    /// Takes the counts gathered since the last call, as the fields of each
+    /// plugin's hash.
     pub fn take(&self) -> HashMap<String, HashMap<String, u64>> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+        let Pending { counts, returned } =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut fields = returned;
+        for (plugin, by_type) in counts {
+            let into = fields.entry(plugin).or_default();
+            for (task_type, counts) in by_type {
+                counts.add_to(&task_type, into);
+            }
+        }
+        fields
     }
 
     /// Puts counts back (a flush failed); they go out with the next one.
     pub fn restore(&self, counts: HashMap<String, HashMap<String, u64>>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         for (plugin, fields) in counts {
-            let into = pending.entry(plugin).or_default();
+            let into = pending.returned.entry(plugin).or_default();
             for (field, count) in fields {
                 *into.entry(field).or_default() += count;
             }
