@@ -452,3 +452,97 @@ async fn enqueue_from_a_file_reports_bad_lines_and_sends_the_rest() {
     assert_eq!(info.message.retention_ms, 30_000);
     assert!(info.message.unique_key.is_some());
 }
+
+/// The lease and completion scripts work on whole batches: a batch
+/// completion records exactly the tasks the caller holds (once each, even
+/// when one appears twice), keeps or forgets each by its retention, and
+/// leaves a task whose lease another worker holds alone; the per-task
+/// records of forgotten tasks are gone.
+#[tokio::test]
+async fn batch_completions_record_only_the_tasks_their_caller_holds() {
+    use wasmq::broker::Completion;
+    let env = Env::start().await;
+    let broker = env.client.broker();
+    // More tasks than one Redis command of the scripts carries, so that the
+    // chunking is used too.
+    let tasks: Vec<NewTask> = (0..1200)
+        .map(|n| {
+            let retention = if n % 2 == 0 { 0 } else { 60 };
+            NewTask::new("echo", "{}")
+                .unwrap()
+                .id(format!("t{n}"))
+                .retention(Duration::from_secs(retention))
+        })
+        .collect();
+    for outcome in env.client.enqueue_batch(tasks).await {
+        outcome.unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let mine = broker.dequeue("default", 1100, lease, "me").await.unwrap();
+    let theirs = broker.dequeue("default", 100, lease, "them").await.unwrap();
+    assert_eq!((mine.tasks.len(), theirs.tasks.len()), (1100, 100));
+
+    // Everything leased to me, one of them twice, and one task leased to
+    // them that I claim to have run.
+    let mut completions: Vec<Completion> = mine
+        .tasks
+        .iter()
+        .map(|task| Completion {
+            id: &task.message.id,
+            owner: "me",
+            retention_ms: task.message.retention_ms,
+            unique_key: None,
+            result: b"done",
+        })
+        .collect();
+    completions.push(Completion {
+        id: &mine.tasks[0].message.id,
+        ..completions[0]
+    });
+    completions.push(Completion {
+        id: &theirs.tasks[0].message.id,
+        ..completions[0]
+    });
+    let recorded = broker
+        .complete_batch("default", &completions)
+        .await
+        .unwrap();
+    let refused: Vec<usize> = recorded
+        .iter()
+        .enumerate()
+        .filter(|(_, outcome)| outcome.is_err())
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        refused,
+        vec![1100, 1101],
+        "the repeat and theirs are refused"
+    );
+
+    for task in &mine.tasks {
+        let info = env.task("default", &task.message.id).await;
+        if task.message.retention_ms == 0 {
+            assert!(info.is_none(), "{} should be forgotten", task.message.id);
+        } else {
+            let info = info.expect("a retained task is kept");
+            assert_eq!(info.state, TaskState::Completed);
+            assert_eq!(info.result.as_deref(), Some(&b"done"[..]));
+        }
+    }
+    let stolen = env.task("default", &theirs.tasks[0].message.id).await;
+    assert_eq!(
+        stolen.unwrap().state,
+        TaskState::Active,
+        "theirs still runs"
+    );
+    // Leases left: their 100 tasks (plus the field that keeps the hash a
+    // hashtable); attempts: theirs and my 550 retained tasks (plus it).
+    let hlen = |key: &str| {
+        crate::support::redis_cli(env.redis.port(), &["HLEN", key])
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(hlen("wasmq:{default}:owner"), "101");
+    assert_eq!(hlen("wasmq:{default}:attempts"), "651");
+}

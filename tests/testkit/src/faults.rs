@@ -328,15 +328,19 @@ async fn redis_connection(url: &str) -> Connection {
 }
 
 /// Ids of active tasks, leased by the worker with process id `pid` (lease
-/// tokens are `host:pid:nonce:fetch`), or all of them.
+/// tokens are `host:pid:nonce:fetch`), or all of them. The owner hash holds
+/// a field that is not a task (it pins the hash's encoding): only task ids
+/// count.
 async fn leased_by(raw: &mut Connection, pid: Option<i32>) -> HashSet<String> {
     let owners = hash(raw, "owner").await;
     let pid = pid.map(|pid| pid.to_string());
     owners
         .into_iter()
-        .filter(|(_, token)| {
-            pid.as_deref()
-                .is_none_or(|pid| token.split(':').nth(1) == Some(pid))
+        .filter(|(id, token)| {
+            !id.contains(' ')
+                && pid
+                    .as_deref()
+                    .is_none_or(|pid| token.split(':').nth(1) == Some(pid))
         })
         .map(|(id, _)| id)
         .collect()
