@@ -481,6 +481,13 @@ async fn batch_completions_record_only_the_tasks_their_caller_holds() {
     let mine = broker.dequeue("default", 1100, lease, "me").await.unwrap();
     let theirs = broker.dequeue("default", 100, lease, "them").await.unwrap();
     assert_eq!((mine.tasks.len(), theirs.tasks.len()), (1100, 100));
+    assert!(
+        mine.tasks
+            .iter()
+            .chain(&theirs.tasks)
+            .all(|task| task.attempt == 1),
+        "every task is on its first attempt"
+    );
 
     // Everything leased to me, one of them twice, and one task leased to
     // them that I claim to have run.

@@ -21,6 +21,7 @@ for i = 1, #ARGV, 5 do
 end
 local owners = hmget(OWNER, ids)
 local recorded, done, forgotten, seen = {}, {}, {}, {}
+local kept, expiries, results = {}, {}, {}
 for n, id in ipairs(ids) do
     local i = (n - 1) * 5 + 1
     local owner, retention = ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -34,10 +35,11 @@ for n, id in ipairs(ids) do
         if retention <= 0 then
             forgotten[#forgotten + 1] = id
         else
-            redis.call('ZADD', COMPLETED, now + retention, id)
-            redis.call('HSET', STATE, id, 'completed')
-            redis.call('HSET', RESULT, id, ARGV[i + 3])
-            redis.call('HDEL', OWNER, id)
+            kept[#kept + 1] = id
+            expiries[#expiries + 1] = now + retention
+            expiries[#expiries + 1] = id
+            results[#results + 1] = id
+            results[#results + 1] = ARGV[i + 3]
         end
         recorded[n] = 1
     end
@@ -45,6 +47,12 @@ end
 if #done > 0 then
     call_with('ZREM', ACTIVE, done)
     forget_all(forgotten)
+    if #kept > 0 then
+        call_with('ZADD', COMPLETED, expiries)
+        call_with('HSET', STATE, each_with(kept, 'completed'))
+        call_with('HSET', RESULT, results)
+        call_with('HDEL', OWNER, kept)
+    end
     count_attempt('processed', now, #done)
 end
 return recorded

@@ -67,9 +67,23 @@ for _, n in ipairs(leased) do
 end
 call_with('HSET', STATE, each_with(leased_ids, 'active'))
 call_with('HSET', OWNER, each_with(leased_ids, owner))
-for _, n in ipairs(leased) do
+local started = hmget(ATTEMPTS, leased_ids)
+local counts = {}
+for i, id in ipairs(leased_ids) do
+    -- An id leased twice in one batch (never expected) counts twice.
+    local attempt = (counts[id] or tonumber(started[i]) or 0) + 1
+    counts[id] = attempt
+    started[i] = attempt
+end
+local attempts = {}
+for id, attempt in pairs(counts) do
+    attempts[#attempts + 1] = id
+    attempts[#attempts + 1] = attempt
+end
+call_with('HSET', ATTEMPTS, attempts)
+for i, n in ipairs(leased) do
     reply[#reply + 1] = ids[n]
     reply[#reply + 1] = messages[n]
-    reply[#reply + 1] = redis.call('HINCRBY', ATTEMPTS, ids[n], 1)
+    reply[#reply + 1] = started[i]
 end
 return reply
