@@ -28,6 +28,11 @@ pub struct CompareArgs {
     /// Seconds of each fixed-rate latency run.
     #[arg(long, default_value_t = 5)]
     pub latency_seconds: u64,
+    /// Times each measurement is repeated (the systems taking turns); each
+    /// figure reported is the median of its repeats (peak RSS: the
+    /// largest).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
     /// Where to draw throughput against concurrency.
     #[arg(long, default_value = "docs/bench-throughput.svg")]
     pub chart: PathBuf,
@@ -195,6 +200,15 @@ fn install_bullmq(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The median rates of repeated drain runs, and their largest peak RSS.
+fn median_drain(runs: Vec<Drain>) -> Drain {
+    Drain {
+        processed_per_s: median(runs.iter().map(|run| run.processed_per_s).collect()),
+        enqueue_per_s: median(runs.iter().map(|run| run.enqueue_per_s).collect()),
+        peak_rss_mb: runs.iter().map(|run| run.peak_rss_mb).fold(0.0, f64::max),
+    }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -208,14 +222,17 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         bullmq: args.bullmq.clone(),
     };
 
-    // Drain sweep: the three systems interleaved at each concurrency.
+    // Drain sweep: the three systems taking turns at each concurrency.
+    let repeats = args.repeats.max(1);
     let mut drains: Vec<(usize, [Drain; 3])> = Vec::new();
     for &concurrency in &args.concurrency {
-        let mut row = Vec::new();
-        for system in System::ALL {
-            row.push(runner.drain(system, args.tasks, concurrency)?);
+        let mut runs: [Vec<Drain>; 3] = Default::default();
+        for _ in 0..repeats {
+            for (index, system) in System::ALL.into_iter().enumerate() {
+                runs[index].push(runner.drain(system, args.tasks, concurrency)?);
+            }
         }
-        drains.push((concurrency, row.try_into().expect("three systems")));
+        drains.push((concurrency, runs.map(median_drain)));
     }
     let best = |index: usize| {
         drains
@@ -238,7 +255,16 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     for (system, max) in [(System::WasmqNative, best(0)), (System::BullMq, best(2))] {
         for rate in [1000.0, max * 0.5, max * 0.8] {
             let rate = (rate / 100.0).round() as u64 * 100;
-            latencies.push((system, runner.latency(system, rate, args.latency_seconds)?));
+            let mut runs = Vec::new();
+            for _ in 0..repeats {
+                runs.push(runner.latency(system, rate, args.latency_seconds)?);
+            }
+            // The run with the median p99.
+            runs.sort_by(|a, b| {
+                let p99 = |run: &Value| run["p99_ms"].as_f64().unwrap_or(f64::INFINITY);
+                p99(a).total_cmp(&p99(b))
+            });
+            latencies.push((system, runs.swap_remove(runs.len() / 2)));
         }
     }
 
