@@ -147,6 +147,15 @@ thread_local! {
     static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
+/// Runs `f` with `pairs` encoded (`encode_labels`) in this thread's reused
+/// buffer.
+fn with_encoded_labels<R>(pairs: &[(&str, &str)], f: impl FnOnce(&str) -> R) -> R {
+    KEY.with_borrow_mut(|key| {
+        encode_labels(pairs, key);
+        f(key)
+    })
+}
+
 /// Runs `update` on the series of `name` with labels `pairs`, created with
 /// `initial` if new.
 fn update_series<T>(
@@ -157,21 +166,18 @@ fn update_series<T>(
     update: impl FnOnce(&mut T),
 ) {
     let series = map.entry(name).or_default();
-    KEY.with_borrow_mut(|key| {
-        encode_labels(pairs, key);
-        match series.get_mut(key.as_str()) {
-            Some(existing) => update(&mut existing.value),
-            None => {
-                let mut value = initial();
-                update(&mut value);
-                series.insert(
-                    key.clone(),
-                    Series {
-                        labels: labels(pairs),
-                        value,
-                    },
-                );
-            }
+    with_encoded_labels(pairs, |key| match series.get_mut(key) {
+        Some(existing) => update(&mut existing.value),
+        None => {
+            let mut value = initial();
+            update(&mut value);
+            series.insert(
+                key.to_string(),
+                Series {
+                    labels: labels(pairs),
+                    value,
+                },
+            );
         }
     });
 }
@@ -251,13 +257,13 @@ impl Metrics {
     /// The current value of a counter or gauge (0 when never set).
     pub fn value(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
         self.with(|registry| {
-            let mut key = String::new();
-            encode_labels(pairs, &mut key);
-            registry
-                .values
-                .get(name)
-                .and_then(|series| series.get(&key))
-                .map_or(0.0, |series| series.value)
+            with_encoded_labels(pairs, |key| {
+                registry
+                    .values
+                    .get(name)
+                    .and_then(|series| series.get(key))
+                    .map_or(0.0, |series| series.value)
+            })
         })
     }
 

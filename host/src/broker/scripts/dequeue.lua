@@ -48,10 +48,11 @@ end
 -- One command per step for the whole batch; an id whose record is gone
 -- (deleted while pending) is dropped.
 local messages = hmget(MSG, ids)
-local leased, expiries = {}, {}
+local leased, leased_messages, expiries = {}, {}, {}
 for n, id in ipairs(ids) do
     if messages[n] then
-        leased[#leased + 1] = n
+        leased[#leased + 1] = id
+        leased_messages[#leased_messages + 1] = messages[n]
         expiries[#expiries + 1] = now + lease_ms
         expiries[#expiries + 1] = id
     end
@@ -61,29 +62,21 @@ if #leased == 0 then
 end
 pin_hashtables({STATE, OWNER, ATTEMPTS})
 call_with('ZADD', ACTIVE, expiries)
-local leased_ids = {}
-for _, n in ipairs(leased) do
-    leased_ids[#leased_ids + 1] = ids[n]
+call_with('HSET', STATE, each_with(leased, 'active'))
+call_with('HSET', OWNER, each_with(leased, owner))
+local attempts, counted, attempt_fields = hmget(ATTEMPTS, leased), {}, {}
+for i, id in ipairs(leased) do
+    -- An id leased twice in one batch (never expected) counts twice; HSET
+    -- keeps the last, highest count.
+    attempts[i] = (counted[id] or tonumber(attempts[i]) or 0) + 1
+    counted[id] = attempts[i]
+    attempt_fields[#attempt_fields + 1] = id
+    attempt_fields[#attempt_fields + 1] = attempts[i]
 end
-call_with('HSET', STATE, each_with(leased_ids, 'active'))
-call_with('HSET', OWNER, each_with(leased_ids, owner))
-local started = hmget(ATTEMPTS, leased_ids)
-local counts = {}
-for i, id in ipairs(leased_ids) do
-    -- An id leased twice in one batch (never expected) counts twice.
-    local attempt = (counts[id] or tonumber(started[i]) or 0) + 1
-    counts[id] = attempt
-    started[i] = attempt
-end
-local attempts = {}
-for id, attempt in pairs(counts) do
-    attempts[#attempts + 1] = id
-    attempts[#attempts + 1] = attempt
-end
-call_with('HSET', ATTEMPTS, attempts)
-for i, n in ipairs(leased) do
-    reply[#reply + 1] = ids[n]
-    reply[#reply + 1] = messages[n]
-    reply[#reply + 1] = started[i]
+call_with('HSET', ATTEMPTS, attempt_fields)
+for i, id in ipairs(leased) do
+    reply[#reply + 1] = id
+    reply[#reply + 1] = leased_messages[i]
+    reply[#reply + 1] = attempts[i]
 end
 return reply

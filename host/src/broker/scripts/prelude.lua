@@ -54,23 +54,24 @@ local CHUNK = 1000
 
 -- Calls `command` on `key` with the values of `args` appended, in as few
 -- calls as the stack allows: one command for a whole batch of tasks costs
--- Redis far less than one per task.
+-- Redis far less than one per task. Returns the replies' elements, in
+-- order, for commands that answer with an array.
 local function call_with(command, key, args)
+    local elements = {}
     for first = 1, #args, CHUNK do
-        redis.call(command, key, unpack(args, first, math.min(first + CHUNK - 1, #args)))
+        local reply = redis.call(command, key, unpack(args, first, math.min(first + CHUNK - 1, #args)))
+        if type(reply) == 'table' then
+            for _, element in ipairs(reply) do
+                elements[#elements + 1] = element
+            end
+        end
     end
+    return elements
 end
 
 -- HMGET of many fields: the values in order, false where a field is missing.
 local function hmget(key, fields)
-    local values = {}
-    for first = 1, #fields, CHUNK do
-        local part = redis.call('HMGET', key, unpack(fields, first, math.min(first + CHUNK - 1, #fields)))
-        for _, value in ipairs(part) do
-            values[#values + 1] = value
-        end
-    end
-    return values
+    return call_with('HMGET', key, fields)
 end
 
 -- {id1, value, id2, value, ...}: field-value pairs giving each id the same value.
