@@ -209,7 +209,8 @@ fn median_drain(runs: Vec<Drain>) -> Drain {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The median of some figures (the upper middle one for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

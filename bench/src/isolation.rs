@@ -4,17 +4,21 @@
 //! to the same small budget.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 use wasmq::dev::RedisServer;
+use wasmq::ops::metrics::Metrics;
 use wasmq::plugins::LoadOptions;
+use wasmq::plugins::Plugins;
 use wasmq::sandbox::{Limits, Sandbox, SandboxConfig};
-use wasmq::worker::{QueueSelection, WorkerConfig};
+use wasmq::worker::{ProbationConfig, QueueSelection, Summary, WorkerConfig};
 use wasmq::{Client, NewTask};
 use wasmq_testkit as kit;
 
-use super::drain::{drain, load};
+use super::compare::median;
+use super::drain::load;
 
 /// Arguments of `isolation`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +38,17 @@ pub struct IsolationArgs {
     /// Only this hostile task type (default: all of them in turn).
     #[arg(long)]
     pub only: Option<String>,
+    /// The worker's `--probation-strikes` (0: no probation, every hostile
+    /// task runs beside the echo tasks). When not 0, each turn also runs
+    /// the mixed phase without probation, for comparison.
+    #[arg(long, default_value_t = ProbationConfig::default().strikes)]
+    pub probation_strikes: u32,
+    /// Turns (each: echo alone, then mixed); medians are reported.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
+    /// The worker's `--probation-park`.
+    #[arg(long, default_value_t = ProbationConfig::default().park_capacity)]
+    pub probation_park: usize,
 }
 
 /// The hostile tasks mixed in: each fails fast against its budget (the
@@ -52,7 +67,8 @@ const HOSTILE: &[(&str, &str)] = &[
     (kit::HOSTILE_INITBOMB_COMPONENT, "hostile:initbomb"),
 ];
 
-/// Runs both phases and prints one JSON line.
+/// Runs the phases `repeats` times, prints each turn to stderr and the
+/// medians as one JSON line.
 pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
     let redis = RedisServer::start().context("starting redis-server")?;
     let client = Client::connect(&redis.url()).await?;
@@ -97,47 +113,86 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
         }
     };
 
-    // Alone.
-    enqueue((0..args.tasks).map(echo).collect::<Result<_, _>>()?).await?;
-    let plugins = load(&sandbox, &components, &options)?;
-    let (alone, summary) = drain(
-        &client,
-        sandbox.clone(),
-        plugins,
-        worker_config(args.concurrency),
-    )
-    .await?;
-    anyhow::ensure!(
-        summary.completed as usize == args.tasks,
-        "echo alone: {summary:?}"
-    );
-
-    // A quarter hostile: one hostile task after every three echo tasks.
-    let mut mixed = Vec::new();
-    let mut hostile = 0usize;
-    for n in 0..args.tasks {
-        mixed.push(echo(n)?);
-        if n % 3 == 2 {
-            let (_, task_type) = hostile_mix[hostile % hostile_mix.len()];
-            mixed.push(
-                NewTask::new(task_type, "{}")?
-                    .max_retry(0)
-                    .retention(Duration::ZERO),
-            );
-            hostile += 1;
+    let mixed = || -> anyhow::Result<(Vec<NewTask>, usize)> {
+        // One hostile task after every three echo tasks.
+        let mut tasks = Vec::new();
+        let mut hostile = 0usize;
+        for n in 0..args.tasks {
+            tasks.push(echo(n)?);
+            if n % 3 == 2 {
+                let (_, task_type) = hostile_mix[hostile % hostile_mix.len()];
+                tasks.push(
+                    NewTask::new(task_type, "{}")?
+                        .max_retry(0)
+                        .retention(Duration::ZERO),
+                );
+                hostile += 1;
+            }
         }
-    }
-    enqueue(mixed).await?;
-    let plugins = load(&sandbox, &components, &options)?;
-    let (with_hostile, summary) =
-        drain(&client, sandbox, plugins, worker_config(args.concurrency)).await?;
-    anyhow::ensure!(
-        summary.completed as usize == args.tasks && summary.failed as usize == hostile,
-        "mixed: {summary:?}, expected {} completed and {hostile} failed",
-        args.tasks
-    );
-
+        Ok((tasks, hostile))
+    };
     let rate = |took: Duration| args.tasks as f64 / took.as_secs_f64();
+    let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+
+    // Each turn: echo alone, then mixed with the given probation rules,
+    // then (when those put plugins on probation) mixed without probation.
+    let mut strikes = vec![args.probation_strikes];
+    if args.probation_strikes > 0 {
+        strikes.push(0);
+    }
+    let mut alone_rates = Vec::new();
+    let mut mixed_rates = vec![Vec::new(); strikes.len()];
+    let mut ended = vec![Vec::new(); strikes.len()];
+    let mut hostile = 0;
+    for turn in 1..=args.repeats {
+        enqueue((0..args.tasks).map(echo).collect::<Result<_, _>>()?).await?;
+        let plugins = load(&sandbox, &components, &options)?;
+        let (alone, _, summary) = drain(&client, sandbox.clone(), plugins, args, 0).await?;
+        anyhow::ensure!(
+            summary.completed as usize == args.tasks,
+            "echo alone: {summary:?}"
+        );
+        alone_rates.push(rate(alone));
+        let mut line = serde_json::json!({
+            "turn": turn,
+            "echo_per_s_alone": rate(alone).round(),
+        });
+        for (i, &strikes) in strikes.iter().enumerate() {
+            let (tasks, count) = mixed()?;
+            hostile = count;
+            enqueue(tasks).await?;
+            let plugins = load(&sandbox, &components, &options)?;
+            let (with_hostile, everything, summary) =
+                drain(&client, sandbox.clone(), plugins, args, strikes).await?;
+            anyhow::ensure!(
+                summary.completed as usize == args.tasks && summary.failed as usize == hostile,
+                "mixed: {summary:?}, expected {} completed and {hostile} failed",
+                args.tasks
+            );
+            mixed_rates[i].push(rate(with_hostile));
+            ended[i].push(everything.as_secs_f64());
+            line[format!("strikes_{strikes}")] = serde_json::json!({
+                "echo_per_s_with_hostile": rate(with_hostile).round(),
+                "ratio": round(rate(with_hostile) / rate(alone), 3),
+                "all_ended_after_s": round(everything.as_secs_f64(), 2),
+            });
+        }
+        eprintln!("{line}");
+    }
+
+    let alone = median(alone_rates);
+    let mut results = serde_json::Map::new();
+    for (i, strikes) in strikes.iter().enumerate() {
+        let with_hostile = median(mixed_rates[i].clone());
+        results.insert(
+            format!("strikes_{strikes}"),
+            serde_json::json!({
+                "echo_per_s_with_hostile": with_hostile.round(),
+                "ratio": round(with_hostile / alone, 3),
+                "all_ended_after_s": round(median(ended[i].clone()), 2),
+            }),
+        );
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -147,16 +202,59 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
             "fuel": args.fuel,
             "memory_mib": args.memory_mib,
             "hostile_types": hostile_mix.iter().map(|(_, task_type)| *task_type).collect::<Vec<_>>(),
-            "echo_per_s_alone": rate(alone).round(),
-            "echo_per_s_with_hostile": rate(with_hostile).round(),
-            "ratio": (rate(with_hostile) / rate(alone) * 1000.0).round() / 1000.0,
+            "repeats": args.repeats,
+            "probation_park": args.probation_park,
+            "echo_per_s_alone": alone.round(),
+            "with_hostile": results,
+            "peak_rss_mb": super::drain::peak_rss_mb(),
         })
     );
     Ok(())
 }
 
-fn worker_config(concurrency: usize) -> WorkerConfig {
+/// Runs a worker on queue `default` until it has no unfinished task.
+/// Returns how long the echo tasks took to complete (the rate measured),
+/// how long everything took to end, and what the worker did.
+async fn drain(
+    client: &Client,
+    sandbox: Arc<Sandbox>,
+    plugins: Plugins,
+    args: &IsolationArgs,
+    probation_strikes: u32,
+) -> anyhow::Result<(Duration, Duration, Summary)> {
+    let metrics = Metrics::default();
     let mut config = WorkerConfig::new(QueueSelection::single("default"));
-    config.concurrency = concurrency;
-    config
+    config.concurrency = args.concurrency;
+    config.metrics = metrics.clone();
+    config.probation.strikes = probation_strikes;
+    config.probation.park_capacity = args.probation_park;
+    let echo_completed = || {
+        metrics.value(
+            "wasmq_tasks_processed_total",
+            &[("queue", "default"), ("type", "echo")],
+        ) as usize
+    };
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let worker = tokio::spawn(wasmq::worker::run(
+        client.broker().clone(),
+        sandbox,
+        plugins,
+        config,
+        stop.clone().cancelled_owned(),
+    ));
+    let mut echo_took = None;
+    loop {
+        if echo_took.is_none() && echo_completed() >= args.tasks {
+            echo_took = Some(started.elapsed());
+        }
+        if echo_took.is_some() && client.broker().queue_counts("default").await?.unfinished() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let everything = started.elapsed();
+    stop.cancel();
+    let echo_took = echo_took.expect("set before the loop ends");
+    Ok((echo_took, everything, worker.await?))
 }

@@ -178,6 +178,10 @@ pub enum FailureKind {
     CapabilityDenied,
     /// The plugin logged more than its log budget.
     LogLimit,
+    /// A note on a postponed task, never an attempt's failure: its plugin
+    /// is on probation (its attempts kept ending at their limits) and the
+    /// worker's lane for such plugins was full.
+    Probation,
 }
 
 impl FailureKind {
@@ -215,6 +219,7 @@ impl FailureKind {
             FailureKind::SlotBusy => "slot-busy",
             FailureKind::CapabilityDenied => "denied",
             FailureKind::LogLimit => "log-limit",
+            FailureKind::Probation => "probation",
         }
     }
 }

@@ -24,6 +24,8 @@ mod native;
 mod security;
 // Runaway plugins fail their own tasks, never the worker.
 mod runaway;
+// Plugins that keep hitting their limits are moved to a background lane.
+mod probation;
 // Crashed, frozen or stopped workers lose no task.
 mod recovery;
 // Redis restarts, frozen workers, skewed clocks, and the fault-injection run.

@@ -453,6 +453,83 @@ async fn enqueue_from_a_file_reports_bad_lines_and_sends_the_rest() {
     assert!(info.message.unique_key.is_some());
 }
 
+/// Batched postponements put back exactly the tasks their caller holds
+/// (once each), due later, their attempt not counted, their note as their
+/// last error.
+#[tokio::test]
+async fn batch_postponements_put_back_only_the_tasks_their_caller_holds() {
+    use wasmq::FailureKind;
+    use wasmq::broker::Postponement;
+    use wasmq::task::ErrorRecord;
+    let env = Env::start().await;
+    let broker = env.client.broker();
+    let tasks: Vec<NewTask> = (0..5)
+        .map(|n| NewTask::new("echo", "{}").unwrap().id(format!("p{n}")))
+        .collect();
+    for outcome in env.client.enqueue_batch(tasks).await {
+        outcome.unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let mine = broker.dequeue("default", 4, lease, "me").await.unwrap();
+    let theirs = broker.dequeue("default", 1, lease, "them").await.unwrap();
+    let note = ErrorRecord {
+        kind: FailureKind::Probation,
+        message: "postponed: its plugin is on probation".into(),
+        attempt: 1,
+        at_ms: 0,
+    };
+    let mut postponements: Vec<Postponement> = mine
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(n, task)| Postponement {
+            id: &task.message.id,
+            owner: "me",
+            delay: Duration::from_secs(60 * (n as u64 + 1)),
+            note: &note,
+        })
+        .collect();
+    postponements.push(Postponement {
+        id: &mine.tasks[0].message.id,
+        ..postponements[0]
+    });
+    postponements.push(Postponement {
+        id: &theirs.tasks[0].message.id,
+        ..postponements[0]
+    });
+    let answers = broker
+        .postpone_batch("default", &postponements)
+        .await
+        .unwrap();
+    let refused: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, answer)| answer.is_err())
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(refused, vec![4, 5], "the repeat and theirs are refused");
+
+    let counts = env.counts("default").await;
+    assert_eq!((counts.scheduled, counts.active), (4, 1), "{counts:?}");
+    for task in &mine.tasks {
+        let info = env.task("default", &task.message.id).await.unwrap();
+        assert_eq!(info.state, TaskState::Scheduled, "{}", task.message.id);
+        assert_eq!(info.attempts, 0, "{}: not counted", task.message.id);
+        assert_eq!(info.last_error.as_ref(), Some(&note));
+    }
+    let theirs = env
+        .task("default", &theirs.tasks[0].message.id)
+        .await
+        .unwrap();
+    assert_eq!((theirs.state, theirs.attempts), (TaskState::Active, 1));
+    // Nothing is due for a minute: a dequeue finds nothing, and names the
+    // first due time.
+    let now = broker.dequeue("default", 10, lease, "me").await.unwrap();
+    assert!(now.tasks.is_empty());
+    let due_in = now.next_due_ms.unwrap() - now.server_now_ms;
+    assert!((59_000..=60_000).contains(&due_in), "{due_in} ms");
+}
+
 /// The lease and completion scripts work on whole batches: a batch
 /// completion records exactly the tasks the caller holds (once each, even
 /// when one appears twice), keeps or forgets each by its retention, and

@@ -426,6 +426,38 @@ impl Broker {
             .map(drop)
     }
 
+    /// Puts leased tasks of one queue back in scheduled, each for its
+    /// delay, not counting their attempts, each with its note as its last
+    /// error. Answers per task, in order: `LeaseLost` for a task the worker
+    /// no longer holds.
+    pub async fn postpone_batch(
+        &self,
+        queue: &str,
+        postponements: &[Postponement<'_>],
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.postpone, &keys);
+        for postponement in postponements {
+            invocation
+                .arg(postponement.id)
+                .arg(postponement.owner)
+                .arg(millis(postponement.delay))
+                .arg(encode_error(postponement.note));
+        }
+        let postponed: Vec<i64> = self.run(queue, None, &invocation).await?;
+        Ok(postponements
+            .iter()
+            .zip(postponed)
+            .map(|(postponement, postponed)| match postponed {
+                1 => Ok(()),
+                _ => Err(Error::LeaseLost {
+                    queue: queue.to_string(),
+                    id: postponement.id.to_string(),
+                }),
+            })
+            .collect())
+    }
+
     /// Puts a leased task back in scheduled for `delay`, not counting the
     /// attempt, with `note` as its last error (its concurrency limit had no
     /// free slot).
@@ -436,16 +468,16 @@ impl Broker {
         delay: Duration,
         note: &ErrorRecord,
     ) -> Result<(), Error> {
-        let keys = self.queue_keys(&message.queue);
-        let mut invocation = invocation(&SCRIPTS.postpone, &keys);
-        invocation
-            .arg(&message.id)
-            .arg(owner)
-            .arg(millis(delay))
-            .arg(encode_error(note));
-        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
-            .await
-            .map(drop)
+        let postponement = Postponement {
+            id: &message.id,
+            owner,
+            delay,
+            note,
+        };
+        self.postpone_batch(&message.queue, &[postponement])
+            .await?
+            .pop()
+            .expect("one answer per postponement")
     }
 
     /// Puts a leased task back at the head of pending, not counting the
@@ -619,6 +651,19 @@ mod tests {
             "redis://alice:***@example.com"
         );
     }
+}
+
+/// A leased task to put back for a while with [`Broker::postpone_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Postponement<'a> {
+    /// The task's id.
+    pub id: &'a str,
+    /// The lease token the task is held under.
+    pub owner: &'a str,
+    /// How long until it is due again.
+    pub delay: Duration,
+    /// Why, shown as its last error.
+    pub note: &'a ErrorRecord,
 }
 
 /// A successful attempt to record with [`Broker::complete_batch`].

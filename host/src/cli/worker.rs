@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use wasmq::broker::{ArchiveLimits, Broker};
 use wasmq::plugins::{PluginSet, Plugins};
 use wasmq::sandbox::{Sandbox, SandboxConfig};
-use wasmq::worker::{self, Backoff, QueueSelection, WorkerConfig};
+use wasmq::worker::{self, Backoff, ProbationConfig, QueueSelection, WorkerConfig};
 
 use super::cron::SchedulingArgs;
 use super::parse::{self, Failure};
@@ -83,6 +83,30 @@ pub struct ServeArgs {
     pub archive_max_age: Duration,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Put a plugin on probation after this many attempts in a row ended at
+    /// a limit (fuel, memory, time, stack, result or log size, a capability
+    /// not granted, a trap or a panic): its tasks then run in a background
+    /// lane at the lowest OS priority, where they take little from other
+    /// plugins, until one of its attempts succeeds or a new version is
+    /// deployed.
+    /// 0 turns probation off.
+    #[arg(long = "probation-strikes", default_value_t = ProbationConfig::default().strikes, value_name = "N")]
+    pub probation_strikes: u32,
+    /// Tasks of plugins on probation that run at once, beside (not within)
+    /// --concurrency.
+    #[arg(long = "probation-lane", default_value_t = ProbationConfig::default().lane_capacity, value_name = "N")]
+    pub probation_lane: usize,
+    /// Tasks of plugins on probation this worker holds leased while they
+    /// wait for the lane (they take no --concurrency slot, about 3 KB of
+    /// memory each plus their payload, 64 MiB of payloads at most; their
+    /// leases are renewed; on shutdown they go back to their queues).
+    #[arg(long = "probation-park", default_value_t = ProbationConfig::default().park_capacity, value_name = "N")]
+    pub probation_park: usize,
+    /// How long a task of a plugin on probation goes back to its queue when
+    /// the park is full (no attempt is counted); while it stays full, each
+    /// further park-full of tasks waits this much longer.
+    #[arg(long = "probation-postpone", default_value = "5s", value_parser = parse::duration, value_name = "DURATION")]
+    pub probation_postpone: Duration,
     /// Do not run a cron scheduler replica in this worker.
     #[arg(long = "no-scheduler")]
     pub no_scheduler: bool,
@@ -113,6 +137,18 @@ impl ServeArgs {
         config.archive = ArchiveLimits {
             max_size: self.archive_max_size,
             max_age: self.archive_max_age,
+        };
+        if self.probation_lane == 0 {
+            return Err(anyhow::anyhow!(
+                "--probation-lane must be at least 1 (to turn probation off, use --probation-strikes 0)"
+            )
+            .into());
+        }
+        config.probation = ProbationConfig {
+            strikes: self.probation_strikes,
+            lane_capacity: self.probation_lane,
+            park_capacity: self.probation_park,
+            postpone: self.probation_postpone,
         };
         Ok(config)
     }

@@ -85,6 +85,18 @@ const DEFINITIONS: &[(&str, Kind, &str, &[f64])] = &[
         &[],
     ),
     (
+        "wasmq_plugin_on_probation",
+        Kind::Gauge,
+        "1 while a plugin is on probation on this worker (its attempts kept ending at their limits; its tasks run in the background lane), else 0.",
+        &[],
+    ),
+    (
+        "wasmq_probation_postponed_total",
+        Kind::Counter,
+        "Tasks put back in their queue for a while because their plugin is on probation and the lane was full, by queue and task type.",
+        &[],
+    ),
+    (
         "wasmq_plugin_reloads_total",
         Kind::Counter,
         "Plugins replaced by a new version while running, by plugin.",

@@ -12,14 +12,16 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Shared;
 use super::lease::{CancelReason, RunningTask};
 use super::native::{NativeHandler, NativeTask};
+use super::probation::{Change, LaneTicket, Placement};
 use crate::broker::{self, LeasedTask};
 use crate::sandbox::{Invocation, Outcome, TaskLabel};
 use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
 
 /// Runs one leased task and records its outcome. `slot` (one unit of the
 /// worker's concurrency) is given back as soon as the attempt has run, so
-/// the next fetch overlaps with the recording of this outcome; the task
-/// stays registered (and its lease renewed) until the outcome is recorded.
+/// the next fetch overlaps with the recording of this outcome, or as soon
+/// as the task is parked to wait for the probation lane; the task stays
+/// registered (and its lease renewed) until the outcome is recorded.
 pub async fn execute(
     shared: &Shared,
     task: LeasedTask,
@@ -34,6 +36,71 @@ pub async fn execute(
         &token,
         shared.config.lease,
     );
+    let mut slot = Some(slot);
+    let placement = place(shared, message);
+    let turn = match &placement {
+        Placement::Regular => None,
+        Placement::Full(delay) => {
+            Box::pin(postpone_on_probation(shared, &task, &running, *delay)).await;
+            shared.running.unregister(&message.queue, &message.id);
+            return;
+        }
+        Placement::Lane(ticket) => {
+            // Parked: the slot goes back, so the worker goes on fetching
+            // other work while this task waits for its turn.
+            drop(slot.take());
+            match wait_for_turn(shared, &running, ticket).await {
+                Ok(turn) => Some(turn),
+                Err(why) => {
+                    let stopped = TaskFailure::new(FailureKind::Cancelled, why);
+                    let settling = settle(shared, &task, &running, Err(stopped), Duration::ZERO);
+                    Box::pin(settling).await;
+                    shared.running.unregister(&message.queue, &message.id);
+                    return;
+                }
+            }
+        }
+    };
+    // What follows (the attempt and its recording) is large and lives in
+    // an allocation of its own (as do the writes above), so that a parked
+    // task holds only the small state of this function: a worker may park
+    // thousands.
+    Box::pin(run(shared, &task, &running, placement, turn, slot)).await;
+    shared.running.unregister(&message.queue, &message.id);
+}
+
+/// Waits, parked, for the task's turn in the probation lane. Returns why it
+/// stopped waiting instead, when the worker shuts down (the task is then
+/// put back) or the task is cancelled or its lease lost.
+async fn wait_for_turn(
+    shared: &Shared,
+    running: &RunningTask,
+    ticket: &LaneTicket,
+) -> Result<tokio::sync::OwnedSemaphorePermit, &'static str> {
+    tokio::select! {
+        turn = ticket.turn() => Ok(turn),
+        _ = shared.stopping.cancelled() => {
+            // Shutting down: back to the queue rather than start now.
+            running.stop(CancelReason::Shutdown);
+            Err("the worker shut down while the task was parked")
+        }
+        _ = running.cancel.cancelled() => {
+            Err("stopped while parked, waiting for the probation lane")
+        }
+    }
+}
+
+/// Takes the task's concurrency-limit slot (if its type has a limit), runs
+/// the attempt and records its outcome.
+async fn run(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+    placement: Placement,
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let message = &task.message;
     let limit = message.limit.clone().or_else(|| {
         shared
             .type_limits
@@ -43,21 +110,82 @@ pub async fn execute(
             .cloned()
     });
     if let Some(limit) = &limit
-        && !take_slot(shared, &task, &running, limit).await
+        && !take_slot(shared, task, running, limit).await
     {
-        shared.running.unregister(&message.queue, &message.id);
         return;
     }
+    let runtime = match &placement {
+        Placement::Lane(ticket) => ticket.runtime(),
+        _ => &shared.executor,
+    };
     let started = Instant::now();
-    let outcome = attempt(shared, &task, &running).await;
-    drop(slot);
-    settle(shared, &task, &running, outcome, started.elapsed()).await;
+    let outcome = attempt(shared, task, running, runtime).await;
+    drop((turn, placement, slot));
+    settle(shared, task, running, outcome, started.elapsed()).await;
     if let Some(limit) = &limit
         && let Err(err) = shared.broker.release_slot(limit, &message.id).await
     {
         tracing::warn!(%err, key = limit.key, "could not release a concurrency slot; it frees when its lock-at-most-for runs out");
     }
-    shared.running.unregister(&message.queue, &message.id);
+}
+
+/// Where the task's attempt runs: in the background lane if its plugin is
+/// on probation (see the `probation` module), else with everyone else.
+/// Native handlers are the embedding program's own code: never on probation.
+fn place(shared: &Shared, message: &crate::task::TaskMessage) -> Placement {
+    let task_type = message.task_type.as_str();
+    if !shared.probation.anyone_on_probation() || shared.config.native.get(task_type).is_some() {
+        return Placement::Regular;
+    }
+    match shared.plugins.current().for_type(task_type) {
+        Some(plugin) => shared.probation.place(
+            &plugin.manifest.name,
+            &plugin.manifest.version,
+            message.payload.get().len(),
+        ),
+        None => Placement::Regular,
+    }
+}
+
+/// Puts a task of a plugin on probation back in its queue for a while,
+/// without counting an attempt: the park for such plugins is full.
+async fn postpone_on_probation(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+    delay: Duration,
+) {
+    let message = &task.message;
+    let rules = shared.probation.config();
+    let note = ErrorRecord {
+        kind: FailureKind::Probation,
+        message: format!(
+            "postponed {}: the plugin for {:?} is on probation (its last {} attempts in a row ended at a limit) and this worker already holds as many of such tasks as it parks ({})",
+            humantime::format_duration(delay),
+            message.task_type,
+            rules.strikes,
+            rules.park_capacity,
+        ),
+        attempt: task.attempt,
+        at_ms: now_ms(),
+    };
+    if record(shared, running, "postpone", || {
+        shared.acks.postpone(message, &running.token, delay, &note)
+    })
+    .await
+    {
+        shared.config.metrics.inc(
+            "wasmq_probation_postponed_total",
+            &[("queue", &message.queue), ("type", &message.task_type)],
+            1.0,
+        );
+        tracing::debug!(
+            queue = message.queue,
+            id = message.id,
+            task_type = message.task_type,
+            "postponed: its plugin is on probation and the park is full"
+        );
+    }
 }
 
 /// Takes a slot of the task's concurrency limit. When every slot is held,
@@ -131,11 +259,13 @@ async fn take_slot(
     false
 }
 
-/// Runs the attempt in the sandbox of the plugin for the task's type.
+/// Runs the attempt in the sandbox of the plugin for the task's type, on
+/// `runtime` (the sandbox runtime, or the probation lane's).
 async fn attempt(
     shared: &Shared,
     task: &LeasedTask,
     running: &RunningTask,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<Vec<u8>, TaskFailure> {
     let message = &task.message;
     let remaining = match message.deadline_ms {
@@ -184,11 +314,10 @@ async fn attempt(
     };
     let sandbox = shared.sandbox.clone();
     let services = shared.services.clone();
-    let plugin = plugin.clone();
-    let plugin_name = plugin.manifest.name.clone();
+    let plugin_for_run = plugin.clone();
     let message = message.clone();
     let (attempt, cancel) = (task.attempt, running.cancel.clone());
-    let run = shared.executor.spawn(async move {
+    let run = runtime.spawn(async move {
         let invocation = Invocation {
             id: &message.id,
             task_type: &message.task_type,
@@ -199,11 +328,11 @@ async fn attempt(
         };
         sandbox
             .run(
-                &plugin.prepared,
+                &plugin_for_run.prepared,
                 label,
                 invocation,
                 &limits,
-                &plugin.grants,
+                &plugin_for_run.grants,
                 &services,
                 &cancel,
             )
@@ -211,13 +340,51 @@ async fn attempt(
     });
     match run.await {
         Ok(outcome) => {
-            record_measurements(shared, &task.message, &plugin_name, &outcome);
+            let manifest = &plugin.manifest;
+            record_measurements(shared, &task.message, &manifest.name, &outcome);
+            let failure = outcome.result.as_ref().err().map(|failure| failure.kind);
+            if let Some(change) =
+                shared
+                    .probation
+                    .record(&manifest.name, &manifest.version, failure)
+            {
+                note_standing(shared, &manifest.name, &manifest.version, change);
+            }
             outcome.result
         }
         Err(err) => Err(TaskFailure::new(
             FailureKind::Trap,
             format!("the sandbox failed unexpectedly: {err}"),
         )),
+    }
+}
+
+/// Logs and exports a plugin's change of standing.
+fn note_standing(shared: &Shared, plugin: &str, version: &str, change: Change) {
+    let rules = shared.probation.config();
+    let on_probation = change == Change::OnProbation;
+    shared.config.metrics.set(
+        "wasmq_plugin_on_probation",
+        &[("plugin", plugin)],
+        if on_probation { 1.0 } else { 0.0 },
+    );
+    if on_probation {
+        tracing::warn!(
+            plugin,
+            version,
+            strikes = rules.strikes,
+            lane = rules.lane_capacity,
+            park = rules.park_capacity,
+            "plugin on probation: its last {} attempts in a row ended at a limit; its tasks now run in the background lane at the lowest priority, {} at a time, the others parked, until one succeeds",
+            rules.strikes,
+            rules.lane_capacity,
+        );
+    } else {
+        tracing::info!(
+            plugin,
+            version,
+            "plugin's probation ended: an attempt succeeded"
+        );
     }
 }
 

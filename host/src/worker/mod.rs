@@ -13,7 +13,9 @@
 //!
 //! Wasm instances run on a tokio runtime of their own, so that guests
 //! burning CPU can never starve the loops above (a lease that is not renewed
-//! in time would hand a healthy task to another worker).
+//! in time would hand a healthy task to another worker). Plugins whose
+//! attempts keep ending at their limits run on a third, at the lowest OS
+//! priority, a few at a time, their other tasks parked (`probation`).
 //!
 //! On shutdown the worker stops fetching, lets running tasks finish for up
 //! to `shutdown_timeout`, then stops the rest and puts them back at the head
@@ -26,6 +28,7 @@ mod execute;
 mod housekeeping;
 mod lease;
 mod native;
+mod probation;
 mod queues;
 mod services;
 
@@ -40,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use native::{NativeHandler, NativeHandlers, NativeTask};
+pub use probation::ProbationConfig;
 pub use queues::QueueSelection;
 pub use services::BrokerServices;
 
@@ -83,6 +87,9 @@ pub struct WorkerConfig {
     /// Task types handled by Rust code of the embedding program, next to
     /// (and before) the Wasm plugins.
     pub native: NativeHandlers,
+    /// When a plugin whose attempts keep ending at their limits is moved to
+    /// the background lane (see the `probation` module).
+    pub probation: ProbationConfig,
 }
 
 impl WorkerConfig {
@@ -101,6 +108,7 @@ impl WorkerConfig {
             sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             metrics: Metrics::default(),
             native: NativeHandlers::default(),
+            probation: ProbationConfig::default(),
         }
     }
 }
@@ -153,6 +161,11 @@ struct Shared {
     started_at_ms: i64,
     /// Where completions go to be written in batches.
     acks: acks::Acks,
+    /// Which plugins are on probation, and their lane.
+    probation: probation::Probation,
+    /// Cancelled when the worker starts shutting down: parked tasks go back
+    /// to their queues at once instead of starting.
+    stopping: CancellationToken,
     /// Concurrency limits set per task type, refreshed by housekeeping.
     type_limits:
         std::sync::RwLock<std::collections::HashMap<String, crate::task::ConcurrencyLimit>>,
@@ -173,6 +186,7 @@ pub async fn run(
         .build()
         // Fails only when the OS refuses to create threads, at start.
         .expect("the sandbox runtime starts");
+    let lane = probation::start_lane(config.sandbox_threads).expect("the probation lane starts");
     let stop_fetching = CancellationToken::new();
     let stop_background = CancellationToken::new();
     let (acks, acknowledging) = acks::Acks::start(broker.clone(), stop_background.clone());
@@ -187,6 +201,8 @@ pub async fn run(
         outage: housekeeping::OutageLog::new(broker.url()),
         type_limits: Default::default(),
         plugin_stats: PluginStats::default(),
+        probation: probation::Probation::new(config.probation, lane.handle().clone()),
+        stopping: stop_fetching.clone(),
         services: Arc::new(BrokerServices::new(broker.clone())),
         started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
         config,
@@ -290,6 +306,7 @@ pub async fn run(
     }
     // Every execution has finished: nothing runs on the sandbox runtime.
     executor.shutdown_background();
+    lane.shutdown_background();
 
     let summary = Summary {
         completed: shared.counters.completed.load(Ordering::Relaxed),

@@ -1,0 +1,554 @@
+//! Probation: a plugin whose attempts keep ending at its limits runs in a
+//! background lane, so that it cannot take the worker from well-behaved
+//! plugins.
+//!
+//! Limits stop each hostile attempt, but every such attempt still burns its
+//! whole budget (its fuel, its pages, its time) on the same cores as
+//! everyone else. After `strikes` attempts in a row of one plugin version
+//! ended at a limit (see [`is_strike`]), the worker puts that plugin on
+//! probation:
+//! - its tasks run on the lane's threads, at the lowest OS priority, which
+//!   get the CPU only when nothing else wants it, `lane_capacity` at a time;
+//! - a leased task waiting for its turn is parked: it keeps its lease
+//!   (renewed like any running task) but not one of the worker's
+//!   concurrency slots, so the worker goes on fetching other work;
+//! - when `park_capacity` tasks (or [`PARK_MAX_BYTES`] of payloads) are
+//!   parked, a further task goes back to its queue for `postpone`, without
+//!   counting an attempt; while the park stays full, each further
+//!   `park_capacity` tasks wait one `postpone` longer, so that a large
+//!   backlog comes back spread out rather than all at once.
+//!
+//! One attempt of the plugin that succeeds ends the probation; a new
+//! version of the plugin starts with a clean record. Standing is per worker
+//! and kept in memory: a restarted worker trusts every plugin again until it
+//! misbehaves again. On shutdown, parked tasks are put back at the head of
+//! their queues like any task still running.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::task::FailureKind;
+
+/// The most payload bytes parked at once, whatever `park_capacity` says.
+pub const PARK_MAX_BYTES: usize = 64 << 20;
+
+/// The longest a task is put back for when the park is full.
+const MAX_POSTPONE: Duration = Duration::from_secs(600);
+
+/// When plugins are put on probation, and how their tasks are held then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbationConfig {
+    /// Attempts in a row ending at a limit that put a plugin on probation
+    /// (0: never).
+    pub strikes: u32,
+    /// Tasks of plugins on probation that run at once.
+    pub lane_capacity: usize,
+    /// Tasks of plugins on probation this worker holds leased while they
+    /// wait for the lane.
+    pub park_capacity: usize,
+    /// How long a task of a plugin on probation goes back to its queue when
+    /// the park is full.
+    pub postpone: Duration,
+}
+
+impl Default for ProbationConfig {
+    /// Three strikes; two tasks running in the lane, up to 5,000 parked;
+    /// five seconds back in the queue beyond that.
+    fn default() -> Self {
+        ProbationConfig {
+            strikes: 3,
+            lane_capacity: 2,
+            park_capacity: 5000,
+            postpone: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Whether a failure counts against the plugin: it hit one of its limits,
+/// was refused a capability, trapped or panicked. Failures a handler
+/// reports itself, bad payloads and failures of the worker do not count.
+pub fn is_strike(kind: FailureKind) -> bool {
+    matches!(
+        kind,
+        FailureKind::OutOfFuel
+            | FailureKind::Timeout
+            | FailureKind::OutOfMemory
+            | FailureKind::StackOverflow
+            | FailureKind::Panic
+            | FailureKind::Trap
+            | FailureKind::ResultTooLarge
+            | FailureKind::CapabilityDenied
+            | FailureKind::LogLimit
+    )
+}
+
+/// Where an attempt of a plugin runs.
+pub enum Placement {
+    /// With everyone else.
+    Regular,
+    /// In the background lane, once its turn comes.
+    Lane(LaneTicket),
+    /// The plugin is on probation and the park is full: put the task back
+    /// in its queue for this long.
+    Full(Duration),
+}
+
+/// The lane's threads and the tasks it holds.
+struct Lane {
+    runtime: tokio::runtime::Handle,
+    /// One permit per task allowed to run at once.
+    turns: Arc<Semaphore>,
+    /// Tasks held (parked or running), and their payload bytes.
+    held: AtomicUsize,
+    held_bytes: AtomicUsize,
+    /// Tasks put back since the park last had room: each waits a little
+    /// longer than the one before, so that a large backlog comes back
+    /// spread out instead of all at once, again and again.
+    overflow: AtomicUsize,
+}
+
+/// A task's place in the lane (parked, then running), given back when
+/// dropped.
+pub struct LaneTicket {
+    lane: Arc<Lane>,
+    bytes: usize,
+}
+
+impl LaneTicket {
+    /// Waits for the task's turn to run (first come, first served).
+    pub async fn turn(&self) -> OwnedSemaphorePermit {
+        self.lane
+            .turns
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the lane's semaphore is never closed")
+    }
+
+    /// Where the attempt runs.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.lane.runtime
+    }
+}
+
+impl Drop for LaneTicket {
+    fn drop(&mut self) {
+        self.lane.held.fetch_sub(1, Ordering::AcqRel);
+        self.lane.held_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// A change of a plugin's standing, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The plugin has just been put on probation.
+    OnProbation,
+    /// The plugin's probation has just ended.
+    Cleared,
+}
+
+/// One plugin's record: the version it is about and its strikes in a row.
+struct Standing {
+    version: String,
+    strikes: u32,
+}
+
+/// The standing of every plugin this worker has seen misbehave, and the
+/// lane.
+pub struct Probation {
+    config: ProbationConfig,
+    /// Records by plugin name; a plugin in good standing with no strikes
+    /// has none.
+    standings: Mutex<HashMap<String, Standing>>,
+    /// How many records there are, and how many are on probation: read
+    /// without the lock on every task, so that a worker whose plugins all
+    /// behave never takes it.
+    recorded: AtomicUsize,
+    on_probation: AtomicUsize,
+    lane: Arc<Lane>,
+}
+
+impl Probation {
+    /// Standing for a worker whose lane runs on `lane`.
+    pub fn new(config: ProbationConfig, lane: tokio::runtime::Handle) -> Self {
+        Probation {
+            config,
+            standings: Mutex::new(HashMap::new()),
+            recorded: AtomicUsize::new(0),
+            on_probation: AtomicUsize::new(0),
+            lane: Arc::new(Lane {
+                runtime: lane,
+                turns: Arc::new(Semaphore::new(config.lane_capacity.max(1))),
+                held: AtomicUsize::new(0),
+                held_bytes: AtomicUsize::new(0),
+                overflow: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The rules in force.
+    pub fn config(&self) -> &ProbationConfig {
+        &self.config
+    }
+
+    /// Whether any plugin is on probation (no lock taken).
+    pub fn anyone_on_probation(&self) -> bool {
+        self.on_probation.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether this version of the plugin is on probation.
+    pub fn is_on_probation(&self, plugin: &str, version: &str) -> bool {
+        if !self.anyone_on_probation() {
+            return false;
+        }
+        let standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
+        standings.get(plugin).is_some_and(|standing| {
+            standing.version == version && standing.strikes >= self.config.strikes
+        })
+    }
+
+    /// Where the plugin's next attempt runs; `payload_bytes` is the size
+    /// of the task's payload (what parking it holds in memory).
+    pub fn place(&self, plugin: &str, version: &str, payload_bytes: usize) -> Placement {
+        if !self.is_on_probation(plugin, version) {
+            return Placement::Regular;
+        }
+        let lane = &self.lane;
+        let capacity = self.config.lane_capacity.max(1) + self.config.park_capacity;
+        if lane
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < capacity).then_some(held + 1)
+            })
+            .is_err()
+        {
+            return self.overflowed();
+        }
+        let bytes_before = lane.held_bytes.fetch_add(payload_bytes, Ordering::AcqRel);
+        let ticket = LaneTicket {
+            lane: lane.clone(),
+            bytes: payload_bytes,
+        };
+        // The first task always fits, however large its payload.
+        if bytes_before > 0 && bytes_before + payload_bytes > PARK_MAX_BYTES {
+            drop(ticket);
+            return self.overflowed();
+        }
+        lane.overflow.store(0, Ordering::Release);
+        Placement::Lane(ticket)
+    }
+
+    /// The park is full: `postpone`, plus as many more as park-fulls were
+    /// put back before this task since the park last had room (at most
+    /// ten minutes).
+    fn overflowed(&self) -> Placement {
+        let ahead = self.lane.overflow.fetch_add(1, Ordering::AcqRel);
+        let rounds = 1 + ahead / self.config.park_capacity.max(1);
+        let delay = self.config.postpone.saturating_mul(rounds as u32);
+        Placement::Full(delay.min(MAX_POSTPONE).max(self.config.postpone))
+    }
+
+    /// Records how an attempt of this version of the plugin ended (`None`:
+    /// it succeeded) and returns the change of standing it made, if any.
+    pub fn record(
+        &self,
+        plugin: &str,
+        version: &str,
+        failure: Option<FailureKind>,
+    ) -> Option<Change> {
+        let threshold = self.config.strikes;
+        if threshold == 0 {
+            return None;
+        }
+        let strike = match failure {
+            None => false,
+            Some(kind) if is_strike(kind) => true,
+            // A failure that says nothing about the plugin leaves its record.
+            Some(_) => return None,
+        };
+        if !strike && self.recorded.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
+        let change = if strike {
+            let standing = standings
+                .entry(plugin.to_string())
+                .or_insert_with(|| Standing {
+                    version: version.to_string(),
+                    strikes: 0,
+                });
+            if standing.version != version {
+                // A new version starts with a clean record.
+                *standing = Standing {
+                    version: version.to_string(),
+                    strikes: 0,
+                };
+            }
+            standing.strikes = standing.strikes.saturating_add(1);
+            (standing.strikes == threshold).then_some(Change::OnProbation)
+        } else {
+            standings
+                .remove(plugin)
+                .filter(|standing| standing.strikes >= threshold)
+                .map(|_| Change::Cleared)
+        };
+        self.recorded.store(standings.len(), Ordering::Release);
+        self.on_probation.store(
+            standings
+                .values()
+                .filter(|standing| standing.strikes >= threshold)
+                .count(),
+            Ordering::Release,
+        );
+        change
+    }
+}
+
+/// Starts the background lane: `threads` threads at the lowest OS
+/// priority.
+pub fn start_lane(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("wasmq-probation")
+        .on_thread_start(lowest_priority)
+        .enable_all()
+        .build()
+}
+
+/// Moves the calling thread (and only it: Linux schedules threads on their
+/// own) to `SCHED_IDLE`, the policy for work that should run only when a
+/// CPU has nothing else to do: any other thread that wakes up takes the CPU
+/// from it at once. Where that is refused, the lowest nice value instead.
+/// Neither needs a privilege; if both fail anyway, the lane still bounds
+/// how many tasks run in it.
+fn lowest_priority() {
+    // SAFETY: plain system calls on the calling thread's own id, with a
+    // parameter struct that lives across the call.
+    let thread = unsafe { libc::gettid() };
+    let param = libc::sched_param { sched_priority: 0 };
+    if unsafe { libc::sched_setscheduler(thread, libc::SCHED_IDLE, &param) } == 0 {
+        return;
+    }
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 19) } != 0 {
+        tracing::debug!(
+            err = %std::io::Error::last_os_error(),
+            "could not lower the probation lane's priority"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Probation whose lane holds `lane_capacity` tasks in all (one
+    /// running, the rest parked).
+    fn probation(strikes: u32, lane_capacity: usize) -> (tokio::runtime::Runtime, Probation) {
+        let lane = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let probation = probation_on(lane.handle().clone(), strikes, lane_capacity);
+        (lane, probation)
+    }
+
+    fn probation_on(lane: tokio::runtime::Handle, strikes: u32, lane_capacity: usize) -> Probation {
+        let config = ProbationConfig {
+            strikes,
+            lane_capacity: 1,
+            park_capacity: lane_capacity - 1,
+            postpone: Duration::from_secs(1),
+        };
+        Probation::new(config, lane)
+    }
+
+    #[test]
+    fn strikes_in_a_row_put_a_plugin_on_probation_and_a_success_clears_it() {
+        let (_lane, probation) = probation(3, 2);
+        assert_eq!(
+            probation.record("spin", "1", Some(FailureKind::OutOfFuel)),
+            None
+        );
+        assert_eq!(
+            probation.record("spin", "1", Some(FailureKind::Timeout)),
+            None
+        );
+        assert!(!probation.is_on_probation("spin", "1"));
+        assert_eq!(
+            probation.record("spin", "1", Some(FailureKind::OutOfMemory)),
+            Some(Change::OnProbation)
+        );
+        assert!(probation.is_on_probation("spin", "1"));
+        // Further strikes change nothing; another version is not affected.
+        assert_eq!(
+            probation.record("spin", "1", Some(FailureKind::Panic)),
+            None
+        );
+        assert!(!probation.is_on_probation("spin", "2"));
+        assert_eq!(probation.record("spin", "1", None), Some(Change::Cleared));
+        assert!(!probation.is_on_probation("spin", "1"));
+        assert_eq!(probation.record("spin", "1", None), None);
+    }
+
+    #[test]
+    fn a_new_version_starts_with_a_clean_record() {
+        let (_lane, probation) = probation(2, 2);
+        probation.record("spin", "1", Some(FailureKind::OutOfFuel));
+        probation.record("spin", "1", Some(FailureKind::OutOfFuel));
+        assert!(probation.is_on_probation("spin", "1"));
+        assert_eq!(
+            probation.record("spin", "2", Some(FailureKind::OutOfFuel)),
+            None
+        );
+        assert!(!probation.is_on_probation("spin", "1"));
+        assert!(!probation.is_on_probation("spin", "2"));
+        assert_eq!(
+            probation.record("spin", "2", Some(FailureKind::OutOfFuel)),
+            Some(Change::OnProbation)
+        );
+    }
+
+    #[test]
+    fn a_success_between_strikes_starts_the_count_again() {
+        let (_lane, probation) = probation(2, 2);
+        probation.record("flaky", "1", Some(FailureKind::Trap));
+        assert_eq!(probation.record("flaky", "1", None), None);
+        assert_eq!(
+            probation.record("flaky", "1", Some(FailureKind::Trap)),
+            None
+        );
+        assert!(!probation.is_on_probation("flaky", "1"));
+    }
+
+    #[test]
+    fn failures_that_are_not_the_plugins_doing_do_not_count() {
+        let (_lane, probation) = probation(1, 2);
+        for kind in [
+            FailureKind::HandlerError,
+            FailureKind::GaveUp,
+            FailureKind::BadPayload,
+            FailureKind::NoHandler,
+            FailureKind::LeaseExpired,
+            FailureKind::Cancelled,
+            FailureKind::SlotBusy,
+        ] {
+            assert_eq!(probation.record("webhook", "1", Some(kind)), None, "{kind}");
+        }
+        assert!(!probation.is_on_probation("webhook", "1"));
+    }
+
+    #[test]
+    fn the_lane_holds_at_most_its_capacity() {
+        let (_lane, probation) = probation(1, 2);
+        assert!(matches!(
+            probation.place("spin", "1", 10),
+            Placement::Regular
+        ));
+        probation.record("spin", "1", Some(FailureKind::OutOfFuel));
+        let first = probation.place("spin", "1", 10);
+        let second = probation.place("spin", "1", 10);
+        assert!(matches!(first, Placement::Lane(_)));
+        assert!(matches!(second, Placement::Lane(_)));
+        assert!(matches!(
+            probation.place("spin", "1", 10),
+            Placement::Full(_)
+        ));
+        // Plugins in good standing never wait for the lane.
+        assert!(matches!(
+            probation.place("echo", "1", 10),
+            Placement::Regular
+        ));
+        drop(first);
+        assert!(matches!(
+            probation.place("spin", "1", 10),
+            Placement::Lane(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn parked_tasks_take_their_turns_one_lane_place_at_a_time() {
+        let probation = probation_on(tokio::runtime::Handle::current(), 1, 3);
+        probation.record("spin", "1", Some(FailureKind::OutOfFuel));
+        let (Placement::Lane(first), Placement::Lane(second)) = (
+            probation.place("spin", "1", 10),
+            probation.place("spin", "1", 10),
+        ) else {
+            panic!("both fit in the lane");
+        };
+        let running = first.turn().await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), second.turn()).await;
+        assert!(waiting.is_err(), "the second waits while the first runs");
+        drop(running);
+        drop(first);
+        let _turn = tokio::time::timeout(Duration::from_secs(5), second.turn())
+            .await
+            .expect("the second runs once the first is done");
+    }
+
+    #[test]
+    fn payloads_past_the_park_byte_cap_are_postponed() {
+        let (_lane, probation) = probation(1, 10);
+        probation.record("spin", "1", Some(FailureKind::OutOfFuel));
+        let big = PARK_MAX_BYTES / 2 + 1;
+        let first = probation.place("spin", "1", big);
+        assert!(matches!(first, Placement::Lane(_)));
+        assert!(matches!(
+            probation.place("spin", "1", big),
+            Placement::Full(_)
+        ));
+        assert!(matches!(
+            probation.place("spin", "1", 10),
+            Placement::Lane(_)
+        ));
+        drop(first);
+        assert!(matches!(
+            probation.place("spin", "1", big),
+            Placement::Lane(_)
+        ));
+    }
+
+    #[test]
+    fn a_backlog_past_the_park_is_put_back_spread_out() {
+        let (_lane, probation) = probation(1, 3);
+        probation.record("spin", "1", Some(FailureKind::OutOfFuel));
+        let held: Vec<_> = (0..3).map(|_| probation.place("spin", "1", 10)).collect();
+        let delays: Vec<Duration> = (0..6)
+            .map(|_| match probation.place("spin", "1", 10) {
+                Placement::Full(delay) => delay,
+                _ => panic!("the park is full"),
+            })
+            .collect();
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            delays,
+            [1, 1, 2, 2, 3, 3].map(|n| second * n),
+            "one more second per park-full (two places) put back"
+        );
+        // Once the park has had room, the count starts again.
+        drop(held);
+        let _held: Vec<_> = (0..3).map(|_| probation.place("spin", "1", 10)).collect();
+        assert!(matches!(
+            probation.place("spin", "1", 10),
+            Placement::Full(delay) if delay == second
+        ));
+    }
+
+    #[test]
+    fn zero_strikes_turns_probation_off() {
+        let (_lane, probation) = probation(0, 2);
+        for _ in 0..10 {
+            assert_eq!(
+                probation.record("spin", "1", Some(FailureKind::OutOfFuel)),
+                None
+            );
+        }
+        assert!(matches!(
+            probation.place("spin", "1", 10),
+            Placement::Regular
+        ));
+    }
+}

@@ -1,0 +1,242 @@
+//! Probation: a plugin whose attempts keep ending at their limits runs in
+//! the background lane, its other tasks wait in their queue without losing
+//! an attempt, and one success ends its probation.
+
+use std::time::Duration;
+
+use wasmq::{FailureKind, NewTask, TaskState};
+use wasmq_testkit::*;
+
+use crate::support::{Env, free_port, http, wait_for_http};
+
+/// The value of one series in a Prometheus text page, if present.
+fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_plugin_that_keeps_hitting_its_limits_is_put_on_probation_and_loses_nothing() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, HOSTILE_SPIN_COMPONENT]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let worker = env.worker(
+        plugins.path(),
+        &[
+            "--concurrency",
+            "2",
+            "--fuel",
+            "5000000000",
+            "--probation-strikes",
+            "2",
+            "--probation-lane",
+            "1",
+            "--probation-park",
+            "3",
+            "--probation-postpone",
+            "200ms",
+            "--metrics-addr",
+            &metrics,
+            "--no-scheduler",
+        ],
+    );
+
+    // Ten spinning tasks first, then echo tasks behind them.
+    let mut hostile = Vec::new();
+    for _ in 0..10 {
+        let task = NewTask::new("hostile:spin", "{}").unwrap().max_retry(0);
+        hostile.push(env.client.enqueue(task).await.unwrap().id);
+    }
+    let echoes = (0..40)
+        .map(|i| NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap())
+        .collect::<Vec<_>>();
+    for outcome in env.client.enqueue_batch(echoes).await {
+        outcome.unwrap();
+    }
+    // The first two spinning tasks take both slots and strike out; the
+    // others are parked (or put back) and take no slot, so the echo tasks
+    // complete while most spinning tasks are still waiting for the lane
+    // (without probation, at least eight would have run first).
+    let counts = env
+        .wait_for_counts("default", Duration::from_secs(60), "the echo tasks", |c| {
+            c.completed == 40
+        })
+        .await;
+    assert!(
+        counts.archived <= 4,
+        "the echo tasks waited for the spinning tasks: {counts:?}"
+    );
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(120),
+        "every spinning task to end",
+        |c| c.archived == 10,
+    )
+    .await;
+    worker
+        .wait_for_log(
+            "plugin on probation: its last 2 attempts in a row ended at a limit",
+            Duration::from_secs(5),
+        )
+        .await;
+
+    // Every spinning task ran exactly once, to its fuel limit: the times it
+    // was put back while the lane was full did not count as attempts.
+    for id in &hostile {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(info.state, TaskState::Archived, "{id}");
+        let error = info.last_error.unwrap();
+        assert_eq!(
+            error.kind,
+            FailureKind::OutOfFuel,
+            "{id}: {}",
+            error.message
+        );
+        assert_eq!(error.attempt, 1, "{id}: {}", error.message);
+    }
+
+    wait_for_http(&metrics, "/metrics").await;
+    let (_, text) = http("GET", &metrics, "/metrics", &[]).unwrap();
+    assert_eq!(
+        series(&text, "wasmq_plugin_on_probation{plugin=\"hostile-spin\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    let postponed = series(
+        &text,
+        "wasmq_probation_postponed_total{queue=\"default\",type=\"hostile:spin\"}",
+    );
+    assert!(
+        postponed.is_some_and(|n| n >= 1.0),
+        "with one task running and three parked, some had to go back to the queue: {text}"
+    );
+    assert_eq!(
+        series(
+            &text,
+            "wasmq_tasks_failed_total{queue=\"default\",type=\"hostile:spin\",class=\"out-of-fuel\"}"
+        ),
+        Some(10.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn one_attempt_that_succeeds_ends_a_plugins_probation() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let worker = env.worker(
+        plugins.path(),
+        &[
+            "--max-result",
+            "1KiB",
+            "--probation-strikes",
+            "2",
+            "--metrics-addr",
+            &metrics,
+            "--no-scheduler",
+        ],
+    );
+
+    // Two results over the cap: two strikes.
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2048));
+    for _ in 0..2 {
+        let task = NewTask::new("echo", big.as_str()).unwrap().max_retry(0);
+        env.client.enqueue(task).await.unwrap();
+    }
+    env.wait_for_counts("default", Duration::from_secs(30), "two failures", |c| {
+        c.archived == 2
+    })
+    .await;
+    worker
+        .wait_for_log("plugin on probation", Duration::from_secs(5))
+        .await;
+
+    // Small payloads run in the lane, succeed, and clear the record.
+    for i in 0..5 {
+        let task = NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap();
+        env.client.enqueue(task).await.unwrap();
+    }
+    env.wait_for_counts("default", Duration::from_secs(30), "five echoes", |c| {
+        c.completed == 5
+    })
+    .await;
+    worker
+        .wait_for_log(
+            "plugin's probation ended: an attempt succeeded",
+            Duration::from_secs(5),
+        )
+        .await;
+    wait_for_http(&metrics, "/metrics").await;
+    let (_, text) = http("GET", &metrics, "/metrics", &[]).unwrap();
+    assert_eq!(
+        series(&text, "wasmq_plugin_on_probation{plugin=\"echo\"}"),
+        Some(0.0),
+        "{text}"
+    );
+}
+
+/// Parked tasks are leased but take no slot, and a worker that shuts down
+/// puts them back at the head of their queue at once (they do not start in
+/// its shutdown timeout), their attempt not counted.
+#[tokio::test]
+async fn parked_tasks_go_back_to_their_queue_on_shutdown() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[HOSTILE_SPIN_COMPONENT]);
+    let mut worker = env.worker(
+        plugins.path(),
+        &[
+            "--concurrency",
+            "2",
+            "--fuel",
+            "5000000000",
+            "--probation-strikes",
+            "1",
+            "--probation-lane",
+            "1",
+            "--shutdown-timeout",
+            "1s",
+            "--no-scheduler",
+        ],
+    );
+    let spin = || NewTask::new("hostile:spin", "{}").unwrap().max_retry(0);
+    env.client.enqueue(spin()).await.unwrap();
+    env.wait_for_counts("default", Duration::from_secs(30), "one strike", |c| {
+        c.archived == 1
+    })
+    .await;
+
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(env.client.enqueue(spin()).await.unwrap().id);
+    }
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(30),
+        "all eight leased by a worker of two slots (one running, seven parked)",
+        |c| c.active == 8,
+    )
+    .await;
+    worker.signal(libc::SIGTERM);
+    let status = worker
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("the worker exits soon after its shutdown timeout");
+    assert!(status.success(), "exit status {status:?}\n{}", worker.log());
+
+    let counts = env.counts("default").await;
+    assert_eq!(counts.active, 0, "{counts:?}");
+    assert_eq!(counts.pending + counts.archived, 9, "{counts:?}");
+    assert!(
+        counts.pending >= 6,
+        "the parked tasks went back without running: {counts:?}"
+    );
+    for id in &ids {
+        let info = env.task("default", id).await.unwrap();
+        match info.state {
+            TaskState::Pending => assert_eq!(info.attempts, 0, "task {id}"),
+            TaskState::Archived => assert_eq!(info.attempts, 1, "task {id}"),
+            other => panic!("task {id} is {other:?}"),
+        }
+    }
+}
