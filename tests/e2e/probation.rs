@@ -240,3 +240,55 @@ async fn parked_tasks_go_back_to_their_queue_on_shutdown() {
         }
     }
 }
+
+/// A worker killed while it holds parked tasks loses none of them: their
+/// leases run out and another worker takes them back, like any leased task.
+#[tokio::test]
+async fn parked_tasks_of_a_killed_worker_are_taken_back() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[HOSTILE_SPIN_COMPONENT]);
+    let flags = [
+        "--concurrency",
+        "2",
+        "--fuel",
+        "5000000000",
+        "--probation-strikes",
+        "1",
+        "--probation-lane",
+        "1",
+        "--lease",
+        "1s",
+        "--no-scheduler",
+    ];
+    let mut worker = env.worker(plugins.path(), &flags);
+    let spin = || NewTask::new("hostile:spin", "{}").unwrap().max_retry(1);
+    env.client.enqueue(spin().max_retry(0)).await.unwrap();
+    env.wait_for_counts("default", Duration::from_secs(30), "one strike", |c| {
+        c.archived == 1
+    })
+    .await;
+    for _ in 0..8 {
+        env.client.enqueue(spin()).await.unwrap();
+    }
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(30),
+        "all eight leased (one running, seven parked)",
+        |c| c.active == 8,
+    )
+    .await;
+    worker.kill9();
+
+    // A second worker takes them back when their leases run out and runs
+    // each again: every one ends, none is left leased to the dead worker.
+    let _second = env.worker(plugins.path(), &flags);
+    let counts = env
+        .wait_for_counts(
+            "default",
+            Duration::from_secs(120),
+            "every task taken back and ended",
+            |c| c.archived == 9,
+        )
+        .await;
+    assert_eq!((counts.active, counts.pending), (0, 0), "{counts:?}");
+}
