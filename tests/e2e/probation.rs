@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmq::{FailureKind, NewTask, TaskState};
 use wasmq_testkit::*;
 
-use crate::support::{Env, free_port, http, wait_for_http};
+use crate::support::{Env, free_port, http, stdout, wait_for_http};
 
 /// The value of one series in a Prometheus text page, if present.
 fn series(text: &str, name_and_labels: &str) -> Option<f64> {
@@ -26,7 +26,7 @@ async fn a_plugin_that_keeps_hitting_its_limits_is_put_on_probation_and_loses_no
             "--concurrency",
             "2",
             "--fuel",
-            "5000000000",
+            "1000000000",
             "--probation-strikes",
             "2",
             "--probation-lane",
@@ -217,6 +217,26 @@ async fn parked_tasks_go_back_to_their_queue_on_shutdown() {
         |c| c.active == 8,
     )
     .await;
+
+    // Operators see it: the plugin on probation, the parked tasks apart
+    // from the running one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let server = loop {
+        let listed = env.wasmq(&["server", "ls", "--json"]);
+        let servers: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+        let server = servers[0].clone();
+        if server["parked"] == 7 || std::time::Instant::now() > deadline {
+            break server;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(server["parked"], 7, "{server}");
+    assert_eq!(server["running"].as_array().unwrap().len(), 1, "{server}");
+    assert_eq!(server["plugins"][0]["on_probation"], true, "{server}");
+    let table = stdout(&env.wasmq(&["server", "ls"]));
+    assert!(table.contains("1/2 +7 parked"), "{table}");
+    assert!(table.contains("(on probation)"), "{table}");
+
     worker.signal(libc::SIGTERM);
     let status = worker
         .wait_exit(Duration::from_secs(15))
@@ -279,9 +299,23 @@ async fn parked_tasks_of_a_killed_worker_are_taken_back() {
     .await;
     worker.kill9();
 
-    // A second worker takes them back when their leases run out and runs
+    // A second worker (without probation, so that the test does not wait
+    // for an idle CPU) takes them back when their leases run out and runs
     // each again: every one ends, none is left leased to the dead worker.
-    let _second = env.worker(plugins.path(), &flags);
+    let _second = env.worker(
+        plugins.path(),
+        &[
+            "--concurrency",
+            "8",
+            "--fuel",
+            "5000000000",
+            "--probation-strikes",
+            "0",
+            "--lease",
+            "1s",
+            "--no-scheduler",
+        ],
+    );
     let counts = env
         .wait_for_counts(
             "default",

@@ -49,8 +49,19 @@ pub async fn run(command: ServerCommand) -> Result<(), Failure> {
         let plugins: Vec<String> = server
             .plugins
             .iter()
-            .map(|plugin| format!("{}@{}", plugin.name, plugin.version))
+            .map(|plugin| {
+                let probation = if plugin.on_probation {
+                    " (on probation)"
+                } else {
+                    ""
+                };
+                format!("{}@{}{probation}", plugin.name, plugin.version)
+            })
             .collect();
+        let parked = match server.parked {
+            0 => String::new(),
+            n => format!(" +{n} parked"),
+        };
         table.row(vec![
             server.id.clone(),
             server.host.clone(),
@@ -60,7 +71,7 @@ pub async fn run(command: ServerCommand) -> Result<(), Failure> {
                 queues.join(","),
                 if server.strict { " (strict)" } else { "" }
             ),
-            format!("{}/{}", server.running.len(), server.concurrency),
+            format!("{}/{}{parked}", server.running.len(), server.concurrency),
             plugins.join(", "),
             format::time(server.started_at_ms),
         ]);

@@ -37,6 +37,10 @@ pub struct ServerInfo {
     pub strict: bool,
     /// The tasks it is running.
     pub running: Vec<RunningTaskInfo>,
+    /// Tasks of plugins on probation it holds parked, waiting for its
+    /// probation lane (leased, but not running yet).
+    #[serde(default)]
+    pub parked: usize,
     /// The plugins it has loaded.
     pub plugins: Vec<PluginInfo>,
     /// Deployed plugin versions it refused to load.
@@ -82,4 +86,8 @@ pub struct PluginInfo {
     /// Whether it came from the registry rather than the plugin directory.
     #[serde(default)]
     pub deployed: bool,
+    /// Whether this worker has put it on probation (its attempts kept
+    /// ending at their limits).
+    #[serde(default)]
+    pub on_probation: bool,
 }

@@ -49,7 +49,10 @@ pub async fn execute(
             // Parked: the slot goes back, so the worker goes on fetching
             // other work while this task waits for its turn.
             drop(slot.take());
-            match wait_for_turn(shared, &running, ticket).await {
+            running.set_parked(true);
+            let waited = wait_for_turn(shared, &running, ticket).await;
+            running.set_parked(false);
+            match waited {
                 Ok(turn) => Some(turn),
                 Err(why) => {
                     let stopped = TaskFailure::new(FailureKind::Cancelled, why);

@@ -96,6 +96,7 @@ async fn heartbeat(shared: &Shared) {
         queues: shared.config.queues.weights(),
         strict: shared.config.queues.is_strict(),
         running: shared.running.describe(),
+        parked: shared.running.parked(),
         plugins: shared
             .plugins
             .current()
@@ -107,6 +108,9 @@ async fn heartbeat(shared: &Shared) {
                 digest: plugin.digest.clone(),
                 task_types: plugin.manifest.task_types.clone(),
                 deployed: plugin.deployed,
+                on_probation: shared
+                    .probation
+                    .is_on_probation(&plugin.manifest.name, &plugin.manifest.version),
             })
             .collect(),
         plugin_errors: shared

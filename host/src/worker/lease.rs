@@ -6,6 +6,7 @@
 //! took the task) is stopped at once, since its outcome would be dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub struct RunningTask {
     reason: OnceLock<CancelReason>,
     /// Until when the lease is known to hold (worker clock).
     lease_until: Mutex<Instant>,
+    /// Whether it is parked, waiting for the probation lane.
+    parked: AtomicBool,
 }
 
 impl RunningTask {
@@ -57,6 +60,11 @@ impl RunningTask {
     pub fn lease_until(&self) -> Instant {
         // A plain Instant behind the lock: never left half-written.
         *self.lease_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the task as parked (waiting for the probation lane) or not.
+    pub fn set_parked(&self, parked: bool) {
+        self.parked.store(parked, Ordering::Relaxed);
     }
 
     fn extended(&self, until: Instant) {
@@ -93,6 +101,7 @@ impl Running {
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
             lease_until: Mutex::new(Instant::now() + lease),
+            parked: AtomicBool::new(false),
         });
         self.lock()
             .insert((queue.to_string(), id.to_string()), task.clone());
@@ -118,10 +127,19 @@ impl Running {
         tasks.len()
     }
 
-    /// What runs here, for heartbeats.
+    /// How many tasks are parked, waiting for the probation lane.
+    pub fn parked(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|task| task.parked.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// What runs here (parked tasks left out), for heartbeats.
     pub fn describe(&self) -> Vec<crate::ops::server::RunningTaskInfo> {
         self.lock()
             .iter()
+            .filter(|(_, task)| !task.parked.load(Ordering::Relaxed))
             .map(|((queue, id), task)| crate::ops::server::RunningTaskInfo {
                 queue: queue.clone(),
                 id: id.clone(),

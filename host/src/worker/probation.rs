@@ -1,6 +1,5 @@
 //! Probation: a plugin whose attempts keep ending at its limits runs in a
-//! background lane, so that it cannot take the worker from well-behaved
-//! plugins.
+//! background lane, on the CPU that well-behaved plugins leave idle.
 //!
 //! Limits stop each hostile attempt, but every such attempt still burns its
 //! whole budget (its fuel, its pages, its time) on the same cores as
@@ -22,7 +21,7 @@
 //! version of the plugin starts with a clean record. Standing is per worker
 //! and kept in memory: a restarted worker trusts every plugin again until it
 //! misbehaves again. On shutdown, parked tasks are put back at the head of
-//! their queues like any task still running.
+//! their queues at once, without starting.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -282,15 +281,24 @@ impl Probation {
                     version: version.to_string(),
                     strikes: 0,
                 });
+            let mut replaced_on_probation = false;
             if standing.version != version {
                 // A new version starts with a clean record.
+                replaced_on_probation = standing.strikes >= threshold;
                 *standing = Standing {
                     version: version.to_string(),
                     strikes: 0,
                 };
             }
             standing.strikes = standing.strikes.saturating_add(1);
-            (standing.strikes == threshold).then_some(Change::OnProbation)
+            if standing.strikes == threshold {
+                Some(Change::OnProbation)
+            } else if replaced_on_probation {
+                // The old version's probation ended with it.
+                Some(Change::Cleared)
+            } else {
+                None
+            }
         } else {
             standings
                 .remove(plugin)
@@ -402,7 +410,8 @@ mod tests {
         assert!(probation.is_on_probation("spin", "1"));
         assert_eq!(
             probation.record("spin", "2", Some(FailureKind::OutOfFuel)),
-            None
+            Some(Change::Cleared),
+            "the old version's probation ended with it"
         );
         assert!(!probation.is_on_probation("spin", "1"));
         assert!(!probation.is_on_probation("spin", "2"));

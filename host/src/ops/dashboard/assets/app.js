@@ -1125,9 +1125,10 @@
       started: s.started_at_ms,
       concurrency: s.concurrency,
       running: s.running || [],
+      parked: s.parked || 0,
       queues: s.queues || [],
       strict: s.strict,
-      plugins: (s.plugins || []).map((p) => ({ name: p.name, version: p.version, digest: p.digest, types: p.task_types })),
+      plugins: (s.plugins || []).map((p) => ({ name: p.name, version: p.version, digest: p.digest, types: p.task_types, probation: !!p.on_probation })),
       open: S.openDetails.has(`running:${s.id}`),
     }));
     syncRows($('servers-body'), rows, (r) => r.id, buildServerRow, { cols: 8, text: 'No workers are alive.' });
@@ -1139,7 +1140,8 @@
     const running = h('details', { class: 'running', 'data-key': `running:${r.id}`, open: r.open },
       h('summary', null,
         h('span', { class: 'meter', title: `${busy} of ${r.concurrency} slots busy` }, h('span', { class: 'meter-fill', style: `width:${pct.toFixed(0)}%` })),
-        h('b', null, ` ${busy}`), h('span', { class: 'muted' }, ` / ${r.concurrency}`)),
+        h('b', null, ` ${busy}`), h('span', { class: 'muted' }, ` / ${r.concurrency}`),
+        r.parked ? h('span', { class: 'muted', title: 'Tasks of plugins on probation, leased and waiting for the probation lane' }, ` +${r.parked} parked`) : null),
       busy
         ? h('ul', { class: 'running-list' }, r.running.map((t) =>
           h('li', null, h('a', { href: '#', 'data-act': 'open-task-link', 'data-queue': t.queue, 'data-id': t.id, class: 'mono' }, t.id.length > 13 ? `${t.id.slice(0, 13)}…` : t.id),
@@ -1154,7 +1156,10 @@
       h('td', null, running),
       h('td', null, r.queues.map(([name, weight]) => h('span', { class: 'tag' }, name, h('span', { class: 'tag-sub' }, String(weight)))),
         r.strict ? h('span', { class: 'badge', title: 'Strict priority: higher-weight queues are drained first' }, 'strict') : null),
-      h('td', { class: 'plugins-cell' }, r.plugins.map((p) => h('span', { class: 'tag', title: `digest ${p.digest}\ntask types: ${(p.types || []).join(', ')}` }, p.name, h('span', { class: 'tag-sub' }, p.version)))));
+      h('td', { class: 'plugins-cell' }, r.plugins.map((p) => h('span', {
+        class: p.probation ? 'tag tag-probation' : 'tag',
+        title: `digest ${p.digest}\ntask types: ${(p.types || []).join(', ')}${p.probation ? '\non probation: its attempts kept ending at their limits; its tasks run at idle priority' : ''}`,
+      }, p.name, h('span', { class: 'tag-sub' }, p.version)))));
   }
 
   // --------------------------------------------------------------------- cron
