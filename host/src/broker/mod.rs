@@ -349,17 +349,11 @@ impl Broker {
                 .arg(completion.unique_key.unwrap_or(""));
         }
         let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
-        Ok(completions
-            .iter()
-            .zip(recorded)
-            .map(|(completion, recorded)| match recorded {
-                1 => Ok(()),
-                _ => Err(Error::LeaseLost {
-                    queue: queue.to_string(),
-                    id: completion.id.to_string(),
-                }),
-            })
-            .collect())
+        Ok(per_task_answers(
+            queue,
+            completions.iter().map(|completion| completion.id),
+            recorded,
+        ))
     }
 
     /// Records a successful attempt.
@@ -445,17 +439,11 @@ impl Broker {
                 .arg(encode_error(postponement.note));
         }
         let postponed: Vec<i64> = self.run(queue, None, &invocation).await?;
-        Ok(postponements
-            .iter()
-            .zip(postponed)
-            .map(|(postponement, postponed)| match postponed {
-                1 => Ok(()),
-                _ => Err(Error::LeaseLost {
-                    queue: queue.to_string(),
-                    id: postponement.id.to_string(),
-                }),
-            })
-            .collect())
+        Ok(per_task_answers(
+            queue,
+            postponements.iter().map(|postponement| postponement.id),
+            postponed,
+        ))
     }
 
     /// Puts a leased task back in scheduled for `delay`, not counting the
@@ -614,6 +602,24 @@ pub(crate) fn script_error_name(err: &redis::RedisError) -> Option<&str> {
 /// A duration in whole milliseconds, as scripts take them.
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Turns a batch script's answer per task (1: written, 0: the caller no
+/// longer holds the task) into a result per task.
+fn per_task_answers<'a>(
+    queue: &str,
+    ids: impl Iterator<Item = &'a str>,
+    answers: Vec<i64>,
+) -> Vec<Result<(), Error>> {
+    ids.zip(answers)
+        .map(|(id, answer)| match answer {
+            1 => Ok(()),
+            _ => Err(Error::LeaseLost {
+                queue: queue.to_string(),
+                id: id.to_string(),
+            }),
+        })
+        .collect()
 }
 
 fn encode_error(error: &ErrorRecord) -> String {
