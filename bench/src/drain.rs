@@ -142,6 +142,19 @@ pub async fn drain(
     plugins: Plugins,
     config: WorkerConfig,
 ) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
+    drain_watching(client, sandbox, plugins, config, |_| true).await
+}
+
+/// [`drain`], calling `ready` with the time taken so far before each look
+/// at the queue: the drain ends only once `ready` has said true and the
+/// queue has no unfinished task.
+pub async fn drain_watching(
+    client: &Client,
+    sandbox: Arc<Sandbox>,
+    plugins: Plugins,
+    config: WorkerConfig,
+    mut ready: impl FnMut(Duration) -> bool,
+) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
     let stop = CancellationToken::new();
     let started = Instant::now();
     let worker = tokio::spawn(wasmq::worker::run(
@@ -152,8 +165,9 @@ pub async fn drain(
         stop.clone().cancelled_owned(),
     ));
     loop {
-        let counts = client.broker().queue_counts("default").await?;
-        if counts.unfinished() == 0 {
+        if ready(started.elapsed())
+            && client.broker().queue_counts("default").await?.unfinished() == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -4,10 +4,9 @@
 //! to the same small budget.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 use wasmq::dev::RedisServer;
 use wasmq::ops::metrics::Metrics;
 use wasmq::plugins::LoadOptions;
@@ -18,7 +17,7 @@ use wasmq::{Client, NewTask};
 use wasmq_testkit as kit;
 
 use super::compare::median;
-use super::drain::load;
+use super::drain::{drain_watching, load};
 
 /// Arguments of `isolation`.
 #[derive(Debug, clap::Args)]
@@ -234,27 +233,14 @@ async fn drain(
             &[("queue", "default"), ("type", "echo")],
         ) as usize
     };
-    let stop = CancellationToken::new();
-    let started = Instant::now();
-    let worker = tokio::spawn(wasmq::worker::run(
-        client.broker().clone(),
-        sandbox,
-        plugins,
-        config,
-        stop.clone().cancelled_owned(),
-    ));
     let mut echo_took = None;
-    loop {
+    let (everything, summary) = drain_watching(client, sandbox, plugins, config, |elapsed| {
         if echo_took.is_none() && echo_completed() >= args.tasks {
-            echo_took = Some(started.elapsed());
+            echo_took = Some(elapsed);
         }
-        if echo_took.is_some() && client.broker().queue_counts("default").await?.unfinished() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let everything = started.elapsed();
-    stop.cancel();
-    let echo_took = echo_took.expect("set before the loop ends");
-    Ok((echo_took, everything, worker.await?))
+        echo_took.is_some()
+    })
+    .await?;
+    let echo_took = echo_took.expect("set before the drain ends");
+    Ok((echo_took, everything, summary))
 }
