@@ -66,7 +66,9 @@ fn deny(denials: &Denials, what: String) {
 
 /// The data of one task's Store.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on the first WASI call (see [`wasi_context`]): most tasks
+    /// make none, and building one costs more than a no-op task's call.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     http: WasiHttpCtx,
     hooks: HttpHooks,
@@ -115,10 +117,8 @@ pub struct HostSetup {
 }
 
 impl HostState {
-    /// A fresh state for one attempt. WASI gets no arguments, no preopened
-    /// directories, empty stdin, captured stdout/stderr, no sockets (every
-    /// address is refused and recorded), only the environment values
-    /// granted, and real clocks and randomness only when granted.
+    /// A fresh state for one attempt. Its WASI context is made on the
+    /// attempt's first WASI call, as [`wasi_context`] describes.
     pub fn new(setup: HostSetup) -> Self {
         let HostSetup {
             label,
@@ -131,50 +131,8 @@ impl HostState {
         } = setup;
         let denials: Denials = Arc::default();
         let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-        let mut builder = WasiCtx::builder();
-        builder
-            .stdout(MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES))
-            .stderr(stderr.clone())
-            .allow_ip_name_lookup(false)
-            .allow_tcp(true)
-            .allow_udp(true);
-        let socket_denials = denials.clone();
-        builder.socket_addr_check(move |address, usage| {
-            use wasmtime_wasi::sockets::SocketAddrUse;
-            let what = match usage {
-                SocketAddrUse::TcpBind => "binding a TCP socket to",
-                SocketAddrUse::TcpListen => "listening on",
-                SocketAddrUse::TcpAccept => "accepting on",
-                SocketAddrUse::TcpConnect => "connecting a TCP socket to",
-                SocketAddrUse::UdpBind => "binding a UDP socket to",
-                SocketAddrUse::UdpSend => "sending a UDP datagram to",
-                SocketAddrUse::UdpReceive => "receiving a UDP datagram from",
-            };
-            deny(
-                &socket_denials,
-                format!("{what} {address} (plugins get no sockets; HTTP goes through the http capability)"),
-            );
-            Box::pin(async { false })
-        });
-        for (name, value) in &grants.env {
-            builder.env(name, value);
-        }
-        if !grants.clocks {
-            builder
-                .wall_clock(FixedWallClock)
-                .monotonic_clock(StepClock::default());
-        }
-        if !grants.random {
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            label.task_id.hash(&mut hasher);
-            let seed = hasher.finish();
-            builder
-                .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
-                .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 1))
-                .insecure_random_seed(u128::from(seed));
-        }
         HostState {
-            wasi: builder.build(),
+            wasi: None,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks: HttpHooks {
@@ -217,11 +175,72 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| {
+            wasi_context(&self.grants, &self.denials, &self.stderr, &self.label)
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
+}
+
+/// The WASI context of one attempt: no arguments, no preopened
+/// directories, empty stdin, captured stdout and `stderr`, no sockets
+/// (every address is refused and recorded in `denials`), only the
+/// environment values granted, and real clocks and randomness only when
+/// granted (else a fixed clock and randomness seeded from the task id).
+fn wasi_context(
+    grants: &Grants,
+    denials: &Denials,
+    stderr: &MemoryOutputPipe,
+    label: &TaskLabel,
+) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder
+        .stdout(MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES))
+        .stderr(stderr.clone())
+        .allow_ip_name_lookup(false)
+        .allow_tcp(true)
+        .allow_udp(true);
+    let socket_denials = denials.clone();
+    builder.socket_addr_check(move |address, usage| {
+        use wasmtime_wasi::sockets::SocketAddrUse;
+        let what = match usage {
+            SocketAddrUse::TcpBind => "binding a TCP socket to",
+            SocketAddrUse::TcpListen => "listening on",
+            SocketAddrUse::TcpAccept => "accepting on",
+            SocketAddrUse::TcpConnect => "connecting a TCP socket to",
+            SocketAddrUse::UdpBind => "binding a UDP socket to",
+            SocketAddrUse::UdpSend => "sending a UDP datagram to",
+            SocketAddrUse::UdpReceive => "receiving a UDP datagram from",
+        };
+        deny(
+            &socket_denials,
+            format!(
+                "{what} {address} (plugins get no sockets; HTTP goes through the http capability)"
+            ),
+        );
+        Box::pin(async { false })
+    });
+    for (name, value) in &grants.env {
+        builder.env(name, value);
+    }
+    if !grants.clocks {
+        builder
+            .wall_clock(FixedWallClock)
+            .monotonic_clock(StepClock::default());
+    }
+    if !grants.random {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        label.task_id.hash(&mut hasher);
+        let seed = hasher.finish();
+        builder
+            .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 1))
+            .insecure_random_seed(u128::from(seed));
+    }
+    builder.build()
 }
 
 impl WasiHttpView for HostState {

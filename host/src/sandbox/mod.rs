@@ -318,6 +318,9 @@ impl Sandbox {
         // timeout also covers time spent inside host calls.
         let grace = self.config.epoch_tick * 10;
         let raced = tokio::select! {
+            // The run first: most end at their first poll, before the
+            // cancellation would even be watched.
+            biased;
             outcome = tokio::time::timeout(limits.timeout + grace, call) => outcome.ok(),
             _ = cancel.cancelled() => {
                 // Give the guest the chance to be interrupted at its next
