@@ -530,6 +530,128 @@ async fn batch_postponements_put_back_only_the_tasks_their_caller_holds() {
     assert!((59_000..=60_000).contains(&due_in), "{due_in} ms");
 }
 
+/// Failed attempts are recorded in batches too: a batch of retries and a
+/// batch of archivals each record exactly the tasks their caller holds
+/// (once each), the attempts counted, the errors kept, the retries due
+/// after their delays, and an archived task's unique lock released.
+#[tokio::test]
+async fn batch_failures_record_only_the_tasks_their_caller_holds() {
+    use wasmq::FailureKind;
+    use wasmq::broker::{Archival, ArchiveLimits, Retry};
+    use wasmq::task::ErrorRecord;
+    let env = Env::start().await;
+    let broker = env.client.broker();
+    let unique = || {
+        NewTask::new("echo", r#"{"unique":true}"#)
+            .unwrap()
+            .unique(Duration::from_secs(3600))
+    };
+    let mut tasks: Vec<NewTask> = (0..4)
+        .map(|n| NewTask::new("echo", "{}").unwrap().id(format!("f{n}")))
+        .collect();
+    tasks.insert(3, unique());
+    for outcome in env.client.enqueue_batch(tasks).await {
+        outcome.unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let mine = broker.dequeue("default", 4, lease, "me").await.unwrap();
+    let theirs = broker.dequeue("default", 1, lease, "them").await.unwrap();
+    let ids: Vec<&str> = mine
+        .tasks
+        .iter()
+        .map(|task| task.message.id.as_str())
+        .collect();
+    let theirs = theirs.tasks[0].message.id.as_str();
+    let error = ErrorRecord {
+        kind: FailureKind::Trap,
+        message: "wasm trap: unreachable".into(),
+        attempt: 1,
+        at_ms: 0,
+    };
+    let refused = |answers: Vec<Result<(), wasmq::broker::Error>>| -> Vec<usize> {
+        answers
+            .iter()
+            .enumerate()
+            .filter(|(_, answer)| answer.is_err())
+            .map(|(n, _)| n)
+            .collect()
+    };
+
+    let retry = |id, seconds| Retry {
+        id,
+        owner: "me",
+        delay: Duration::from_secs(seconds),
+        error: &error,
+    };
+    let retries = [
+        retry(ids[0], 30),
+        retry(ids[1], 60),
+        retry(ids[0], 30),
+        retry(theirs, 30),
+    ];
+    let answers = broker.retry_batch("default", &retries).await.unwrap();
+    assert_eq!(
+        refused(answers),
+        vec![2, 3],
+        "the repeat and theirs are refused"
+    );
+
+    let archival = |id| Archival {
+        id,
+        owner: "me",
+        error: &error,
+        unique_key: None,
+    };
+    let unique_key = mine.tasks[3].message.unique_key.as_deref();
+    assert!(
+        unique_key.is_some(),
+        "the fourth task leased is the unique one"
+    );
+    let archivals = [
+        archival(ids[2]),
+        Archival {
+            unique_key,
+            ..archival(ids[3])
+        },
+        archival(theirs),
+    ];
+    let answers = broker
+        .archive_batch("default", &archivals, ArchiveLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(refused(answers), vec![2], "theirs is refused");
+
+    let counts = env.counts("default").await;
+    assert_eq!(
+        (counts.retry, counts.archived, counts.active),
+        (2, 2, 1),
+        "{counts:?}"
+    );
+    for (id, state) in [
+        (ids[0], TaskState::Retry),
+        (ids[1], TaskState::Retry),
+        (ids[2], TaskState::Archived),
+        (ids[3], TaskState::Archived),
+    ] {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!((info.state, info.attempts), (state, 1), "{id}");
+        assert_eq!(info.last_error.as_ref(), Some(&error), "{id}");
+    }
+    let theirs = env.task("default", theirs).await.unwrap();
+    assert_eq!((theirs.state, theirs.attempts), (TaskState::Active, 1));
+    // The archived unique task's lock is gone: the same task goes in again.
+    env.client.enqueue(unique()).await.unwrap();
+    // The first retry is due in 30 s: a dequeue names that time.
+    let first = broker.dequeue("default", 10, lease, "me").await.unwrap();
+    assert_eq!(
+        first.tasks.len(),
+        1,
+        "only the re-enqueued unique task is pending"
+    );
+    let due_in = first.next_due_ms.unwrap() - first.server_now_ms;
+    assert!((29_000..=30_000).contains(&due_in), "{due_in} ms");
+}
+
 /// The lease and completion scripts work on whole batches: a batch
 /// completion records exactly the tasks the caller holds (once each, even
 /// when one appears twice), keeps or forgets each by its retention, and

@@ -376,6 +376,31 @@ impl Broker {
             .expect("one answer per completion")
     }
 
+    /// Records failed attempts of tasks of `queue` that will be retried,
+    /// each after its delay, in one script call. Answers per task, in
+    /// order: `LeaseLost` for a task the worker no longer holds.
+    pub async fn retry_batch(
+        &self,
+        queue: &str,
+        retries: &[Retry<'_>],
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.retry, &keys);
+        for retry in retries {
+            invocation
+                .arg(retry.id)
+                .arg(retry.owner)
+                .arg(millis(retry.delay))
+                .arg(encode_error(retry.error));
+        }
+        let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
+        Ok(per_task_answers(
+            queue,
+            retries.iter().map(|retry| retry.id),
+            recorded,
+        ))
+    }
+
     /// Records a failed attempt to be retried after `delay`.
     pub async fn retry(
         &self,
@@ -384,16 +409,43 @@ impl Broker {
         delay: Duration,
         error: &ErrorRecord,
     ) -> Result<(), Error> {
-        let keys = self.queue_keys(&message.queue);
-        let mut invocation = invocation(&SCRIPTS.retry, &keys);
-        invocation
-            .arg(&message.id)
-            .arg(owner)
-            .arg(millis(delay))
-            .arg(encode_error(error));
-        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
-            .await
-            .map(drop)
+        let retry = Retry {
+            id: &message.id,
+            owner,
+            delay,
+            error,
+        };
+        self.retry_batch(&message.queue, &[retry])
+            .await?
+            .pop()
+            .expect("one answer per retry")
+    }
+
+    /// Archives tasks of `queue` whose attempts failed for good, in one
+    /// script call, then trims the archive to `limits`. Answers per task,
+    /// in order: `LeaseLost` for a task the worker no longer holds.
+    pub async fn archive_batch(
+        &self,
+        queue: &str,
+        archivals: &[Archival<'_>],
+        limits: ArchiveLimits,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let keys = self.queue_keys(queue);
+        let mut invocation = invocation(&SCRIPTS.archive, &keys);
+        invocation.arg(limits.max_size).arg(millis(limits.max_age));
+        for archival in archivals {
+            invocation
+                .arg(archival.id)
+                .arg(archival.owner)
+                .arg(encode_error(archival.error))
+                .arg(archival.unique_key.unwrap_or(""));
+        }
+        let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
+        Ok(per_task_answers(
+            queue,
+            archivals.iter().map(|archival| archival.id),
+            recorded,
+        ))
     }
 
     /// Archives a task whose attempt failed for good.
@@ -406,18 +458,16 @@ impl Broker {
         unique_key: Option<&str>,
         limits: ArchiveLimits,
     ) -> Result<(), Error> {
-        let keys = self.queue_keys(queue);
-        let mut invocation = invocation(&SCRIPTS.archive, &keys);
-        invocation
-            .arg(id)
-            .arg(owner)
-            .arg(encode_error(error))
-            .arg(unique_key.unwrap_or(""))
-            .arg(limits.max_size)
-            .arg(millis(limits.max_age));
-        self.run::<i64>(queue, Some(id), &invocation)
-            .await
-            .map(drop)
+        let archival = Archival {
+            id,
+            owner,
+            error,
+            unique_key,
+        };
+        self.archive_batch(queue, &[archival], limits)
+            .await?
+            .pop()
+            .expect("one answer per archival")
     }
 
     /// Puts leased tasks of one queue back in scheduled, each for its
@@ -670,6 +720,33 @@ pub struct Postponement<'a> {
     pub delay: Duration,
     /// Why, shown as its last error.
     pub note: &'a ErrorRecord,
+}
+
+/// A failed attempt to record with [`Broker::retry_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Retry<'a> {
+    /// The task's id.
+    pub id: &'a str,
+    /// The lease token the attempt ran under.
+    pub owner: &'a str,
+    /// How long until the next attempt.
+    pub delay: Duration,
+    /// Why the attempt failed.
+    pub error: &'a ErrorRecord,
+}
+
+/// A failed attempt that ends its task, to record with
+/// [`Broker::archive_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Archival<'a> {
+    /// The task's id.
+    pub id: &'a str,
+    /// The lease token the attempt ran under.
+    pub owner: &'a str,
+    /// Why the attempt failed.
+    pub error: &'a ErrorRecord,
+    /// The unique lock the task holds, if any.
+    pub unique_key: Option<&'a str>,
 }
 
 /// A successful attempt to record with [`Broker::complete_batch`].

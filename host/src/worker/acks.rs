@@ -1,6 +1,7 @@
-//! Batched acknowledgements: the completions (and the postponements of
-//! tasks of plugins on probation) that are ready at the same moment go to
-//! Redis together, in one script call per queue and kind.
+//! Batched acknowledgements: the outcomes that are ready at the same moment
+//! (completions, retries, archivals, and the postponements of tasks of
+//! plugins on probation) go to Redis together, in one script call per queue
+//! and kind.
 //!
 //! An execution hands its write to the acker and waits for the answer, so
 //! a task is never acknowledged before it ran, and its slot is not freed
@@ -15,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Broker, Completion, Postponement};
+use crate::broker::{self, Archival, ArchiveLimits, Broker, Completion, Postponement, Retry};
 use crate::task::{ErrorRecord, TaskMessage};
 
 /// Most writes taken in one round.
@@ -31,6 +32,25 @@ enum Write {
     },
     /// Back to scheduled for `delay`, the attempt not counted.
     Postpone { delay: Duration, note: ErrorRecord },
+    /// A failed attempt, tried again after `delay`.
+    Retry { delay: Duration, error: ErrorRecord },
+    /// A failed attempt that ends the task.
+    Archive {
+        error: ErrorRecord,
+        unique_key: Option<String>,
+    },
+}
+
+impl Write {
+    /// Writes of the same kind (and queue) go in one call.
+    fn kind(&self) -> u8 {
+        match self {
+            Write::Complete { .. } => 0,
+            Write::Postpone { .. } => 1,
+            Write::Retry { .. } => 2,
+            Write::Archive { .. } => 3,
+        }
+    }
 }
 
 /// One write waiting for the acker.
@@ -49,10 +69,18 @@ pub struct Acks {
 }
 
 impl Acks {
-    /// Starts the acker; it runs until `stop`.
-    pub fn start(broker: Broker, stop: CancellationToken) -> (Acks, impl Future<Output = ()>) {
+    /// Starts the acker; it runs until `stop`. Archivals trim the archive
+    /// to `archive`.
+    pub fn start(
+        broker: Broker,
+        archive: ArchiveLimits,
+        stop: CancellationToken,
+    ) -> (Acks, impl Future<Output = ()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (Acks { sender }, acknowledge(broker, receiver, stop))
+        (
+            Acks { sender },
+            acknowledge(broker, archive, receiver, stop),
+        )
     }
 
     /// Records a successful attempt; returns once Redis has it (or refused
@@ -88,6 +116,37 @@ impl Acks {
         self.send(message, owner, write).await
     }
 
+    /// Records a failed attempt to be tried again after `delay`; returns
+    /// once Redis has it (or refused it, as above).
+    pub async fn retry(
+        &self,
+        message: &TaskMessage,
+        owner: &str,
+        delay: Duration,
+        error: &ErrorRecord,
+    ) -> Result<(), broker::Error> {
+        let write = Write::Retry {
+            delay,
+            error: error.clone(),
+        };
+        self.send(message, owner, write).await
+    }
+
+    /// Archives a task whose attempt failed for good; returns once Redis
+    /// has it (or refused it, as above).
+    pub async fn archive(
+        &self,
+        message: &TaskMessage,
+        owner: &str,
+        error: &ErrorRecord,
+    ) -> Result<(), broker::Error> {
+        let write = Write::Archive {
+            error: error.clone(),
+            unique_key: message.unique_key.clone(),
+        };
+        self.send(message, owner, write).await
+    }
+
     async fn send(
         &self,
         message: &TaskMessage,
@@ -111,6 +170,7 @@ impl Acks {
 
 async fn acknowledge(
     broker: Broker,
+    archive: ArchiveLimits,
     mut receiver: mpsc::UnboundedReceiver<Pending>,
     stop: CancellationToken,
 ) {
@@ -130,66 +190,89 @@ async fn acknowledge(
                 Err(_) => break,
             }
         }
-        batch.sort_by(|a, b| a.queue.cmp(&b.queue));
+        // Stable: within a group, writes keep the order they came in.
+        batch.sort_by(|a, b| (&a.queue, a.write.kind()).cmp(&(&b.queue, b.write.kind())));
         while !batch.is_empty() {
-            let same_queue = batch
+            let (queue, kind) = (&batch[0].queue, batch[0].write.kind());
+            let same = batch
                 .iter()
-                .take_while(|pending| pending.queue == batch[0].queue)
+                .take_while(|pending| &pending.queue == queue && pending.write.kind() == kind)
                 .count();
-            let (completions, postponements): (Vec<Pending>, Vec<Pending>) = batch
-                .drain(..same_queue)
-                .partition(|pending| matches!(pending.write, Write::Complete { .. }));
-            if !completions.is_empty() {
-                complete(&broker, completions).await;
-            }
-            if !postponements.is_empty() {
-                postpone(&broker, postponements).await;
-            }
+            let group: Vec<Pending> = batch.drain(..same).collect();
+            write_group(&broker, archive, group).await;
         }
     }
 }
 
-/// Writes the completions of one queue in one call and answers each.
-async fn complete(broker: &Broker, group: Vec<Pending>) {
-    let completions: Vec<Completion<'_>> = group
-        .iter()
-        .filter_map(|pending| match &pending.write {
-            Write::Complete {
-                retention_ms,
-                unique_key,
-                result,
-            } => Some(Completion {
-                id: &pending.id,
-                owner: &pending.owner,
-                retention_ms: *retention_ms,
-                unique_key: unique_key.as_deref(),
-                result,
-            }),
-            Write::Postpone { .. } => None,
-        })
-        .collect();
-    let answers = broker.complete_batch(&group[0].queue, &completions).await;
-    drop(completions);
+/// Writes a group of writes of one queue and one kind in one call, and
+/// answers each.
+async fn write_group(broker: &Broker, archive: ArchiveLimits, group: Vec<Pending>) {
+    let queue = group[0].queue.as_str();
+    let answers = match &group[0].write {
+        Write::Complete { .. } => {
+            let completions: Vec<Completion<'_>> = each(&group, |pending| match &pending.write {
+                Write::Complete {
+                    retention_ms,
+                    unique_key,
+                    result,
+                } => Some(Completion {
+                    id: &pending.id,
+                    owner: &pending.owner,
+                    retention_ms: *retention_ms,
+                    unique_key: unique_key.as_deref(),
+                    result,
+                }),
+                _ => None,
+            });
+            broker.complete_batch(queue, &completions).await
+        }
+        Write::Postpone { .. } => {
+            let postponements: Vec<Postponement<'_>> =
+                each(&group, |pending| match &pending.write {
+                    Write::Postpone { delay, note } => Some(Postponement {
+                        id: &pending.id,
+                        owner: &pending.owner,
+                        delay: *delay,
+                        note,
+                    }),
+                    _ => None,
+                });
+            broker.postpone_batch(queue, &postponements).await
+        }
+        Write::Retry { .. } => {
+            let retries: Vec<Retry<'_>> = each(&group, |pending| match &pending.write {
+                Write::Retry { delay, error } => Some(Retry {
+                    id: &pending.id,
+                    owner: &pending.owner,
+                    delay: *delay,
+                    error,
+                }),
+                _ => None,
+            });
+            broker.retry_batch(queue, &retries).await
+        }
+        Write::Archive { .. } => {
+            let archivals: Vec<Archival<'_>> = each(&group, |pending| match &pending.write {
+                Write::Archive { error, unique_key } => Some(Archival {
+                    id: &pending.id,
+                    owner: &pending.owner,
+                    error,
+                    unique_key: unique_key.as_deref(),
+                }),
+                _ => None,
+            });
+            broker.archive_batch(queue, &archivals, archive).await
+        }
+    };
     answer(group, answers);
 }
 
-/// Writes the postponements of one queue in one call and answers each.
-async fn postpone(broker: &Broker, group: Vec<Pending>) {
-    let postponements: Vec<Postponement<'_>> = group
-        .iter()
-        .filter_map(|pending| match &pending.write {
-            Write::Postpone { delay, note } => Some(Postponement {
-                id: &pending.id,
-                owner: &pending.owner,
-                delay: *delay,
-                note,
-            }),
-            Write::Complete { .. } => None,
-        })
-        .collect();
-    let answers = broker.postpone_batch(&group[0].queue, &postponements).await;
-    drop(postponements);
-    answer(group, answers);
+/// The group's writes as the broker takes them (a group holds one kind, so
+/// `view` answers every write).
+fn each<'a, T>(group: &'a [Pending], view: impl Fn(&'a Pending) -> Option<T>) -> Vec<T> {
+    let items: Vec<T> = group.iter().filter_map(view).collect();
+    debug_assert_eq!(items.len(), group.len(), "a group holds one kind of write");
+    items
 }
 
 /// Tells each execution how its write went.

@@ -226,14 +226,7 @@ async fn take_slot(
                 at_ms: now_ms(),
             };
             let archived = record(shared, running, "skip", || {
-                shared.broker.archive(
-                    queue,
-                    id,
-                    &running.token,
-                    &error,
-                    message.unique_key.as_deref(),
-                    shared.config.archive,
-                )
+                shared.acks.archive(message, &running.token, &error)
             })
             .await;
             if archived {
@@ -587,7 +580,7 @@ async fn settle(
                     .backoff
                     .delay(attempt, &mut rand::make_rng::<rand::rngs::StdRng>());
                 if record(shared, running, "retry", || {
-                    shared.broker.retry(message, &running.token, delay, &error)
+                    shared.acks.retry(message, &running.token, delay, &error)
                 })
                 .await
                 {
@@ -606,14 +599,7 @@ async fn settle(
                     "no retries left"
                 };
                 let archived = record(shared, running, "archive", || {
-                    shared.broker.archive(
-                        queue,
-                        id,
-                        &running.token,
-                        &error,
-                        message.unique_key.as_deref(),
-                        shared.config.archive,
-                    )
+                    shared.acks.archive(message, &running.token, &error)
                 })
                 .await;
                 if archived {

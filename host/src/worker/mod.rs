@@ -189,7 +189,8 @@ pub async fn run(
     let lane = probation::start_lane(config.sandbox_threads).expect("the probation lane starts");
     let stop_fetching = CancellationToken::new();
     let stop_background = CancellationToken::new();
-    let (acks, acknowledging) = acks::Acks::start(broker.clone(), stop_background.clone());
+    let (acks, acknowledging) =
+        acks::Acks::start(broker.clone(), config.archive, stop_background.clone());
     let shared = Arc::new(Shared {
         acks,
         broker: broker.clone(),
