@@ -1,6 +1,11 @@
 //! A long-running `wasmq` process (a worker, a scheduler), killed when
 //! dropped, with its stderr kept in a log file the caller can read.
+//!
+//! Each runs in a process group of its own, and signals go to the whole
+//! group: a `wasmq` started through a wrapper (`faketime`) that forks it
+//! instead of replacing itself is signalled, and killed, with the wrapper.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +28,7 @@ impl WasmqProcess {
             .env("WASMQ_LOG", "info,wasmq::worker=debug")
             .stdout(Stdio::null())
             .stderr(file)
+            .process_group(0)
             .spawn()
             .expect("the wasmq binary starts");
         WasmqProcess {
@@ -54,17 +60,22 @@ impl WasmqProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends a signal.
+    /// Sends a signal (to the process and anything it started).
     pub fn signal(&self, signal: i32) {
-        // SAFETY: signalling our own child process.
+        // SAFETY: signalling the process group of our own child process.
         unsafe {
-            libc::kill(self.pid(), signal);
+            libc::kill(-self.pid(), signal);
         }
     }
 
-    /// Kills the process with SIGKILL and reaps it.
+    /// Kills the process (and anything it started) with SIGKILL and reaps
+    /// it.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling the process group of our own child process.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -104,11 +115,8 @@ impl WasmqProcess {
 impl Drop for WasmqProcess {
     fn drop(&mut self) {
         // A stopped process cannot die of SIGKILL until continued.
-        if let Some(child) = &self.child {
-            // SAFETY: signalling our own child process.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGCONT);
-            }
+        if self.child.is_some() {
+            self.signal(libc::SIGCONT);
         }
         self.kill9();
     }
