@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use wasmq::dev::RedisServer;
 use wasmq::plugins::{LoadOptions, Plugin, PluginSet, Plugins};
 use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
+use wasmq::task::TaskFailure;
 use wasmq::worker::{NativeTask, QueueSelection, WorkerConfig};
-use wasmq::{Client, NewTask};
+use wasmq::{Client, FailureKind, NewTask};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +34,11 @@ pub struct Args {
     /// Use this (empty) Redis instead of starting a private redis-server.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// Every task fails instead (the `flaky` plugin's first attempt, or a
+    /// native handler's error) with no retry left, and is archived: what
+    /// recording failures costs.
+    #[arg(long)]
+    pub failing: bool,
 }
 
 /// What handles the benchmark's no-op tasks.
@@ -61,11 +67,19 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let (_private, url) = redis_or_private(args.redis.as_deref())?;
     let client = Client::connect(&url).await?;
 
+    let (task_type, payload) = if args.failing {
+        ("flaky", r#"{"fail_times":1}"#)
+    } else {
+        ("echo", "{}")
+    };
     let enqueue_started = Instant::now();
     let mut remaining = args.tasks;
     while remaining > 0 {
         let batch: Vec<NewTask> = (0..remaining.min(args.batch))
-            .map(|_| NewTask::new("echo", "{}").map(|task| task.retention(Duration::ZERO)))
+            .map(|_| {
+                NewTask::new(task_type, payload)
+                    .map(|task| task.retention(Duration::ZERO).max_retry(0))
+            })
             .collect::<Result<_, _>>()?;
         remaining -= batch.len();
         for outcome in client.enqueue_batch(batch).await {
@@ -81,26 +95,46 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let mut config = WorkerConfig::new(QueueSelection::single("default"));
     config.concurrency = concurrency;
     let plugins = match args.handler {
-        Handler::Wasm => load(
-            &sandbox,
-            &[wasmq_testkit::ECHO_COMPONENT],
-            &LoadOptions::default(),
-        )?,
+        Handler::Wasm => {
+            let component = if args.failing {
+                wasmq_testkit::FLAKY_COMPONENT
+            } else {
+                wasmq_testkit::ECHO_COMPONENT
+            };
+            load(&sandbox, &[component], &LoadOptions::default())?
+        }
+        Handler::Native if args.failing => {
+            config
+                .native
+                .register(task_type, |_task: NativeTask| async {
+                    Err(TaskFailure::new(
+                        FailureKind::HandlerError,
+                        "failing on purpose",
+                    ))
+                });
+            Plugins::new(PluginSet::new(Vec::new())?)
+        }
         Handler::Native => {
             config
                 .native
-                .register("echo", |task: NativeTask| async move {
+                .register(task_type, |task: NativeTask| async move {
                     Ok(task.payload().to_vec())
                 });
             Plugins::new(PluginSet::new(Vec::new())?)
         }
     };
     let (drain_time, summary) = drain(&client, Arc::new(sandbox), plugins, config).await?;
+    let ended = if args.failing {
+        summary.failed
+    } else {
+        summary.completed
+    };
     anyhow::ensure!(
-        summary.completed as usize == args.tasks,
-        "completed {} of {}",
-        summary.completed,
-        args.tasks
+        ended as usize == args.tasks,
+        "{} of {} tasks {}: {summary:?}",
+        ended,
+        args.tasks,
+        if args.failing { "failed" } else { "completed" }
     );
 
     println!(
@@ -109,6 +143,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "tasks": args.tasks,
             "concurrency": concurrency,
             "handler": format!("{:?}", args.handler).to_lowercase(),
+            "failing": args.failing,
             "peak_rss_mb": peak_rss_mb(),
             "enqueue_per_s": (args.tasks as f64 / enqueue_time.as_secs_f64()).round(),
             "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
