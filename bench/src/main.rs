@@ -70,6 +70,10 @@ struct FaultArgs {
     /// Milliseconds each task hashes.
     #[arg(long, default_value_t = 50)]
     burn_ms: u64,
+    /// Every this many tasks, one fails its only attempt on purpose and
+    /// must end archived (0: none fail).
+    #[arg(long, default_value_t = 10)]
+    failing_every: usize,
     /// Worker processes.
     #[arg(long, default_value_t = 3)]
     workers: usize,
@@ -102,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
                 wasmq: args.wasmq,
                 tasks: args.tasks,
                 burn_ms: args.burn_ms,
+                failing_every: args.failing_every,
                 workers: args.workers,
                 concurrency: args.concurrency,
                 lease: Duration::from_secs(2),

@@ -177,14 +177,16 @@ async fn workers_with_skewed_clocks_neither_steal_nor_strand_tasks() {
 }
 
 /// The fault-injection suite, small: tasks through 3 workers while one is
-/// killed twice, another frozen past its lease, and Redis restarted. No
-/// task is lost or stuck; duplicates stay within what was in flight.
+/// killed twice, another frozen past its lease, and Redis restarted; a
+/// tenth of the tasks fail on purpose and must end archived. No task is
+/// lost or stuck; duplicates stay within what was in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_injection_run_loses_no_task() {
     let report = faults::run(FaultPlan {
         wasmq: PathBuf::from(WASMQ),
         tasks: 3000,
         burn_ms: 10,
+        failing_every: 10,
         workers: 3,
         concurrency: 6,
         lease: Duration::from_secs(1),

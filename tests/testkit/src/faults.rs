@@ -1,9 +1,10 @@
 //! The fault-injection run: many tasks through several worker processes
 //! while workers are killed with SIGKILL, one is frozen with SIGSTOP past
 //! its lease, and Redis (with an append-only file) is killed and restarted.
-//! At the end every task must be completed: none lost, none stuck in
-//! active. Re-executions are counted: at-least-once delivery allows them,
-//! bounded by what was in flight at each fault.
+//! At the end every task must have ended as it should (completed; or, for
+//! the share that fails on purpose, archived with its error): none lost,
+//! none stuck in active. Re-executions are counted: at-least-once delivery
+//! allows them, bounded by what was in flight at each fault.
 //!
 //! The end-to-end tests run a small plan; `bench/faults.sh` runs the full
 //! one and prints the report kept in `RELIABILITY.md`.
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use wasmq::dev::{RedisOptions, RedisServer};
 use wasmq::{Client, NewTask};
 
-use crate::{BURN_COMPONENT, PluginDir, WasmqProcess};
+use crate::{BURN_COMPONENT, FLAKY_COMPONENT, PluginDir, WasmqProcess};
 
 /// The queue the run uses.
 const QUEUE: &str = "default";
@@ -25,8 +26,12 @@ const QUEUE: &str = "default";
 pub struct FaultPlan {
     /// The `wasmq` binary that runs the workers.
     pub wasmq: PathBuf,
-    /// Tasks to run (each a `burn` task).
+    /// Tasks to run (each a `burn` task, but for the failing ones).
     pub tasks: usize,
+    /// Every this many tasks, one is a `flaky` task that fails its only
+    /// attempt and is archived, so that failures are recorded while the
+    /// faults hit (0: none).
+    pub failing_every: usize,
     /// How long each task hashes.
     pub burn_ms: u64,
     /// Worker processes.
@@ -66,7 +71,7 @@ pub struct FaultRecord {
     /// Tasks in flight that the fault hit: those leased by the victim
     /// worker, or every active task when Redis went down.
     pub in_flight: usize,
-    /// From the fault until every one of those tasks was completed.
+    /// From the fault until every one of those tasks had ended.
     pub recovered_after: Option<Duration>,
     ids: HashSet<String>,
 }
@@ -80,7 +85,9 @@ pub struct FaultReport {
     pub faults: Vec<FaultRecord>,
     /// Tasks completed at the end.
     pub completed: u64,
-    /// Tasks enqueued but not completed at the end (must be 0).
+    /// Failing tasks archived at the end.
+    pub archived: u64,
+    /// Tasks that did not end as they should (must be 0).
     pub lost: u64,
     /// Tasks still active at the end (must be 0).
     pub stuck_active: u64,
@@ -102,10 +109,18 @@ impl FaultReport {
         let plan = &self.plan;
         let mut out = String::new();
         out.push_str(&format!(
-            "{} `burn` tasks ({} ms each) through {} workers (concurrency {}, lease {:?}), Redis with `appendonly yes` and `appendfsync always`.\n\n",
-            plan.tasks, plan.burn_ms, plan.workers, plan.concurrency, plan.lease
+            "{} tasks through {} workers (concurrency {}, lease {:?}), Redis with `appendonly yes` and `appendfsync always`: `burn` tasks ({} ms each){}.\n\n",
+            plan.tasks,
+            plan.workers,
+            plan.concurrency,
+            plan.lease,
+            plan.burn_ms,
+            match plan.failing_every {
+                0 => String::new(),
+                n => format!(", and every {n}th a `flaky` task that fails its only attempt and must end archived"),
+            }
         ));
-        out.push_str("| fault | at | tasks in flight | all of them completed after |\n| --- | ---: | ---: | ---: |\n");
+        out.push_str("| fault | at | tasks in flight | all of them ended after |\n| --- | ---: | ---: | ---: |\n");
         for fault in &self.faults {
             let name = match fault.fault {
                 Fault::KillWorker => "worker killed (SIGKILL), replaced".to_string(),
@@ -123,9 +138,10 @@ impl FaultReport {
             ));
         }
         out.push_str(&format!(
-            "\n| tasks | completed | lost | stuck in active | duplicates (re-executions) | bound (in flight at faults) | run time |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} | {} | {:.1} s |\n",
+            "\n| tasks | completed | archived (failing on purpose) | lost | stuck in active | duplicates (re-executions) | bound (in flight at faults) | run time |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} | {} | {} | {:.1} s |\n",
             plan.tasks,
             self.completed,
+            self.archived,
             self.lost,
             self.stuck_active,
             self.duplicates,
@@ -168,17 +184,35 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
     .expect("redis-server starts");
     let url = redis.url();
     let client = Client::connect(&url).await.expect("Redis answers");
+    let failing = |n: usize| plan.failing_every > 0 && n.is_multiple_of(plan.failing_every);
     let tasks: Vec<NewTask> = (0..plan.tasks)
         .map(|n| {
-            NewTask::new("burn", format!(r#"{{"ms":{},"n":{n}}}"#, plan.burn_ms))
-                .expect("valid JSON")
-                .retention(Duration::from_secs(3600))
+            let task = if failing(n) {
+                NewTask::new("flaky", format!(r#"{{"fail_times":1000,"n":{n}}}"#))
+                    .expect("valid JSON")
+                    .max_retry(0)
+            } else {
+                NewTask::new("burn", format!(r#"{{"ms":{},"n":{n}}}"#, plan.burn_ms))
+                    .expect("valid JSON")
+            };
+            task.retention(Duration::from_secs(3600))
         })
         .collect();
-    let mut ids = Vec::with_capacity(plan.tasks);
-    for chunk in tasks.chunks(1000) {
-        for outcome in client.enqueue_batch(chunk.to_vec()).await {
-            ids.push(outcome.expect("every task is accepted").id);
+    // Each id with the state it must end in.
+    let mut ids: Vec<(String, &str)> = Vec::with_capacity(plan.tasks);
+    for (first, chunk) in tasks.chunks(1000).enumerate() {
+        for (n, outcome) in client
+            .enqueue_batch(chunk.to_vec())
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let end = if failing(first * 1000 + n) {
+                "archived"
+            } else {
+                "completed"
+            };
+            ids.push((outcome.expect("every task is accepted").id, end));
         }
     }
     let mut raw = redis_connection(&url).await;
@@ -186,7 +220,7 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
     let mut fleet = Fleet {
         plan: &plan,
         url: url.clone(),
-        plugins: PluginDir::with(&[BURN_COMPONENT]),
+        plugins: PluginDir::with(&[BURN_COMPONENT, FLAKY_COMPONENT]),
         workers: Vec::new(),
     };
     for _ in 0..plan.workers {
@@ -220,15 +254,15 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
     let mut records: Vec<FaultRecord> = Vec::new();
     let mut frozen: Option<(usize, Instant)> = None;
     loop {
-        let completed = match client.broker().queue_counts(QUEUE).await {
-            Ok(counts) => counts.completed,
+        let ended = match client.broker().queue_counts(QUEUE).await {
+            Ok(counts) => counts.completed + counts.archived,
             Err(_) => {
                 // Redis is restarting.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let progress = completed as f64 / plan.tasks as f64;
+        let progress = ended as f64 / plan.tasks as f64;
         if records.len() < schedule.len() && progress >= thresholds[records.len()] {
             let fault = schedule[records.len()];
             let at = started.elapsed();
@@ -273,7 +307,7 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
             .iter_mut()
             .filter(|record| record.recovered_after.is_none())
         {
-            if all_completed(&mut raw, &record.ids).await {
+            if all_ended(&mut raw, &record.ids).await {
                 record.recovered_after = Some(started.elapsed().saturating_sub(record.at));
             }
         }
@@ -281,7 +315,7 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
         let all_recovered = records
             .iter()
             .all(|record| record.recovered_after.is_some());
-        if (completed as usize == plan.tasks && all_injected && all_recovered)
+        if (ended as usize == plan.tasks && all_injected && all_recovered)
             || started.elapsed() > plan.timeout
         {
             break;
@@ -292,17 +326,19 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
 
     let states: HashMap<String, String> = hash(&mut raw, "state").await;
     let attempts: HashMap<String, String> = hash(&mut raw, "attempts").await;
-    let completed = ids
-        .iter()
-        .filter(|id| states.get(*id).is_some_and(|state| state == "completed"))
-        .count() as u64;
+    let ended_in = |wanted: &str| {
+        ids.iter()
+            .filter(|(id, end)| *end == wanted && states.get(id).is_some_and(|state| state == end))
+            .count() as u64
+    };
+    let (completed, archived) = (ended_in("completed"), ended_in("archived"));
     let stuck_active = ids
         .iter()
-        .filter(|id| states.get(*id).is_some_and(|state| state == "active"))
+        .filter(|(id, _)| states.get(id).is_some_and(|state| state == "active"))
         .count() as u64;
     let duplicates = ids
         .iter()
-        .filter_map(|id| attempts.get(id).and_then(|n| n.parse::<u64>().ok()))
+        .filter_map(|(id, _)| attempts.get(id).and_then(|n| n.parse::<u64>().ok()))
         .map(|n| n.saturating_sub(1))
         .sum();
     drop(fleet);
@@ -310,7 +346,8 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
         plan,
         faults: records,
         completed,
-        lost: ids.len() as u64 - completed,
+        archived,
+        lost: ids.len() as u64 - completed - archived,
         stuck_active,
         duplicates,
         elapsed,
@@ -346,7 +383,8 @@ async fn leased_by(raw: &mut Connection, pid: Option<i32>) -> HashSet<String> {
         .collect()
 }
 
-async fn all_completed(raw: &mut Connection, ids: &HashSet<String>) -> bool {
+/// Whether every task of `ids` has ended (completed, or archived).
+async fn all_ended(raw: &mut Connection, ids: &HashSet<String>) -> bool {
     if ids.is_empty() {
         return true;
     }
@@ -359,7 +397,7 @@ async fn all_completed(raw: &mut Connection, ids: &HashSet<String>) -> bool {
     states.len() == ids.len()
         && states
             .iter()
-            .all(|state| state.as_deref() == Some("completed"))
+            .all(|state| matches!(state.as_deref(), Some("completed" | "archived")))
 }
 
 async fn hash(raw: &mut Connection, part: &str) -> HashMap<String, String> {
