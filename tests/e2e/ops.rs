@@ -6,7 +6,7 @@ use wasmq_testkit::{
     BURN_COMPONENT, ECHO_COMPONENT, FLAKY_COMPONENT, LOOP_COMPONENT, PluginDir, WasmqProcess,
 };
 
-use crate::support::{Env, WASMQ, free_port, http, stderr, stdout, wait_for_http, wait_until};
+use crate::support::{Env, WASMQ, free_port, http, stderr, stdout, wait_for_http};
 
 fn json(output: &std::process::Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", stderr(output));
@@ -392,23 +392,29 @@ async fn metrics_count_the_tasks_the_worker_ran() {
     )
     .await;
     wait_for_http(&address, "/metrics").await;
-    let mut text = String::new();
-    wait_until(Duration::from_secs(15), "the queue gauges", || {
-        text = http("GET", &address, "/metrics", &[]).unwrap().1;
-        let ready = text.contains("wasmq_queue_tasks{queue=\"default\",state=\"completed\"} 20");
-        async move { ready }
-    })
-    .await;
-    for line in [
+    let expected = [
+        "wasmq_queue_tasks{queue=\"default\",state=\"completed\"} 20",
+        "wasmq_queue_tasks{queue=\"default\",state=\"archived\"} 3",
         "wasmq_tasks_processed_total{queue=\"default\",type=\"echo\"} 20",
         "wasmq_tasks_failed_total{queue=\"default\",type=\"flaky\",class=\"handler-error\"} 3",
         "wasmq_task_duration_seconds_count{type=\"echo\"} 20",
         "wasmq_task_fuel_count{plugin=\"flaky\",type=\"flaky\"} 3",
         "wasmq_wasm_instantiation_seconds_count{plugin=\"echo\"} 20",
-        "wasmq_queue_tasks{queue=\"default\",state=\"archived\"} 3",
         "wasmq_plugin_loads_total{plugin=\"echo\",version=\"0.1.0\"} 1",
         "# TYPE wasmq_task_duration_seconds histogram",
-    ] {
+    ];
+    // The queue gauges are refreshed every few seconds, and a counter may
+    // be bumped just after Redis has the outcome: wait for a scrape that
+    // shows the end of the run, then say what is missing if none does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = http("GET", &address, "/metrics", &[]).unwrap().1;
+        if expected.iter().all(|line| text.contains(line)) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for line in expected {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
 }
