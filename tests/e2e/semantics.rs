@@ -530,6 +530,105 @@ async fn batch_postponements_put_back_only_the_tasks_their_caller_holds() {
     assert!((59_000..=60_000).contains(&due_in), "{due_in} ms");
 }
 
+/// One enqueue batch refuses exactly what the same tasks enqueued one at a
+/// time would: an id given twice, a unique task given twice, an id taken by
+/// a task already there, an id still reserved by a deleted task; the rest
+/// go to pending (in order) or scheduled.
+#[tokio::test]
+async fn a_batch_refuses_what_one_task_at_a_time_would() {
+    let env = Env::start().await;
+    let hour = Duration::from_secs(3600);
+    let echo = |id: &str| NewTask::new("echo", "{}").unwrap().id(id);
+    let unique = |id: &str| {
+        NewTask::new("echo", r#"{"same":true}"#)
+            .unwrap()
+            .id(id)
+            .unique(hour)
+    };
+    env.client
+        .enqueue(echo("gone").reserve_id(hour))
+        .await
+        .unwrap();
+    env.client.broker().delete("default", "gone").await.unwrap();
+    env.client.enqueue(echo("there")).await.unwrap();
+
+    let batch = vec![
+        echo("a"),
+        echo("a"),
+        unique("u1"),
+        unique("u2"),
+        echo("s").process_in(Duration::from_secs(60)),
+        echo("s"),
+        echo("gone"),
+        echo("there"),
+        echo("r").reserve_id(hour),
+        echo("r"),
+    ];
+    let outcomes = env.client.enqueue_batch(batch).await;
+    let accepted = |n: usize| outcomes[n].as_ref().map(|enqueued| enqueued.state).ok();
+    let taken_by = |n: usize| match &outcomes[n] {
+        Err(wasmq::broker::Error::DuplicateId {
+            state,
+            reserved_for,
+            ..
+        }) => Some((*state, reserved_for.is_some())),
+        _ => None,
+    };
+    assert_eq!(accepted(0), Some(TaskState::Pending), "{:?}", outcomes[0]);
+    assert_eq!(
+        taken_by(1),
+        Some((Some(TaskState::Pending), false)),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(accepted(2), Some(TaskState::Pending), "{:?}", outcomes[2]);
+    assert!(
+        matches!(&outcomes[3], Err(wasmq::broker::Error::DuplicateUnique { holder, .. }) if holder == "u1"),
+        "{:?}",
+        outcomes[3]
+    );
+    assert_eq!(accepted(4), Some(TaskState::Scheduled), "{:?}", outcomes[4]);
+    assert_eq!(
+        taken_by(5),
+        Some((Some(TaskState::Scheduled), false)),
+        "{:?}",
+        outcomes[5]
+    );
+    assert_eq!(taken_by(6), Some((None, true)), "{:?}", outcomes[6]);
+    assert_eq!(
+        taken_by(7),
+        Some((Some(TaskState::Pending), false)),
+        "{:?}",
+        outcomes[7]
+    );
+    assert_eq!(accepted(8), Some(TaskState::Pending), "{:?}", outcomes[8]);
+    assert_eq!(
+        taken_by(9),
+        Some((Some(TaskState::Pending), false)),
+        "{:?}",
+        outcomes[9]
+    );
+
+    let counts = env.counts("default").await;
+    assert_eq!((counts.pending, counts.scheduled), (4, 1), "{counts:?}");
+    assert!(
+        env.task("default", "u2").await.is_none(),
+        "the refused task left nothing"
+    );
+    let leased = env
+        .client
+        .broker()
+        .dequeue("default", 10, Duration::from_secs(60), "me")
+        .await
+        .unwrap();
+    let order: Vec<&str> = leased
+        .tasks
+        .iter()
+        .map(|task| task.message.id.as_str())
+        .collect();
+    assert_eq!(order, ["there", "a", "u1", "r"]);
+}
+
 /// Failed attempts are recorded in batches too: a batch of retries and a
 /// batch of archivals each record exactly the tasks their caller holds
 /// (once each), the attempts counted, the errors kept, the retries due

@@ -18,58 +18,102 @@
 --   {'duplicate-id', 'reserved', ms}       the id's task is gone, but the id is reserved for ms more
 --   {'duplicate-unique', holder id, ms}    the unique key is held for ms more
 local now = now_ms()
-local replies = {}
-local was_empty = redis.call('LLEN', PENDING) == 0
-local pushed = false
+local ids = {}
 for i = 1, #ARGV, 7 do
-    local id, msg = ARGV[i], ARGV[i + 1]
+    ids[#ids + 1] = ARGV[i]
+end
+-- Whether each id is taken, in one command each for the whole batch; ids
+-- and unique keys taken earlier in this batch are tracked here.
+local states = hmget(STATE, ids)
+local reservations = {}
+if redis.call('ZCARD', CLAIMS) > 0 then
+    reservations = call_with('ZMSCORE', CLAIMS, ids)
+end
+local taken, locked = {}, {}
+local replies = {}
+local messages, new_states, pending, claims = {}, {}, {}, {}
+local scheduled, earliest = {}, nil
+for n, id in ipairs(ids) do
+    local i = (n - 1) * 7 + 1
+    local msg = ARGV[i + 1]
     local delay, due_at = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
     local unique_key, unique_ttl = ARGV[i + 4], tonumber(ARGV[i + 5])
     local reserve = tonumber(ARGV[i + 6])
-    local holder_state = redis.call('HGET', STATE, id)
-    local reserved_until = tonumber(redis.call('ZSCORE', CLAIMS, id) or '0')
+    local holder_state = taken[id] or states[n]
+    local reserved_until = tonumber(reservations[n] or '0') or 0
     if holder_state then
-        replies[#replies + 1] = {'duplicate-id', holder_state}
+        replies[n] = {'duplicate-id', holder_state}
     elseif reserved_until > now then
-        replies[#replies + 1] = {'duplicate-id', 'reserved', reserved_until - now}
+        replies[n] = {'duplicate-id', 'reserved', reserved_until - now}
     else
         local refused = false
         if unique_key ~= '' then
-            local holder = redis.call('HGET', UNIQUE, unique_key)
-            local until_ms = tonumber(redis.call('ZSCORE', UNIQUE_UNTIL, unique_key) or '0')
+            local holder, until_ms
+            if locked[unique_key] then
+                holder, until_ms = locked[unique_key][1], locked[unique_key][2]
+            else
+                holder = redis.call('HGET', UNIQUE, unique_key)
+                until_ms = tonumber(redis.call('ZSCORE', UNIQUE_UNTIL, unique_key) or '0')
+            end
             if holder and until_ms > now then
-                replies[#replies + 1] = {'duplicate-unique', holder, until_ms - now}
+                replies[n] = {'duplicate-unique', holder, until_ms - now}
                 refused = true
             else
                 redis.call('HSET', UNIQUE, unique_key, id)
                 redis.call('ZADD', UNIQUE_UNTIL, now + unique_ttl, unique_key)
+                locked[unique_key] = {id, now + unique_ttl}
             end
         end
         if not refused then
             if reserve > 0 then
-                redis.call('ZADD', CLAIMS, now + reserve, id)
+                claims[#claims + 1] = now + reserve
+                claims[#claims + 1] = id
             end
-            redis.call('HSET', MSG, id, msg)
+            messages[#messages + 1] = id
+            messages[#messages + 1] = msg
             if due_at == 0 then
                 due_at = now + delay
             end
+            local state = 'pending'
             if due_at > now then
-                redis.call('ZADD', SCHEDULED, due_at, id)
-                redis.call('HSET', STATE, id, 'scheduled')
-                notify_if_earliest(SCHEDULED, id)
-                replies[#replies + 1] = {'ok', 'scheduled'}
+                state = 'scheduled'
+                scheduled[#scheduled + 1] = due_at
+                scheduled[#scheduled + 1] = id
+                if earliest == nil or due_at < earliest then
+                    earliest = due_at
+                end
             else
-                redis.call('LPUSH', PENDING, id)
-                redis.call('HSET', STATE, id, 'pending')
-                pushed = true
-                replies[#replies + 1] = {'ok', 'pending'}
+                pending[#pending + 1] = id
             end
+            taken[id] = state
+            new_states[#new_states + 1] = id
+            new_states[#new_states + 1] = state
+            replies[n] = {'ok', state}
         end
     end
 end
--- Idle workers wait for the queue to go from empty to not empty; busy
--- workers come back for more on their own.
-if pushed and was_empty then
-    redis.call('PUBLISH', NOTIFY, 'pending')
+if #messages > 0 then
+    call_with('HSET', MSG, messages)
+    call_with('HSET', STATE, new_states)
+    if #claims > 0 then
+        call_with('ZADD', CLAIMS, claims)
+    end
+end
+if #scheduled > 0 then
+    -- Wake idle workers when one of these is now the first due.
+    local first = redis.call('ZRANGE', SCHEDULED, 0, 0, 'WITHSCORES')
+    call_with('ZADD', SCHEDULED, scheduled)
+    if first[2] == nil or earliest < tonumber(first[2]) then
+        redis.call('PUBLISH', NOTIFY, 'due')
+    end
+end
+if #pending > 0 then
+    -- Idle workers wait for the queue to go from empty to not empty; busy
+    -- workers come back for more on their own.
+    local was_empty = redis.call('LLEN', PENDING) == 0
+    call_with('LPUSH', PENDING, pending)
+    if was_empty then
+        redis.call('PUBLISH', NOTIFY, 'pending')
+    end
 end
 return replies
