@@ -40,11 +40,8 @@ for n, id in ipairs(ids) do
     end
 end
 if #moved > 0 then
-    call_with('ZREM', ACTIVE, moved)
+    leave_active(moved, 'archived', errors)
     call_with('ZADD', ARCHIVED, archived)
-    call_with('HSET', STATE, each_with(moved, 'archived'))
-    call_with('HSET', ERROR, errors)
-    call_with('HDEL', OWNER, moved)
     count_attempt('failed', now, #moved)
     -- Trimming drops at most this many, so that one call stays short; the
     -- next archiving (or the worker's trim) goes on where it stopped.

@@ -100,12 +100,7 @@ if #messages > 0 then
     end
 end
 if #scheduled > 0 then
-    -- Wake idle workers when one of these is now the first due.
-    local first = redis.call('ZRANGE', SCHEDULED, 0, 0, 'WITHSCORES')
-    call_with('ZADD', SCHEDULED, scheduled)
-    if first[2] == nil or earliest < tonumber(first[2]) then
-        redis.call('PUBLISH', NOTIFY, 'due')
-    end
+    add_due(SCHEDULED, scheduled, earliest)
 end
 if #pending > 0 then
     -- Idle workers wait for the queue to go from empty to not empty; busy

@@ -160,10 +160,57 @@ local function trim_archive(now, max_size, max_age_ms, budget)
     return dropped
 end
 
--- Wakes idle workers when `zset` gains a member due sooner than any other.
-local function notify_if_earliest(zset, id)
-    local first = redis.call('ZRANGE', zset, 0, 0)
-    if first[1] == id then
+-- Adds `due` ({due time, id, due time, id, ...}) to `zset` (scheduled or
+-- retry) and wakes idle workers when `earliest`, the soonest of those due
+-- times, is now the set's first.
+local function add_due(zset, due, earliest)
+    local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+    call_with('ZADD', zset, due)
+    if first[2] == nil or earliest < tonumber(first[2]) then
         redis.call('PUBLISH', NOTIFY, 'due')
     end
+end
+
+-- For the scripts whose ARGV holds four values per task (task id, lease
+-- token, delay in ms, error JSON): picks the tasks the caller holds, each
+-- once. Returns the answer per task (1 held, 0 not: another owner, or a
+-- repeat), the held ids, {due time, id, ...} and {id, error, ...} for them,
+-- and the soonest due time.
+local function held_with_delays(now)
+    local ids = {}
+    for i = 1, #ARGV, 4 do
+        ids[#ids + 1] = ARGV[i]
+    end
+    local owners = hmget(OWNER, ids)
+    local answers, held, due, errors, seen = {}, {}, {}, {}, {}
+    local earliest
+    for n, id in ipairs(ids) do
+        local i = (n - 1) * 4 + 1
+        if seen[id] or owners[n] ~= ARGV[i + 1] then
+            answers[n] = 0
+        else
+            seen[id] = true
+            held[#held + 1] = id
+            local at = now + tonumber(ARGV[i + 2])
+            due[#due + 1] = at
+            due[#due + 1] = id
+            errors[#errors + 1] = id
+            errors[#errors + 1] = ARGV[i + 3]
+            if earliest == nil or at < earliest then
+                earliest = at
+            end
+            answers[n] = 1
+        end
+    end
+    return answers, held, due, errors, earliest
+end
+
+-- Takes leased tasks (`ids`) out of active, for good or for a while: their
+-- state becomes `state`, `errors` ({id, error JSON, ...}) their last
+-- errors, and they have no owner any more.
+local function leave_active(ids, state, errors)
+    call_with('ZREM', ACTIVE, ids)
+    call_with('HSET', STATE, each_with(ids, state))
+    call_with('HSET', ERROR, errors)
+    call_with('HDEL', OWNER, ids)
 end
