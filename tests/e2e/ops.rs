@@ -288,11 +288,7 @@ async fn server_ls_shows_live_workers_and_what_they_run() {
     assert!(table.contains("burn@0.1.0, echo@0.1.0"), "{table}");
     assert!(table.contains("1/3"), "{table}");
 
-    worker.signal(libc::SIGTERM);
-    worker
-        .wait_exit(Duration::from_secs(30))
-        .await
-        .expect("the worker stops");
+    worker.terminate(Duration::from_secs(30)).await;
     let after = json(&env.wasmq(&["server", "ls", "--json"]));
     assert_eq!(
         after,
@@ -328,11 +324,7 @@ async fn plugin_stats_count_runs_and_failure_classes() {
     )
     .await;
     // Statistics are flushed every 5 s and on shutdown.
-    worker.signal(libc::SIGTERM);
-    worker
-        .wait_exit(Duration::from_secs(30))
-        .await
-        .expect("the worker stops");
+    worker.terminate(Duration::from_secs(30)).await;
     let stats = json(&env.wasmq(&["plugin", "stats", "--json"]));
     let by_type = |task_type: &str| {
         stats

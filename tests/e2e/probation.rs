@@ -96,11 +96,7 @@ async fn a_plugin_that_keeps_hitting_its_limits_is_put_on_probation_and_loses_no
     // The lane runs only on idle CPU, which a busy machine may not have:
     // stop this worker (its parked tasks go back) and let one without
     // probation finish the rest.
-    worker.signal(libc::SIGTERM);
-    worker
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .expect("the worker exits soon after its shutdown timeout");
+    worker.terminate(Duration::from_secs(15)).await;
     let _second = env.worker(
         plugins.path(),
         &[
@@ -256,11 +252,7 @@ async fn parked_tasks_go_back_to_their_queue_on_shutdown() {
     assert!(table.contains("1/2 +7 parked"), "{table}");
     assert!(table.contains("(on probation)"), "{table}");
 
-    worker.signal(libc::SIGTERM);
-    let status = worker
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .expect("the worker exits soon after its shutdown timeout");
+    let status = worker.terminate(Duration::from_secs(15)).await;
     let log = worker.log();
     assert!(status.success(), "exit status {status:?}\n{log}");
     assert_eq!(

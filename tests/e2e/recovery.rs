@@ -87,11 +87,7 @@ async fn sigterm_puts_running_tasks_back_and_loses_nothing() {
         |c| c.active == 3,
     )
     .await;
-    worker.signal(libc::SIGTERM);
-    let status = worker
-        .wait_exit(Duration::from_secs(15))
-        .await
-        .expect("the worker exits soon after its shutdown timeout");
+    let status = worker.terminate(Duration::from_secs(15)).await;
     let log = worker.log();
     assert!(status.success(), "exit status {status:?}\n{log}");
     assert_eq!(

@@ -97,6 +97,19 @@ impl WasmqProcess {
         }
     }
 
+    /// Asks the process to shut down (SIGTERM) and waits up to `timeout`
+    /// for it to exit; panics, showing the log, if it does not.
+    pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        match self.wait_exit(timeout).await {
+            Some(status) => status,
+            None => panic!(
+                "the process did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                self.log()
+            ),
+        }
+    }
+
     /// Waits until the log contains `needle`; panics after `timeout`
     /// showing the log.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
