@@ -123,7 +123,12 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             Plugins::new(PluginSet::new(Vec::new())?)
         }
     };
+    let redis_cpu_before = redis_cpu_seconds(&url);
+    let worker_cpu_before = own_cpu_seconds();
     let (drain_time, summary) = drain(&client, Arc::new(sandbox), plugins, config).await?;
+    let per_task_us = |seconds: f64| (seconds * 1e6 / args.tasks as f64 * 10.0).round() / 10.0;
+    let redis_cpu = per_task_us(redis_cpu_seconds(&url) - redis_cpu_before);
+    let worker_cpu = per_task_us(own_cpu_seconds() - worker_cpu_before);
     let ended = if args.failing {
         summary.failed
     } else {
@@ -147,6 +152,8 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "peak_rss_mb": peak_rss_mb(),
             "enqueue_per_s": (args.tasks as f64 / enqueue_time.as_secs_f64()).round(),
             "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
+            "redis_cpu_us_per_task": redis_cpu,
+            "worker_cpu_us_per_task": worker_cpu,
         })
     );
     Ok(())
@@ -210,6 +217,38 @@ pub async fn drain_watching(
     let took = started.elapsed();
     stop.cancel();
     Ok((took, worker.await?))
+}
+
+/// CPU time (user + system) Redis has used so far, from `INFO cpu`
+/// through `redis-cli`; 0 when it cannot be read.
+pub fn redis_cpu_seconds(url: &str) -> f64 {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-u", url, "INFO", "cpu"])
+        .output();
+    let Ok(output) = output else { return 0.0 };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().split_once(':')?;
+            matches!(name, "used_cpu_user" | "used_cpu_sys").then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// CPU time (user + system) this process has used so far, from
+/// `/proc/self/stat`.
+pub fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces), whose
+    // 12th and 13th are utime and stime in clock ticks (100 per second).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }
 
 /// This process's peak resident set size so far (`VmHWM`), in MB.
