@@ -1,7 +1,8 @@
 //! `isolation`: how much hostile plugins cost their well-behaved
-//! neighbours. The drain rate of `echo` tasks alone, and again with hostile
-//! tasks making up a quarter of all tasks, on one worker, every plugin held
-//! to the same small budget.
+//! neighbours. The drain rate of `echo` tasks alone; again with benign
+//! `greet` tasks making up a quarter of all tasks (what sharing the worker
+//! with any other plugin costs); and again with hostile tasks in their
+//! place. One worker, every plugin held to the same small budget.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,9 +46,18 @@ pub struct IsolationArgs {
     /// Turns (each: echo alone, then mixed); medians are reported.
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
+    /// The worker's `--probation-lane`.
+    #[arg(long, default_value_t = ProbationConfig::default().lane_capacity)]
+    pub probation_lane: usize,
     /// The worker's `--probation-park`.
     #[arg(long, default_value_t = ProbationConfig::default().park_capacity)]
     pub probation_park: usize,
+    /// End each mixed phase as soon as the echo tasks are done, and drop
+    /// the hostile tasks still waiting (for long runs, where waiting for
+    /// every hostile task to end would take minutes). Skips the phase
+    /// without probation.
+    #[arg(long)]
+    pub cut_hostile: bool,
 }
 
 /// The hostile tasks mixed in: each fails fast against its budget (the
@@ -94,7 +104,7 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
         !hostile_mix.is_empty(),
         "no hostile task type matches --only"
     );
-    let mut components = vec![kit::ECHO_COMPONENT];
+    let mut components = vec![kit::ECHO_COMPONENT, kit::GREETER_COMPONENT];
     components.extend(hostile_mix.iter().map(|(component, _)| *component));
 
     let echo = |n: usize| {
@@ -112,23 +122,25 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
         }
     };
 
-    let mixed = || -> anyhow::Result<(Vec<NewTask>, usize)> {
-        // One hostile task after every three echo tasks.
+    // One neighbour after every three echo tasks: hostile, or (`benign`)
+    // a well-behaved `greet` task that returns at once.
+    let mixed = |benign: bool| -> anyhow::Result<(Vec<NewTask>, usize)> {
         let mut tasks = Vec::new();
-        let mut hostile = 0usize;
+        let mut neighbours = 0usize;
         for n in 0..args.tasks {
             tasks.push(echo(n)?);
             if n % 3 == 2 {
-                let (_, task_type) = hostile_mix[hostile % hostile_mix.len()];
-                tasks.push(
+                let neighbour = if benign {
+                    NewTask::new("greet", r#"{"name":"neighbour"}"#)?
+                } else {
+                    let (_, task_type) = hostile_mix[neighbours % hostile_mix.len()];
                     NewTask::new(task_type, "{}")?
-                        .max_retry(0)
-                        .retention(Duration::ZERO),
-                );
-                hostile += 1;
+                };
+                tasks.push(neighbour.max_retry(0).retention(Duration::ZERO));
+                neighbours += 1;
             }
         }
-        Ok((tasks, hostile))
+        Ok((tasks, neighbours))
     };
     let rate = |took: Duration| args.tasks as f64 / took.as_secs_f64();
     let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
@@ -136,11 +148,17 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
     // Each turn: echo alone, then mixed with the given probation rules,
     // then (when those put plugins on probation) mixed without probation.
     let mut strikes = vec![args.probation_strikes];
-    if args.probation_strikes > 0 {
+    if args.probation_strikes > 0 && !args.cut_hostile {
         strikes.push(0);
     }
     let mut alone_rates = Vec::new();
+    let mut benign_rates = Vec::new();
     let mut mixed_rates = vec![Vec::new(); strikes.len()];
+    // Per turn: with hostile over alone, and with hostile over with benign
+    // (paired within a turn, so that a slow minute affects both sides).
+    let mut ratios = vec![Vec::new(); strikes.len()];
+    let mut ratios_to_benign = vec![Vec::new(); strikes.len()];
+    let mut benign_ratios = Vec::new();
     let mut ended = vec![Vec::new(); strikes.len()];
     let mut hostile = 0;
     for turn in 1..=args.repeats {
@@ -152,27 +170,43 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
             "echo alone: {summary:?}"
         );
         alone_rates.push(rate(alone));
+
+        let (tasks, benign) = mixed(true)?;
+        enqueue(tasks).await?;
+        let plugins = load(&sandbox, &components, &options)?;
+        let (with_benign, _, summary) = drain(&client, sandbox.clone(), plugins, args, 0).await?;
+        anyhow::ensure!(
+            summary.completed as usize == args.tasks + benign,
+            "echo with benign neighbours: {summary:?}"
+        );
+        benign_rates.push(rate(with_benign));
+        benign_ratios.push(rate(with_benign) / rate(alone));
         let mut line = serde_json::json!({
             "turn": turn,
             "echo_per_s_alone": rate(alone).round(),
+            "echo_per_s_with_benign": rate(with_benign).round(),
         });
         for (i, &strikes) in strikes.iter().enumerate() {
-            let (tasks, count) = mixed()?;
+            let (tasks, count) = mixed(false)?;
             hostile = count;
             enqueue(tasks).await?;
             let plugins = load(&sandbox, &components, &options)?;
             let (with_hostile, everything, summary) =
                 drain(&client, sandbox.clone(), plugins, args, strikes).await?;
             anyhow::ensure!(
-                summary.completed as usize == args.tasks && summary.failed as usize == hostile,
+                summary.completed as usize == args.tasks
+                    && (args.cut_hostile || summary.failed as usize == hostile),
                 "mixed: {summary:?}, expected {} completed and {hostile} failed",
                 args.tasks
             );
             mixed_rates[i].push(rate(with_hostile));
+            ratios[i].push(rate(with_hostile) / rate(alone));
+            ratios_to_benign[i].push(rate(with_hostile) / rate(with_benign));
             ended[i].push(everything.as_secs_f64());
             line[format!("strikes_{strikes}")] = serde_json::json!({
                 "echo_per_s_with_hostile": rate(with_hostile).round(),
                 "ratio": round(rate(with_hostile) / rate(alone), 3),
+                "ratio_to_benign": round(rate(with_hostile) / rate(with_benign), 3),
                 "all_ended_after_s": round(everything.as_secs_f64(), 2),
             });
         }
@@ -180,6 +214,7 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
     }
 
     let alone = median(alone_rates);
+    let with_benign = median(benign_rates);
     let mut results = serde_json::Map::new();
     for (i, strikes) in strikes.iter().enumerate() {
         let with_hostile = median(mixed_rates[i].clone());
@@ -187,7 +222,8 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
             format!("strikes_{strikes}"),
             serde_json::json!({
                 "echo_per_s_with_hostile": with_hostile.round(),
-                "ratio": round(with_hostile / alone, 3),
+                "ratio": round(median(ratios[i].clone()), 3),
+                "ratio_to_benign": round(median(ratios_to_benign[i].clone()), 3),
                 "all_ended_after_s": round(median(ended[i].clone()), 2),
             }),
         );
@@ -203,7 +239,10 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
             "hostile_types": hostile_mix.iter().map(|(_, task_type)| *task_type).collect::<Vec<_>>(),
             "repeats": args.repeats,
             "probation_park": args.probation_park,
+            "probation_lane": args.probation_lane,
             "echo_per_s_alone": alone.round(),
+            "echo_per_s_with_benign": with_benign.round(),
+            "ratio_benign_to_alone": round(median(benign_ratios), 3),
             "with_hostile": results,
             "peak_rss_mb": super::drain::peak_rss_mb(),
         })
@@ -227,12 +266,32 @@ async fn drain(
     config.metrics = metrics.clone();
     config.probation.strikes = probation_strikes;
     config.probation.park_capacity = args.probation_park;
+    config.probation.lane_capacity = args.probation_lane;
     let echo_completed = || {
         metrics.value(
             "wasmq_tasks_processed_total",
             &[("queue", "default"), ("type", "echo")],
         ) as usize
     };
+    if args.cut_hostile && probation_strikes > 0 {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let started = std::time::Instant::now();
+        let worker = tokio::spawn(wasmq::worker::run(
+            client.broker().clone(),
+            sandbox,
+            plugins,
+            config,
+            stop.clone().cancelled_owned(),
+        ));
+        while echo_completed() < args.tasks {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let echo_took = started.elapsed();
+        stop.cancel();
+        let summary = worker.await?;
+        client.broker().remove_queue("default", true).await?;
+        return Ok((echo_took, started.elapsed(), summary));
+    }
     let mut echo_took = None;
     let (everything, summary) = drain_watching(client, sandbox, plugins, config, |elapsed| {
         if echo_took.is_none() && echo_completed() >= args.tasks {

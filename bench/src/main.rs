@@ -23,8 +23,8 @@
 //!
 //! `cron`: tick precision of scheduler replicas racing for every tick.
 //!
-//! `isolation`: the drain rate of a well-behaved plugin alone, and again
-//! while a quarter of all tasks are hostile.
+//! `isolation`: the drain rate of a well-behaved plugin alone, with a
+//! quarter of all tasks benign, and with a quarter hostile.
 //!
 //! `sandbox`: the cost of one task's sandbox (Store, instance, call), with
 //! fuel metering, epoch interruption and the pooling allocator on and off.
