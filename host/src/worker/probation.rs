@@ -56,12 +56,15 @@ pub struct ProbationConfig {
 }
 
 impl Default for ProbationConfig {
-    /// Three strikes; two tasks running in the lane, up to 5,000 parked;
-    /// five seconds back in the queue beyond that.
+    /// Three strikes; one task running in the lane at a time, up to 5,000
+    /// parked; five seconds back in the queue beyond that. One at a time:
+    /// even at the lowest priority, a second hostile attempt running beside
+    /// the first took measurably more from the other plugins (through the
+    /// kernel: page faults, memory resets) than it gave its own backlog.
     fn default() -> Self {
         ProbationConfig {
             strikes: 3,
-            lane_capacity: 2,
+            lane_capacity: 1,
             park_capacity: 5000,
             postpone: Duration::from_secs(5),
         }
