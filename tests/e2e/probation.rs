@@ -338,3 +338,62 @@ async fn parked_tasks_of_a_killed_worker_are_taken_back() {
         .await;
     assert_eq!((counts.active, counts.pending), (0, 0), "{counts:?}");
 }
+
+/// A plugin this worker has not run yet is on trial: only as many of its
+/// attempts run at once as it has strikes left before probation, and its
+/// other tasks wait parked (leased, no slot) until one of those ends. A
+/// memory bomb cannot fill every slot before its first failures are known.
+#[tokio::test]
+async fn a_plugin_on_trial_runs_no_more_attempts_at_once_than_its_strikes() {
+    let env = Env::start().await;
+    // Sleeps in a host call until its 30 s timeout: no attempt ends during
+    // the test, so the trial's verdict stays open.
+    let plugins = PluginDir::with(&[HOSTILE_SLEEP_COMPONENT]);
+    let mut worker = env.worker(
+        plugins.path(),
+        &[
+            "--concurrency",
+            "6",
+            "--task-timeout",
+            "30s",
+            "--probation-strikes",
+            "2",
+            "--shutdown-timeout",
+            "1s",
+            "--no-scheduler",
+        ],
+    );
+    for _ in 0..6 {
+        let task = NewTask::new("hostile:sleep", "{}").unwrap().max_retry(0);
+        env.client.enqueue(task).await.unwrap();
+    }
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(30),
+        "all six leased by a worker of six slots",
+        |c| c.active == 6,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let server = loop {
+        let listed = env.wasmq(&["server", "ls", "--json"]);
+        let servers: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+        let server = servers[0].clone();
+        if server["parked"] == 4 || std::time::Instant::now() > deadline {
+            break server;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(server["parked"], 4, "{server}");
+    assert_eq!(server["running"].as_array().unwrap().len(), 2, "{server}");
+    assert_eq!(server["plugins"][0]["on_probation"], false, "{server}");
+
+    let status = worker.terminate(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status:?}\n{}", worker.log());
+    let counts = env.counts("default").await;
+    assert_eq!(
+        (counts.pending, counts.active),
+        (6, 0),
+        "every task put back on shutdown: {counts:?}"
+    );
+}

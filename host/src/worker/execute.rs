@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Shared;
 use super::lease::{CancelReason, RunningTask};
 use super::native::{NativeHandler, NativeTask};
-use super::probation::{Change, LaneTicket, Placement};
+use super::probation::{Change, Placement};
 use crate::broker::{self, LeasedTask};
 use crate::sandbox::{Invocation, Outcome, TaskLabel};
 use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
@@ -37,9 +37,23 @@ pub async fn execute(
         shared.config.lease,
     );
     let mut slot = Some(slot);
-    let placement = place(shared, message);
+    let mut placement = place(shared, message);
+    // A plugin on trial with as many attempts running as it has strikes
+    // left: parked until one of them ends, then placed again.
+    while let Placement::AwaitVerdict(mut verdict) = placement {
+        drop(slot.take());
+        let waited = parked(shared, &running, async {
+            let _ = tokio::time::timeout(VERDICT_RECHECK, verdict.changed()).await;
+        })
+        .await;
+        if let Err(why) = waited {
+            return stopped_while_parked(shared, &task, &running, why).await;
+        }
+        placement = place(shared, message);
+    }
     let turn = match &placement {
-        Placement::Regular => None,
+        Placement::Regular | Placement::Trial(_) => None,
+        Placement::AwaitVerdict(_) => unreachable!("waited for above"),
         Placement::Full(delay) => {
             Box::pin(postpone_on_probation(shared, &task, &running, *delay)).await;
             shared.running.unregister(&message.queue, &message.id);
@@ -49,21 +63,20 @@ pub async fn execute(
             // Parked: the slot goes back, so the worker goes on fetching
             // other work while this task waits for its turn.
             drop(slot.take());
-            running.set_parked(true);
-            let waited = wait_for_turn(shared, &running, ticket).await;
-            running.set_parked(false);
-            match waited {
+            match parked(shared, &running, ticket.turn()).await {
                 Ok(turn) => Some(turn),
-                Err(why) => {
-                    let stopped = TaskFailure::new(FailureKind::Cancelled, why);
-                    let settling = settle(shared, &task, &running, Err(stopped), Duration::ZERO);
-                    Box::pin(settling).await;
-                    shared.running.unregister(&message.queue, &message.id);
-                    return;
-                }
+                Err(why) => return stopped_while_parked(shared, &task, &running, why).await,
             }
         }
     };
+    if turn.is_none() && slot.is_none() {
+        // Back from waiting for a verdict: runs with everyone else, so it
+        // takes a concurrency slot again.
+        match parked(shared, &running, shared.slots.clone().acquire_owned()).await {
+            Ok(permit) => slot = Some(permit.expect("the slot semaphore is never closed")),
+            Err(why) => return stopped_while_parked(shared, &task, &running, why).await,
+        }
+    }
     // What follows (the attempt and its recording) is large and lives in
     // an allocation of its own (as do the writes above), so that a parked
     // task holds only the small state of this function: a worker may park
@@ -72,25 +85,47 @@ pub async fn execute(
     shared.running.unregister(&message.queue, &message.id);
 }
 
-/// Waits, parked, for the task's turn in the probation lane. Returns why it
-/// stopped waiting instead, when the worker shuts down (the task is then
-/// put back) or the task is cancelled or its lease lost.
-async fn wait_for_turn(
+/// How long a task waiting for a plugin's verdict waits at most before it
+/// looks again (a verdict wakes it sooner).
+const VERDICT_RECHECK: Duration = Duration::from_secs(1);
+
+/// Waits, parked, for `waiting`. Returns why it stopped waiting instead,
+/// when the worker shuts down (the task is then put back) or the task is
+/// cancelled or its lease lost.
+async fn parked<T>(
     shared: &Shared,
     running: &RunningTask,
-    ticket: &LaneTicket,
-) -> Result<tokio::sync::OwnedSemaphorePermit, &'static str> {
-    tokio::select! {
-        turn = ticket.turn() => Ok(turn),
+    waiting: impl Future<Output = T>,
+) -> Result<T, &'static str> {
+    running.set_parked(true);
+    let waited = tokio::select! {
+        done = waiting => Ok(done),
         _ = shared.stopping.cancelled() => {
             // Shutting down: back to the queue rather than start now.
             running.stop(CancelReason::Shutdown);
             Err("the worker shut down while the task was parked")
         }
         _ = running.cancel.cancelled() => {
-            Err("stopped while parked, waiting for the probation lane")
+            Err("stopped while parked, waiting for its plugin's turn")
         }
-    }
+    };
+    running.set_parked(false);
+    waited
+}
+
+/// Records a parked task that stopped waiting (see [`parked`]) and lets it
+/// go.
+async fn stopped_while_parked(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+    why: &'static str,
+) {
+    let stopped = TaskFailure::new(FailureKind::Cancelled, why);
+    Box::pin(settle(shared, task, running, Err(stopped), Duration::ZERO)).await;
+    shared
+        .running
+        .unregister(&task.message.queue, &task.message.id);
 }
 
 /// Takes the task's concurrency-limit slot (if its type has a limit), runs
@@ -137,7 +172,7 @@ async fn run(
 /// Native handlers are the embedding program's own code: never on probation.
 fn place(shared: &Shared, message: &crate::task::TaskMessage) -> Placement {
     let task_type = message.task_type.as_str();
-    if !shared.probation.anyone_on_probation() || shared.config.native.get(task_type).is_some() {
+    if shared.config.native.get(task_type).is_some() {
         return Placement::Regular;
     }
     match shared.plugins.current().for_type(task_type) {

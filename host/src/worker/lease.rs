@@ -40,7 +40,8 @@ pub struct RunningTask {
     reason: OnceLock<CancelReason>,
     /// Until when the lease is known to hold (worker clock).
     lease_until: Mutex<Instant>,
-    /// Whether it is parked, waiting for the probation lane.
+    /// Whether it is parked, waiting for the probation lane (or for its
+    /// plugin's verdict, while the plugin is on trial).
     parked: AtomicBool,
 }
 
@@ -62,7 +63,7 @@ impl RunningTask {
         *self.lease_until.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks the task as parked (waiting for the probation lane) or not.
+    /// Marks the task as parked (see `parked`) or not.
     pub fn set_parked(&self, parked: bool) {
         self.parked.store(parked, Ordering::Relaxed);
     }
@@ -127,7 +128,8 @@ impl Running {
         tasks.len()
     }
 
-    /// How many tasks are parked, waiting for the probation lane.
+    /// How many tasks are parked, waiting for the probation lane or for
+    /// their plugin's verdict.
     pub fn parked(&self) -> usize {
         self.lock()
             .values()

@@ -18,10 +18,21 @@
 //!   backlog comes back spread out rather than all at once.
 //!
 //! One attempt of the plugin that succeeds ends the probation; a new
-//! version of the plugin starts with a clean record. Standing is per worker
-//! and kept in memory: a restarted worker trusts every plugin again until it
-//! misbehaves again. On shutdown, parked tasks are put back at the head of
-//! their queues at once, without starting.
+//! version of the plugin starts with a clean record. On shutdown, parked
+//! tasks are put back at the head of their queues at once, without
+//! starting.
+//!
+//! **On trial.** A strike is only known once an attempt ends, and a worker
+//! with free slots would otherwise start attempt after attempt of a plugin
+//! it knows nothing about: a memory bomb's tasks would fill every slot
+//! before the first three had failed. So a plugin is trusted only while
+//! its last attempt that ended succeeded. Until then (a version this worker
+//! has not run yet, or one whose last attempt struck) it is on trial: at
+//! most as many of its attempts run with everyone else as it has strikes
+//! left before probation, and its other tasks wait parked (slot given
+//! back) for the next of its attempts to end, then are placed again.
+//! Standing is per worker and kept in memory: a restarted worker puts every
+//! plugin on trial again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +40,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::task::FailureKind;
 
@@ -93,6 +104,12 @@ pub fn is_strike(kind: FailureKind) -> bool {
 pub enum Placement {
     /// With everyone else.
     Regular,
+    /// With everyone else, as one of the attempts of a plugin on trial.
+    Trial(#[allow(dead_code, reason = "held for what its drop does")] TrialSeat),
+    /// The plugin is on trial and has as many attempts running as it has
+    /// strikes left: wait (parked) until one of them ends, then place the
+    /// task again.
+    AwaitVerdict(watch::Receiver<u64>),
     /// In the background lane, once its turn comes.
     Lane(LaneTicket),
     /// The plugin is on probation and the park is full: put the task back
@@ -154,23 +171,78 @@ pub enum Change {
     Cleared,
 }
 
-/// One plugin's record: the version it is about and its strikes in a row.
+/// One plugin's record, about one version of it.
 struct Standing {
     version: String,
+    /// Attempts in a row that ended at a limit.
     strikes: u32,
+    /// Whether its last attempt that ended succeeded.
+    trusted: bool,
+    /// Attempts placed with everyone else while on trial, not ended yet.
+    on_trial: u32,
+    /// Counts the plugin's attempts that ended: tasks waiting for a verdict
+    /// watch it.
+    ended: watch::Sender<u64>,
+    /// The version this one replaced was on probation, which the next
+    /// record reports as ended.
+    replaced_on_probation: bool,
 }
 
-/// The standing of every plugin this worker has seen misbehave, and the
-/// lane.
+impl Standing {
+    /// A version this worker has not run yet: on trial, no strikes.
+    fn new(version: &str) -> Self {
+        Standing {
+            version: version.to_string(),
+            strikes: 0,
+            trusted: false,
+            on_trial: 0,
+            ended: watch::Sender::new(0),
+            replaced_on_probation: false,
+        }
+    }
+
+    /// Makes this the record of `version`, a clean one if it was about
+    /// another version; returns whether it was.
+    fn about(&mut self, version: &str, threshold: u32) -> bool {
+        if self.version == version {
+            return false;
+        }
+        let replaced_on_probation = self.strikes >= threshold;
+        *self = Standing::new(version);
+        self.replaced_on_probation = replaced_on_probation;
+        true
+    }
+}
+
+type Standings = Arc<Mutex<HashMap<String, Standing>>>;
+
+/// A seat of a plugin on trial: one of its attempts running with everyone
+/// else. Given back, and the tasks waiting for a verdict woken, when
+/// dropped (after the attempt's outcome was recorded).
+pub struct TrialSeat {
+    standings: Standings,
+    plugin: String,
+    version: String,
+}
+
+impl Drop for TrialSeat {
+    fn drop(&mut self) {
+        let mut standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(standing) = standings.get_mut(&self.plugin)
+            && standing.version == self.version
+        {
+            standing.on_trial = standing.on_trial.saturating_sub(1);
+            standing.ended.send_modify(|ended| *ended += 1);
+        }
+    }
+}
+
+/// The standing of every plugin this worker has run, and the lane.
 pub struct Probation {
     config: ProbationConfig,
-    /// Records by plugin name; a plugin in good standing with no strikes
-    /// has none.
-    standings: Mutex<HashMap<String, Standing>>,
-    /// How many records there are, and how many are on probation: read
-    /// without the lock on every task, so that a worker whose plugins all
-    /// behave never takes it.
-    recorded: AtomicUsize,
+    /// Records by plugin name.
+    standings: Standings,
+    /// How many plugins are on probation: read without the lock.
     on_probation: AtomicUsize,
     lane: Arc<Lane>,
 }
@@ -180,8 +252,7 @@ impl Probation {
     pub fn new(config: ProbationConfig, lane: tokio::runtime::Handle) -> Self {
         Probation {
             config,
-            standings: Mutex::new(HashMap::new()),
-            recorded: AtomicUsize::new(0),
+            standings: Arc::new(Mutex::new(HashMap::new())),
             on_probation: AtomicUsize::new(0),
             lane: Arc::new(Lane {
                 runtime: lane,
@@ -217,8 +288,35 @@ impl Probation {
     /// Where the plugin's next attempt runs; `payload_bytes` is the size
     /// of the task's payload (what parking it holds in memory).
     pub fn place(&self, plugin: &str, version: &str, payload_bytes: usize) -> Placement {
-        if !self.is_on_probation(plugin, version) {
+        let threshold = self.config.strikes;
+        if threshold == 0 {
             return Placement::Regular;
+        }
+        {
+            let mut standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
+            if !standings.contains_key(plugin) {
+                standings.insert(plugin.to_string(), Standing::new(version));
+            }
+            let standing = standings.get_mut(plugin).expect("inserted above");
+            if standing.about(version, threshold) {
+                drop(standings);
+                self.count_on_probation();
+                return self.place(plugin, version, payload_bytes);
+            }
+            if standing.strikes < threshold {
+                if standing.trusted {
+                    return Placement::Regular;
+                }
+                if standing.on_trial >= threshold - standing.strikes {
+                    return Placement::AwaitVerdict(standing.ended.subscribe());
+                }
+                standing.on_trial += 1;
+                return Placement::Trial(TrialSeat {
+                    standings: self.standings.clone(),
+                    plugin: plugin.to_string(),
+                    version: version.to_string(),
+                });
+            }
         }
         let lane = &self.lane;
         let capacity = self.config.lane_capacity.max(1) + self.config.park_capacity;
@@ -273,42 +371,39 @@ impl Probation {
             // A failure that says nothing about the plugin leaves its record.
             Some(_) => return None,
         };
-        if !strike && self.recorded.load(Ordering::Acquire) == 0 {
-            return None;
-        }
         let mut standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
-        let change = if strike {
-            let standing = standings
-                .entry(plugin.to_string())
-                .or_insert_with(|| Standing {
-                    version: version.to_string(),
-                    strikes: 0,
-                });
-            let mut replaced_on_probation = false;
-            if standing.version != version {
-                // A new version starts with a clean record.
-                replaced_on_probation = standing.strikes >= threshold;
-                *standing = Standing {
-                    version: version.to_string(),
-                    strikes: 0,
-                };
-            }
+        let standing = standings
+            .entry(plugin.to_string())
+            .or_insert_with(|| Standing::new(version));
+        // A new version starts with a clean record; the old version's
+        // probation ends with it.
+        standing.about(version, threshold);
+        let mut change =
+            std::mem::take(&mut standing.replaced_on_probation).then_some(Change::Cleared);
+        let was_on_probation = standing.strikes >= threshold;
+        if strike {
+            standing.trusted = false;
             standing.strikes = standing.strikes.saturating_add(1);
             if standing.strikes == threshold {
-                Some(Change::OnProbation)
-            } else if replaced_on_probation {
-                // The old version's probation ended with it.
-                Some(Change::Cleared)
-            } else {
-                None
+                change = Some(Change::OnProbation);
             }
         } else {
-            standings
-                .remove(plugin)
-                .filter(|standing| standing.strikes >= threshold)
-                .map(|_| Change::Cleared)
-        };
-        self.recorded.store(standings.len(), Ordering::Release);
+            standing.trusted = true;
+            standing.strikes = 0;
+            if was_on_probation {
+                change = Some(Change::Cleared);
+            }
+        }
+        standing.ended.send_modify(|ended| *ended += 1);
+        drop(standings);
+        self.count_on_probation();
+        change
+    }
+
+    /// Refreshes the count of plugins on probation.
+    fn count_on_probation(&self) {
+        let threshold = self.config.strikes;
+        let standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
         self.on_probation.store(
             standings
                 .values()
@@ -316,7 +411,6 @@ impl Probation {
                 .count(),
             Ordering::Release,
         );
-        change
     }
 }
 
@@ -456,10 +550,7 @@ mod tests {
     #[test]
     fn the_lane_holds_at_most_its_capacity() {
         let (_lane, probation) = probation(1, 2);
-        assert!(matches!(
-            probation.place("spin", "1", 10),
-            Placement::Regular
-        ));
+        probation.record("echo", "1", None);
         probation.record("spin", "1", Some(FailureKind::OutOfFuel));
         let first = probation.place("spin", "1", 10);
         let second = probation.place("spin", "1", 10);
@@ -479,6 +570,82 @@ mod tests {
             probation.place("spin", "1", 10),
             Placement::Lane(_)
         ));
+    }
+
+    #[test]
+    fn a_plugin_on_trial_runs_only_as_many_attempts_as_it_has_strikes_left() {
+        let (_lane, probation) = probation(3, 2);
+        // Never run here: three attempts with everyone else, no more.
+        let seats: Vec<Placement> = (0..3).map(|_| probation.place("bomb", "1", 10)).collect();
+        assert!(seats.iter().all(|seat| matches!(seat, Placement::Trial(_))));
+        let Placement::AwaitVerdict(verdict) = probation.place("bomb", "1", 10) else {
+            panic!("a fourth attempt waits for a verdict");
+        };
+        assert!(!verdict.has_changed().unwrap());
+        // Its first attempt strikes: two strikes left, and two attempts
+        // still running, so the next task still waits.
+        probation.record("bomb", "1", Some(FailureKind::OutOfMemory));
+        assert!(verdict.has_changed().unwrap(), "an ended attempt wakes it");
+        let mut seats = seats.into_iter();
+        drop(seats.next());
+        assert!(matches!(
+            probation.place("bomb", "1", 10),
+            Placement::AwaitVerdict(_)
+        ));
+        // Two more strikes: on probation, and the lane takes the rest.
+        probation.record("bomb", "1", Some(FailureKind::OutOfMemory));
+        probation.record("bomb", "1", Some(FailureKind::OutOfMemory));
+        drop(seats);
+        assert!(probation.is_on_probation("bomb", "1"));
+        assert!(matches!(
+            probation.place("bomb", "1", 10),
+            Placement::Lane(_)
+        ));
+    }
+
+    #[test]
+    fn a_success_makes_a_plugin_trusted_and_a_strike_puts_it_back_on_trial() {
+        let (_lane, probation) = probation(2, 2);
+        let seat = probation.place("echo", "1", 10);
+        assert!(matches!(seat, Placement::Trial(_)));
+        probation.record("echo", "1", None);
+        drop(seat);
+        for _ in 0..10 {
+            assert!(matches!(
+                probation.place("echo", "1", 10),
+                Placement::Regular
+            ));
+        }
+        // One strike: one attempt with everyone else until one succeeds.
+        probation.record("echo", "1", Some(FailureKind::Timeout));
+        let seat = probation.place("echo", "1", 10);
+        assert!(matches!(seat, Placement::Trial(_)));
+        assert!(matches!(
+            probation.place("echo", "1", 10),
+            Placement::AwaitVerdict(_)
+        ));
+        probation.record("echo", "1", None);
+        drop(seat);
+        assert!(matches!(
+            probation.place("echo", "1", 10),
+            Placement::Regular
+        ));
+        // A new version is on trial again.
+        assert!(matches!(
+            probation.place("echo", "2", 10),
+            Placement::Trial(_)
+        ));
+    }
+
+    #[test]
+    fn without_strikes_nothing_is_on_trial() {
+        let (_lane, probation) = probation(0, 2);
+        for _ in 0..10 {
+            assert!(matches!(
+                probation.place("bomb", "1", 10),
+                Placement::Regular
+            ));
+        }
     }
 
     #[tokio::test]

@@ -1141,7 +1141,7 @@
       h('summary', null,
         h('span', { class: 'meter', title: `${busy} of ${r.concurrency} slots busy` }, h('span', { class: 'meter-fill', style: `width:${pct.toFixed(0)}%` })),
         h('b', null, ` ${busy}`), h('span', { class: 'muted' }, ` / ${r.concurrency}`),
-        r.parked ? h('span', { class: 'muted', title: 'Tasks of plugins on probation, leased and waiting for the probation lane' }, ` +${r.parked} parked`) : null),
+        r.parked ? h('span', { class: 'muted', title: 'Tasks leased and waiting: for the probation lane, or for a verdict on a plugin on trial' }, ` +${r.parked} parked`) : null),
       busy
         ? h('ul', { class: 'running-list' }, r.running.map((t) =>
           h('li', null, h('a', { href: '#', 'data-act': 'open-task-link', 'data-queue': t.queue, 'data-id': t.id, class: 'mono' }, t.id.length > 13 ? `${t.id.slice(0, 13)}…` : t.id),
