@@ -20,8 +20,10 @@ use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenB
 /// Runs one leased task and records its outcome. `slot` (one unit of the
 /// worker's concurrency) is given back as soon as the attempt has run, so
 /// the next fetch overlaps with the recording of this outcome, or as soon
-/// as the task is parked to wait for the probation lane; the task stays
-/// registered (and its lease renewed) until the outcome is recorded.
+/// as the task is parked to wait for the probation lane or for the verdict
+/// on a plugin on trial (it takes a slot again when it may run with
+/// everyone else); the task stays registered (and its lease renewed) until
+/// the outcome is recorded.
 pub async fn execute(
     shared: &Shared,
     task: LeasedTask,
