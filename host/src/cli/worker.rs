@@ -88,10 +88,10 @@ pub struct ServeArgs {
     /// not granted, a trap or a panic): its tasks then run in a background
     /// lane at the lowest OS priority, where they take little from other
     /// plugins, until one of its attempts succeeds or a new version is
-    /// deployed. Until a plugin's last attempt on this worker succeeded (a
-    /// plugin not run here yet, or one that just struck), at most as many
-    /// of its attempts run at once as it has strikes left; its other tasks
-    /// wait parked for the outcome.
+    /// deployed. Until a plugin's last attempt on this worker ended within
+    /// its limits (a plugin not run here yet, or one that just struck), at
+    /// most as many of its attempts run at once as it has strikes left; its
+    /// other tasks wait parked for the outcome.
     /// 0 turns probation (and this) off.
     #[arg(long = "probation-strikes", default_value_t = ProbationConfig::default().strikes, value_name = "N")]
     pub probation_strikes: u32,

@@ -26,7 +26,8 @@
 //! with free slots would otherwise start attempt after attempt of a plugin
 //! it knows nothing about: a memory bomb's tasks would fill every slot
 //! before the first three had failed. So a plugin is trusted only while
-//! its last attempt that ended succeeded. Until then (a version this worker
+//! its last attempt that ended did so within its limits (it succeeded, or
+//! failed in a way that is not a strike). Until then (a version this worker
 //! has not run yet, or one whose last attempt struck) it is on trial: at
 //! most as many of its attempts run with everyone else as it has strikes
 //! left before probation, and its other tasks wait parked (slot given
@@ -176,7 +177,7 @@ struct Standing {
     version: String,
     /// Attempts in a row that ended at a limit.
     strikes: u32,
-    /// Whether its last attempt that ended succeeded.
+    /// Whether its last attempt that ended did so within its limits.
     trusted: bool,
     /// Attempts placed with everyone else while on trial, not ended yet.
     on_trial: u32,
@@ -365,12 +366,7 @@ impl Probation {
         if threshold == 0 {
             return None;
         }
-        let strike = match failure {
-            None => false,
-            Some(kind) if is_strike(kind) => true,
-            // A failure that says nothing about the plugin leaves its record.
-            Some(_) => return None,
-        };
+        let strike = failure.is_some_and(is_strike);
         let mut standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
         let standing = standings
             .entry(plugin.to_string())
@@ -388,10 +384,16 @@ impl Probation {
                 change = Some(Change::OnProbation);
             }
         } else {
+            // The attempt ended within its limits: the plugin is trusted.
             standing.trusted = true;
-            standing.strikes = 0;
-            if was_on_probation {
-                change = Some(Change::Cleared);
+            // A success clears the record; a failure that says nothing
+            // about the plugin (its handler's own, a bad payload, the
+            // worker's) leaves it.
+            if failure.is_none() {
+                standing.strikes = 0;
+                if was_on_probation {
+                    change = Some(Change::Cleared);
+                }
             }
         }
         standing.ended.send_modify(|ended| *ended += 1);
@@ -635,6 +637,21 @@ mod tests {
             probation.place("echo", "2", 10),
             Placement::Trial(_)
         ));
+    }
+
+    #[test]
+    fn an_attempt_that_ends_within_its_limits_ends_the_trial_even_if_it_failed() {
+        let (_lane, probation) = probation(3, 2);
+        let seat = probation.place("webhook", "1", 10);
+        assert!(matches!(seat, Placement::Trial(_)));
+        probation.record("webhook", "1", Some(FailureKind::HandlerError));
+        drop(seat);
+        for _ in 0..10 {
+            assert!(matches!(
+                probation.place("webhook", "1", 10),
+                Placement::Regular
+            ));
+        }
     }
 
     #[test]
