@@ -341,8 +341,9 @@ async fn parked_tasks_of_a_killed_worker_are_taken_back() {
 
 /// A plugin this worker has not run yet is on trial: only as many of its
 /// attempts run at once as it has strikes left before probation, and its
-/// other tasks wait parked (leased, no slot) until one of those ends. A
-/// memory bomb cannot fill every slot before its first failures are known.
+/// other tasks wait (leased, in their slots, shown as parked) until one of
+/// those ends. A memory bomb cannot run in every slot before its first
+/// failures are known.
 #[tokio::test]
 async fn a_plugin_on_trial_runs_no_more_attempts_at_once_than_its_strikes() {
     let env = Env::start().await;

@@ -5,6 +5,10 @@ use wasmq_testkit::{BURN_COMPONENT, PluginDir};
 
 use crate::support::{Env, wait_until};
 
+/// Fuel enough for a `burn` task to hash for seconds on a core of its own
+/// (the default budget runs out after about four).
+const AMPLE_FUEL: &str = "1000000000000";
+
 fn burn_tasks(count: usize, ms: u64) -> Vec<NewTask> {
     (0..count)
         .map(|_| NewTask::new("burn", format!(r#"{{"ms":{ms}}}"#)).unwrap())
@@ -24,7 +28,10 @@ async fn tasks_of_a_killed_worker_are_completed_by_another() {
         .into_iter()
         .map(|outcome| outcome.unwrap().id)
         .collect();
-    let mut first = env.worker(plugins.path(), &["--concurrency", "4", "--lease", "1s"]);
+    let mut first = env.worker(
+        plugins.path(),
+        &["--concurrency", "4", "--lease", "1s", "--fuel", AMPLE_FUEL],
+    );
     wait_until(
         Duration::from_secs(20),
         "the first worker to lease 4 tasks",
@@ -38,7 +45,10 @@ async fn tasks_of_a_killed_worker_are_completed_by_another() {
         "the killed worker's tasks are still leased"
     );
 
-    let _second = env.worker(plugins.path(), &["--concurrency", "12", "--lease", "1s"]);
+    let _second = env.worker(
+        plugins.path(),
+        &["--concurrency", "12", "--lease", "1s", "--fuel", AMPLE_FUEL],
+    );
     wait_until(
         Duration::from_secs(60),
         "every task to complete",
@@ -78,7 +88,14 @@ async fn sigterm_puts_running_tasks_back_and_loses_nothing() {
         .collect();
     let mut worker = env.worker(
         plugins.path(),
-        &["--concurrency", "3", "--shutdown-timeout", "1s"],
+        &[
+            "--concurrency",
+            "3",
+            "--shutdown-timeout",
+            "1s",
+            "--fuel",
+            AMPLE_FUEL,
+        ],
     );
     env.wait_for_counts(
         "default",
@@ -106,7 +123,10 @@ async fn sigterm_puts_running_tasks_back_and_loses_nothing() {
         );
     }
 
-    let _second = env.worker(plugins.path(), &["--concurrency", "6"]);
+    let _second = env.worker(
+        plugins.path(),
+        &["--concurrency", "6", "--fuel", AMPLE_FUEL],
+    );
     env.wait_for_counts(
         "default",
         Duration::from_secs(60),

@@ -20,10 +20,9 @@ use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenB
 /// Runs one leased task and records its outcome. `slot` (one unit of the
 /// worker's concurrency) is given back as soon as the attempt has run, so
 /// the next fetch overlaps with the recording of this outcome, or as soon
-/// as the task is parked to wait for the probation lane or for the verdict
-/// on a plugin on trial (it takes a slot again when it may run with
-/// everyone else); the task stays registered (and its lease renewed) until
-/// the outcome is recorded.
+/// as the task is parked to wait for the probation lane (a task waiting for
+/// the verdict on a plugin on trial keeps it); the task stays registered
+/// (and its lease renewed) until the outcome is recorded.
 pub async fn execute(
     shared: &Shared,
     task: LeasedTask,
@@ -41,9 +40,10 @@ pub async fn execute(
     let mut slot = Some(slot);
     let mut placement = place(shared, message);
     // A plugin on trial with as many attempts running as it has strikes
-    // left: parked until one of them ends, then placed again.
+    // left: wait until one of them ends, then place the task again. The
+    // task keeps its slot meanwhile, so that a worker does not lease more
+    // tasks of a plugin it does not trust yet than it has slots.
     while let Placement::AwaitVerdict(mut verdict) = placement {
-        drop(slot.take());
         let waited = parked(shared, &running, async {
             let _ = tokio::time::timeout(VERDICT_RECHECK, verdict.changed()).await;
         })
@@ -71,14 +71,6 @@ pub async fn execute(
             }
         }
     };
-    if turn.is_none() && slot.is_none() {
-        // Back from waiting for a verdict: runs with everyone else, so it
-        // takes a concurrency slot again.
-        match parked(shared, &running, shared.slots.clone().acquire_owned()).await {
-            Ok(permit) => slot = Some(permit.expect("the slot semaphore is never closed")),
-            Err(why) => return stopped_while_parked(shared, &task, &running, why).await,
-        }
-    }
     // What follows (the attempt and its recording) is large and lives in
     // an allocation of its own (as do the writes above), so that a parked
     // task holds only the small state of this function: a worker may park

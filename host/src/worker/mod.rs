@@ -163,8 +163,6 @@ struct Shared {
     acks: acks::Acks,
     /// Which plugins are on probation, and their lane.
     probation: probation::Probation,
-    /// One permit per task running with everyone else (`concurrency`).
-    slots: Arc<Semaphore>,
     /// Cancelled when the worker starts shutting down: parked tasks go back
     /// to their queues at once instead of starting.
     stopping: CancellationToken,
@@ -205,7 +203,6 @@ pub async fn run(
         type_limits: Default::default(),
         plugin_stats: PluginStats::default(),
         probation: probation::Probation::new(config.probation, lane.handle().clone()),
-        slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
         stopping: stop_fetching.clone(),
         services: Arc::new(BrokerServices::new(broker.clone())),
         started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
@@ -333,7 +330,7 @@ async fn fetch_loop(
     stop: CancellationToken,
     executions: &mut JoinSet<()>,
 ) {
-    let slots = shared.slots.clone();
+    let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
     let mut rng = rand::make_rng::<rand::rngs::StdRng>();
     let mut fetches: u64 = 0;
     let mut retry_delay = Duration::from_millis(50);

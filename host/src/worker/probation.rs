@@ -30,8 +30,9 @@
 //! failed in a way that is not a strike). Until then (a version this worker
 //! has not run yet, or one whose last attempt struck) it is on trial: at
 //! most as many of its attempts run with everyone else as it has strikes
-//! left before probation, and its other tasks wait parked (slot given
-//! back) for the next of its attempts to end, then are placed again.
+//! left before probation, and its other tasks wait (keeping their slots,
+//! so that the worker does not lease more of them than it has slots; shown
+//! as parked) for the next of its attempts to end, then are placed again.
 //! Standing is per worker and kept in memory: a restarted worker puts every
 //! plugin on trial again.
 
