@@ -184,17 +184,18 @@ pub async fn drain(
     plugins: Plugins,
     config: WorkerConfig,
 ) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
-    drain_watching(client, sandbox, plugins, config, |_| true).await
+    drain_watching(client, sandbox, plugins, config, true, |_| true).await
 }
 
 /// [`drain`], calling `ready` with the time taken so far before each look
-/// at the queue: the drain ends only once `ready` has said true and the
-/// queue has no unfinished task.
+/// at the queue: the drain ends once `ready` has said true and (when
+/// `until_empty`) the queue has no unfinished task.
 pub async fn drain_watching(
     client: &Client,
     sandbox: Arc<Sandbox>,
     plugins: Plugins,
     config: WorkerConfig,
+    until_empty: bool,
     mut ready: impl FnMut(Duration) -> bool,
 ) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
     let stop = CancellationToken::new();
@@ -208,7 +209,7 @@ pub async fn drain_watching(
     ));
     loop {
         if ready(started.elapsed())
-            && client.broker().queue_counts("default").await?.unfinished() == 0
+            && (!until_empty || client.broker().queue_counts("default").await?.unfinished() == 0)
         {
             break;
         }

@@ -273,33 +273,20 @@ async fn drain(
             &[("queue", "default"), ("type", "echo")],
         ) as usize
     };
-    if args.cut_hostile && probation_strikes > 0 {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let started = std::time::Instant::now();
-        let worker = tokio::spawn(wasmq::worker::run(
-            client.broker().clone(),
-            sandbox,
-            plugins,
-            config,
-            stop.clone().cancelled_owned(),
-        ));
-        while echo_completed() < args.tasks {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let echo_took = started.elapsed();
-        stop.cancel();
-        let summary = worker.await?;
-        client.broker().remove_queue("default", true).await?;
-        return Ok((echo_took, started.elapsed(), summary));
-    }
+    // With --cut-hostile, the drain ends with the echo tasks and the
+    // hostile tasks left are dropped.
+    let cut = args.cut_hostile && probation_strikes > 0;
     let mut echo_took = None;
-    let (everything, summary) = drain_watching(client, sandbox, plugins, config, |elapsed| {
+    let watching = drain_watching(client, sandbox, plugins, config, !cut, |elapsed| {
         if echo_took.is_none() && echo_completed() >= args.tasks {
             echo_took = Some(elapsed);
         }
         echo_took.is_some()
-    })
-    .await?;
+    });
+    let (everything, summary) = watching.await?;
+    if cut {
+        client.broker().remove_queue("default", true).await?;
+    }
     let echo_took = echo_took.expect("set before the drain ends");
     Ok((echo_took, everything, summary))
 }
