@@ -130,6 +130,22 @@ async fn a_plugin_that_keeps_hitting_its_limits_is_put_on_probation_and_loses_no
     }
 }
 
+/// The only worker as `wasmq server ls --json` shows it, once its heartbeat
+/// counts `parked` parked tasks (heartbeats go out every 5 s), or as last
+/// seen after 20 s.
+async fn server_once_parked(env: &Env, parked: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = env.wasmq(&["server", "ls", "--json"]);
+        let servers: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+        let server = servers[0].clone();
+        if server["parked"] == parked || std::time::Instant::now() > deadline {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn one_attempt_that_succeeds_ends_a_plugins_probation() {
     let env = Env::start().await;
@@ -235,16 +251,7 @@ async fn parked_tasks_go_back_to_their_queue_on_shutdown() {
 
     // Operators see it: the plugin on probation, the parked tasks apart
     // from the running one (heartbeats go out every 5 s).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let server = loop {
-        let listed = env.wasmq(&["server", "ls", "--json"]);
-        let servers: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
-        let server = servers[0].clone();
-        if server["parked"] == 7 || std::time::Instant::now() > deadline {
-            break server;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let server = server_once_parked(&env, 7).await;
     assert_eq!(server["parked"], 7, "{server}");
     assert_eq!(server["running"].as_array().unwrap().len(), 1, "{server}");
     assert_eq!(server["plugins"][0]["on_probation"], true, "{server}");
@@ -375,16 +382,7 @@ async fn a_plugin_on_trial_runs_no_more_attempts_at_once_than_its_strikes() {
         |c| c.active == 6,
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let server = loop {
-        let listed = env.wasmq(&["server", "ls", "--json"]);
-        let servers: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
-        let server = servers[0].clone();
-        if server["parked"] == 4 || std::time::Instant::now() > deadline {
-            break server;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let server = server_once_parked(&env, 4).await;
     assert_eq!(server["parked"], 4, "{server}");
     assert_eq!(server["running"].as_array().unwrap().len(), 2, "{server}");
     assert_eq!(server["plugins"][0]["on_probation"], false, "{server}");
