@@ -131,15 +131,14 @@ async fn a_plugin_that_keeps_hitting_its_limits_is_put_on_probation_and_loses_no
 }
 
 /// The only worker as `wasmq server ls --json` shows it, once its heartbeat
-/// counts `parked` parked tasks (heartbeats go out every 5 s), or as last
-/// seen after 20 s.
-async fn server_once_parked(env: &Env, parked: u64) -> serde_json::Value {
+/// (they go out every 5 s) satisfies `shows`, or as last seen after 20 s.
+async fn server_once(env: &Env, shows: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let listed = env.wasmq(&["server", "ls", "--json"]);
         let servers: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
         let server = servers[0].clone();
-        if server["parked"] == parked || std::time::Instant::now() > deadline {
+        if shows(&server) || std::time::Instant::now() > deadline {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -251,7 +250,7 @@ async fn parked_tasks_go_back_to_their_queue_on_shutdown() {
 
     // Operators see it: the plugin on probation, the parked tasks apart
     // from the running one (heartbeats go out every 5 s).
-    let server = server_once_parked(&env, 7).await;
+    let server = server_once(&env, |server| server["parked"] == 7).await;
     assert_eq!(server["parked"], 7, "{server}");
     assert_eq!(server["running"].as_array().unwrap().len(), 1, "{server}");
     assert_eq!(server["plugins"][0]["on_probation"], true, "{server}");
@@ -346,17 +345,16 @@ async fn parked_tasks_of_a_killed_worker_are_taken_back() {
     assert_eq!((counts.active, counts.pending), (0, 0), "{counts:?}");
 }
 
-/// A plugin this worker has not run yet is on trial: only as many of its
-/// attempts run at once as it has strikes left before probation, and its
-/// other tasks wait (leased, in their slots, shown as parked) until one of
-/// those ends. A memory bomb cannot run in every slot before its first
-/// failures are known.
+/// A plugin this worker has not run yet is on trial: no more of its
+/// attempts run at once than it has strikes left before probation. Its
+/// other tasks wait for a verdict only while the trial moves: here the
+/// attempts being tried hang (until a 30 s timeout), so those tasks go back
+/// to their queue instead of holding the worker's slots, and the echo tasks
+/// behind them run meanwhile.
 #[tokio::test]
-async fn a_plugin_on_trial_runs_no_more_attempts_at_once_than_its_strikes() {
+async fn a_plugin_on_trial_runs_no_more_attempts_at_once_than_its_strikes_nor_holds_the_slots() {
     let env = Env::start().await;
-    // Sleeps in a host call until its 30 s timeout: no attempt ends during
-    // the test, so the trial's verdict stays open.
-    let plugins = PluginDir::with(&[HOSTILE_SLEEP_COMPONENT]);
+    let plugins = PluginDir::with(&[HOSTILE_SLEEP_COMPONENT, ECHO_COMPONENT]);
     let mut worker = env.worker(
         plugins.path(),
         &[
@@ -371,28 +369,73 @@ async fn a_plugin_on_trial_runs_no_more_attempts_at_once_than_its_strikes() {
             "--no-scheduler",
         ],
     );
-    for _ in 0..6 {
+    let mut sleepers = Vec::new();
+    for _ in 0..8 {
         let task = NewTask::new("hostile:sleep", "{}").unwrap().max_retry(0);
-        env.client.enqueue(task).await.unwrap();
+        sleepers.push(env.client.enqueue(task).await.unwrap().id);
     }
-    env.wait_for_counts(
-        "default",
-        Duration::from_secs(30),
-        "all six leased by a worker of six slots",
-        |c| c.active == 6,
-    )
+    let echoes = (0..10)
+        .map(|i| NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap())
+        .collect::<Vec<_>>();
+    for outcome in env.client.enqueue_batch(echoes).await {
+        outcome.unwrap();
+    }
+    // Had the sleepers waited in their slots for a verdict, all six slots
+    // would be theirs until the first attempts time out, after 30 s.
+    let counts = env
+        .wait_for_counts(
+            "default",
+            Duration::from_secs(20),
+            "the echo tasks, while the sleepers on trial still sleep",
+            |c| c.completed == 10,
+        )
+        .await;
+    assert_eq!(counts.archived, 0, "a sleeper ended early: {counts:?}");
+    let server = server_once(&env, |server| {
+        server["running"].as_array().is_some_and(|r| r.len() == 2)
+    })
     .await;
-    let server = server_once_parked(&env, 4).await;
-    assert_eq!(server["parked"], 4, "{server}");
-    assert_eq!(server["running"].as_array().unwrap().len(), 2, "{server}");
-    assert_eq!(server["plugins"][0]["on_probation"], false, "{server}");
+    let running = server["running"].as_array().unwrap();
+    assert_eq!(running.len(), 2, "two attempts on trial: {server}");
+    assert!(
+        running
+            .iter()
+            .all(|task| task["task_type"] == "hostile:sleep"),
+        "{server}"
+    );
+    let plugins = server["plugins"].as_array().unwrap();
+    assert!(
+        plugins.iter().all(|plugin| plugin["on_probation"] == false),
+        "{server}"
+    );
+    let mut put_back = 0;
+    for id in &sleepers {
+        let info = env.task("default", id).await.unwrap();
+        if let Some(note) = info.last_error {
+            assert_eq!(note.kind, FailureKind::Probation, "{id}: {}", note.message);
+            assert!(note.message.contains("is on trial"), "{}", note.message);
+            put_back += 1;
+        }
+    }
+    assert!(
+        put_back >= 1,
+        "the sleepers not on trial went back to the queue"
+    );
 
     let status = worker.terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status:?}\n{}", worker.log());
     let counts = env.counts("default").await;
     assert_eq!(
-        (counts.pending, counts.active),
-        (6, 0),
-        "every task put back on shutdown: {counts:?}"
+        (
+            counts.pending + counts.scheduled,
+            counts.active,
+            counts.archived
+        ),
+        (8, 0, 0),
+        "every sleeper back in the queue on shutdown, none lost: {counts:?}"
     );
+    for id in &sleepers {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(info.attempts, 0, "{id}: being put back is not an attempt");
+    }
 }

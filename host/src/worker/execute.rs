@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Shared;
 use super::lease::{CancelReason, RunningTask};
 use super::native::{NativeHandler, NativeTask};
-use super::probation::{Change, Placement};
+use super::probation::{Change, Placement, VERDICT_GRACE};
 use crate::broker::{self, LeasedTask};
 use crate::sandbox::{Invocation, Outcome, TaskLabel};
 use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
@@ -21,8 +21,8 @@ use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenB
 /// worker's concurrency) is given back as soon as the attempt has run, so
 /// the next fetch overlaps with the recording of this outcome, or as soon
 /// as the task is parked to wait for the probation lane (a task waiting for
-/// the verdict on a plugin on trial keeps it); the task stays registered
-/// (and its lease renewed) until the outcome is recorded.
+/// the verdict on a plugin on trial keeps it); the task stays registered (and its lease renewed) until the
+/// outcome is recorded.
 pub async fn execute(
     shared: &Shared,
     task: LeasedTask,
@@ -42,10 +42,14 @@ pub async fn execute(
     // A plugin on trial with as many attempts running as it has strikes
     // left: wait until one of them ends, then place the task again. The
     // task keeps its slot meanwhile, so that a worker does not lease more
-    // tasks of a plugin it does not trust yet than it has slots.
-    while let Placement::AwaitVerdict(mut verdict) = placement {
+    // tasks of a plugin it does not trust yet than it has slots; once the
+    // trial has not moved for a while, it goes back to its queue instead,
+    // so that a plugin whose attempts hang cannot hold the worker's slots
+    // until its timeout.
+    while let Placement::AwaitVerdict { mut ended, until } = placement {
+        let wait = until.saturating_duration_since(Instant::now());
         let waited = parked(shared, &running, async {
-            let _ = tokio::time::timeout(VERDICT_RECHECK, verdict.changed()).await;
+            let _ = tokio::time::timeout(wait, ended.changed()).await;
         })
         .await;
         if let Err(why) = waited {
@@ -55,7 +59,12 @@ pub async fn execute(
     }
     let turn = match &placement {
         Placement::Regular | Placement::Trial(_) => None,
-        Placement::AwaitVerdict(_) => unreachable!("waited for above"),
+        Placement::AwaitVerdict { .. } => unreachable!("waited for above"),
+        Placement::VerdictOverdue => {
+            Box::pin(postpone_awaiting_verdict(shared, &task, &running)).await;
+            shared.running.unregister(&message.queue, &message.id);
+            return;
+        }
         Placement::Full(delay) => {
             Box::pin(postpone_on_probation(shared, &task, &running, *delay)).await;
             shared.running.unregister(&message.queue, &message.id);
@@ -79,9 +88,10 @@ pub async fn execute(
     shared.running.unregister(&message.queue, &message.id);
 }
 
-/// How long a task waiting for a plugin's verdict waits at most before it
-/// looks again (a verdict wakes it sooner).
-const VERDICT_RECHECK: Duration = Duration::from_secs(1);
+/// How long a task of a plugin on trial whose attempts being tried do not
+/// end goes back to its queue for, at most (its plugin's timeout, when
+/// shorter: those attempts end by then).
+const VERDICT_POSTPONE: Duration = Duration::from_secs(1);
 
 /// Waits, parked, for `waiting`. Returns why it stopped waiting instead,
 /// when the worker shuts down (the task is then put back) or the task is
@@ -187,17 +197,47 @@ async fn postpone_on_probation(
     running: &RunningTask,
     delay: Duration,
 ) {
-    let message = &task.message;
     let rules = shared.probation.config();
+    let why = format!(
+        "the plugin for {:?} is on probation (its last {} attempts in a row ended at a limit) and this worker already holds as many of such tasks as it parks ({})",
+        task.message.task_type, rules.strikes, rules.park_capacity,
+    );
+    postpone(shared, task, running, delay, why).await;
+}
+
+/// Puts a task of a plugin on trial back in its queue for a while, without
+/// counting an attempt: none of the plugin's attempts being tried has
+/// ended for [`VERDICT_GRACE`].
+async fn postpone_awaiting_verdict(shared: &Shared, task: &LeasedTask, running: &RunningTask) {
+    let message = &task.message;
+    let timeout = shared
+        .plugins
+        .current()
+        .for_type(&message.task_type)
+        .map_or(VERDICT_POSTPONE, |plugin| plugin.limits.timeout);
+    let delay = timeout.clamp(VERDICT_GRACE, VERDICT_POSTPONE);
+    let why = format!(
+        "the plugin for {:?} is on trial on this worker (not run here yet, or its last attempt ended at a limit), and none of the attempts being tried ({} at most at once, its strikes left before probation) has ended for {}",
+        message.task_type,
+        shared.probation.config().strikes,
+        humantime::format_duration(VERDICT_GRACE),
+    );
+    postpone(shared, task, running, delay, why).await;
+}
+
+/// Puts a task back in its queue for `delay` without counting an attempt,
+/// noting `why` on it.
+async fn postpone(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+    delay: Duration,
+    why: String,
+) {
+    let message = &task.message;
     let note = ErrorRecord {
         kind: FailureKind::Probation,
-        message: format!(
-            "postponed {}: the plugin for {:?} is on probation (its last {} attempts in a row ended at a limit) and this worker already holds as many of such tasks as it parks ({})",
-            humantime::format_duration(delay),
-            message.task_type,
-            rules.strikes,
-            rules.park_capacity,
-        ),
+        message: format!("postponed {}: {why}", humantime::format_duration(delay)),
         attempt: task.attempt,
         at_ms: now_ms(),
     };
@@ -215,7 +255,8 @@ async fn postpone_on_probation(
             queue = message.queue,
             id = message.id,
             task_type = message.task_type,
-            "postponed: its plugin is on probation and the park is full"
+            delay_ms = delay.as_millis() as u64,
+            "postponed: its plugin is on probation or on trial"
         );
     }
 }

@@ -33,6 +33,11 @@
 //! left before probation, and its other tasks wait (keeping their slots,
 //! so that the worker does not lease more of them than it has slots; shown
 //! as parked) for the next of its attempts to end, then are placed again.
+//! They wait only while the trial moves: once none of the attempts being
+//! tried has ended for [`VERDICT_GRACE`] (they hang, or just take long),
+//! waiting tasks and any further ones go back to their queue for a while
+//! instead, without counting an attempt, so that a plugin whose attempts
+//! hang cannot hold the worker's slots until its timeout.
 //! Standing is per worker and kept in memory: a restarted worker puts every
 //! plugin on trial again.
 
@@ -40,7 +45,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -51,6 +56,12 @@ pub const PARK_MAX_BYTES: usize = 64 << 20;
 
 /// The longest a task is put back for when the park is full.
 const MAX_POSTPONE: Duration = Duration::from_secs(600);
+
+/// How long the tasks of a plugin on trial wait, in their slots, for one
+/// of its attempts being tried to end. Attempts of a plugin that works
+/// mostly end well within it; those of one that hangs end only at its
+/// timeout.
+pub const VERDICT_GRACE: Duration = Duration::from_millis(100);
 
 /// When plugins are put on probation, and how their tasks are held then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +120,19 @@ pub enum Placement {
     /// With everyone else, as one of the attempts of a plugin on trial.
     Trial(#[allow(dead_code, reason = "held for what its drop does")] TrialSeat),
     /// The plugin is on trial and has as many attempts running as it has
-    /// strikes left: wait (parked) until one of them ends, then place the
-    /// task again.
-    AwaitVerdict(watch::Receiver<u64>),
+    /// strikes left: wait (parked) until one of them ends, or `until` at
+    /// most, then place the task again.
+    AwaitVerdict {
+        /// Changes when one of the plugin's attempts ends.
+        ended: watch::Receiver<u64>,
+        /// When the trial will have gone [`VERDICT_GRACE`] without an
+        /// attempt ending.
+        until: Instant,
+    },
+    /// The plugin is on trial, has as many attempts running as it has
+    /// strikes left, and none of them has ended for [`VERDICT_GRACE`]: put
+    /// the task back in its queue for a while.
+    VerdictOverdue,
     /// In the background lane, once its turn comes.
     Lane(LaneTicket),
     /// The plugin is on probation and the park is full: put the task back
@@ -182,6 +203,9 @@ struct Standing {
     trusted: bool,
     /// Attempts placed with everyone else while on trial, not ended yet.
     on_trial: u32,
+    /// When the trial last moved: its first attempt was placed, or one of
+    /// its attempts ended.
+    moved: Instant,
     /// Counts the plugin's attempts that ended: tasks waiting for a verdict
     /// watch it.
     ended: watch::Sender<u64>,
@@ -198,6 +222,7 @@ impl Standing {
             strikes: 0,
             trusted: false,
             on_trial: 0,
+            moved: Instant::now(),
             ended: watch::Sender::new(0),
             replaced_on_probation: false,
         }
@@ -234,6 +259,7 @@ impl Drop for TrialSeat {
             && standing.version == self.version
         {
             standing.on_trial = standing.on_trial.saturating_sub(1);
+            standing.moved = Instant::now();
             standing.ended.send_modify(|ended| *ended += 1);
         }
     }
@@ -290,6 +316,17 @@ impl Probation {
     /// Where the plugin's next attempt runs; `payload_bytes` is the size
     /// of the task's payload (what parking it holds in memory).
     pub fn place(&self, plugin: &str, version: &str, payload_bytes: usize) -> Placement {
+        self.place_at(plugin, version, payload_bytes, Instant::now())
+    }
+
+    /// [`Probation::place`] at `now`.
+    fn place_at(
+        &self,
+        plugin: &str,
+        version: &str,
+        payload_bytes: usize,
+        now: Instant,
+    ) -> Placement {
         let threshold = self.config.strikes;
         if threshold == 0 {
             return Placement::Regular;
@@ -303,14 +340,24 @@ impl Probation {
             if standing.about(version, threshold) {
                 drop(standings);
                 self.count_on_probation();
-                return self.place(plugin, version, payload_bytes);
+                return self.place_at(plugin, version, payload_bytes, now);
             }
             if standing.strikes < threshold {
                 if standing.trusted {
                     return Placement::Regular;
                 }
                 if standing.on_trial >= threshold - standing.strikes {
-                    return Placement::AwaitVerdict(standing.ended.subscribe());
+                    let until = standing.moved + VERDICT_GRACE;
+                    if now >= until {
+                        return Placement::VerdictOverdue;
+                    }
+                    return Placement::AwaitVerdict {
+                        ended: standing.ended.subscribe(),
+                        until,
+                    };
+                }
+                if standing.on_trial == 0 {
+                    standing.moved = now;
                 }
                 standing.on_trial += 1;
                 return Placement::Trial(TrialSeat {
@@ -397,6 +444,7 @@ impl Probation {
                 }
             }
         }
+        standing.moved = Instant::now();
         standing.ended.send_modify(|ended| *ended += 1);
         drop(standings);
         self.count_on_probation();
@@ -581,7 +629,8 @@ mod tests {
         // Never run here: three attempts with everyone else, no more.
         let seats: Vec<Placement> = (0..3).map(|_| probation.place("bomb", "1", 10)).collect();
         assert!(seats.iter().all(|seat| matches!(seat, Placement::Trial(_))));
-        let Placement::AwaitVerdict(verdict) = probation.place("bomb", "1", 10) else {
+        let Placement::AwaitVerdict { ended: verdict, .. } = probation.place("bomb", "1", 10)
+        else {
             panic!("a fourth attempt waits for a verdict");
         };
         assert!(!verdict.has_changed().unwrap());
@@ -593,7 +642,7 @@ mod tests {
         drop(seats.next());
         assert!(matches!(
             probation.place("bomb", "1", 10),
-            Placement::AwaitVerdict(_)
+            Placement::AwaitVerdict { .. }
         ));
         // Two more strikes: on probation, and the lane takes the rest.
         probation.record("bomb", "1", Some(FailureKind::OutOfMemory));
@@ -625,7 +674,7 @@ mod tests {
         assert!(matches!(seat, Placement::Trial(_)));
         assert!(matches!(
             probation.place("echo", "1", 10),
-            Placement::AwaitVerdict(_)
+            Placement::AwaitVerdict { .. }
         ));
         probation.record("echo", "1", None);
         drop(seat);
@@ -653,6 +702,40 @@ mod tests {
                 Placement::Regular
             ));
         }
+    }
+
+    #[test]
+    fn tasks_wait_for_a_verdict_only_while_the_trial_moves() {
+        let (_lane, probation) = probation(2, 2);
+        let start = Instant::now();
+        let seats: Vec<Placement> = (0..2)
+            .map(|_| probation.place_at("hang", "1", 10, start))
+            .collect();
+        assert!(seats.iter().all(|seat| matches!(seat, Placement::Trial(_))));
+        let halfway = start + VERDICT_GRACE / 2;
+        let Placement::AwaitVerdict { until, .. } = probation.place_at("hang", "1", 10, halfway)
+        else {
+            panic!("a third attempt waits for a verdict");
+        };
+        assert_eq!(until, start + VERDICT_GRACE);
+        // Neither attempt has ended for the whole grace: they may hang
+        // until their timeout, so further tasks do not wait for them.
+        assert!(matches!(
+            probation.place_at("hang", "1", 10, until),
+            Placement::VerdictOverdue
+        ));
+        // One ends (at a limit): the trial moved, and tasks wait again.
+        probation.record("hang", "1", Some(FailureKind::Timeout));
+        let ended = Instant::now();
+        assert!(matches!(
+            probation.place_at("hang", "1", 10, ended),
+            Placement::AwaitVerdict { .. }
+        ));
+        assert!(matches!(
+            probation.place_at("hang", "1", 10, ended + VERDICT_GRACE * 2),
+            Placement::VerdictOverdue
+        ));
+        drop(seats);
     }
 
     #[test]

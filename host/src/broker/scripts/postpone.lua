@@ -1,8 +1,9 @@
 -- Puts leased tasks of one queue back in scheduled for a while without
 -- counting their attempts, each with a note as its last error, any number
 -- at once: used when every slot of a task's concurrency limit is held and
--- its policy is to wait, and for tasks of plugins on probation when the
--- worker's park is full (a worker batches those that are ready together).
+-- its policy is to wait, for tasks of plugins on probation when the
+-- worker's park is full, and for tasks of plugins on trial whose attempts
+-- being tried do not end (a worker batches those that are ready together).
 --
 -- KEYS: the queue's keys (prelude.lua)
 -- ARGV: four per task, task after task:
