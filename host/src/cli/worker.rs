@@ -91,8 +91,9 @@ pub struct ServeArgs {
     /// deployed. Until a plugin's last attempt on this worker ended within
     /// its limits (a plugin not run here yet, or one that just struck), at
     /// most as many of its attempts run at once as it has strikes left; its
-    /// other tasks wait in their slots for the outcome.
-    /// 0 turns probation (and this) off.
+    /// other tasks wait in their slots for the outcome, or, once none of
+    /// those attempts has ended for 100 ms, go back to their queue for up to
+    /// a second (no attempt counted). 0 turns probation (and this) off.
     #[arg(long = "probation-strikes", default_value_t = ProbationConfig::default().strikes, value_name = "N")]
     pub probation_strikes: u32,
     /// Tasks of plugins on probation that run at once, beside (not within)
