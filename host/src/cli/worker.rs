@@ -92,8 +92,9 @@ pub struct ServeArgs {
     /// its limits (a plugin not run here yet, or one that just struck), at
     /// most as many of its attempts run at once as it has strikes left; its
     /// other tasks wait in their slots for the outcome, or, once none of
-    /// those attempts has ended for 100 ms, go back to their queue for up to
-    /// a second (no attempt counted). 0 turns probation (and this) off.
+    /// those attempts has ended for 100 ms, go back to their queue (no
+    /// attempt counted) for as long as they have been running, up to the
+    /// plugin's timeout. 0 turns probation (and this) off.
     #[arg(long = "probation-strikes", default_value_t = ProbationConfig::default().strikes, value_name = "N")]
     pub probation_strikes: u32,
     /// Tasks of plugins on probation that run at once, beside (not within)

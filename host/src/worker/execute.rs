@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Shared;
 use super::lease::{CancelReason, RunningTask};
 use super::native::{NativeHandler, NativeTask};
-use super::probation::{Change, Placement, VERDICT_GRACE};
+use super::probation::{self, Change, Placement};
 use crate::broker::{self, LeasedTask};
 use crate::sandbox::{Invocation, Outcome, TaskLabel};
 use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
@@ -60,8 +60,11 @@ pub async fn execute(
     let turn = match &placement {
         Placement::Regular | Placement::Trial(_) => None,
         Placement::AwaitVerdict { .. } => unreachable!("waited for above"),
-        Placement::VerdictOverdue => {
-            Box::pin(postpone_awaiting_verdict(shared, &task, &running)).await;
+        Placement::VerdictOverdue { stuck_for } => {
+            Box::pin(postpone_awaiting_verdict(
+                shared, &task, &running, *stuck_for,
+            ))
+            .await;
             shared.running.unregister(&message.queue, &message.id);
             return;
         }
@@ -87,11 +90,6 @@ pub async fn execute(
     Box::pin(run(shared, &task, &running, placement, turn, slot)).await;
     shared.running.unregister(&message.queue, &message.id);
 }
-
-/// How long a task of a plugin on trial whose attempts being tried do not
-/// end goes back to its queue for, at most (its plugin's timeout, when
-/// shorter: those attempts end by then).
-const VERDICT_POSTPONE: Duration = Duration::from_secs(1);
 
 /// Waits, parked, for `waiting`. Returns why it stopped waiting instead,
 /// when the worker shuts down (the task is then put back) or the task is
@@ -205,24 +203,34 @@ async fn postpone_on_probation(
     postpone(shared, task, running, delay, why).await;
 }
 
-/// Puts a task of a plugin on trial back in its queue for a while, without
-/// counting an attempt: none of the plugin's attempts being tried has
-/// ended for [`VERDICT_GRACE`].
-async fn postpone_awaiting_verdict(shared: &Shared, task: &LeasedTask, running: &RunningTask) {
+/// Puts a task of a plugin on trial back in its queue, without counting an
+/// attempt: none of the plugin's attempts being tried has ended for
+/// `stuck_for` (see [`probation::overdue_delay`] for how long it goes
+/// back for).
+async fn postpone_awaiting_verdict(
+    shared: &Shared,
+    task: &LeasedTask,
+    running: &RunningTask,
+    stuck_for: Duration,
+) {
     let message = &task.message;
     let timeout = shared
         .plugins
         .current()
         .for_type(&message.task_type)
-        .map_or(VERDICT_POSTPONE, |plugin| plugin.limits.timeout);
-    let delay = timeout.clamp(VERDICT_GRACE, VERDICT_POSTPONE);
+        .map(|plugin| plugin.limits.timeout);
+    let delay = probation::overdue_delay(stuck_for, timeout);
     let why = format!(
-        "the plugin for {:?} is on trial on this worker (not run here yet, or its last attempt ended at a limit), and none of the attempts being tried ({} at most at once, its strikes left before probation) has ended for {}",
+        "the plugin for {:?} is on trial on this worker (not run here yet, or its last attempt ended at a limit), and none of the attempts being tried (as many at once as it has strikes left before probation) has ended for {}",
         message.task_type,
-        shared.probation.config().strikes,
-        humantime::format_duration(VERDICT_GRACE),
+        humantime::format_duration(whole_ms(stuck_for)),
     );
     postpone(shared, task, running, delay, why).await;
+}
+
+/// `duration` without its part below a millisecond, for messages.
+fn whole_ms(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Puts a task back in its queue for `delay` without counting an attempt,
@@ -237,7 +245,10 @@ async fn postpone(
     let message = &task.message;
     let note = ErrorRecord {
         kind: FailureKind::Probation,
-        message: format!("postponed {}: {why}", humantime::format_duration(delay)),
+        message: format!(
+            "postponed {}: {why}",
+            humantime::format_duration(whole_ms(delay))
+        ),
         attempt: task.attempt,
         at_ms: now_ms(),
     };

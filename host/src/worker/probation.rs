@@ -35,9 +35,12 @@
 //! as parked) for the next of its attempts to end, then are placed again.
 //! They wait only while the trial moves: once none of the attempts being
 //! tried has ended for [`VERDICT_GRACE`] (they hang, or just take long),
-//! waiting tasks and any further ones go back to their queue for a while
-//! instead, without counting an attempt, so that a plugin whose attempts
-//! hang cannot hold the worker's slots until its timeout.
+//! waiting tasks and any further ones go back to their queue instead,
+//! without counting an attempt, so that a plugin whose attempts hang cannot
+//! hold the worker's slots until its timeout. Each goes back for as long as
+//! the trial has been stuck (up to the plugin's timeout, by which its
+//! attempts end): a plugin that is merely slow gets its tasks back soon, and
+//! one that hangs has each of its tasks leased again only a few times.
 //! Standing is per worker and kept in memory: a restarted worker puts every
 //! plugin on trial again.
 
@@ -95,6 +98,20 @@ impl Default for ProbationConfig {
     }
 }
 
+/// How long a task of a plugin on trial goes back to its queue for when
+/// none of the attempts being tried has ended for `stuck_for`: as long
+/// again, so that a plugin that hangs has each of its tasks leased again
+/// only a few times (the wait doubling each time) while one that is merely
+/// slow gets them back soon; never longer than the plugin's `timeout`, by
+/// which those attempts have ended, nor shorter than [`VERDICT_GRACE`].
+pub fn overdue_delay(stuck_for: Duration, timeout: Option<Duration>) -> Duration {
+    let delay = match timeout {
+        Some(timeout) => stuck_for.min(timeout),
+        None => stuck_for,
+    };
+    delay.max(VERDICT_GRACE)
+}
+
 /// Whether a failure counts against the plugin: it hit one of its limits,
 /// was refused a capability, trapped or panicked. Failures a handler
 /// reports itself, bad payloads and failures of the worker do not count.
@@ -130,9 +147,12 @@ pub enum Placement {
         until: Instant,
     },
     /// The plugin is on trial, has as many attempts running as it has
-    /// strikes left, and none of them has ended for [`VERDICT_GRACE`]: put
-    /// the task back in its queue for a while.
-    VerdictOverdue,
+    /// strikes left, and none of them has ended for `stuck_for` (at least
+    /// [`VERDICT_GRACE`]): put the task back in its queue for a while.
+    VerdictOverdue {
+        /// How long since the trial last moved.
+        stuck_for: Duration,
+    },
     /// In the background lane, once its turn comes.
     Lane(LaneTicket),
     /// The plugin is on probation and the park is full: put the task back
@@ -349,7 +369,9 @@ impl Probation {
                 if standing.on_trial >= threshold - standing.strikes {
                     let until = standing.moved + VERDICT_GRACE;
                     if now >= until {
-                        return Placement::VerdictOverdue;
+                        return Placement::VerdictOverdue {
+                            stuck_for: now.saturating_duration_since(standing.moved),
+                        };
                     }
                     return Placement::AwaitVerdict {
                         ended: standing.ended.subscribe(),
@@ -722,7 +744,7 @@ mod tests {
         // until their timeout, so further tasks do not wait for them.
         assert!(matches!(
             probation.place_at("hang", "1", 10, until),
-            Placement::VerdictOverdue
+            Placement::VerdictOverdue { stuck_for } if stuck_for == VERDICT_GRACE
         ));
         // One ends (at a limit): the trial moved, and tasks wait again.
         probation.record("hang", "1", Some(FailureKind::Timeout));
@@ -733,9 +755,30 @@ mod tests {
         ));
         assert!(matches!(
             probation.place_at("hang", "1", 10, ended + VERDICT_GRACE * 2),
-            Placement::VerdictOverdue
+            Placement::VerdictOverdue { stuck_for } if stuck_for >= VERDICT_GRACE * 2
         ));
         drop(seats);
+    }
+
+    #[test]
+    fn a_task_goes_back_for_as_long_as_the_trial_was_stuck_up_to_the_timeout() {
+        let secs = Duration::from_secs;
+        assert_eq!(overdue_delay(secs(3), Some(secs(30))), secs(3));
+        assert_eq!(overdue_delay(secs(45), Some(secs(30))), secs(30));
+        assert_eq!(overdue_delay(secs(45), None), secs(45));
+        assert_eq!(
+            overdue_delay(Duration::ZERO, Some(Duration::ZERO)),
+            VERDICT_GRACE
+        );
+        // Stuck, put back, leased again and put back once more: each time
+        // for about twice as long as the time before.
+        let mut stuck = VERDICT_GRACE;
+        let mut leased = 1;
+        while stuck < secs(30) {
+            stuck += overdue_delay(stuck, Some(secs(30)));
+            leased += 1;
+        }
+        assert!(leased <= 10, "leased {leased} times in 30 s");
     }
 
     #[test]
