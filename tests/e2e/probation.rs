@@ -47,17 +47,7 @@ async fn a_plugin_that_keeps_hitting_its_limits_is_put_on_probation_and_loses_no
     );
 
     // Ten spinning tasks first, then echo tasks behind them.
-    let mut hostile = Vec::new();
-    for _ in 0..10 {
-        let task = NewTask::new("hostile:spin", "{}").unwrap().max_retry(0);
-        hostile.push(env.client.enqueue(task).await.unwrap().id);
-    }
-    let echoes = (0..40)
-        .map(|i| NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap())
-        .collect::<Vec<_>>();
-    for outcome in env.client.enqueue_batch(echoes).await {
-        outcome.unwrap();
-    }
+    let hostile = enqueue_hostile_then_echoes(&env, "hostile:spin", 10, 40).await;
     // The first two spinning tasks take both slots and strike out; the
     // others are parked (or put back) and take no slot, so the echo tasks
     // complete while most spinning tasks are still waiting for the lane
@@ -128,6 +118,28 @@ async fn a_plugin_that_keeps_hitting_its_limits_is_put_on_probation_and_loses_no
         );
         assert_eq!(error.attempt, 1, "{id}: {}", error.message);
     }
+}
+
+/// Enqueues `hostile` tasks of `task_type` (no retry), then `echoes` echo
+/// tasks behind them; returns the hostile tasks' ids.
+async fn enqueue_hostile_then_echoes(
+    env: &Env,
+    task_type: &str,
+    hostile: usize,
+    echoes: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..hostile {
+        let task = NewTask::new(task_type, "{}").unwrap().max_retry(0);
+        ids.push(env.client.enqueue(task).await.unwrap().id);
+    }
+    let echoes = (0..echoes)
+        .map(|i| NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap())
+        .collect::<Vec<_>>();
+    for outcome in env.client.enqueue_batch(echoes).await {
+        outcome.unwrap();
+    }
+    ids
 }
 
 /// The only worker as `wasmq server ls --json` shows it, once its heartbeat
@@ -369,17 +381,7 @@ async fn a_plugin_on_trial_runs_no_more_attempts_at_once_than_its_strikes_nor_ho
             "--no-scheduler",
         ],
     );
-    let mut sleepers = Vec::new();
-    for _ in 0..8 {
-        let task = NewTask::new("hostile:sleep", "{}").unwrap().max_retry(0);
-        sleepers.push(env.client.enqueue(task).await.unwrap().id);
-    }
-    let echoes = (0..10)
-        .map(|i| NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap())
-        .collect::<Vec<_>>();
-    for outcome in env.client.enqueue_batch(echoes).await {
-        outcome.unwrap();
-    }
+    let sleepers = enqueue_hostile_then_echoes(&env, "hostile:sleep", 8, 10).await;
     // Had the sleepers waited in their slots for a verdict, all six slots
     // would be theirs until the first attempts time out, after 30 s.
     let counts = env
