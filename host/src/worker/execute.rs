@@ -21,8 +21,8 @@ use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenB
 /// worker's concurrency) is given back as soon as the attempt has run, so
 /// the next fetch overlaps with the recording of this outcome, or as soon
 /// as the task is parked to wait for the probation lane (a task waiting for
-/// the verdict on a plugin on trial keeps it); the task stays registered (and its lease renewed) until the
-/// outcome is recorded.
+/// the verdict on a plugin on trial keeps it); the task stays registered
+/// (and its lease renewed) until the outcome is recorded.
 pub async fn execute(
     shared: &Shared,
     task: LeasedTask,
@@ -229,8 +229,8 @@ async fn postpone_awaiting_verdict(
 }
 
 /// `duration` without its part below a millisecond, for messages.
-fn whole_ms(duration: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+pub(super) fn whole_ms(duration: Duration) -> Duration {
+    Duration::from_millis(broker::millis(duration))
 }
 
 /// Puts a task back in its queue for `delay` without counting an attempt,
@@ -667,7 +667,7 @@ async fn settle(
                 {
                     tracing::info!(
                         queue, id, task_type, attempt, kind = %failure.kind, error = failure.message,
-                        retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
+                        retry_in = %humantime::format_duration(whole_ms(delay)),
                         "attempt failed; will retry"
                     );
                 }

@@ -226,7 +226,7 @@ impl OutageLog {
             self.down.store(false, Ordering::Release);
             tracing::info!(
                 url = self.url,
-                after = %humantime::format_duration(Duration::from_millis(at.elapsed().as_millis() as u64)),
+                after = %humantime::format_duration(super::execute::whole_ms(at.elapsed())),
                 "Redis is reachable again"
             );
         }

@@ -248,6 +248,13 @@ impl Standing {
         }
     }
 
+    /// One of the plugin's attempts ended: its trial moved, and the tasks
+    /// waiting for a verdict are woken.
+    fn attempt_ended(&mut self) {
+        self.moved = Instant::now();
+        self.ended.send_modify(|ended| *ended += 1);
+    }
+
     /// Makes this the record of `version`, a clean one if it was about
     /// another version; returns whether it was.
     fn about(&mut self, version: &str, threshold: u32) -> bool {
@@ -279,8 +286,7 @@ impl Drop for TrialSeat {
             && standing.version == self.version
         {
             standing.on_trial = standing.on_trial.saturating_sub(1);
-            standing.moved = Instant::now();
-            standing.ended.send_modify(|ended| *ended += 1);
+            standing.attempt_ended();
         }
     }
 }
@@ -466,8 +472,7 @@ impl Probation {
                 }
             }
         }
-        standing.moved = Instant::now();
-        standing.ended.send_modify(|ended| *ended += 1);
+        standing.attempt_ended();
         drop(standings);
         self.count_on_probation();
         change
