@@ -190,13 +190,21 @@ fn install_bullmq(dir: &Path) -> anyhow::Result<()> {
     if dir.join("node_modules/bullmq").exists() {
         return Ok(());
     }
-    eprintln!("installing BullMQ in {} (npm ci)", dir.display());
+    eprintln!("installing BullMQ in {} (npm install)", dir.display());
+    // `npm install` takes the versions package-lock.json pins. Not `npm
+    // ci`: npm 11 refuses the lock file it writes itself for BullMQ, whose
+    // optional per-platform packages it leaves out of the lock and then
+    // reports as missing from it.
     let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
+        .args(["install", "--no-save", "--no-audit", "--no-fund"])
         .current_dir(dir)
         .status()
         .context("running npm (Node.js and npm are needed for the BullMQ side)")?;
-    anyhow::ensure!(status.success(), "npm ci failed in {}", dir.display());
+    anyhow::ensure!(
+        status.success(),
+        "npm install failed in {}: is the npm registry reachable?",
+        dir.display()
+    );
     Ok(())
 }
 
