@@ -11,7 +11,10 @@
 //! succeeds. The claim and the task are one atomic enqueue in the target
 //! queue, so a replica that dies between them loses nothing: the others
 //! fire the tick. A tick's task being archived never blocks later ticks,
-//! since each tick has its own id.
+//! since each tick has its own id. The tick's history record is written
+//! just after its task (the history lives under `{cron}`, the task in its
+//! queue's slot, so one script cannot write both): a replica killed between
+//! the two leaves that tick's task without a record, never the other way.
 //!
 //! Ticks found more than the misfire grace after their time passed while no
 //! scheduler was alive; the entry's [`MisfirePolicy`] decides whether they
