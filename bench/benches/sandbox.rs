@@ -2,6 +2,11 @@
 //! instance of the `echo` plugin, the call, the drop; with fuel metering on
 //! and off, and with the pooling allocator on and off.
 //!
+//! The floor beside it: the same task in wasmtime alone (the same engine, a
+//! bare Store, no wasmq code), for `echo` and for the smallest component of
+//! the `task-handler` world (`components/noop.wat`: one core module, no
+//! imports, one page of memory), and that component in wasmq's sandbox.
+//!
 //! ```text
 //! cargo bench -p wasmq-bench --bench sandbox
 //! ```
@@ -13,8 +18,23 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tokio_util::sync::CancellationToken;
 use wasmq::plugins::{LoadOptions, Plugin};
 use wasmq::sandbox::{
-    ComponentCache, Invocation, NoServices, Sandbox, SandboxConfig, Services, TaskLabel,
+    ComponentCache, Grants, Invocation, Limits, NoServices, Prepared, Sandbox, SandboxConfig,
+    Services, TaskLabel,
 };
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Bindings of the `task-handler` world, for calling a component without
+/// wasmq's sandbox around it.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "task-handler",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
 
 fn sandbox_cost(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -77,5 +97,136 @@ fn sandbox_cost(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sandbox_cost);
+/// What a Store in wasmtime alone holds: a resource table and a WASI context
+/// made on first use, as wasmq's own state does.
+#[derive(Default)]
+struct BareState {
+    table: ResourceTable,
+    wasi: Option<WasiCtx>,
+}
+
+impl WasiView for BareState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtx::builder().build());
+        WasiCtxView {
+            ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// One task in wasmtime alone: a bare Store with fuel and an epoch deadline
+/// (as wasmq sets them), a fresh instance, the call, the drop.
+async fn bare_task(
+    engine: &wasmtime::Engine,
+    pre: &bindings::TaskHandlerPre<BareState>,
+    task: &bindings::wasmq::plugin::types::Task,
+) {
+    let mut store = Store::new(engine, BareState::default());
+    store.set_fuel(u64::MAX).expect("fuel metering is on");
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Continue(1)));
+    let instance = pre
+        .instantiate_async(&mut store)
+        .await
+        .expect("the component instantiates");
+    let result = instance
+        .wasmq_plugin_handler()
+        .call_handle(&mut store, task)
+        .await
+        .expect("the call returns");
+    assert!(result.is_ok());
+}
+
+/// One task in wasmq's sandbox, with the default limits and no grants.
+async fn sandbox_task(
+    sandbox: &Sandbox,
+    prepared: &Prepared,
+    limits: &Limits,
+    grants: &Arc<Grants>,
+) {
+    let services: Arc<dyn Services> = Arc::new(NoServices);
+    let label = TaskLabel {
+        plugin: "noop".into(),
+        task_id: "t".into(),
+        task_type: "echo".into(),
+        attempt: 1,
+        queue: "default".into(),
+    };
+    let invocation = Invocation {
+        id: "t",
+        task_type: "echo",
+        payload: b"{}",
+        queue: "default",
+        attempt: 1,
+        max_retry: 0,
+    };
+    let outcome = sandbox
+        .run(
+            prepared,
+            label,
+            invocation,
+            limits,
+            grants,
+            &services,
+            &CancellationToken::new(),
+        )
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+}
+
+fn instance_floor(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    // Fuel on, pooling on: the engine wasmq runs tasks in.
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: 8,
+        ..SandboxConfig::default()
+    })
+    .expect("the sandbox starts");
+    let engine = sandbox.engine();
+    let cache = ComponentCache::new(wasmq_testkit::component_cache_dir());
+    let echo_bytes =
+        std::fs::read(wasmq_testkit::ECHO_COMPONENT).expect("the echo plugin is built");
+    let echo = sandbox
+        .compile(&echo_bytes, Some(&cache))
+        .expect("echo compiles");
+    let noop_bytes = wat::parse_file(concat!(env!("CARGO_MANIFEST_DIR"), "/components/noop.wat"))
+        .expect("noop.wat parses");
+    let noop = Component::new(engine, &noop_bytes).expect("noop.wat compiles");
+
+    let mut linker = Linker::<BareState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
+    let task = bindings::wasmq::plugin::types::Task {
+        id: "t".into(),
+        task_type: "echo".into(),
+        payload: b"{}".to_vec(),
+        queue: "default".into(),
+        attempt: 1,
+        max_retry: 0,
+    };
+    let (limits, grants) = (Limits::default(), Arc::new(Grants::default()));
+
+    let mut group = c.benchmark_group("sandbox/floor");
+    for (name, component) in [("echo", &echo), ("noop.wat", &noop)] {
+        let pre = linker
+            .instantiate_pre(component)
+            .and_then(bindings::TaskHandlerPre::new)
+            .expect("the component targets the task-handler world");
+        group.bench_function(BenchmarkId::new("wasmtime alone", name), |bench| {
+            bench.iter(|| runtime.block_on(bare_task(engine, &pre, &task)));
+        });
+        let prepared = sandbox
+            .prepare(component, &grants)
+            .expect("the component targets the task-handler world");
+        group.bench_function(BenchmarkId::new("wasmq sandbox", name), |bench| {
+            bench.iter(|| runtime.block_on(sandbox_task(&sandbox, &prepared, &limits, &grants)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sandbox_cost, instance_floor);
 criterion_main!(benches);
