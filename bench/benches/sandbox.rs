@@ -17,6 +17,8 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tokio_util::sync::CancellationToken;
 use wasmq::plugins::{LoadOptions, Plugin};
+use wasmq::sandbox::bindings::TaskHandlerPre;
+use wasmq::sandbox::bindings::wasmq::plugin::types::Task;
 use wasmq::sandbox::{
     ComponentCache, Grants, Invocation, Limits, NoServices, Prepared, Sandbox, SandboxConfig,
     Services, TaskLabel,
@@ -25,15 +27,48 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// Bindings of the `task-handler` world, for calling a component without
-/// wasmq's sandbox around it.
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "task-handler",
-        imports: { default: async | trappable },
-        exports: { default: async },
-    });
+/// What a task in wasmq's sandbox runs with, apart from its component.
+struct SandboxTask<'a> {
+    sandbox: &'a Sandbox,
+    limits: &'a Limits,
+    grants: &'a Arc<Grants>,
+    services: &'a Arc<dyn Services>,
+    cancel: &'a CancellationToken,
+}
+
+impl SandboxTask<'_> {
+    /// Runs one no-op task (`echo`, payload `{}`) of `prepared` in a fresh
+    /// instance, as the worker does.
+    async fn run(&self, plugin: &str, prepared: &Prepared) {
+        let label = TaskLabel {
+            plugin: plugin.to_string(),
+            task_id: "t".into(),
+            task_type: "echo".into(),
+            attempt: 1,
+            queue: "default".into(),
+        };
+        let invocation = Invocation {
+            id: "t",
+            task_type: "echo",
+            payload: b"{}",
+            queue: "default",
+            attempt: 1,
+            max_retry: 0,
+        };
+        let outcome = self
+            .sandbox
+            .run(
+                prepared,
+                label,
+                invocation,
+                self.limits,
+                self.grants,
+                self.services,
+                self.cancel,
+            )
+            .await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    }
 }
 
 fn sandbox_cost(c: &mut Criterion) {
@@ -64,34 +99,15 @@ fn sandbox_cost(c: &mut Criterion) {
             if fuel { "on" } else { "off" },
             if pooling { "on" } else { "off" }
         );
+        let task = SandboxTask {
+            sandbox: &sandbox,
+            limits: &plugin.limits,
+            grants: &plugin.grants,
+            services: &services,
+            cancel: &cancel,
+        };
         group.bench_function(BenchmarkId::from_parameter(name), |bench| {
-            bench.iter(|| {
-                let label = TaskLabel {
-                    plugin: plugin.manifest.name.clone(),
-                    task_id: "t".into(),
-                    task_type: "echo".into(),
-                    attempt: 1,
-                    queue: "default".into(),
-                };
-                let invocation = Invocation {
-                    id: "t",
-                    task_type: "echo",
-                    payload: b"{}",
-                    queue: "default",
-                    attempt: 1,
-                    max_retry: 0,
-                };
-                let outcome = runtime.block_on(sandbox.run(
-                    &plugin.prepared,
-                    label,
-                    invocation,
-                    &plugin.limits,
-                    &plugin.grants,
-                    &services,
-                    &cancel,
-                ));
-                assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-            });
+            bench.iter(|| runtime.block_on(task.run(&plugin.manifest.name, &plugin.prepared)));
         });
     }
     group.finish();
@@ -117,11 +133,7 @@ impl WasiView for BareState {
 
 /// One task in wasmtime alone: a bare Store with fuel and an epoch deadline
 /// (as wasmq sets them), a fresh instance, the call, the drop.
-async fn bare_task(
-    engine: &wasmtime::Engine,
-    pre: &bindings::TaskHandlerPre<BareState>,
-    task: &bindings::wasmq::plugin::types::Task,
-) {
+async fn bare_task(engine: &wasmtime::Engine, pre: &TaskHandlerPre<BareState>, task: &Task) {
     let mut store = Store::new(engine, BareState::default());
     store.set_fuel(u64::MAX).expect("fuel metering is on");
     store.set_epoch_deadline(1);
@@ -136,43 +148,6 @@ async fn bare_task(
         .await
         .expect("the call returns");
     assert!(result.is_ok());
-}
-
-/// One task in wasmq's sandbox, with the default limits and no grants.
-async fn sandbox_task(
-    sandbox: &Sandbox,
-    prepared: &Prepared,
-    limits: &Limits,
-    grants: &Arc<Grants>,
-) {
-    let services: Arc<dyn Services> = Arc::new(NoServices);
-    let label = TaskLabel {
-        plugin: "noop".into(),
-        task_id: "t".into(),
-        task_type: "echo".into(),
-        attempt: 1,
-        queue: "default".into(),
-    };
-    let invocation = Invocation {
-        id: "t",
-        task_type: "echo",
-        payload: b"{}",
-        queue: "default",
-        attempt: 1,
-        max_retry: 0,
-    };
-    let outcome = sandbox
-        .run(
-            prepared,
-            label,
-            invocation,
-            limits,
-            grants,
-            &services,
-            &CancellationToken::new(),
-        )
-        .await;
-    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
 }
 
 fn instance_floor(c: &mut Criterion) {
@@ -199,7 +174,7 @@ fn instance_floor(c: &mut Criterion) {
 
     let mut linker = Linker::<BareState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
-    let task = bindings::wasmq::plugin::types::Task {
+    let task = Task {
         id: "t".into(),
         task_type: "echo".into(),
         payload: b"{}".to_vec(),
@@ -208,12 +183,21 @@ fn instance_floor(c: &mut Criterion) {
         max_retry: 0,
     };
     let (limits, grants) = (Limits::default(), Arc::new(Grants::default()));
+    let services: Arc<dyn Services> = Arc::new(NoServices);
+    let cancel = CancellationToken::new();
+    let in_sandbox = SandboxTask {
+        sandbox: &sandbox,
+        limits: &limits,
+        grants: &grants,
+        services: &services,
+        cancel: &cancel,
+    };
 
     let mut group = c.benchmark_group("sandbox/floor");
     for (name, component) in [("echo", &echo), ("noop.wat", &noop)] {
         let pre = linker
             .instantiate_pre(component)
-            .and_then(bindings::TaskHandlerPre::new)
+            .and_then(TaskHandlerPre::new)
             .expect("the component targets the task-handler world");
         group.bench_function(BenchmarkId::new("wasmtime alone", name), |bench| {
             bench.iter(|| runtime.block_on(bare_task(engine, &pre, &task)));
@@ -222,7 +206,7 @@ fn instance_floor(c: &mut Criterion) {
             .prepare(component, &grants)
             .expect("the component targets the task-handler world");
         group.bench_function(BenchmarkId::new("wasmq sandbox", name), |bench| {
-            bench.iter(|| runtime.block_on(sandbox_task(&sandbox, &prepared, &limits, &grants)));
+            bench.iter(|| runtime.block_on(in_sandbox.run(name, &prepared)));
         });
     }
     group.finish();

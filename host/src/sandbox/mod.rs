@@ -47,8 +47,10 @@ pub use load::{LoadError, WORLD_VERSION};
 use crate::task::{FailureKind, TaskFailure};
 use host::{HostSetup, HostState, Stop};
 
-/// Host bindings generated from `wit/`.
-mod bindings {
+/// Host bindings generated from `wit/`. Public so that a program (such as
+/// the benchmarks) can call a component of the `task-handler` world without
+/// the sandbox around it.
+pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "task-handler",
