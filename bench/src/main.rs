@@ -26,12 +26,17 @@
 //! `isolation`: the drain rate of a well-behaved plugin alone, with a
 //! quarter of all tasks benign, and with a quarter hostile.
 //!
+//! `hostile`: each hostile plugin beside a well-behaved one in a real worker
+//! process: how its tasks ended, the worker's peak RSS, neighbour tasks lost
+//! (the "Hostile plugins" table of RELIABILITY.md).
+//!
 //! `sandbox`: the cost of one task's sandbox (Store, instance, call), with
 //! fuel metering, epoch interruption and the pooling allocator on and off.
 
 mod compare;
 mod cron;
 mod drain;
+mod hostile;
 mod isolation;
 mod latency;
 mod sandbox;
@@ -55,6 +60,9 @@ enum Bench {
     Cron(cron::CronArgs),
     /// Throughput of a well-behaved plugin next to hostile ones.
     Isolation(isolation::IsolationArgs),
+    /// Each hostile plugin beside a well-behaved one: outcomes, peak RSS,
+    /// neighbour tasks lost.
+    Hostile(hostile::HostileArgs),
     /// Per-task sandbox cost with fuel, epochs and pooling on and off.
     Sandbox(sandbox::SandboxArgs),
 }
@@ -101,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Cron(args) => cron::run(&args).await?,
         Bench::Isolation(args) => isolation::run(&args).await?,
         Bench::Sandbox(args) => sandbox::run(&args).await?,
+        Bench::Hostile(args) => hostile::run(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,

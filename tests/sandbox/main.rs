@@ -311,3 +311,50 @@ async fn no_task_sees_what_an_earlier_one_left_in_memory() {
         );
     }
 }
+
+/// A plugin that declares a non-final function type (the GC proposal's
+/// subtyping) is refused at load: with the proposal on, wasmtime 48.0.8
+/// without its `gc` feature aborts the process at the run-time subtype
+/// check of such a `call_indirect`. Compiled only, never run.
+#[test]
+fn a_plugin_declaring_a_function_subtype_is_refused_at_load() {
+    let bytes = wat::parse_str(
+        r#"(component
+             (core module $m
+               (type $t (sub (func)))
+               (table 1 funcref)
+               (func (export "f") (call_indirect (type $t) (i32.const 0))))
+             (core instance (instantiate $m)))"#,
+    )
+    .expect("the component text parses");
+    match sandbox().compile(&bytes, None) {
+        Err(wasmq::sandbox::LoadError::Invalid(message)) => assert!(
+            message.contains("gc proposal") || message.contains("subtype"),
+            "refused for another reason: {message}"
+        ),
+        Err(other) => panic!("refused, but not as invalid: {other}"),
+        Ok(_) => panic!("a component with a function subtype was accepted"),
+    }
+}
+
+/// A plugin using shared-memory atomics is refused at load: the threads
+/// proposal stays off (wasmtime is built without `threads`, and with the
+/// proposal on, 48.0.8's stubs for `memory.atomic.notify` and the waits
+/// abort the process: GHSA-2674-w29h-wqvj). Compiled only, never run.
+#[test]
+fn a_plugin_using_atomics_is_refused_at_load() {
+    let bytes = wat::parse_str(
+        r#"(component
+             (core module $m
+               (memory 1)
+               (func (export "f")
+                 (drop (memory.atomic.notify (i32.const 0) (i32.const 1)))))
+             (core instance (instantiate $m)))"#,
+    )
+    .expect("the component text parses");
+    match sandbox().compile(&bytes, None) {
+        Err(wasmq::sandbox::LoadError::Invalid(_)) => {}
+        Err(other) => panic!("refused, but not as invalid: {other}"),
+        Ok(_) => panic!("a component using atomics was accepted"),
+    }
+}

@@ -149,6 +149,12 @@ impl Sandbox {
             .wasm_component_model(true)
             .epoch_interruption(config.epoch_interruption)
             .consume_fuel(config.fuel_metering)
+            // wasmtime is built without its `gc` feature, yet 48.0.8 leaves
+            // the GC proposal on: a plugin declaring a non-final function
+            // type could then reach a run-time subtype check that aborts
+            // the whole process (GHSA-rc4p-x33f-vpr2). Off, such a plugin
+            // is refused at load.
+            .wasm_gc(false)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             // Trap messages name the trap; resolving backtraces to source
             // lines on every trap would make failing tasks far costlier.
