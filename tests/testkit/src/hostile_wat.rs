@@ -1,7 +1,7 @@
 //! Hostile components written in WAT, made at test time: a component of
 //! the `task-handler` world (one core module whose `handle` returns the
 //! payload) with extra core instances that each hold a memory (and,
-//! optionally, a table) of their own, filled as they are instantiated.
+//! optionally, a table) of their own, filled (every 4 KiB page touched) as they are instantiated.
 //! The manifest is appended as the `wasmq-manifest` custom section, so the
 //! bytes load as a plugin.
 
@@ -67,7 +67,7 @@ pub fn hog_component(name: &str, task_type: &str, memory: Option<&str>, hogs: Ho
         (loop $touch
           (br_if $done (i64.ge_u (i64.extend_i32_u (local.get $at)) (i64.const {end})))
           (i32.store8 (local.get $at) (i32.const 1))
-          (local.set $at (i32.add (local.get $at) (i32.const 65536)))
+          (local.set $at (i32.add (local.get $at) (i32.const 4096)))
           (br $touch))))
     (start $fill))
 {hog_instances}
