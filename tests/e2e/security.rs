@@ -567,18 +567,18 @@ async fn a_plugin_holding_many_memories_takes_nothing_from_its_neighbour() {
     use wasmq_testkit::hostile_wat::{Hogs, hog_component};
     let env = Env::start().await;
     let plugins = PluginDir::with(&[ECHO_COMPONENT]);
-    // 27 memories (and the handler's own) per instance, each filled with
-    // 1 MiB, then it spins until its time is up. Three of them at once
-    // held more memory slots than the whole pool had before the pool was
-    // sized per component.
+    // 79 memories (and the handler's own) per instance, then it spins
+    // until its time is up. One such instance held every memory slot of
+    // the pool before the pool was sized per component, and echo attempts
+    // failed beside it.
     let hog = hog_component(
         "memory-hog",
         "hog",
         Some("64MiB"),
         Hogs {
-            instances: 27,
+            instances: 79,
             min_pages: 1,
-            grow_pages: 15,
+            grow_pages: 0,
             table_elements: 0,
             spin: true,
         },
@@ -593,7 +593,9 @@ async fn a_plugin_holding_many_memories_takes_nothing_from_its_neighbour() {
             "--task-timeout",
             "1s",
             "--max-component-memories",
-            "32",
+            "80",
+            "--max-component-instances",
+            "96",
             "--metrics-addr",
             &metrics,
             "--no-scheduler",
