@@ -44,12 +44,20 @@ pub struct HostileArgs {
     pub row_timeout_secs: u64,
 }
 
+/// Where a row's hostile component comes from.
+enum Component {
+    /// A plugin built from `plugins/`.
+    File(&'static str),
+    /// A component made at run time (file name, bytes).
+    Made(&'static str, fn() -> Vec<u8>),
+}
+
 /// One hostile plugin and how its tasks are made.
 struct Row {
     /// What the plugin does, for the table.
     attack: &'static str,
-    /// The component file.
-    component: &'static str,
+    /// The component.
+    component: Component,
     /// The task type it declares.
     task_type: &'static str,
     /// Each task's payload.
@@ -61,77 +69,107 @@ fn rows() -> Vec<Row> {
     vec![
         Row {
             attack: "spins without end (no host calls)",
-            component: kit::HOSTILE_SPIN_COMPONENT,
+            component: Component::File(kit::HOSTILE_SPIN_COMPONENT),
             task_type: "hostile:spin",
             payload: "{}",
         },
         Row {
             attack: "allocates until memory runs out",
-            component: kit::HOSTILE_MEMBOMB_COMPONENT,
+            component: Component::File(kit::HOSTILE_MEMBOMB_COMPONENT),
             task_type: "hostile:membomb",
             payload: "{}",
         },
         Row {
-            attack: "a 256 MiB static: too big to instantiate",
-            component: kit::HOSTILE_INITBOMB_COMPONENT,
-            task_type: "hostile:initbomb",
-            payload: "{}",
-        },
-        Row {
             attack: "recurses until the stack overflows",
-            component: kit::HOSTILE_RECURSE_COMPONENT,
+            component: Component::File(kit::HOSTILE_RECURSE_COMPONENT),
             task_type: "hostile:recurse",
             payload: "{}",
         },
         Row {
             attack: "panics",
-            component: kit::HOSTILE_PANIC_COMPONENT,
+            component: Component::File(kit::HOSTILE_PANIC_COMPONENT),
             task_type: "hostile:panic",
             payload: "{}",
         },
         Row {
             attack: "floods the log",
-            component: kit::HOSTILE_LOGFLOOD_COMPONENT,
+            component: Component::File(kit::HOSTILE_LOGFLOOD_COMPONENT),
             task_type: "hostile:logflood",
             payload: "{}",
         },
         Row {
             attack: "returns a 16 MiB result",
-            component: kit::HOSTILE_BIGRESULT_COMPONENT,
+            component: Component::File(kit::HOSTILE_BIGRESULT_COMPONENT),
             task_type: "hostile:bigresult",
             payload: "{}",
         },
         Row {
             attack: "sleeps inside a host call",
-            component: kit::HOSTILE_SLEEP_COMPONENT,
+            component: Component::File(kit::HOSTILE_SLEEP_COMPONENT),
             task_type: "hostile:sleep",
             payload: "{}",
         },
         Row {
             attack: "opens a TCP socket",
-            component: kit::HOSTILE_SOCKET_COMPONENT,
+            component: Component::File(kit::HOSTILE_SOCKET_COMPONENT),
             task_type: "hostile:socket",
             payload: "{}",
         },
         Row {
             attack: "HTTP to a host not on its allow list",
-            component: kit::HOSTILE_HTTP_COMPONENT,
+            component: Component::File(kit::HOSTILE_HTTP_COMPONENT),
             task_type: "hostile:http",
             payload: "{}",
         },
         Row {
             attack: "enqueues 1,000 follow-ups with a quota of 3",
-            component: kit::HOSTILE_FANOUT_COMPONENT,
+            component: Component::File(kit::HOSTILE_FANOUT_COMPONENT),
             task_type: "hostile:fanout",
             payload: "{}",
         },
         Row {
             attack: "reads files, env, real clocks, earlier tasks' memory",
-            component: kit::HOSTILE_SNOOP_COMPONENT,
+            component: Component::File(kit::HOSTILE_SNOOP_COMPONENT),
             task_type: "hostile:snoop",
             payload: "{}",
         },
+        Row {
+            attack: "gives up with a 512 KiB message",
+            component: Component::File(kit::HOSTILE_BIGMESSAGE_COMPONENT),
+            task_type: "hostile:bigmessage",
+            payload: "{}",
+        },
+        Row {
+            attack: "gives up with a 32 MiB message",
+            component: Component::File(kit::HOSTILE_BIGMESSAGE_COMPONENT),
+            task_type: "hostile:hugemessage",
+            payload: "{}",
+        },
+        Row {
+            attack: "7 core instances, each filling 60 MiB of a memory of its own",
+            component: Component::Made("memory-hog.wasm", memory_hog),
+            task_type: "hog",
+            payload: "{}",
+        },
     ]
+}
+
+/// A component whose seven extra core instances each fill 60 MiB of a
+/// memory of their own: each under a 64 MiB cap, 420 MiB together.
+fn memory_hog() -> Vec<u8> {
+    use kit::hostile_wat::{Hogs, hog_component};
+    hog_component(
+        "memory-hog",
+        "hog",
+        None,
+        Hogs {
+            instances: 7,
+            min_pages: 1,
+            grow_pages: 959,
+            table_elements: 0,
+            spin: false,
+        },
+    )
 }
 
 /// What one row measured.
@@ -168,17 +206,17 @@ pub async fn run(args: &HostileArgs) -> anyhow::Result<()> {
         mib(budget)
     );
     println!(
-        "| attack | plugin | how its tasks ended | worker peak RSS | within budget | neighbour tasks lost | row time |"
+        "| attack | task type | how its tasks ended | worker peak RSS | within budget | neighbour tasks lost | row time |"
     );
     println!("| --- | --- | --- | ---: | --- | ---: | ---: |");
     println!(
-        "| none (`echo` alone) | echo | - | {} | yes | {} | {:.1} s |",
+        "| none (`echo` alone) | `echo` | - | {} | yes | {} | {:.1} s |",
         mib(baseline.peak_rss),
         baseline.neighbours_lost,
         baseline.elapsed.as_secs_f64()
     );
     for row in rows() {
-        let plugin = row.task_type.trim_start_matches("hostile:");
+        let plugin = row.task_type;
         if let Some(only) = &args.only
             && !plugin.contains(only.as_str())
         {
@@ -191,7 +229,7 @@ pub async fn run(args: &HostileArgs) -> anyhow::Result<()> {
             .map(|(outcome, n)| format!("{outcome} ×{n}"))
             .collect();
         println!(
-            "| {} | hostile-{} | {} | {} | {} | {} | {:.1} s |",
+            "| {} | `{}` | {} | {} | {} | {} | {:.1} s |",
             row.attack,
             plugin,
             outcomes.join(", "),
@@ -212,11 +250,19 @@ pub async fn run(args: &HostileArgs) -> anyhow::Result<()> {
 async fn measure(args: &HostileArgs, row: Option<&Row>) -> anyhow::Result<Measured> {
     let redis = RedisServer::start().context("starting redis-server")?;
     let client = Client::connect(&redis.url()).await?;
-    let mut components = vec![kit::ECHO_COMPONENT];
-    if let Some(row) = row {
-        components.push(row.component);
+    let plugins = PluginDir::with(&[kit::ECHO_COMPONENT]);
+    match row.map(|row| &row.component) {
+        Some(Component::File(path)) => {
+            let name = std::path::Path::new(path)
+                .file_name()
+                .context("a component path names a file")?;
+            std::fs::copy(path, plugins.path().join(name))?;
+        }
+        Some(Component::Made(name, make)) => {
+            plugins.add_file(name, &make());
+        }
+        None => {}
     }
-    let plugins = PluginDir::with(&components);
     let mut command = WasmqProcess::command(&args.wasmq);
     command.args(["worker", "--redis", &redis.url(), "--no-scheduler", "--plugins"]);
     command.arg(plugins.path());

@@ -147,6 +147,7 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
             memory_bytes: args.memory_mib << 20,
             max_result_bytes: 64 << 10,
             max_log_bytes: 16 << 10,
+            ..Limits::default()
         },
         ..LoadOptions::default()
     };

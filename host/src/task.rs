@@ -182,6 +182,11 @@ pub enum FailureKind {
     /// is on probation (its attempts kept ending at their limits) and the
     /// worker's lane for such plugins was full.
     Probation,
+    /// A note on a postponed task, never an attempt's failure: the worker
+    /// had no room for another instance of its plugin (the plugin's share
+    /// of instances was in use, or the instance pool was full), so the task
+    /// went back to its queue without counting an attempt.
+    WorkerBusy,
 }
 
 impl FailureKind {
@@ -220,6 +225,7 @@ impl FailureKind {
             FailureKind::CapabilityDenied => "denied",
             FailureKind::LogLimit => "log-limit",
             FailureKind::Probation => "probation",
+            FailureKind::WorkerBusy => "worker-busy",
         }
     }
 }

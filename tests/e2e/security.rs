@@ -19,6 +19,9 @@ struct Hostile {
     kind: FailureKind,
     /// Part of the error message.
     message: &'static str,
+    /// Whether the worker refuses the plugin at load instead (`message` is
+    /// then part of the reason it gives).
+    refused_at_load: bool,
 }
 
 const HOSTILE: &[Hostile] = &[
@@ -29,6 +32,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &["--fuel", "500000000"],
         kind: FailureKind::OutOfFuel,
         message: "used up its fuel budget of 500000000 units",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-sleep",
@@ -37,6 +41,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &["--task-timeout", "1s"],
         kind: FailureKind::Timeout,
         message: "time limit of 1s",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-membomb",
@@ -45,6 +50,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &["--memory", "64MiB"],
         kind: FailureKind::OutOfMemory,
         message: "over its cap of 67108864 bytes",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-recurse",
@@ -53,6 +59,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &[],
         kind: FailureKind::StackOverflow,
         message: "overflowed its stack",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-panic",
@@ -61,6 +68,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &[],
         kind: FailureKind::Panic,
         message: "hostile plugin panics on purpose",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-bigresult",
@@ -69,6 +77,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &[],
         kind: FailureKind::ResultTooLarge,
         message: "over the plugin's limit of 1048576 bytes",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-logflood",
@@ -77,6 +86,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &["--max-log", "32KiB"],
         kind: FailureKind::LogLimit,
         message: "logged more than its limit of 32768 bytes",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-snoop",
@@ -85,6 +95,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &[],
         kind: FailureKind::GaveUp,
         message: "saw nothing: no leftovers, no file, no environment, clock at 946684800 s",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-socket",
@@ -93,6 +104,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &[],
         kind: FailureKind::CapabilityDenied,
         message: "denied: binding a TCP socket to 0.0.0.0:0 (plugins get no sockets",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-http",
@@ -101,6 +113,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &[],
         kind: FailureKind::CapabilityDenied,
         message: "denied: HTTP to exfiltrate.example.com:80, which is not in the plugin's allow list (127.0.0.1)",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-fanout",
@@ -109,6 +122,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &[],
         kind: FailureKind::CapabilityDenied,
         message: "denied: enqueue: the quota of 3 follow-up tasks per attempt is used up",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-initbomb",
@@ -116,7 +130,17 @@ const HOSTILE: &[Hostile] = &[
         task_type: "hostile:initbomb",
         flags: &[],
         kind: FailureKind::OutOfMemory,
-        message: "over its cap of 134217728 bytes",
+        message: "as soon as it is instantiated, over the plugin's memory cap of 134217728 bytes",
+        refused_at_load: true,
+    },
+    Hostile {
+        plugin: "hostile-bigmessage",
+        component: HOSTILE_BIGMESSAGE_COMPONENT,
+        task_type: "hostile:bigmessage",
+        flags: &[],
+        kind: FailureKind::GaveUp,
+        message: "... [520192 of 524288 bytes cut]",
+        refused_at_load: false,
     },
 ];
 
@@ -157,6 +181,19 @@ async fn hostile_case(name: &str) {
     let case = HOSTILE.iter().find(|case| case.plugin == name).unwrap();
     let env = Env::start().await;
     let plugins = PluginDir::with(&[ECHO_COMPONENT, case.component]);
+    if case.refused_at_load {
+        let output = wasmq(&[
+            "worker".into(),
+            "--redis".into(),
+            env.url(),
+            "--plugins".into(),
+            plugins.path().display().to_string(),
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
+        let reason = stderr(&output);
+        assert!(reason.contains(case.message), "{name}: {reason}");
+        return;
+    }
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut flags = vec![
         "--concurrency",
@@ -204,6 +241,12 @@ async fn hostile_case(name: &str) {
     assert_eq!(info.state, TaskState::Archived);
     let error = info.last_error.unwrap();
     assert_eq!(error.kind, case.kind, "{name}: {}", error.message);
+    // Whatever the plugin said, what is stored of it is bounded.
+    assert!(
+        error.message.len() <= 8 * 1024,
+        "{name}: a stored message of {} bytes",
+        error.message.len()
+    );
     assert!(
         error.message.contains(case.message),
         "{name}: {}",
@@ -214,6 +257,11 @@ async fn hostile_case(name: &str) {
         stdout(&shown).contains(&format!("last error: {} on attempt 1", case.kind)),
         "{}",
         stdout(&shown)
+    );
+    assert!(
+        stdout(&shown).len() < 16 * 1024,
+        "{name}: task show printed {} bytes",
+        stdout(&shown).len()
     );
 
     // The worker lives and goes on serving.
@@ -271,7 +319,8 @@ hostile_tests! {
     hostile_socket_is_denied => "hostile-socket",
     hostile_http_to_an_unlisted_host_is_denied => "hostile-http",
     hostile_enqueue_flood_is_stopped_at_its_quota => "hostile-fanout",
-    hostile_plugin_too_big_to_instantiate_fails_its_task => "hostile-initbomb",
+    hostile_plugin_too_big_to_instantiate_is_refused_at_load => "hostile-initbomb",
+    hostile_huge_failure_message_is_cut => "hostile-bigmessage",
 }
 
 /// The enqueue flood put exactly its quota of follow-ups on the queue.
@@ -507,4 +556,132 @@ async fn bad_plugins_are_refused_at_load_naming_the_problem() {
         "{text}"
     );
     assert!(text.contains("wasi:http/outgoing-handler"), "{text}");
+}
+
+/// A plugin whose instances each hold many memories cannot take the pool
+/// from its neighbour: the pool holds every instance's whole allotment, so
+/// each echo task completes at its first attempt and echo is never put on
+/// probation, while the hostile plugin's attempts time out beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_holding_many_memories_takes_nothing_from_its_neighbour() {
+    use wasmq_testkit::hostile_wat::{Hogs, hog_component};
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    // 79 memories (and the handler's own) per instance, then it spins
+    // until its time is up. One such instance held every memory slot of
+    // the pool before the pool was sized per component, and echo attempts
+    // failed beside it.
+    let hog = hog_component(
+        "memory-hog",
+        "hog",
+        Some("64MiB"),
+        Hogs {
+            instances: 79,
+            min_pages: 1,
+            grow_pages: 0,
+            table_elements: 0,
+            spin: true,
+        },
+    );
+    plugins.add_file("memory-hog.wasm", &hog);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let _worker = env.worker(
+        plugins.path(),
+        &[
+            "--concurrency",
+            "4",
+            "--task-timeout",
+            "1s",
+            "--max-component-memories",
+            "80",
+            "--max-component-instances",
+            "96",
+            "--metrics-addr",
+            &metrics,
+            "--no-scheduler",
+        ],
+    );
+    let mut hostile = Vec::new();
+    for _ in 0..6 {
+        let task = NewTask::new("hog", "{}").unwrap().max_retry(0);
+        hostile.push(env.client.enqueue(task).await.unwrap().id);
+    }
+    let echoes: Vec<_> = (0..40)
+        .map(|i| NewTask::new("echo", format!(r#"{{"i":{i}}}"#)).unwrap())
+        .collect();
+    let mut ids = Vec::new();
+    for outcome in env.client.enqueue_batch(echoes).await {
+        ids.push(outcome.unwrap().id);
+    }
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(60),
+        "the hogs to time out and the echoes to complete",
+        |c| c.archived == 6 && c.completed == 40,
+    )
+    .await;
+    for id in &ids {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(info.state, TaskState::Completed);
+        assert_eq!(info.attempts, 1, "echo task {id} failed an attempt");
+    }
+    for id in &hostile {
+        let error = env.task("default", id).await.unwrap().last_error.unwrap();
+        assert_eq!(error.kind, FailureKind::Timeout, "{}", error.message);
+    }
+    wait_for_http(&metrics, "/metrics").await;
+    let (_, text) = http("GET", &metrics, "/metrics", &[]).unwrap();
+    assert!(
+        !text.contains("wasmq_plugin_on_probation{plugin=\"echo\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("type=\"echo\",class="),
+        "an echo attempt failed:\n{text}"
+    );
+}
+
+/// With --max-instances-per-plugin 1, a plugin's tasks run one at a time:
+/// the others go back to their queue for a moment, no attempt counted,
+/// and all complete at their first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_runs_within_its_share_of_instances_and_loses_no_attempt() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[BURN_COMPONENT]);
+    let _worker = env.worker(
+        plugins.path(),
+        &[
+            "--concurrency",
+            "4",
+            "--max-instances-per-plugin",
+            "1",
+            "--no-scheduler",
+        ],
+    );
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let task = NewTask::new("burn", r#"{"ms":100}"#).unwrap().max_retry(0);
+        ids.push(env.client.enqueue(task).await.unwrap().id);
+    }
+    env.wait_for_counts("default", Duration::from_secs(60), "the burns", |c| {
+        c.completed == 6
+    })
+    .await;
+    let mut spans = Vec::new();
+    for id in &ids {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(info.attempts, 1, "task {id}");
+        let result: serde_json::Value = serde_json::from_slice(&info.result.unwrap()).unwrap();
+        spans.push((
+            result["started_ms"].as_i64().unwrap(),
+            result["finished_ms"].as_i64().unwrap(),
+        ));
+    }
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two instances of the plugin ran at once: {spans:?}"
+        );
+    }
 }

@@ -12,8 +12,10 @@ use wasmq::plugins::{LoadOptions, Plugin};
 use wasmq::sandbox::{
     ComponentCache, Invocation, Limits, NoServices, Sandbox, SandboxConfig, Services, TaskLabel,
 };
+use wasmq_testkit::hostile_wat::{Hogs, hog_component};
 use wasmq_testkit::{
-    BURN_COMPONENT, ECHO_COMPONENT, FLAKY_COMPONENT, LOOP_COMPONENT, THUMBNAIL_COMPONENT,
+    BURN_COMPONENT, ECHO_COMPONENT, FLAKY_COMPONENT, HOSTILE_BIGMESSAGE_COMPONENT, LOOP_COMPONENT,
+    THUMBNAIL_COMPONENT,
 };
 
 fn sandbox() -> Sandbox {
@@ -312,6 +314,238 @@ async fn no_task_sees_what_an_earlier_one_left_in_memory() {
     }
 }
 
+/// Loads component bytes made by the test (e.g. WAT) as a plugin.
+fn load_bytes(sandbox: &Sandbox, wasm: &[u8], limits: Limits) -> Result<Plugin, String> {
+    let options = LoadOptions {
+        defaults: limits,
+        ..LoadOptions::default()
+    };
+    Plugin::load(sandbox, wasm, Path::new("hog.wasm"), &options).map_err(|err| err.to_string())
+}
+
+/// Why component bytes are refused at load.
+fn refused(sandbox: &Sandbox, wasm: &[u8], limits: Limits) -> String {
+    match load_bytes(sandbox, wasm, limits) {
+        Ok(_) => panic!("the component was loaded"),
+        Err(reason) => reason,
+    }
+}
+
+fn hogs(instances: u32, min_pages: u32, grow_pages: u32) -> Hogs {
+    Hogs {
+        instances,
+        min_pages,
+        grow_pages,
+        table_elements: 0,
+        spin: false,
+    }
+}
+
+/// The memory cap holds for everything one task allocates: four core
+/// instances that each fill 12 MiB of a memory of their own, each under a
+/// 16 MiB cap, together go over it and fail as out of memory. One of them
+/// alone fits.
+#[tokio::test]
+async fn the_memory_cap_holds_for_all_memories_of_a_task_together() {
+    let sandbox = sandbox();
+    let one = hog_component("hog-one", "hog", Some("16MiB"), hogs(1, 1, 192));
+    let plugin = load_bytes(&sandbox, &one, Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run(&sandbox, &plugin, "hog", "{}", 1).await.unwrap(), b"{}");
+
+    let four = hog_component("hog-four", "hog", Some("16MiB"), hogs(4, 1, 192));
+    let plugin = load_bytes(&sandbox, &four, Limits::default()).unwrap();
+    let failure = run(&sandbox, &plugin, "hog", "{}", 1).await.unwrap_err();
+    assert_eq!(failure.kind, FailureKind::OutOfMemory, "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("all its core instances together) to")
+            && failure.message.contains("over its cap of 16777216 bytes"),
+        "{failure}"
+    );
+}
+
+/// A component that would create more memories or core instances than the
+/// worker allows one task is refused when it is loaded, with the reason.
+#[test]
+fn a_component_declaring_too_many_memories_or_instances_is_refused_at_load() {
+    let sandbox = sandbox();
+    let limits = SandboxConfig::default();
+    let memories = limits.max_memories_per_component;
+    // One memory per hog, and the handler's own.
+    let wasm = hog_component("many-memories", "hog", None, hogs(memories, 1, 0));
+    let error = refused(&sandbox, &wasm, Limits::default());
+    assert!(
+        error.contains(&format!(
+            "creates {} linear memories per instance, over this worker's limit of {memories} (--max-component-memories)",
+            memories + 1
+        )),
+        "{error}"
+    );
+    let instances = limits.max_core_instances_per_component;
+    let wasm = hog_component(
+        "many-instances",
+        "hog",
+        None,
+        Hogs {
+            min_pages: 0,
+            ..hogs(instances, 0, 0)
+        },
+    );
+    let error = refused(&sandbox, &wasm, Limits::default());
+    assert!(
+        error.contains(&format!(
+            "creates {} core module instances per instance",
+            instances + 1
+        )),
+        "{error}"
+    );
+    // Just within the limits, the same component loads and runs.
+    let wasm = hog_component("enough", "hog", None, hogs(memories - 1, 1, 0));
+    load_bytes(&sandbox, &wasm, Limits::default()).unwrap();
+}
+
+/// Memories and tables that start larger than the plugin's memory cap (or
+/// a table longer than the worker allows) are refused at load: every
+/// attempt would fail.
+#[test]
+fn a_minimum_size_over_the_cap_is_refused_at_load() {
+    let sandbox = sandbox();
+    // Two memories of 10 MiB each: each under 16 MiB, not both.
+    let wasm = hog_component("big-start", "hog", Some("16MiB"), hogs(2, 160, 0));
+    let error = refused(&sandbox, &wasm, Limits::default());
+    assert!(
+        error.contains("take 21037056 bytes as soon as it is instantiated, over the plugin's memory cap of 16777216 bytes"),
+        "{error}"
+    );
+    let wasm = hog_component(
+        "long-table",
+        "hog",
+        None,
+        Hogs {
+            table_elements: 5_000_000,
+            ..hogs(1, 1, 0)
+        },
+    );
+    let error = refused(&sandbox, &wasm, Limits::default());
+    assert!(
+        error.contains("a table of 5000000 elements at its minimum, over this worker's limit of 100000 elements per table"),
+        "{error}"
+    );
+}
+
+/// Table elements count against the same cap as memories.
+#[tokio::test]
+async fn tables_count_against_the_memory_cap() {
+    let sandbox = sandbox();
+    // Seven tables of 100,000 elements (800 KB each) and 1 MiB of memory:
+    // within 8 MiB. Seven 1 MiB memories and the tables: not.
+    let tables = Hogs {
+        table_elements: 100_000,
+        ..hogs(7, 0, 0)
+    };
+    let wasm = hog_component("tables", "hog", Some("8MiB"), tables);
+    let plugin = load_bytes(&sandbox, &wasm, Limits::default()).unwrap();
+    assert_eq!(run(&sandbox, &plugin, "hog", "{}", 1).await.unwrap(), b"{}");
+    let wasm = hog_component(
+        "tables-and-memories",
+        "hog",
+        Some("8MiB"),
+        Hogs {
+            grow_pages: 16,
+            ..tables
+        },
+    );
+    let plugin = load_bytes(&sandbox, &wasm, Limits::default()).unwrap();
+    let failure = run(&sandbox, &plugin, "hog", "{}", 1).await.unwrap_err();
+    assert_eq!(failure.kind, FailureKind::OutOfMemory, "{failure}");
+}
+
+/// A plugin holds at most its share of instances: a task beyond it fails
+/// as `worker-busy` (which the worker treats as no attempt) at once, while
+/// another plugin still runs.
+#[tokio::test]
+async fn a_plugin_beyond_its_share_of_instances_is_busy() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: 4,
+        max_instances_per_plugin: Some(1),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let looping = load(
+        &sandbox,
+        LOOP_COMPONENT,
+        Limits {
+            fuel: Some(u64::MAX),
+            timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
+    );
+    let echo = load(&sandbox, ECHO_COMPONENT, Limits::default());
+    // `join!` polls in order: the first loop takes the plugin's one
+    // instance before the second asks.
+    let (first, second, neighbour) = tokio::join!(
+        run(&sandbox, &looping, "loop", "{}", 1),
+        run(&sandbox, &looping, "loop", "{}", 1),
+        run(&sandbox, &echo, "echo", "{}", 1),
+    );
+    assert_eq!(first.unwrap_err().kind, FailureKind::Timeout);
+    let busy = second.unwrap_err();
+    assert_eq!(busy.kind, FailureKind::WorkerBusy, "{busy}");
+    assert!(
+        busy.message.contains("--max-instances-per-plugin"),
+        "{busy}"
+    );
+    assert_eq!(neighbour.unwrap(), b"{}");
+    // The share comes back when the instance ends.
+    let failure = run(&sandbox, &looping, "loop", "{}", 1).await.unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Timeout);
+}
+
+/// A failure message is cut to the plugin's limit, with a note saying how
+/// much was cut; one far larger than anything the plugin may pass the host
+/// is refused before it is copied.
+#[tokio::test]
+async fn huge_failure_messages_are_bounded() {
+    let sandbox = sandbox();
+    let plugin = load(&sandbox, HOSTILE_BIGMESSAGE_COMPONENT, Limits::default());
+    let failure = run(&sandbox, &plugin, "hostile:bigmessage", "{}", 1)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::GaveUp);
+    let limit = Limits::default().max_message_bytes;
+    assert!(
+        failure.message.len() < limit + 64,
+        "{}",
+        failure.message.len()
+    );
+    assert!(
+        failure.message.ends_with(&format!(
+            "... [{} of {} bytes cut]",
+            (512 << 10) - limit,
+            512 << 10
+        )),
+        "{}",
+        &failure.message[limit - 16..]
+    );
+
+    let failure = run(&sandbox, &plugin, "hostile:hugemessage", "{}", 1)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::ResultTooLarge, "{failure}");
+    assert!(
+        failure.message.contains("refused before being copied"),
+        "{failure}"
+    );
+
+    // A log line over its cap is cut, not refused.
+    assert_eq!(
+        run(&sandbox, &plugin, "hostile:bigline", "{}", 1)
+            .await
+            .unwrap(),
+        b"1"
+    );
+}
 /// A plugin that declares a non-final function type (the GC proposal's
 /// subtyping) is refused at load: with the proposal on, wasmtime 48.0.8
 /// without its `gc` feature aborts the process at the run-time subtype

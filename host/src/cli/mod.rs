@@ -191,6 +191,7 @@ impl LimitArgs {
                 memory_bytes: self.memory,
                 max_result_bytes: usize::try_from(self.max_result).unwrap_or(usize::MAX),
                 max_log_bytes: usize::try_from(self.max_log).unwrap_or(usize::MAX),
+                ..wasmq::sandbox::Limits::default()
             },
             ceilings,
             max_component_bytes: usize::try_from(self.max_plugin_size).unwrap_or(usize::MAX),

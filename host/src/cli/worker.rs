@@ -112,6 +112,26 @@ pub struct ServeArgs {
     /// further park-full of tasks waits this much longer.
     #[arg(long = "probation-postpone", default_value = "5s", value_parser = parse::duration, value_name = "DURATION")]
     pub probation_postpone: Duration,
+    /// Instances of one plugin that run at once (default: as many as
+    /// --concurrency, so a plugin alone may use the whole worker). A task of
+    /// a plugin at its share goes back to its queue for 500 ms, without
+    /// counting an attempt.
+    #[arg(long = "max-instances-per-plugin", value_name = "N")]
+    pub max_instances_per_plugin: Option<u32>,
+    /// Core module instances one plugin instance may create, all nested
+    /// components together; a component declaring more is refused at load.
+    #[arg(long = "max-component-instances", default_value_t = SandboxConfig::default().max_core_instances_per_component, value_name = "N")]
+    pub max_component_instances: u32,
+    /// Linear memories one plugin instance may define, all its core
+    /// instances together (their bytes share the instance's memory cap); a
+    /// component declaring more is refused at load.
+    #[arg(long = "max-component-memories", default_value_t = SandboxConfig::default().max_memories_per_component, value_name = "N")]
+    pub max_component_memories: u32,
+    /// Tables one plugin instance may define, all its core instances
+    /// together (their elements count, 8 bytes each, against the memory
+    /// cap); a component declaring more is refused at load.
+    #[arg(long = "max-component-tables", default_value_t = SandboxConfig::default().max_tables_per_component, value_name = "N")]
+    pub max_component_tables: u32,
     /// Do not run a cron scheduler replica in this worker.
     #[arg(long = "no-scheduler")]
     pub no_scheduler: bool,
@@ -166,6 +186,10 @@ impl ServeArgs {
         let sandbox = Sandbox::new(SandboxConfig {
             max_instances: u32::try_from(self.concurrency + 16).unwrap_or(u32::MAX),
             max_memory_bytes: options.ceilings.memory_bytes,
+            max_core_instances_per_component: self.max_component_instances.max(1),
+            max_memories_per_component: self.max_component_memories.max(1),
+            max_tables_per_component: self.max_component_tables.max(1),
+            max_instances_per_plugin: self.max_instances_per_plugin.map(|n| n.max(1)),
             ..SandboxConfig::default()
         })
         .context("setting up the Wasm engine")?;

@@ -97,6 +97,12 @@ const DEFINITIONS: &[(&str, Kind, &str, &[f64])] = &[
         &[],
     ),
     (
+        "wasmq_worker_busy_postponed_total",
+        Kind::Counter,
+        "Tasks put back in their queue for a moment, no attempt counted, because the worker had no room for another instance of their plugin (its --max-instances-per-plugin share, or a full instance pool), by queue and task type.",
+        &[],
+    ),
+    (
         "wasmq_plugin_reloads_total",
         Kind::Counter,
         "Plugins replaced by a new version while running, by plugin.",

@@ -150,6 +150,7 @@ impl Plugin {
         let limits = manifest
             .limits(&options.defaults, &options.ceilings)
             .map_err(bad_manifest)?;
+        sandbox.check_footprint(wasm, &limits).map_err(load_error)?;
         let grants = manifest
             .grants(|name| std::env::var(name).ok())
             .map_err(bad_manifest)?;

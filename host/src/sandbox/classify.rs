@@ -10,6 +10,32 @@ use crate::task::{FailureKind, TaskFailure};
 /// Most of a panic message kept in the task's error.
 const MAX_PANIC_MESSAGE: usize = 1024;
 
+/// What wasmtime's error says when a guest passes the host more than its
+/// hostcall fuel allows (the error type itself is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// Whether an instance could not be made, or run, because the instance
+/// pool had no room left: the worker's lack of room, not the plugin's doing.
+pub fn pool_exhausted(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+    }) || format!("{error:#}").contains("maximum concurrent limit of")
+}
+
+/// The failure of an attempt that found no room in the instance pool: it
+/// is no attempt at all (the task goes back to its queue).
+pub fn worker_busy(error: &wasmtime::Error) -> TaskFailure {
+    TaskFailure::new(
+        FailureKind::WorkerBusy,
+        format!(
+            "the worker had no room for another instance ({}); the task goes back to its queue",
+            first_line(&format!("{error:#}"))
+        ),
+    )
+}
+
 /// A failure, restated when the host refused the plugin something it was
 /// not granted during the attempt: the refusal is the cause to report.
 pub fn after_denials(failure: TaskFailure, denials: &[String]) -> TaskFailure {
@@ -38,6 +64,8 @@ pub fn after_denials(failure: TaskFailure, denials: &[String]) -> TaskFailure {
 /// A failure the handler returned.
 pub fn handler_failure(failure: Failure) -> TaskFailure {
     match failure {
+        // Messages are cut to the plugin's limit once classified (see
+        // `Sandbox::run`).
         Failure::Retry(message) => TaskFailure::new(FailureKind::HandlerError, message),
         Failure::GiveUp(message) => TaskFailure::new(FailureKind::GaveUp, message),
         Failure::BadPayload(message) => TaskFailure::new(FailureKind::BadPayload, message),
@@ -58,7 +86,12 @@ pub fn timeout(limits: &Limits) -> TaskFailure {
 /// A trap (or an instantiation error), classified by what the host saw
 /// happen before it: its own decision to stop the instance, the memory cap,
 /// then the trap code.
-pub fn trap(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> TaskFailure {
+pub fn trap(
+    error: &wasmtime::Error,
+    state: &HostState,
+    limits: &Limits,
+    hostcall_bytes: usize,
+) -> TaskFailure {
     match state.stop {
         Some(Stop::Timeout) => return timeout(limits),
         Some(Stop::LogLimit) => {
@@ -82,8 +115,17 @@ pub fn trap(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> Task
         return TaskFailure::new(
             FailureKind::OutOfMemory,
             format!(
-                "the instance tried to grow its memory to {desired} bytes, over its cap of {} bytes",
+                "the instance tried to grow its memories and tables (all its core instances together) to {desired} bytes, over its cap of {} bytes",
                 limits.memory_bytes
+            ),
+        );
+    }
+    if format!("{error:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
+        return TaskFailure::new(
+            FailureKind::ResultTooLarge,
+            format!(
+                "the plugin tried to pass the host more than {hostcall_bytes} bytes in one call, far over the plugin's limit of {} bytes for a result (or its limits for a failure message, log line, key-value entry or follow-up task); it was refused before being copied",
+                limits.max_result_bytes
             ),
         );
     }

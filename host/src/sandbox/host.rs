@@ -23,10 +23,15 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::bindings::wasmq::plugin::{enqueue, kv, log};
 use super::grants::{FollowUpRequest, Grants, HttpGrant, Services};
+use super::limits::{self, Limits, MAX_NAME_BYTES};
 
 /// Bytes of stdout and of stderr kept from one attempt (for panic messages
 /// and debugging); writes beyond fail in the guest.
 const CAPTURED_OUTPUT_BYTES: usize = 16 * 1024;
+
+/// Handles (resources) one task may hold at once, in wasmtime's component
+/// tables and in the host's table of WASI resources.
+pub const MAX_HANDLES: usize = 10_000;
 
 /// Which task an instance is running, for the log lines it writes.
 #[derive(Debug, Clone)]
@@ -82,6 +87,8 @@ pub struct HostState {
     services: Arc<dyn Services>,
     /// Log bytes the task may still write.
     log_budget: usize,
+    /// The plugin's limits, for the caps on what it passes the host.
+    limits: Limits,
     /// The log budget, for the message when it runs out.
     log_limit: usize,
     /// Follow-up tasks enqueued by this attempt.
@@ -106,10 +113,10 @@ pub struct HostSetup {
     pub grants: Arc<Grants>,
     /// Where the key-value store and enqueuing go.
     pub services: Arc<dyn Services>,
-    /// The memory cap, bytes.
-    pub memory_bytes: u64,
-    /// The log budget, bytes.
-    pub max_log_bytes: usize,
+    /// Caps the instance's memories, tables and instances.
+    pub limiter: MemoryLimiter,
+    /// The plugin's limits (log, message, payload and body sizes).
+    pub limits: Limits,
     /// When the attempt must end.
     pub deadline: Instant,
     /// Fires when the task is cancelled.
@@ -124,27 +131,31 @@ impl HostState {
             label,
             grants,
             services,
-            memory_bytes,
-            max_log_bytes,
+            limiter,
+            limits,
             deadline,
             cancel,
         } = setup;
         let denials: Denials = Arc::default();
         let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         HostState {
             wasi: None,
-            table: ResourceTable::new(),
+            table,
             http: WasiHttpCtx::new(),
             hooks: HttpHooks {
                 grant: grants.http.clone(),
                 denials: denials.clone(),
+                max_request_bytes: limits.max_http_request_bytes,
             },
-            limiter: MemoryLimiter::new(memory_bytes),
+            limiter,
             label,
             grants,
             services,
-            log_budget: max_log_bytes,
-            log_limit: max_log_bytes,
+            log_budget: limits.max_log_bytes,
+            log_limit: limits.max_log_bytes,
+            limits,
             enqueued: 0,
             denials,
             stderr,
@@ -176,7 +187,13 @@ impl HostState {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         let ctx = self.wasi.get_or_insert_with(|| {
-            wasi_context(&self.grants, &self.denials, &self.stderr, &self.label)
+            wasi_context(
+                &self.grants,
+                &self.denials,
+                &self.stderr,
+                &self.label,
+                MAX_RANDOM_BYTES,
+            )
         });
         WasiCtxView {
             ctx,
@@ -195,6 +212,7 @@ fn wasi_context(
     denials: &Denials,
     stderr: &MemoryOutputPipe,
     label: &TaskLabel,
+    max_random_bytes: u64,
 ) -> WasiCtx {
     let mut builder = WasiCtx::builder();
     builder
@@ -223,6 +241,9 @@ fn wasi_context(
         );
         Box::pin(async { false })
     });
+    // Random bytes are made on the host for each call: no more than a
+    // plugin could pass back in one call anyway.
+    builder.max_random_size(max_random_bytes);
     for (name, value) in &grants.env {
         builder.env(name, value);
     }
@@ -263,6 +284,9 @@ impl log::Host for HostState {
             );
         }
         self.log_budget -= message.len();
+        // All of a long line counts against the budget; only its start is
+        // written.
+        let message = limits::cut(message, self.limits.max_log_line_bytes);
         let TaskLabel {
             plugin,
             task_id,
@@ -290,6 +314,10 @@ impl log::Host for HostState {
         Ok(())
     }
 }
+
+/// The most random bytes one WASI call may ask for (wasmtime's default is
+/// 64 MiB, made on the host at once).
+const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 
 /// The longest key of the key-value store.
 const MAX_KV_KEY: usize = 512;
@@ -382,6 +410,27 @@ impl enqueue::Host for HostState {
                 grant.max_per_task
             ))));
         }
+        for (what, text) in [
+            ("task type", Some(&task.task_type)),
+            ("queue name", task.queue.as_ref()),
+            ("task id", task.id.as_ref()),
+        ] {
+            if let Some(text) = text
+                && text.len() > MAX_NAME_BYTES
+            {
+                return Ok(Err(self.refuse(format!(
+                    "enqueue: a {what} of {} bytes is over the limit of {MAX_NAME_BYTES} bytes",
+                    text.len()
+                ))));
+            }
+        }
+        if task.payload.len() > self.limits.max_enqueue_payload_bytes {
+            return Ok(Err(self.refuse(format!(
+                "enqueue: a payload of {} bytes is over the plugin's limit of {} bytes",
+                task.payload.len(),
+                self.limits.max_enqueue_payload_bytes
+            ))));
+        }
         if !grant.task_types.is_empty() && !grant.task_types.contains(&task.task_type) {
             return Ok(Err(self.refuse(format!(
                 "enqueue: task type {:?} is not one the manifest grants ({})",
@@ -419,6 +468,8 @@ impl enqueue::Host for HostState {
 struct HttpHooks {
     grant: Option<HttpGrant>,
     denials: Denials,
+    /// The largest request body sent.
+    max_request_bytes: u64,
 }
 
 type SendFuture = Box<
@@ -473,6 +524,16 @@ impl WasiHttpHooks for HttpHooks {
             between_bytes_timeout: Some(grant.timeout),
         };
         let denials = self.denials.clone();
+        let request = request.map(|body| {
+            LimitedBody {
+                inner: body,
+                left: self.max_request_bytes,
+                limit: self.max_request_bytes,
+                denials: denials.clone(),
+                direction: Direction::Request,
+            }
+            .boxed_unsync()
+        });
         Box::new(async move {
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
@@ -482,6 +543,7 @@ impl WasiHttpHooks for HttpHooks {
                     left: grant.max_response_bytes,
                     limit: grant.max_response_bytes,
                     denials,
+                    direction: Direction::Response,
                 }
                 .boxed_unsync()
             });
@@ -494,12 +556,22 @@ impl WasiHttpHooks for HttpHooks {
     }
 }
 
-/// A response body that fails once it exceeds the granted size.
+/// A request or response body that fails once it exceeds its cap.
 struct LimitedBody {
     inner: wasmtime_wasi_http::WasiBody,
     left: u64,
     limit: u64,
     denials: Denials,
+    direction: Direction,
+}
+
+/// Which way a [`LimitedBody`] goes.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// The plugin's request, capped by its limits.
+    Request,
+    /// The response, capped by its grant.
+    Response,
 }
 
 impl Body for LimitedBody {
@@ -517,13 +589,21 @@ impl Body for LimitedBody {
             let size = data.len() as u64;
             if size > self.left {
                 let limit = self.limit;
+                let (what, error) = match self.direction {
+                    Direction::Request => (
+                        "request body",
+                        wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+                    ),
+                    Direction::Response => (
+                        "response",
+                        wasmtime_wasi_http::Error::HttpResponseBodySize(Some(limit)),
+                    ),
+                };
                 deny(
                     &self.denials,
-                    format!("an HTTP response over the plugin's limit of {limit} bytes"),
+                    format!("an HTTP {what} over the plugin's limit of {limit} bytes"),
                 );
-                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseBodySize(
-                    Some(limit),
-                ))));
+                return Poll::Ready(Some(Err(error)));
             }
             self.left -= size;
         }
@@ -570,55 +650,120 @@ impl HostMonotonicClock for StepClock {
     }
 }
 
-/// Caps an instance's linear memory and remembers when the cap was hit, so
-/// the resulting trap is reported as out-of-memory.
+/// Caps everything one task's instance allocates, all its core instances
+/// together: the bytes of every linear memory and every table (counted at
+/// [`TABLE_ELEMENT_BYTES`] an element) add up against one cap, and the
+/// numbers of core instances, memories and tables are capped too. Remembers
+/// when the byte cap was hit, so the resulting trap is reported as
+/// out-of-memory.
 pub struct MemoryLimiter {
-    /// The cap, in bytes.
+    /// The cap on memories and tables together, bytes.
     max_bytes: u64,
-    /// Set when a growth past the cap was refused.
+    /// What the instance holds now, bytes.
+    used: u64,
+    /// The growth last allowed, taken back if wasmtime could not make it.
+    pending: u64,
+    /// The most elements of one table.
+    max_table_elements: usize,
+    /// The most core instances, memories and tables.
+    counts: ComponentCounts,
+    /// Set (to the total asked for) when a growth past the cap was refused.
     pub hit: Option<u64>,
 }
 
-/// Tables beyond this many elements are refused (a table bomb).
-const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+/// What one task's instance may hold of each kind.
+#[derive(Debug, Clone, Copy)]
+pub struct ComponentCounts {
+    /// Core instances.
+    pub core_instances: usize,
+    /// Linear memories.
+    pub memories: usize,
+    /// Tables.
+    pub tables: usize,
+}
+
+/// What one table element costs the host (a pointer), for the byte cap.
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
 
 impl MemoryLimiter {
-    fn new(max_bytes: u64) -> Self {
+    /// A limiter holding an instance to `max_bytes` of memories and tables
+    /// together, `max_table_elements` per table and `counts`.
+    pub fn new(max_bytes: u64, max_table_elements: usize, counts: ComponentCounts) -> Self {
         MemoryLimiter {
             max_bytes,
+            used: 0,
+            pending: 0,
+            max_table_elements,
+            counts,
             hit: None,
         }
+    }
+
+    fn grow(&mut self, current: u64, desired: u64, what: &str) -> wasmtime::Result<bool> {
+        let delta = desired.saturating_sub(current);
+        let total = self.used.saturating_add(delta);
+        if total > self.max_bytes {
+            self.hit = Some(total);
+            wasmtime::bail!(
+                "memory cap of {} bytes reached: growing a {what} would bring the instance's memories and tables to {total} bytes",
+                self.max_bytes
+            );
+        }
+        self.used = total;
+        self.pending = delta;
+        Ok(true)
+    }
+
+    fn grow_failed(&mut self) {
+        self.used = self.used.saturating_sub(std::mem::take(&mut self.pending));
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.max_bytes {
-            self.hit = Some(desired as u64);
-            wasmtime::bail!(
-                "memory cap of {} bytes reached: the instance asked for {desired} bytes",
-                self.max_bytes
-            );
-        }
-        Ok(true)
+        self.grow(current as u64, desired as u64, "memory")
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > MAX_TABLE_ELEMENTS {
+        if desired > self.max_table_elements {
             wasmtime::bail!(
-                "table cap of {MAX_TABLE_ELEMENTS} elements reached: the instance asked for {desired}"
+                "table cap of {} elements reached: the instance asked for {desired}",
+                self.max_table_elements
             );
         }
-        Ok(true)
+        let bytes = |elements: usize| (elements as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(bytes(current), bytes(desired), "table")
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        self.counts.core_instances
+    }
+
+    fn memories(&self) -> usize {
+        self.counts.memories
+    }
+
+    fn tables(&self) -> usize {
+        self.counts.tables
     }
 }

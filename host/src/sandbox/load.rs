@@ -55,9 +55,279 @@ pub enum LoadError {
         /// The limit.
         limit: usize,
     },
+    /// The component would create more core instances, memories or tables
+    /// than the worker allows, or needs more memory as soon as it is
+    /// instantiated than its cap.
+    #[error("{0}")]
+    TooMuch(String),
     /// The engine could not be set up.
     #[error("the Wasm engine could not be set up: {0}")]
     Engine(String),
+}
+
+/// What a component creates when it is instantiated, all its nested
+/// components and core instances together, as its binary declares it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Core module instances.
+    pub core_instances: u64,
+    /// Linear memories defined (not imported) by those instances.
+    pub memories: u64,
+    /// Tables defined by those instances.
+    pub tables: u64,
+    /// The bytes of those memories and tables at their minimum sizes (a
+    /// table element counted at `TABLE_ELEMENT_BYTES`).
+    pub min_bytes: u64,
+    /// The most elements any of those tables starts with.
+    pub largest_table: u64,
+}
+
+impl Footprint {
+    fn add(&mut self, other: &Footprint) {
+        self.core_instances = self.core_instances.saturating_add(other.core_instances);
+        self.memories = self.memories.saturating_add(other.memories);
+        self.tables = self.tables.saturating_add(other.tables);
+        self.min_bytes = self.min_bytes.saturating_add(other.min_bytes);
+        self.largest_table = self.largest_table.max(other.largest_table);
+    }
+}
+
+/// A module or component being walked: what instantiating it creates, and
+/// (for a component) the footprints of the modules and components in its
+/// index spaces.
+#[derive(Default)]
+struct Frame {
+    is_module: bool,
+    creates: Footprint,
+    modules: Vec<Footprint>,
+    components: Vec<Footprint>,
+}
+
+/// What instantiating a module the walk cannot see (an import) creates, at
+/// the least.
+const UNSEEN_MODULE: Footprint = Footprint {
+    core_instances: 1,
+    memories: 0,
+    tables: 0,
+    min_bytes: 0,
+    largest_table: 0,
+};
+
+/// Walks a component's binary (without compiling it) for what one
+/// instance of it creates: each core instantiation counts its module's
+/// defined memories and tables, and each component instantiation what the
+/// nested component creates.
+pub fn footprint(wasm: &[u8]) -> Result<Footprint, LoadError> {
+    use wasmparser::{
+        ComponentAlias, ComponentExternalKind, ComponentInstance, ComponentOuterAliasKind,
+        ComponentTypeRef, Encoding, Instance, Payload,
+    };
+    let invalid = |err: wasmparser::BinaryReaderError| LoadError::Invalid(format!("{err}"));
+    let mut stack: Vec<Frame> = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(invalid)?;
+        if let Payload::Version { encoding, .. } = payload {
+            stack.push(Frame {
+                is_module: encoding == Encoding::Module,
+                creates: if encoding == Encoding::Module {
+                    UNSEEN_MODULE
+                } else {
+                    Footprint::default()
+                },
+                ..Frame::default()
+            });
+            continue;
+        }
+        if let Payload::End(_) = payload {
+            let Some(done) = stack.pop() else { continue };
+            match stack.last_mut() {
+                // A definition creates nothing until it is instantiated.
+                Some(parent) if done.is_module => parent.modules.push(done.creates),
+                Some(parent) => parent.components.push(done.creates),
+                None => return Ok(done.creates),
+            }
+            continue;
+        }
+        // Outer aliases look up the enclosing frames.
+        if let Payload::ComponentAliasSection(reader) = payload {
+            for alias in reader {
+                let (is_module, found) = match alias.map_err(invalid)? {
+                    ComponentAlias::Outer { kind, count, index } => {
+                        let outer = stack
+                            .len()
+                            .checked_sub(1 + count as usize)
+                            .and_then(|at| stack.get(at));
+                        let index = index as usize;
+                        match kind {
+                            ComponentOuterAliasKind::CoreModule => (
+                                true,
+                                outer.and_then(|frame| frame.modules.get(index)).copied(),
+                            ),
+                            ComponentOuterAliasKind::Component => (
+                                false,
+                                outer.and_then(|frame| frame.components.get(index)).copied(),
+                            ),
+                            _ => continue,
+                        }
+                    }
+                    ComponentAlias::InstanceExport { kind, .. } => match kind {
+                        ComponentExternalKind::Module => (true, None),
+                        ComponentExternalKind::Component => (false, None),
+                        _ => continue,
+                    },
+                    ComponentAlias::CoreInstanceExport { .. } => continue,
+                };
+                let Some(frame) = stack.last_mut() else {
+                    continue;
+                };
+                if is_module {
+                    frame.modules.push(found.unwrap_or(UNSEEN_MODULE));
+                } else {
+                    frame.components.push(found.unwrap_or_default());
+                }
+            }
+            continue;
+        }
+        let Some(frame) = stack.last_mut() else {
+            continue;
+        };
+        match payload {
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(invalid)?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16).min(32);
+                    frame.creates.memories += 1;
+                    frame.creates.min_bytes = frame
+                        .creates
+                        .min_bytes
+                        .saturating_add(memory.initial.saturating_mul(page));
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader {
+                    let initial = table.map_err(invalid)?.ty.initial;
+                    frame.creates.tables += 1;
+                    frame.creates.largest_table = frame.creates.largest_table.max(initial);
+                    frame.creates.min_bytes = frame
+                        .creates
+                        .min_bytes
+                        .saturating_add(initial.saturating_mul(super::host::TABLE_ELEMENT_BYTES));
+                }
+            }
+            Payload::InstanceSection(reader) => {
+                for instance in reader {
+                    if let Instance::Instantiate { module_index, .. } = instance.map_err(invalid)? {
+                        let module = frame
+                            .modules
+                            .get(module_index as usize)
+                            .copied()
+                            .unwrap_or(UNSEEN_MODULE);
+                        frame.creates.add(&module);
+                    }
+                }
+            }
+            Payload::ComponentInstanceSection(reader) => {
+                for instance in reader {
+                    if let ComponentInstance::Instantiate {
+                        component_index, ..
+                    } = instance.map_err(invalid)?
+                    {
+                        let nested = frame
+                            .components
+                            .get(component_index as usize)
+                            .copied()
+                            .unwrap_or_default();
+                        frame.creates.add(&nested);
+                    }
+                }
+            }
+            // Other entries of the module and component index spaces, so
+            // that instantiations find the right ones.
+            Payload::ComponentImportSection(reader) => {
+                for import in reader {
+                    match import.map_err(invalid)?.ty {
+                        ComponentTypeRef::Module(_) => frame.modules.push(UNSEEN_MODULE),
+                        ComponentTypeRef::Component(_) => {
+                            frame.components.push(Footprint::default())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Payload::ComponentExportSection(reader) => {
+                for export in reader {
+                    let export = export.map_err(invalid)?;
+                    let index = export.index as usize;
+                    match export.kind {
+                        ComponentExternalKind::Module => {
+                            let module = frame.modules.get(index).copied();
+                            frame.modules.push(module.unwrap_or(UNSEEN_MODULE));
+                        }
+                        ComponentExternalKind::Component => {
+                            let nested = frame.components.get(index).copied();
+                            frame.components.push(nested.unwrap_or_default());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(LoadError::Invalid(
+        "the component ends before its last section".into(),
+    ))
+}
+
+/// Refuses a component that creates more core instances, memories or
+/// tables than `config` allows one task.
+pub fn check_counts(footprint: &Footprint, config: &super::SandboxConfig) -> Result<(), LoadError> {
+    let checks = [
+        (
+            "core module instances",
+            footprint.core_instances,
+            config.max_core_instances_per_component,
+            "--max-component-instances",
+        ),
+        (
+            "linear memories",
+            footprint.memories,
+            config.max_memories_per_component,
+            "--max-component-memories",
+        ),
+        (
+            "tables",
+            footprint.tables,
+            config.max_tables_per_component,
+            "--max-component-tables",
+        ),
+    ];
+    for (what, found, limit, flag) in checks {
+        if found > u64::from(limit) {
+            return Err(LoadError::TooMuch(format!(
+                "the component creates {found} {what} per instance, over this worker's limit of {limit} ({flag}); a plugin built with a wasmq-guest, componentize-py or componentize-js toolchain stays well within it"
+            )));
+        }
+    }
+    if footprint.largest_table > config.max_table_elements as u64 {
+        return Err(LoadError::TooMuch(format!(
+            "the component has a table of {} elements at its minimum, over this worker's limit of {} elements per table",
+            footprint.largest_table, config.max_table_elements
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a component whose memories and tables, at their minimum sizes,
+/// already exceed the plugin's memory cap: every attempt would fail.
+pub fn check_minimum(footprint: &Footprint, limits: &super::Limits) -> Result<(), LoadError> {
+    if footprint.min_bytes > limits.memory_bytes {
+        return Err(LoadError::TooMuch(format!(
+            "the component's memories and tables take {} bytes as soon as it is instantiated, over the plugin's memory cap of {} bytes; raise `limits.memory` in its manifest (up to the worker's --max-memory) or lower their minimum sizes",
+            footprint.min_bytes, limits.memory_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Compiles component bytes, through the cache when given.

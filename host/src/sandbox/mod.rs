@@ -10,9 +10,20 @@
 //!
 //! Per task: fuel, a wall-clock deadline (checked at every epoch tick, where
 //! the instance also yields so that busy instances share threads fairly, and
-//! backed by a tokio timeout for time spent in host calls), a linear-memory
-//! cap, and caps on result and log sizes. A trap never fails the worker: it
-//! becomes a [`TaskFailure`] with a class ([`FailureKind`]).
+//! backed by a tokio timeout for time spent in host calls), one memory cap
+//! for all the linear memories and tables of all its core instances
+//! together, caps on how many of those it may have, a cap on what it may
+//! pass the host in one call, and caps on result, message and log sizes. A
+//! trap never fails the worker: it becomes a [`TaskFailure`] with a class
+//! ([`FailureKind`]).
+//!
+//! The pooling allocator is sized so that every instance the sandbox
+//! allows at once can get its whole per-component allotment (memories,
+//! tables, core instances): no instance can take slots another needs. A
+//! plugin may also be held to a share of the instances
+//! ([`SandboxConfig::max_instances_per_plugin`]); an instance refused for
+//! lack of room fails as [`FailureKind::WorkerBusy`], which the worker
+//! treats as no attempt at all.
 //!
 //! The guest gets no ambient authority: no preopened directories, no
 //! environment, no arguments, no sockets, empty stdin. It may import WASI's
@@ -25,8 +36,9 @@ mod host;
 mod limits;
 mod load;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -41,11 +53,11 @@ pub use grants::{
     EnqueueGrant, FollowUpRequest, Grants, HostPattern, HttpGrant, KvGrant, NoServices, Services,
 };
 pub use host::TaskLabel;
-pub use limits::Limits;
-pub use load::{LoadError, WORLD_VERSION};
+pub use limits::{Limits, MAX_NAME_BYTES};
+pub use load::{Footprint, LoadError, WORLD_VERSION};
 
 use crate::task::{FailureKind, TaskFailure};
-use host::{HostSetup, HostState, Stop};
+use host::{ComponentCounts, HostSetup, HostState, MemoryLimiter, Stop};
 
 /// Host bindings generated from `wit/`. Public so that a program (such as
 /// the benchmarks) can call a component of the `task-handler` world without
@@ -82,6 +94,20 @@ pub struct SandboxConfig {
     /// Switching it off is only for measuring its cost: a guest that never
     /// returns could then not be stopped.
     pub epoch_interruption: bool,
+    /// Core instances one task's component may create (a componentize-py
+    /// component has a few dozen; each costs little until it is used).
+    pub max_core_instances_per_component: u32,
+    /// Linear memories one task's component may define, all core instances
+    /// together.
+    pub max_memories_per_component: u32,
+    /// Tables one task's component may define, all core instances together.
+    pub max_tables_per_component: u32,
+    /// Elements one table may hold.
+    pub max_table_elements: usize,
+    /// Instances one plugin may have at once (`None`: as many as
+    /// `max_instances`). A task beyond it fails as
+    /// [`FailureKind::WorkerBusy`], which is no attempt.
+    pub max_instances_per_plugin: Option<u32>,
 }
 
 impl Default for SandboxConfig {
@@ -93,6 +119,11 @@ impl Default for SandboxConfig {
             epoch_tick: Duration::from_millis(10),
             pooling: true,
             epoch_interruption: true,
+            max_core_instances_per_component: 64,
+            max_memories_per_component: 8,
+            max_tables_per_component: 8,
+            max_table_elements: 100_000,
+            max_instances_per_plugin: None,
         }
     }
 }
@@ -102,6 +133,8 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
     config: SandboxConfig,
+    /// Instances alive per plugin, for `max_instances_per_plugin`.
+    live: Mutex<HashMap<String, u32>>,
     _ticker: EpochTicker,
 }
 
@@ -160,12 +193,18 @@ impl Sandbox {
             // lines on every trap would make failing tasks far costlier.
             .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
         if config.pooling {
+            // Every instance allowed at once gets its whole allotment: the
+            // totals are the per-component maxima times the instances.
             let n = config.max_instances.max(1);
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(n)
-                .total_core_instances(n.saturating_mul(8))
-                .total_memories(n.saturating_mul(4))
-                .total_tables(n.saturating_mul(4))
+                .max_core_instances_per_component(config.max_core_instances_per_component)
+                .max_memories_per_component(config.max_memories_per_component)
+                .max_tables_per_component(config.max_tables_per_component)
+                .table_elements(config.max_table_elements)
+                .total_core_instances(n.saturating_mul(config.max_core_instances_per_component))
+                .total_memories(n.saturating_mul(config.max_memories_per_component))
+                .total_tables(n.saturating_mul(config.max_tables_per_component))
                 .total_stacks(n)
                 .linear_memory_keep_resident(4 << 20)
                 .table_keep_resident(64 << 10)
@@ -193,6 +232,7 @@ impl Sandbox {
             engine,
             linker,
             config,
+            live: Mutex::default(),
             _ticker: ticker,
         })
     }
@@ -208,12 +248,21 @@ impl Sandbox {
     }
 
     /// Compiles component bytes, through `cache` when given.
+    /// Components that declare more core instances, memories or tables
+    /// than this sandbox allows are refused with the reason.
     pub fn compile(
         &self,
         wasm: &[u8],
         cache: Option<&ComponentCache>,
     ) -> Result<Component, LoadError> {
+        load::check_counts(&load::footprint(wasm)?, &self.config)?;
         load::compile(&self.engine, wasm, cache)
+    }
+
+    /// Checks that what a component allocates as soon as it is instantiated
+    /// (the minimum sizes of its memories and tables) fits within `limits`.
+    pub fn check_footprint(&self, wasm: &[u8], limits: &Limits) -> Result<(), LoadError> {
+        load::check_minimum(&load::footprint(wasm)?, limits)
     }
 
     /// The names of the interfaces a component imports and exports.
@@ -266,20 +315,48 @@ impl Sandbox {
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
+        let Some(_share) = self.share(&label.plugin) else {
+            let share = self.config.max_instances_per_plugin.unwrap_or(u32::MAX);
+            return Outcome {
+                result: Err(TaskFailure::new(
+                    FailureKind::WorkerBusy,
+                    format!(
+                        "this worker already runs {share} instances of plugin {:?}, its share of instances (--max-instances-per-plugin)",
+                        label.plugin
+                    ),
+                )),
+                fuel_used: None,
+                instantiate_time: Duration::ZERO,
+                total_time: started.elapsed(),
+            };
+        };
         let deadline = started + limits.timeout;
+        let config = &self.config;
+        let counts = ComponentCounts {
+            core_instances: config.max_core_instances_per_component as usize,
+            memories: config.max_memories_per_component as usize,
+            tables: config.max_tables_per_component as usize,
+        };
         let mut store = Store::new(
             &self.engine,
             HostState::new(HostSetup {
                 label,
                 grants: grants.clone(),
                 services: services.clone(),
-                memory_bytes: limits.memory_bytes,
-                max_log_bytes: limits.max_log_bytes,
+                limiter: MemoryLimiter::new(limits.memory_bytes, config.max_table_elements, counts),
+                limits: limits.clone(),
                 deadline,
                 cancel: cancel.clone(),
             }),
         );
         store.limiter(|state| &mut state.limiter);
+        // What the guest may hand the host in one call (arguments of
+        // imports, and the handler's result or failure): anything larger
+        // traps before wasmtime copies it.
+        let hostcall_bytes =
+            limits.hostcall_bytes(grants.kv.as_ref().map_or(0, |kv| kv.max_value_bytes));
+        store.set_hostcall_fuel(hostcall_bytes);
+        store.set_max_component_handles(host::MAX_HANDLES);
         let fuel_budget = if self.config.fuel_metering {
             let budget = limits.fuel.unwrap_or(u64::MAX);
             // Fuel is enabled on the engine, so setting it cannot fail.
@@ -351,7 +428,10 @@ impl Sandbox {
             )),
             Some(Ok(Ok(bytes))) => Ok(bytes),
             Some(Ok(Err(failure))) => Err(classify::handler_failure(failure)),
-            Some(Err(trap)) => Err(classify::trap(&trap, state, limits)),
+            Some(Err(error)) if classify::pool_exhausted(&error) => {
+                Err(classify::worker_busy(&error))
+            }
+            Some(Err(trap)) => Err(classify::trap(&trap, state, limits, hostcall_bytes)),
             None if cancel.is_cancelled() => Err(TaskFailure::new(
                 FailureKind::Cancelled,
                 "the task was cancelled while it ran",
@@ -361,11 +441,55 @@ impl Sandbox {
         // A failure after the host refused something the plugin was not
         // granted is reported as that refusal.
         let result = result.map_err(|failure| classify::after_denials(failure, &state.denied()));
+        // Failure messages carry guest text: keep only their start.
+        let result = result.map_err(|failure| TaskFailure {
+            message: limits::cut(failure.message, limits.max_message_bytes),
+            ..failure
+        });
         Outcome {
             result,
             fuel_used,
             instantiate_time,
             total_time: started.elapsed(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// Takes one of `plugin`'s instances, if it has any left of its share;
+    /// given back when the guard drops.
+    fn share(&self, plugin: &str) -> Option<Share<'_>> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let count = live.entry(plugin.to_string()).or_default();
+        if self
+            .config
+            .max_instances_per_plugin
+            .is_some_and(|share| *count >= share)
+        {
+            return None;
+        }
+        *count += 1;
+        Some(Share {
+            sandbox: self,
+            plugin: plugin.to_string(),
+        })
+    }
+}
+
+/// One live instance of a plugin, counted against its share.
+struct Share<'a> {
+    sandbox: &'a Sandbox,
+    plugin: String,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut live = self.sandbox.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = live.get_mut(&self.plugin) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                live.remove(&self.plugin);
+            }
         }
     }
 }

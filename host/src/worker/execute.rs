@@ -161,7 +161,22 @@ async fn run(
     let started = Instant::now();
     let outcome = attempt(shared, task, running, runtime).await;
     drop((turn, placement, slot));
-    settle(shared, task, running, outcome, started.elapsed()).await;
+    match outcome {
+        // No room for an instance (the plugin's share is in use, or the
+        // pool is full): nothing ran, so no attempt is counted.
+        Err(failure) if failure.kind == FailureKind::WorkerBusy => {
+            postpone(
+                shared,
+                task,
+                running,
+                BUSY_POSTPONE,
+                FailureKind::WorkerBusy,
+                failure.message,
+            )
+            .await;
+        }
+        outcome => settle(shared, task, running, outcome, started.elapsed()).await,
+    }
     if let Some(limit) = &limit
         && let Err(err) = shared.broker.release_slot(limit, &message.id).await
     {
@@ -200,7 +215,7 @@ async fn postpone_on_probation(
         "the plugin for {:?} is on probation (its last {} attempts in a row ended at a limit) and this worker already holds as many of such tasks as it parks ({})",
         task.message.task_type, rules.strikes, rules.park_capacity,
     );
-    postpone(shared, task, running, delay, why).await;
+    postpone(shared, task, running, delay, FailureKind::Probation, why).await;
 }
 
 /// Puts a task of a plugin on trial back in its queue, without counting an
@@ -225,7 +240,7 @@ async fn postpone_awaiting_verdict(
         message.task_type,
         humantime::format_duration(whole_ms(stuck_for)),
     );
-    postpone(shared, task, running, delay, why).await;
+    postpone(shared, task, running, delay, FailureKind::Probation, why).await;
 }
 
 /// `duration` without its part below a millisecond, for messages.
@@ -233,18 +248,23 @@ pub(super) fn whole_ms(duration: Duration) -> Duration {
     Duration::from_millis(broker::millis(duration))
 }
 
+/// How long a task goes back to its queue for when the worker had no room
+/// for an instance of its plugin.
+const BUSY_POSTPONE: Duration = Duration::from_millis(500);
+
 /// Puts a task back in its queue for `delay` without counting an attempt,
-/// noting `why` on it.
+/// noting `why` on it (as a note of class `kind`).
 async fn postpone(
     shared: &Shared,
     task: &LeasedTask,
     running: &RunningTask,
     delay: Duration,
+    kind: FailureKind,
     why: String,
 ) {
     let message = &task.message;
     let note = ErrorRecord {
-        kind: FailureKind::Probation,
+        kind,
         message: format!(
             "postponed {}: {why}",
             humantime::format_duration(whole_ms(delay))
@@ -257,8 +277,12 @@ async fn postpone(
     })
     .await
     {
+        let metric = match kind {
+            FailureKind::WorkerBusy => "wasmq_worker_busy_postponed_total",
+            _ => "wasmq_probation_postponed_total",
+        };
         shared.config.metrics.inc(
-            "wasmq_probation_postponed_total",
+            metric,
             &[("queue", &message.queue), ("type", &message.task_type)],
             1.0,
         );
@@ -267,7 +291,8 @@ async fn postpone(
             id = message.id,
             task_type = message.task_type,
             delay_ms = delay.as_millis() as u64,
-            "postponed: its plugin is on probation or on trial"
+            %kind,
+            "postponed: its plugin is on probation or on trial, or the worker had no room for it"
         );
     }
 }
@@ -418,8 +443,10 @@ async fn attempt(
     match run.await {
         Ok(outcome) => {
             let manifest = &plugin.manifest;
-            record_measurements(shared, &task.message, &manifest.name, &outcome);
             let failure = outcome.result.as_ref().err().map(|failure| failure.kind);
+            if failure != Some(FailureKind::WorkerBusy) {
+                record_measurements(shared, &task.message, &manifest.name, &outcome);
+            }
             if let Some(change) =
                 shared
                     .probation

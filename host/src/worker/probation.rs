@@ -450,6 +450,12 @@ impl Probation {
         // A new version starts with a clean record; the old version's
         // probation ends with it.
         standing.about(version, threshold);
+        if failure == Some(FailureKind::WorkerBusy) {
+            // The worker had no room for the instance: nothing ran, so
+            // nothing is known of the plugin. Waiting tasks look again.
+            standing.attempt_ended();
+            return None;
+        }
         let mut change =
             std::mem::take(&mut standing.replaced_on_probation).then_some(Change::Cleared);
         let was_on_probation = standing.strikes >= threshold;
@@ -623,6 +629,28 @@ mod tests {
             assert_eq!(probation.record("webhook", "1", Some(kind)), None, "{kind}");
         }
         assert!(!probation.is_on_probation("webhook", "1"));
+    }
+
+    #[test]
+    fn a_task_the_worker_had_no_room_for_says_nothing_of_its_plugin() {
+        assert!(!is_strike(FailureKind::WorkerBusy));
+        let (_lane, probation) = probation(2, 2);
+        probation.record("hog", "1", Some(FailureKind::OutOfMemory));
+        for _ in 0..5 {
+            assert_eq!(
+                probation.record("hog", "1", Some(FailureKind::WorkerBusy)),
+                None
+            );
+        }
+        assert!(!probation.is_on_probation("hog", "1"));
+        // Neither a strike nor a clean attempt: the count goes on.
+        assert_eq!(
+            probation.record("hog", "1", Some(FailureKind::OutOfMemory)),
+            Some(Change::OnProbation)
+        );
+        // Nor does it end a probation.
+        probation.record("hog", "1", Some(FailureKind::WorkerBusy));
+        assert!(probation.is_on_probation("hog", "1"));
     }
 
     #[test]

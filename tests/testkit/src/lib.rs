@@ -1,9 +1,11 @@
 //! Test support shared by wasmq's end-to-end tests and benchmarks: the
 //! plugins of `plugins/`, built once by this crate's build script;
 //! directories holding chosen ones for a worker's `--plugins`; `wasmq`
-//! child processes; and the fault-injection run.
+//! child processes; the fault-injection run; and hostile components
+//! written in WAT.
 
 pub mod faults;
+pub mod hostile_wat;
 mod process;
 
 use std::path::{Path, PathBuf};
