@@ -207,7 +207,9 @@ async fn cross_site_writes_are_refused_and_change_nothing() {
     wait_for_http(&address, "/api/overview").await;
 
     let own = format!("http://{address}");
-    let attempts: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    // (what, headers, body, what the refusal must say)
+    type Attempt<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let attempts: &[Attempt] = &[
         (
             "a form post",
             &[

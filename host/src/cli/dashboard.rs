@@ -42,7 +42,8 @@ pub struct AccessArgs {
     /// e.g. the name of a reverse proxy in front of the dashboard. By
     /// default only the listen address and 127.0.0.1, localhost and [::1]
     /// with its port are answered (others get 421), so a page on another
-    /// name cannot read the dashboard through DNS rebinding. Repeatable.
+    /// name cannot read the dashboard through DNS rebinding. A proxy must
+    /// pass the client's Host on. Repeatable.
     #[arg(long = "allow-host", value_name = "NAME", value_parser = parse_host_name)]
     pub allow_host: Vec<String>,
 }

@@ -89,7 +89,7 @@ impl HostRule {
     pub fn allows(&self, host: &str) -> bool {
         let (name, port) = split_host(host);
         let name = normalize(name);
-        if self.allowed.iter().any(|allowed| *allowed == name) {
+        if self.allowed.contains(&name) {
             return true;
         }
         let port = match port {
@@ -186,8 +186,9 @@ fn forbidden(message: String) -> Response {
     ApiError(StatusCode::FORBIDDEN, message).into_response()
 }
 
-/// Refuses a write whose origin or shape another site could have produced.
-fn check_write_shape(headers: &HeaderMap, host: &str) -> Result<(), Response> {
+/// Why a write is refused, if its origin or shape is one another site could
+/// have produced.
+fn check_write_shape(headers: &HeaderMap, host: &str) -> Result<(), String> {
     let text = |name: &HeaderName| {
         headers
             .get(name)
@@ -196,11 +197,11 @@ fn check_write_shape(headers: &HeaderMap, host: &str) -> Result<(), Response> {
     if let Some(site) = text(&HeaderName::from_static("sec-fetch-site"))
         && !site.eq_ignore_ascii_case("same-origin")
     {
-        return Err(forbidden(format!(
+        return Err(format!(
             "cross-site write refused: the browser sent it from another site \
              (Sec-Fetch-Site: {}); write actions are accepted only from the dashboard's own page",
             clip(site, 40)
-        )));
+        ));
     }
     if let Some(origin) = text(&header::ORIGIN) {
         let own = ["http://", "https://"].iter().any(|scheme| {
@@ -209,18 +210,18 @@ fn check_write_shape(headers: &HeaderMap, host: &str) -> Result<(), Response> {
                 .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
         });
         if !own {
-            return Err(forbidden(format!(
+            return Err(format!(
                 "cross-site write refused: Origin {:?} is not this dashboard (http://{}); \
                  write actions are accepted only from the dashboard's own page",
                 clip(origin, 100),
                 clip(host, 100)
-            )));
+            ));
         }
     }
     let content_type = text(&header::CONTENT_TYPE).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(forbidden(format!(
+        return Err(format!(
             "write actions need a JSON body sent with Content-Type: application/json (got {}); \
              send for example -H 'Content-Type: application/json' -H 'X-Wasmq-Request: 1' -d '{{}}'",
             if content_type.is_empty() {
@@ -228,14 +229,14 @@ fn check_write_shape(headers: &HeaderMap, host: &str) -> Result<(), Response> {
             } else {
                 format!("{:?}", clip(content_type, 60))
             }
-        )));
+        ));
     }
     if text(&HeaderName::from_static(REQUEST_HEADER)) != Some("1") {
-        return Err(forbidden(
+        return Err(
             "write actions need the header X-Wasmq-Request: 1 (the dashboard's page sends it; \
              other sites cannot make a browser send it)"
                 .into(),
-        ));
+        );
     }
     Ok(())
 }
@@ -280,7 +281,7 @@ async fn check(state: &Shared, request: Request, next: Next) -> Response {
     }
     let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
     if is_write && let Err(refused) = check_write_shape(headers, &host) {
-        return refused;
+        return forbidden(refused);
     }
     if request.uri().path().starts_with("/api/")
         && let Some(token) = &state.config.token
