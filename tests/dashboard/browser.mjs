@@ -11,12 +11,17 @@
 //   SCREENSHOT        a path: save a full-page screenshot at 1280x800 there
 //   SCREENSHOT_WAIT   seconds to let the throughput chart fill before the
 //                     screenshot (default 20)
-//   TOKEN             the dashboard token, when write actions need one
+//   TOKEN             the dashboard token, when it has one
+//   ATTACK            1: also attack the dashboard from a page on another
+//                     origin (forms and no-cors fetches that try to pause QUEUE
+//                     and delete its tasks, a cross-origin read, framing) and
+//                     through DNS rebinding; every attempt must be refused
 //   CHROMIUM          the browser binary (default /usr/bin/chromium)
 //
 // Exits 0 when every check passes, 1 (with what was expected, what was seen
 // and the page's console errors) when one fails.
 
+import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 const env = process.env;
@@ -83,6 +88,10 @@ async function run(page) {
   step = `loading ${url}`;
   const response = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
   if (!response || !response.ok()) fail(`GET ${url} answered ${response ? response.status() : 'nothing'}`);
+  const csp = (await response.allHeaders())['content-security-policy'] || '';
+  if (!csp.includes("frame-ancestors 'none'") || !csp.includes("script-src 'self'")) {
+    fail(`the page should come with a strict Content-Security-Policy; it has ${JSON.stringify(csp)}`);
+  }
 
   step = `waiting for the row of queue ${queue}`;
   const row = await page.waitForSelector(rowSelector, { timeout: 15000 }).catch(() => null);
@@ -144,10 +153,11 @@ async function run(page) {
   if (!archived.ok) fail(`task detail state: expected "archived", saw ${JSON.stringify(archived.value)}`);
 
   step = 'checking the last error in the detail';
-  const apiTask = await page.evaluate(async ([qn, id]) => {
-    const res = await fetch(`/api/queues/${encodeURIComponent(qn)}/tasks/${encodeURIComponent(id)}`);
+  const apiTask = await page.evaluate(async ([qn, id, token]) => {
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const res = await fetch(`/api/queues/${encodeURIComponent(qn)}/tasks/${encodeURIComponent(id)}`, { headers });
     return res.ok ? res.json() : null;
-  }, [queue, taskId]);
+  }, [queue, taskId, env.TOKEN || '']);
   const errorText = apiTask && apiTask.last_error ? apiTask.last_error.message : null;
   if (!errorText) fail(`the API shows no last error for task ${taskId}: ${JSON.stringify(apiTask)}`);
   const detailText = ((await page.locator(detail).textContent()) || '').replace(/\s+/g, ' ');
@@ -183,6 +193,100 @@ async function run(page) {
   log(`task ${taskId} completed (states seen: ${[...seenStates].join(' → ')})`);
 }
 
+/** The page an attacker serves: forms that post to the dashboard. */
+function attackerPage(dashboard) {
+  const base = `${dashboard}api/queues/${encodeURIComponent(queue)}`;
+  return `<!doctype html><html><body>
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe>
+<iframe id="framed" src="${dashboard}"></iframe>
+<form id="form-pause" method="POST" action="${base}/pause" target="sink1"><input name="x" value="1"></form>
+<form id="form-deleteall" method="POST" enctype="text/plain" action="${base}/bulk/deleteall?state=completed" target="sink2"><input name='{"x":"' value='"}'></form>
+</body></html>`;
+}
+
+/** Attacks the dashboard from another origin and through DNS rebinding. */
+async function attack(context) {
+  const dashboard = new URL(url);
+  const writes = []; // the dashboard's answers to POSTs, as the browser saw them
+  let sent = 0; // POSTs the browser sent to the dashboard
+  const server = http.createServer((_, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(attackerPage(dashboard.href));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    // attacker.test and rebind.test resolve to 127.0.0.1 (--host-resolver-rules).
+    const attackerUrl = `http://attacker.test:${server.address().port}/`;
+    const page = await context.newPage();
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && r.url().startsWith(dashboard.origin)) sent += 1;
+    });
+    page.on('response', (r) => {
+      if (r.request().method() === 'POST' && r.url().startsWith(dashboard.origin)) writes.push(`${r.url()} -> ${r.status()}`);
+    });
+    step = `loading the attacker page ${attackerUrl}`;
+    await page.goto(attackerUrl, { waitUntil: 'load', timeout: 20000 });
+
+    step = 'checking that the attacker page cannot frame the dashboard';
+    for (const frame of page.frames()) {
+      if (frame === page.mainFrame()) continue;
+      const shown = await frame.locator('header.topbar').count().catch(() => 0);
+      if (shown) fail(`the dashboard loaded inside a frame of ${attackerUrl} (${frame.url()})`);
+    }
+
+    for (const form of ['form-pause', 'form-deleteall']) {
+      step = `submitting ${form} from ${attackerUrl}`;
+      const [response] = await Promise.all([
+        page.waitForResponse((r) => r.request().method() === 'POST' && r.url().startsWith(dashboard.origin), { timeout: 10000 }),
+        page.evaluate((id) => document.getElementById(id).submit(), form),
+      ]);
+      if (response.status() !== 403) fail(`${form} from another origin: expected 403, the dashboard answered ${response.status()}`);
+    }
+
+    step = `fetching from ${attackerUrl}`;
+    const outcomes = await page.evaluate(async ([base, dash]) => {
+      const out = {};
+      const tryFetch = async (name, target, init) => {
+        try {
+          const res = await fetch(target, init);
+          out[name] = res.type === 'opaque' ? 'opaque' : `${res.status} ${await res.text()}`;
+        } catch (err) {
+          out[name] = 'blocked';
+        }
+      };
+      await tryFetch('no-cors text/plain pause', `${base}/pause`, { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'text/plain' }, body: '{}' });
+      await tryFetch('no-cors form deleteall', `${base}/bulk/deleteall?state=completed`, { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'a=1' });
+      await tryFetch('no-cors no type pause', `${base}/pause`, { method: 'POST', mode: 'no-cors', body: new Blob(['{}']) });
+      await tryFetch('cors json pause', `${base}/pause`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Wasmq-Request': '1' }, body: '{}' });
+      await tryFetch('cors read', `${dash}api/overview`, {});
+      return out;
+    }, [`${dashboard.href}api/queues/${encodeURIComponent(queue)}`, dashboard.href]);
+    for (const [name, outcome] of Object.entries(outcomes)) {
+      // A no-cors answer is opaque, or blocked by Cross-Origin-Resource-Policy;
+      // either way the request reached the dashboard (checked below).
+      const allowed = name.startsWith('no-cors') ? ['opaque', 'blocked'] : ['blocked'];
+      if (!allowed.includes(outcome)) fail(`${name} from another origin: expected ${allowed.join(' or ')}, got ${outcome}`);
+    }
+    if (sent < 5) fail(`the browser should have sent 5 POSTs to the dashboard; it sent ${sent}`);
+    const obeyed = writes.filter((w) => !w.endsWith('-> 403'));
+    if (obeyed.length) fail(`writes from another origin should get 403; these did not: ${JSON.stringify(obeyed)}`);
+    log(`cross-origin writes sent: ${sent}, answers seen: ${JSON.stringify(writes)}; fetches: ${JSON.stringify(outcomes)}`);
+
+    for (const path of ['api/overview', '']) {
+      const rebound = `http://rebind.test:${dashboard.port}/${path}`;
+      step = `loading ${rebound} (a DNS-rebinding name for the dashboard)`;
+      const response = await page.goto(rebound, { timeout: 20000 });
+      const body = response ? await response.text() : '';
+      if (!response || response.status() !== 421) fail(`${rebound}: expected 421, got ${response ? response.status() : 'nothing'}: ${body.slice(0, 300)}`);
+      if (body.includes(`"${queue}"`) || body.includes('app.js')) fail(`${rebound} answered with data: ${body.slice(0, 300)}`);
+    }
+    log('DNS-rebinding names get 421 and no data');
+    await page.close();
+  } finally {
+    server.close();
+  }
+}
+
 async function takeScreenshot(page) {
   step = `saving the screenshot to ${screenshot}`;
   await page.waitForTimeout(300); // let the last poll paint
@@ -198,13 +302,14 @@ async function main() {
   const browser = await chromium.launch({
     executablePath: env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--host-resolver-rules=MAP attacker.test 127.0.0.1, MAP rebind.test 127.0.0.1'],
   });
   let status = 0;
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     if (env.TOKEN) {
-      await context.addInitScript((token) => localStorage.setItem('wasmq.dashboard.token', token), env.TOKEN);
+      await context.addInitScript((token) => sessionStorage.setItem('wasmq.dashboard.token', token), env.TOKEN);
     }
     const page = await context.newPage();
     page.on('console', (message) => {
@@ -215,6 +320,9 @@ async function main() {
 
     await run(page);
     if (pageErrors.length) fail(`the page threw ${pageErrors.length} uncaught error(s)`);
+    const refusedByCsp = consoleErrors.filter((e) => e.includes('Content Security Policy'));
+    if (refusedByCsp.length) fail(`the page broke its own Content-Security-Policy: ${refusedByCsp.join(' | ')}`);
+    if (env.ATTACK === '1') await attack(context);
     log('all checks passed');
   } catch (err) {
     status = 1;

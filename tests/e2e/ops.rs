@@ -6,6 +6,7 @@ use wasmq_testkit::{
     BURN_COMPONENT, ECHO_COMPONENT, FLAKY_COMPONENT, LOOP_COMPONENT, PluginDir, WasmqProcess,
 };
 
+use crate::dashboard::request;
 use crate::support::{Env, WASMQ, free_port, http, stderr, stdout, wait_for_http};
 
 fn json(output: &std::process::Output) -> serde_json::Value {
@@ -435,10 +436,19 @@ async fn the_dashboard_guards_write_actions() {
         (WasmqProcess::spawn(command), address)
     };
     let run = format!("/api/queues/default/tasks/{id}/run");
+    // What the dashboard's page sends with every write.
+    let write = |address: &str, auth: Option<&str>| {
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("X-Wasmq-Request", "1"),
+        ];
+        headers.extend(auth.map(|auth| ("Authorization", auth)));
+        request("POST", address, &run, &headers, "{}")
+    };
 
     let (_read_only, address) = start(&["--read-only"]);
     wait_for_http(&address, "/api/overview").await;
-    let (status, body) = http("POST", &address, &run, &[]).unwrap();
+    let (status, _, body) = write(&address, None);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("read-only"), "{body}");
     let (status, body) = http("GET", &address, "/api/overview", &[]).unwrap();
@@ -449,27 +459,15 @@ async fn the_dashboard_guards_write_actions() {
 
     let (_guarded, address) = start(&["--token", "s3cret"]);
     wait_for_http(&address, "/").await;
-    let (status, _) = http("POST", &address, &run, &[("Authorization", "Bearer wrong")]).unwrap();
+    let (status, _, _) = write(&address, Some("Bearer wrong"));
     assert_eq!(status, 401);
-    let (status, body) = http(
-        "POST",
-        &address,
-        &run,
-        &[("Authorization", "Bearer s3cret")],
-    )
-    .unwrap();
+    let (status, _, body) = write(&address, Some("Bearer s3cret"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         env.task("default", &id).await.unwrap().state,
         TaskState::Pending
     );
-    let (status, body) = http(
-        "POST",
-        &address,
-        &run,
-        &[("Authorization", "Bearer s3cret")],
-    )
-    .unwrap();
+    let (status, _, body) = write(&address, Some("Bearer s3cret"));
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("run does not apply to pending tasks"),
@@ -478,4 +476,56 @@ async fn the_dashboard_guards_write_actions() {
     let (status, page) = http("GET", &address, "/", &[]).unwrap();
     assert_eq!(status, 200);
     assert!(page.contains("app.js"), "the page is served by the binary");
+}
+
+/// Task types no plugin declares share one `type` label value, however
+/// many a producer invents, and the endpoint sends the security headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_label_only_declared_task_types() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    env.client
+        .enqueue(NewTask::new("echo", "{}").unwrap())
+        .await
+        .unwrap();
+    for n in 0..60 {
+        let task_type = format!("random-{n}-{}", std::process::id());
+        env.client
+            .enqueue(NewTask::new(&task_type, "{}").unwrap().max_retry(0))
+            .await
+            .unwrap();
+    }
+    let address = format!("127.0.0.1:{}", free_port());
+    let _worker = env.worker(plugins.path(), &["--metrics-addr", &address]);
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(30),
+        "every task to end",
+        |c| c.completed == 1 && c.archived == 60,
+    )
+    .await;
+    wait_for_http(&address, "/metrics").await;
+    let failed =
+        "wasmq_tasks_failed_total{queue=\"default\",type=\"_other\",class=\"no-handler\"} 60";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (headers, text) = loop {
+        let (_, headers, text) = request("GET", &address, "/metrics", &[], "");
+        if text.contains(failed) || std::time::Instant::now() > deadline {
+            break (headers, text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(text.contains(failed), "missing {failed:?} in:\n{text}");
+    let types: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split("type=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        types,
+        ["_other", "echo"].into_iter().collect(),
+        "type labels in:\n{text}"
+    );
+    crate::dashboard::assert_security_headers("/metrics", &headers);
 }

@@ -1,6 +1,12 @@
 //! A small Prometheus registry: counters, gauges and histograms with
 //! labels, rendered in the text exposition format, and the HTTP endpoint
 //! that serves them (`--metrics-addr`).
+//!
+//! Label values come partly from producers (task types), so the number of
+//! series is bounded: once a worker says which task types it handles
+//! ([`Metrics::label_task_types`]), a `type` label with any other value is
+//! recorded as [`OTHER_TYPE`], and every label value is cut to
+//! [`MAX_LABEL_VALUE`] bytes.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -112,6 +118,17 @@ const DEFINITIONS: &[(&str, Kind, &str, &[f64])] = &[
 
 type Labels = Vec<(String, String)>;
 
+/// The `type` label of task types no plugin declares and no native handler
+/// registers.
+pub const OTHER_TYPE: &str = "_other";
+
+/// The longest label value kept, in bytes (longer ones are cut at a
+/// character boundary).
+pub const MAX_LABEL_VALUE: usize = 128;
+
+/// Whether a task type gets a `type` label value of its own.
+type TypeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 #[derive(Debug, Clone, Default)]
 struct Histogram {
     buckets: Vec<u64>,
@@ -140,6 +157,8 @@ struct Registry {
 #[derive(Clone, Default)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    /// Which task types are labelled as themselves (all until set).
+    task_types: Arc<std::sync::RwLock<Option<TypeFilter>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -148,14 +167,35 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// Writes `pairs` into `key` as one string (separators that labels do not
-/// contain keep distinct label sets distinct).
-fn encode_labels(pairs: &[(&str, &str)], key: &mut String) {
+/// The value recorded for label `name`: `value`, cut to
+/// [`MAX_LABEL_VALUE`] bytes, or [`OTHER_TYPE`] for a task type `known`
+/// does not accept.
+fn bounded_value<'a>(name: &str, value: &'a str, known: Option<&TypeFilter>) -> &'a str {
+    if name == "type"
+        && let Some(known) = known
+        && !known(value)
+    {
+        return OTHER_TYPE;
+    }
+    if value.len() <= MAX_LABEL_VALUE {
+        return value;
+    }
+    let mut end = MAX_LABEL_VALUE;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// Writes `pairs` (their bounded values) into `key` as one string
+/// (separators that labels do not contain keep distinct label sets
+/// distinct).
+fn encode_labels(pairs: &[(&str, &str)], known: Option<&TypeFilter>, key: &mut String) {
     key.clear();
     for (name, value) in pairs {
         key.push_str(name);
         key.push('\u{1f}');
-        key.push_str(value);
+        key.push_str(bounded_value(name, value, known));
         key.push('\u{1e}');
     }
 }
@@ -167,9 +207,13 @@ thread_local! {
 
 /// Runs `f` with `pairs` encoded (`encode_labels`) in this thread's reused
 /// buffer.
-fn with_encoded_labels<R>(pairs: &[(&str, &str)], f: impl FnOnce(&str) -> R) -> R {
+fn with_encoded_labels<R>(
+    pairs: &[(&str, &str)],
+    known: Option<&TypeFilter>,
+    f: impl FnOnce(&str) -> R,
+) -> R {
     KEY.with_borrow_mut(|key| {
-        encode_labels(pairs, key);
+        encode_labels(pairs, known, key);
         f(key)
     })
 }
@@ -180,11 +224,12 @@ fn update_series<T>(
     map: &mut SeriesMap<T>,
     name: &'static str,
     pairs: &[(&str, &str)],
+    known: Option<&TypeFilter>,
     initial: impl FnOnce() -> T,
     update: impl FnOnce(&mut T),
 ) {
     let series = map.entry(name).or_default();
-    with_encoded_labels(pairs, |key| match series.get_mut(key) {
+    with_encoded_labels(pairs, known, |key| match series.get_mut(key) {
         Some(existing) => update(&mut existing.value),
         None => {
             let mut value = initial();
@@ -192,7 +237,7 @@ fn update_series<T>(
             series.insert(
                 key.to_string(),
                 Series {
-                    labels: labels(pairs),
+                    labels: labels(pairs, known),
                     value,
                 },
             );
@@ -210,10 +255,10 @@ fn sorted_series<'a, T>(map: &'a SeriesMap<T>, name: &str) -> Vec<&'a Series<T>>
     series
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
+fn labels(pairs: &[(&str, &str)], known: Option<&TypeFilter>) -> Labels {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), bounded_value(k, v, known).to_string()))
         .collect()
 }
 
@@ -225,36 +270,68 @@ fn definition(name: &str) -> &'static (&'static str, Kind, &'static str, &'stati
 }
 
 impl Metrics {
-    fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+    /// From now on, only task types `known` accepts (those some plugin
+    /// declares or a native handler registers) get a `type` label value of
+    /// their own; the others are counted under [`OTHER_TYPE`], so producers
+    /// cannot create series without bound.
+    pub fn label_task_types(&self, known: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        *self.task_types.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(known));
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Registry, Option<&TypeFilter>) -> T) -> T {
+        // Cloned out of the lock, so the filter never runs under it.
+        let known = self
+            .task_types
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         // Each update is a single map operation: a panic elsewhere cannot
         // leave the registry half-written.
-        f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()))
+        f(
+            &mut self.registry.lock().unwrap_or_else(|e| e.into_inner()),
+            known.as_ref(),
+        )
     }
 
     /// Adds `by` to a counter.
     pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)], by: f64) {
         let name = definition(name).0;
-        self.with(|registry| {
-            update_series(&mut registry.values, name, pairs, || 0.0, |v| *v += by);
+        self.with(|registry, known| {
+            update_series(
+                &mut registry.values,
+                name,
+                pairs,
+                known,
+                || 0.0,
+                |v| *v += by,
+            );
         });
     }
 
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], value: f64) {
         let name = definition(name).0;
-        self.with(|registry| {
-            update_series(&mut registry.values, name, pairs, || 0.0, |v| *v = value);
+        self.with(|registry, known| {
+            update_series(
+                &mut registry.values,
+                name,
+                pairs,
+                known,
+                || 0.0,
+                |v| *v = value,
+            );
         });
     }
 
     /// Records one observation in a histogram.
     pub fn observe(&self, name: &'static str, pairs: &[(&str, &str)], value: f64) {
         let (name, _, _, bounds) = definition(name);
-        self.with(|registry| {
+        self.with(|registry, known| {
             update_series(
                 &mut registry.histograms,
                 name,
                 pairs,
+                known,
                 || Histogram {
                     buckets: vec![0; bounds.len()],
                     ..Histogram::default()
@@ -274,8 +351,8 @@ impl Metrics {
 
     /// The current value of a counter or gauge (0 when never set).
     pub fn value(&self, name: &'static str, pairs: &[(&str, &str)]) -> f64 {
-        self.with(|registry| {
-            with_encoded_labels(pairs, |key| {
+        self.with(|registry, known| {
+            with_encoded_labels(pairs, known, |key| {
                 registry
                     .values
                     .get(name)
@@ -366,21 +443,31 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    metrics.render(),
-                )
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                crate::ops::dashboard::add_security_headers(
+                    response.headers_mut(),
+                    crate::ops::dashboard::NO_CONTENT_CSP,
+                );
+                response
+            },
+        ));
     tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -438,6 +525,58 @@ mod tests {
                 &[("queue", "default"), ("type", "echo")]
             ),
             3.0
+        );
+    }
+
+    #[test]
+    fn undeclared_task_types_share_one_series_and_long_values_are_cut() {
+        let metrics = Metrics::default();
+        metrics.label_task_types(|task_type| task_type == "echo");
+        for n in 0..500 {
+            let task_type = format!("random-{n}");
+            metrics.inc(
+                "wasmq_tasks_failed_total",
+                &[
+                    ("queue", "default"),
+                    ("type", &task_type),
+                    ("class", "no-handler"),
+                ],
+                1.0,
+            );
+            metrics.observe("wasmq_task_duration_seconds", &[("type", &task_type)], 0.1);
+        }
+        metrics.inc(
+            "wasmq_tasks_processed_total",
+            &[("queue", "default"), ("type", "echo")],
+            1.0,
+        );
+        let long = "é".repeat(100_000);
+        metrics.inc("wasmq_plugin_reloads_total", &[("plugin", &long)], 1.0);
+        let text = metrics.render();
+        let series = text.lines().filter(|line| !line.starts_with('#')).count();
+        // 1 failed + 1 processed + 1 reload + 19 histogram lines.
+        assert_eq!(series, 22, "{text}");
+        assert!(
+            text.contains(
+                "wasmq_tasks_failed_total{queue=\"default\",type=\"_other\",class=\"no-handler\"} 500\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("type=\"echo\"} 1\n"), "{text}");
+        assert!(
+            text.lines().all(|line| line.len() < 400),
+            "a long label was kept"
+        );
+        assert_eq!(
+            metrics.value(
+                "wasmq_tasks_failed_total",
+                &[
+                    ("queue", "default"),
+                    ("type", "random-7"),
+                    ("class", "no-handler")
+                ]
+            ),
+            500.0
         );
     }
 

@@ -208,6 +208,13 @@ pub async fn run(
         started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
         config,
     });
+    {
+        // Producers choose task types: only handled ones get a label value.
+        let (plugins, native) = (shared.plugins.clone(), shared.config.native.clone());
+        shared.config.metrics.label_task_types(move |task_type| {
+            native.get(task_type).is_some() || plugins.current().for_type(task_type).is_some()
+        });
+    }
     let notify = Arc::new(Notify::new());
 
     let mut background = JoinSet::new();

@@ -13,14 +13,22 @@
 //! GET  /api/cron/:name/history?limit=         an entry's ticks
 //! GET  /api/plugins                           run statistics per plugin and task type
 //! ```
-//! Write actions (POST) are refused in read-only mode, and need the token
-//! (`Authorization: Bearer <token>`) when one is set.
+//! Every request passes the checks of [`guard`] first: its `Host` must name
+//! the listen address (or a name given with `--allow-host`); with a token
+//! set, every API request needs `Authorization: Bearer <token>`; a write
+//! (POST) must come from the dashboard's own page (`Origin`,
+//! `Sec-Fetch-Site`) and be a request other sites cannot make a browser
+//! send (a JSON body, `Content-Type: application/json`, `X-Wasmq-Request:
+//! 1`). Writes are refused in read-only mode. Every response carries a
+//! strict Content-Security-Policy and the other security headers.
+
+mod guard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,30 +42,48 @@ use crate::ops::stats;
 use crate::scheduler::status;
 use crate::task::TaskState;
 
-/// How the dashboard guards write actions.
+pub use guard::{NO_CONTENT_CSP, add_security_headers};
+
+/// Who the dashboard answers, and what it lets them do.
 #[derive(Debug, Clone, Default)]
 pub struct DashboardConfig {
     /// Refuse every write action.
     pub read_only: bool,
-    /// The token write actions must carry, if any.
+    /// The token every API request must carry, if any. Required (and never
+    /// empty) when the dashboard listens beyond loopback.
     pub token: Option<String>,
+    /// Host names the dashboard answers to besides its listen address and
+    /// the loopback names (for a reverse proxy or a DNS name).
+    pub allowed_hosts: Vec<String>,
 }
 
 struct AppState {
     broker: Broker,
     config: DashboardConfig,
+    /// The `Host` values requests may name.
+    hosts: guard::HostRule,
 }
 
 type Shared = Arc<AppState>;
 
-/// Serves the dashboard on `listener` until `shutdown`.
+/// Serves the dashboard on `listener` until `shutdown`. Refuses (with
+/// `InvalidInput`) an empty token, and no token on an address beyond
+/// loopback.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Broker,
     config: DashboardConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(Arc::new(AppState { broker, config }));
+    let bound = listener.local_addr()?;
+    check_config(&config, &bound)
+        .map_err(|message| std::io::Error::new(std::io::ErrorKind::InvalidInput, message))?;
+    let hosts = guard::HostRule::new(bound, &config.allowed_hosts);
+    let app = router(Arc::new(AppState {
+        broker,
+        config,
+        hosts,
+    }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -66,6 +92,39 @@ pub async fn serve(
 /// Whether an address is reachable only from this machine.
 pub fn is_loopback(address: &SocketAddr) -> bool {
     address.ip().is_loopback()
+}
+
+/// Why `config` cannot serve on `bound`, if it cannot.
+pub fn check_config(config: &DashboardConfig, bound: &SocketAddr) -> Result<(), String> {
+    match &config.token {
+        Some(token) => check_token(token),
+        None if !is_loopback(bound) => Err(format!(
+            "a dashboard listening beyond loopback ({bound}) needs a token: anyone who can \
+             reach it could read every payload and result"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why `token` cannot be the dashboard's token, if it cannot: it must be
+/// non-empty printable ASCII without spaces (it travels in a header).
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err(
+            "the dashboard token is empty, which would let anyone in: give a token \
+             (e.g. the output of `openssl rand -hex 16`), or leave --token out to have one generated \
+             beyond loopback"
+                .into(),
+        );
+    }
+    if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(
+            "the dashboard token may contain only printable ASCII without spaces \
+             (it is sent in an Authorization header)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn router(state: Shared) -> Router {
@@ -109,6 +168,10 @@ fn router(state: Shared) -> Router {
         .route("/api/cron", get(cron_entries))
         .route("/api/cron/{name}/history", get(cron_history))
         .route("/api/plugins", get(plugins))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -156,25 +219,14 @@ impl From<broker::Error> for ApiError {
 
 type ApiResult = Result<Json<serde_json::Value>, ApiError>;
 
-/// Refuses a write action unless the dashboard allows it.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Refuses a write action in read-only mode (the token and the request's
+/// origin and shape were checked by [`guard::guard`]).
+fn authorize(state: &AppState) -> Result<(), ApiError> {
     if state.config.read_only {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "the dashboard is read-only".into(),
         ));
-    }
-    if let Some(token) = &state.config.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "this action needs the dashboard's token (printed when it started)".into(),
-            ));
-        }
     }
     Ok(())
 }
@@ -256,10 +308,9 @@ async fn show_task(
 
 async fn task_action(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path((queue, id, action)): Path<(String, String, String)>,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    authorize(&state)?;
     let broker = &state.broker;
     let from = match action.as_str() {
         "run" => broker.act_on_task(&queue, &id, BulkAction::Run).await?,
@@ -284,10 +335,9 @@ async fn task_action(
 
 async fn queue_action(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path((queue, action)): Path<(String, String)>,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    authorize(&state)?;
     broker::keys::validate_queue_name(&queue)?;
     match action.as_str() {
         "pause" => state.broker.pause(&queue).await?,
@@ -309,11 +359,10 @@ struct BulkQuery {
 
 async fn bulk_action(
     State(state): State<Shared>,
-    headers: HeaderMap,
     Path((queue, action)): Path<(String, String)>,
     Query(query): Query<BulkQuery>,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    authorize(&state)?;
     let task_state = parse_state(query.state.as_deref())?;
     let bulk = match action.as_str() {
         "runall" => BulkAction::Run,

@@ -61,9 +61,12 @@
     token: readToken(),
   };
 
+  // The token is kept for this tab only (sessionStorage): it is sent as
+  // Authorization on every API request, never in a cookie or a URL.
   function readToken() {
     try {
-      return localStorage.getItem(TOKEN_KEY) || '';
+      localStorage.removeItem(TOKEN_KEY); // where earlier versions kept it
+      return sessionStorage.getItem(TOKEN_KEY) || '';
     } catch (_) {
       return '';
     }
@@ -72,8 +75,8 @@
   function saveToken(value) {
     S.token = value;
     try {
-      if (value) localStorage.setItem(TOKEN_KEY, value);
-      else localStorage.removeItem(TOKEN_KEY);
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      else sessionStorage.removeItem(TOKEN_KEY);
     } catch (_) {
       // storage unavailable: keep it for this page only
     }
@@ -97,6 +100,8 @@
       if (value === null || value === undefined || value === false) continue;
       if (key === 'class') el.setAttribute('class', value);
       else if (key === 'text') el.textContent = value;
+      // Through the CSSOM: the Content-Security-Policy refuses style attributes.
+      else if (key === 'style') el.style.cssText = value;
       else if (key === 'data') {
         for (const [k, v] of Object.entries(value)) if (v !== null && v !== undefined) el.dataset[k] = v;
       } else el.setAttribute(key, value === true ? '' : String(value));
@@ -350,11 +355,19 @@
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
     const headers = { Accept: 'application/json' };
-    if (method !== 'GET' && S.token) headers.Authorization = `Bearer ${S.token}`;
+    if (S.token) headers.Authorization = `Bearer ${S.token}`;
+    const init = { method, headers, cache: 'no-store', credentials: 'omit', signal: controller.signal };
+    if (method !== 'GET') {
+      // What the dashboard requires of every write: no other site can make
+      // a browser send a JSON body with this header.
+      headers['Content-Type'] = 'application/json';
+      headers['X-Wasmq-Request'] = '1';
+      init.body = '{}';
+    }
     let response;
     let text;
     try {
-      response = await fetch(path, { method, headers, cache: 'no-store', signal: controller.signal });
+      response = await fetch(path, init);
       text = await response.text();
     } catch (err) {
       throw new Unreachable(
@@ -388,6 +401,13 @@
 
   /** Handles a failed background read: outages go to the banner, other errors to the message area (once). */
   function readFailed(what, err) {
+    if (err instanceof ApiError && err.status === 401) {
+      askForToken();
+      setBanner(S.token
+        ? 'The token entered is not this dashboard\'s: enter the right one at the top right.'
+        : 'This dashboard needs its token (printed when it started): enter it at the top right.');
+      return;
+    }
     if (isOutage(err)) {
       setBanner(err instanceof ApiError ? `The dashboard cannot reach Redis: ${err.message}.` : err.message);
     } else if (err instanceof ApiError) {
@@ -412,9 +432,7 @@
         let hint = '';
         if (err.status === 401) {
           hint = ' Enter the token at the top right.';
-          const box = $('token-box');
-          box.hidden = false;
-          $('token-input').focus();
+          askForToken();
         }
         notify('error', `${label}: ${err.message} (HTTP ${err.status}).${hint}`);
       } else if (err instanceof Unreachable) {
@@ -648,12 +666,18 @@
 
   const readOnly = () => Boolean(S.overview && S.overview.read_only);
 
+  function askForToken() {
+    $('token-box').hidden = false;
+    const input = $('token-input');
+    if (document.activeElement !== input && !input.value) input.focus();
+  }
+
   function renderHeader() {
     const ov = S.overview;
     if (!ov) return;
     $('read-only').hidden = !ov.read_only;
     const box = $('token-box');
-    if (ov.token_required && !ov.read_only) box.hidden = false;
+    if (ov.token_required) box.hidden = false;
     const input = $('token-input');
     if (document.activeElement !== input && input.value !== S.token) input.value = S.token;
     $('tab-count-servers').textContent = ov.servers.length ? String(ov.servers.length) : '';
@@ -1397,7 +1421,8 @@
     input.value = S.token;
     input.addEventListener('change', () => {
       saveToken(input.value.trim());
-      notify('ok', S.token ? 'Token saved in this browser.' : 'Token cleared.');
+      notify('ok', S.token ? 'Token kept for this tab.' : 'Token cleared.');
+      refreshNow();
     });
     let resizeTimer = null;
     window.addEventListener('resize', () => {
