@@ -9,8 +9,22 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
+    if !matches!(
+        args.command,
+        cli::Command::Worker(_) | cli::Command::Scheduler(_)
+    ) {
+        // Output piped into `head` or a pager that quits ends the command
+        // quietly, as Unix tools do, instead of a panic in println!. Rust
+        // ignores SIGPIPE by default; restore the default action. Workers
+        // and schedulers print nothing to stdout and keep ignoring it, so a
+        // closed log pipe never stops them (Redis sockets never raise it).
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let default_filter = match &args.command {
-        cli::Command::Dev(_) => "info,wasmq::worker=debug",
+        cli::Command::Dev(_) => "info",
         cli::Command::Worker(_) => "info",
         _ => "warn",
     };

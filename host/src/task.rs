@@ -4,9 +4,93 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+/// The deepest nesting of arrays and objects a payload may have. The
+/// tools that show tasks (`task show --json`, the dashboard) parse payloads
+/// with a recursion limit of 128; 64 leaves room for the envelope.
+pub const MAX_JSON_DEPTH: usize = 64;
+/// The longest task type accepted, in bytes.
+pub const MAX_TASK_TYPE_BYTES: usize = 256;
+/// The ceiling on every delay, timeout, retention and lock time, and on how
+/// far in the future a process-at time or deadline may lie: 100 years.
+pub const MAX_DELAY: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// How deeply arrays and objects nest in the JSON text (0 for a scalar).
+/// Scans the text without recursion, so any input is safe to measure.
+pub fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Checks a task type: 1 to [`MAX_TASK_TYPE_BYTES`] bytes, no control
+/// characters (they would reach terminals raw), not only whitespace.
+pub fn check_task_type(task_type: &str) -> Result<(), String> {
+    if task_type.trim().is_empty() {
+        return Err("the task type is empty: name one, such as email:send".into());
+    }
+    if task_type.len() > MAX_TASK_TYPE_BYTES {
+        return Err(format!(
+            "the task type {:?}... is {} bytes long, over the {MAX_TASK_TYPE_BYTES}-byte limit; use a short name such as email:send",
+            task_type.chars().take(32).collect::<String>(),
+            task_type.len()
+        ));
+    }
+    if let Some(bad) = task_type.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the task type {task_type:?} contains the control character {bad:?}: use letters, digits and punctuation"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a duration against [`MAX_DELAY`]; `what` names it in the error.
+pub fn check_duration(what: &str, duration: Duration) -> Result<(), String> {
+    if duration > MAX_DELAY {
+        return Err(format!(
+            "{what} of {} is over the ceiling of 100 years",
+            humantime::format_duration(Duration::from_secs(duration.as_secs()))
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a time lies no further than [`MAX_DELAY`] from now.
+pub fn check_time(what: &str, at: SystemTime) -> Result<(), String> {
+    let too_far = SystemTime::now()
+        .checked_add(MAX_DELAY)
+        .is_none_or(|ceiling| at > ceiling);
+    if too_far {
+        return Err(format!(
+            "{what} is more than 100 years from now; give a nearer time"
+        ));
+    }
+    Ok(())
+}
 
 /// A task as stored in Redis when it is enqueued. It never changes
 /// afterwards; what changes (state, attempts, errors, result) is kept beside
@@ -272,4 +356,39 @@ pub struct ErrorRecord {
     pub attempt: u32,
     /// When it failed (unix ms).
     pub at_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth(r#"{"a": [1, {"b": 2}]}"#), 3);
+        assert_eq!(json_depth(r#"{"a": "[[[[\"[[["}"#), 1);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(json_depth(&deep), 100_000);
+    }
+
+    #[test]
+    fn task_types_are_bounded_and_printable() {
+        assert!(check_task_type("email:send").is_ok());
+        assert!(check_task_type(" ").is_err());
+        assert!(check_task_type("a\nb").unwrap_err().contains("control"));
+        assert!(check_task_type("\u{1b}[31mred").is_err());
+        let long = "t".repeat(MAX_TASK_TYPE_BYTES + 1);
+        assert!(check_task_type(&long).unwrap_err().contains("256-byte"));
+    }
+
+    #[test]
+    fn delays_and_times_have_a_ceiling() {
+        assert!(check_duration("a delay", Duration::from_secs(3600)).is_ok());
+        assert!(check_duration("a delay", MAX_DELAY).is_ok());
+        let err = check_duration("a delay", Duration::from_millis(u64::MAX)).unwrap_err();
+        assert!(err.contains("100 years"), "{err}");
+        assert!(check_time("the deadline", SystemTime::now()).is_ok());
+        let far = SystemTime::now() + MAX_DELAY + Duration::from_secs(86_400);
+        assert!(check_time("the deadline", far).is_err());
+    }
 }

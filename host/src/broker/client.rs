@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use super::keys::validate_queue_name;
 use super::scripts::SCRIPTS;
 use super::{Broker, Error, TaskInfo, invocation, millis};
-use crate::task::{ConcurrencyLimit, TaskMessage, TaskState};
+use crate::task::{
+    ConcurrencyLimit, MAX_JSON_DEPTH, TaskMessage, TaskState, WhenBusy, check_duration, check_time,
+    json_depth,
+};
 
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -92,11 +95,7 @@ impl NewTask {
     }
 
     fn with_payload(task_type: String, payload: Box<RawValue>) -> Result<Self, Error> {
-        if task_type.trim().is_empty() {
-            return Err(Error::InvalidTask(
-                "the task type is empty: name one, such as email:send".into(),
-            ));
-        }
+        crate::task::check_task_type(&task_type).map_err(Error::InvalidTask)?;
         Ok(NewTask {
             task_type,
             payload,
@@ -224,6 +223,50 @@ impl NewTask {
             return Err(Error::InvalidTask(
                 "a unique lock needs a time to live of at least 1ms".into(),
             ));
+        }
+        let depth = json_depth(self.payload.get());
+        if depth > MAX_JSON_DEPTH {
+            return Err(Error::InvalidTask(format!(
+                "the payload of this {:?} task nests {depth} levels deep, over the limit of {MAX_JSON_DEPTH}; flatten it",
+                self.task_type
+            )));
+        }
+        self.check_times().map_err(Error::InvalidTask)
+    }
+
+    /// Every delay, duration and time within the 100-year ceiling, so no
+    /// stored time overflows what readers can show.
+    fn check_times(&self) -> Result<(), String> {
+        match self.due {
+            Due::Now => {}
+            Due::In(delay) => check_duration("a process-in delay", delay)?,
+            Due::At(at) => check_time("the process-at time", at)?,
+        }
+        if let Some(timeout) = self.timeout {
+            check_duration("a timeout", timeout)?;
+        }
+        if let Some(deadline) = self.deadline {
+            check_time("the deadline", deadline)?;
+        }
+        check_duration("a retention", self.retention)?;
+        if let Some(ttl) = self.unique {
+            check_duration("a unique lock", ttl)?;
+        }
+        if let Some(ttl) = self.reserve_id {
+            check_duration("an id reservation", ttl)?;
+        }
+        if let Some(limit) = &self.limit {
+            let delay = match limit.when_busy {
+                WhenBusy::Delay(ms) => ms,
+                WhenBusy::Skip => 0,
+            };
+            for (what, ms) in [
+                ("a limit's lock-at-most-for", limit.lock_at_most_for_ms),
+                ("a limit's lock-at-least-for", limit.lock_at_least_for_ms),
+                ("a limit's busy delay", delay),
+            ] {
+                check_duration(what, Duration::from_millis(ms))?;
+            }
         }
         Ok(())
     }
@@ -491,6 +534,48 @@ mod tests {
         let task = NewTask::new("echo", big).unwrap();
         let message = task.validate(1000).unwrap_err().to_string();
         assert!(message.contains("over the 1000-byte limit"), "{message}");
+    }
+
+    #[test]
+    fn deep_payloads_and_far_times_are_refused() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let task = NewTask::new("echo", deep).unwrap();
+        let message = task.validate(usize::MAX).unwrap_err().to_string();
+        assert!(message.contains("100000 levels deep"), "{message}");
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(
+            NewTask::new("echo", ok)
+                .unwrap()
+                .validate(usize::MAX)
+                .is_ok()
+        );
+
+        let task = NewTask::new("echo", "{}").unwrap();
+        for bad in [
+            task.clone().process_in(Duration::from_millis(u64::MAX)),
+            task.clone().timeout(Duration::from_secs(u64::MAX)),
+            task.clone().retention(Duration::from_secs_f64(1e12)),
+            task.clone().unique(Duration::from_secs(u64::MAX)),
+            task.clone()
+                .process_at(SystemTime::now() + Duration::from_secs(200 * 31_557_600)),
+            task.clone()
+                .deadline(SystemTime::now() + Duration::from_secs(200 * 31_557_600)),
+        ] {
+            let message = bad.validate(usize::MAX).unwrap_err().to_string();
+            assert!(message.contains("100 years"), "{message}");
+        }
+        assert!(
+            task.process_in(Duration::from_secs(3600))
+                .validate(usize::MAX)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn task_types_with_control_characters_are_refused() {
+        let err = NewTask::new("a\u{1b}[2Jb", "{}").unwrap_err().to_string();
+        assert!(err.contains("control character"), "{err}");
+        assert!(NewTask::new("t".repeat(100_000), "{}").is_err());
     }
 
     #[test]

@@ -32,6 +32,26 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// Redis is at its `maxmemory` and refuses writes (the `noeviction`
+    /// policy, which wasmq needs so that no task is evicted).
+    #[error(
+        "Redis at {url} is out of memory: it is at its maxmemory and refuses writes (policy noeviction), so nothing was written; free memory (e.g. `wasmq task deleteall --queue Q --state completed`) or raise maxmemory"
+    )]
+    OutOfMemory {
+        /// The URL, with any password hidden.
+        url: String,
+    },
+
+    /// Redis refused to serve without the right password.
+    #[error("{}", auth_message(url, *missing))]
+    Auth {
+        /// The URL, with any password hidden.
+        url: String,
+        /// True when no password was given (`NOAUTH`); false when the one
+        /// given was refused (`WRONGPASS`).
+        missing: bool,
+    },
+
     /// Redis answered with an error.
     #[error("Redis at {url} refused a command: {source}")]
     Redis {
@@ -129,8 +149,20 @@ impl Error {
         matches!(self, Error::Unreachable { .. })
     }
 
+    /// Wraps an error met while connecting: a refused password or a full
+    /// Redis is named as such, anything else is Redis out of reach.
+    pub(crate) fn connecting(url: &str, source: redis::RedisError) -> Self {
+        refusal(url, &source).unwrap_or_else(|| Error::Unreachable {
+            url: url.to_string(),
+            source,
+        })
+    }
+
     /// Wraps a Redis error, telling connection trouble from refusals.
     pub(crate) fn from_redis(url: &str, source: redis::RedisError) -> Self {
+        if let Some(refusal) = refusal(url, &source) {
+            return refusal;
+        }
         if source.is_io_error()
             || source.is_connection_dropped()
             || source.is_connection_refusal()
@@ -152,6 +184,42 @@ impl Error {
                 source,
             }
         }
+    }
+}
+
+/// The refusals that have a variant of their own: out of memory, and a
+/// password missing or wrong. Matched on the code and, for errors wrapped
+/// by a script or by the client, on the text.
+fn refusal(url: &str, source: &redis::RedisError) -> Option<Error> {
+    let text = source.to_string();
+    let url = url.to_string();
+    if source.code() == Some("OOM") || text.contains("OOM command not allowed") {
+        return Some(Error::OutOfMemory { url });
+    }
+    if source.code() == Some("NOAUTH") || text.contains("NOAUTH") {
+        return Some(Error::Auth { url, missing: true });
+    }
+    if source.code() == Some("WRONGPASS")
+        || text.contains("WRONGPASS")
+        || source.kind() == redis::ErrorKind::AuthenticationFailed
+    {
+        return Some(Error::Auth {
+            url,
+            missing: false,
+        });
+    }
+    None
+}
+
+fn auth_message(url: &str, missing: bool) -> String {
+    if missing {
+        format!(
+            "Redis at {url} requires a password and none was given: put it in the URL, redis://:PASSWORD@HOST:PORT (or redis://USER:PASSWORD@… for an ACL user), with --redis or WASMQ_REDIS_URL"
+        )
+    } else {
+        format!(
+            "Redis at {url} refused the password in the URL: it is wrong (or that user does not exist, or that Redis has no password set); check the server's requirepass or ACL users and fix --redis or WASMQ_REDIS_URL"
+        )
     }
 }
 

@@ -52,17 +52,30 @@ impl QueueCounts {
 impl TaskInfo {
     /// The task as JSON, for `task show --json` and the dashboard. A result
     /// that is JSON is embedded as JSON; other bytes as text, or a note of
-    /// their size when they are not UTF-8.
+    /// their size when they are not UTF-8. A payload or result too deeply
+    /// nested to parse safely (written before the nesting limit, or into
+    /// Redis directly) is embedded as its JSON text, in a string, so any
+    /// stored task can be shown.
     pub fn to_json(&self) -> serde_json::Value {
-        let result = self.result.as_deref().map(|bytes| {
-            match serde_json::from_slice::<serde_json::Value>(bytes) {
-                Ok(value) => value,
-                Err(_) => serde_json::Value::String(match std::str::from_utf8(bytes) {
-                    Ok(text) => text.to_string(),
-                    Err(_) => format!("<{} bytes of binary data>", bytes.len()),
-                }),
+        let embed = |text: &str| -> Option<serde_json::Value> {
+            if crate::task::json_depth(text) > crate::task::MAX_JSON_DEPTH {
+                return None;
             }
-        });
+            serde_json::from_str(text).ok()
+        };
+        let result = self
+            .result
+            .as_deref()
+            .map(|bytes| match std::str::from_utf8(bytes) {
+                Ok(text) => embed(text).unwrap_or_else(|| serde_json::Value::String(text.into())),
+                Err(_) => {
+                    serde_json::Value::String(format!("<{} bytes of binary data>", bytes.len()))
+                }
+            });
+        let payload = self.message.payload.get();
+        let payload = embed(payload).unwrap_or_else(|| serde_json::Value::String(payload.into()));
+        // Every field below is a string, a number, or a type whose encoding
+        // cannot fail, so the conversion to a Value cannot panic.
         serde_json::json!({
             "id": self.message.id,
             "queue": self.message.queue,
@@ -71,7 +84,7 @@ impl TaskInfo {
             "state_time_ms": self.state_time_ms,
             "attempts": self.attempts,
             "max_retry": self.message.max_retry,
-            "payload": self.message.payload,
+            "payload": payload,
             "timeout_ms": self.message.timeout_ms,
             "deadline_ms": self.message.deadline_ms,
             "retention_ms": self.message.retention_ms,
@@ -211,5 +224,47 @@ impl Broker {
                     .join(", ")
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn info(payload: String, result: Option<Vec<u8>>) -> TaskInfo {
+        TaskInfo {
+            message: TaskMessage {
+                id: "t".into(),
+                task_type: "echo".into(),
+                queue: "default".into(),
+                payload: RawValue::from_string(payload).unwrap(),
+                max_retry: 0,
+                timeout_ms: Some(u64::MAX),
+                deadline_ms: Some(i64::MAX),
+                retention_ms: u64::MAX,
+                unique_key: None,
+                enqueued_at_ms: 0,
+                limit: None,
+            },
+            state: TaskState::Scheduled,
+            attempts: 0,
+            last_error: None,
+            result,
+            state_time_ms: Some(1.8e19 as i64),
+        }
+    }
+
+    #[test]
+    fn a_deeply_nested_payload_or_result_is_shown_as_text() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let json = info(deep.clone(), Some(deep.clone().into_bytes())).to_json();
+        assert_eq!(json["payload"].as_str(), Some(deep.as_str()));
+        assert_eq!(json["result"].as_str(), Some(deep.as_str()));
+        assert!(json.to_string().len() > 400_000);
+
+        let json = info(r#"{"n":1}"#.into(), Some(b"[2]".to_vec())).to_json();
+        assert_eq!(json["payload"]["n"], 1);
+        assert_eq!(json["result"][0], 2);
     }
 }

@@ -165,7 +165,8 @@ impl QueueKeys {
 }
 
 /// Checks a queue name: 1 to 128 characters, none of them whitespace, a
-/// brace (they delimit the Redis Cluster hash tag) or a control character.
+/// brace (they delimit the Redis Cluster hash tag), `=` or `,` (which
+/// `--queues a=3,b=1` cannot express) or a control character.
 pub fn validate_queue_name(queue: &str) -> Result<(), Error> {
     if queue.is_empty() || queue.len() > MAX_QUEUE_NAME {
         return Err(Error::InvalidTask(format!(
@@ -174,10 +175,10 @@ pub fn validate_queue_name(queue: &str) -> Result<(), Error> {
     }
     if let Some(bad) = queue
         .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || *c == '{' || *c == '}')
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '{' | '}' | '=' | ','))
     {
         return Err(Error::InvalidTask(format!(
-            "queue name {queue:?} contains {bad:?}: use letters, digits and punctuation other than braces"
+            "queue name {queue:?} contains {bad:?}: use letters, digits and punctuation other than braces, '=' and ',' (--queues uses them to list queues with weights)"
         )));
     }
     Ok(())
@@ -203,7 +204,16 @@ mod tests {
     fn queue_names_with_braces_or_spaces_are_refused() {
         assert!(validate_queue_name("critical").is_ok());
         assert!(validate_queue_name("team-a.images:v2").is_ok());
-        for bad in ["", "a b", "a{b", "a}b", "tab\there"] {
+        for bad in [
+            "",
+            "a b",
+            "a{b",
+            "a}b",
+            "tab\there",
+            "a=1",
+            "a,b",
+            "bell\u{7}",
+        ] {
             assert!(validate_queue_name(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(validate_queue_name(&"q".repeat(129)).is_err());

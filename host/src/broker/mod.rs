@@ -131,10 +131,7 @@ impl Broker {
         let conn = target
             .connect()
             .await
-            .map_err(|source| Error::Unreachable {
-                url: shown.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::connecting(&shown, source))?;
         let pubsub = target
             .pubsub()
             .map_err(|source| Error::from_redis(&shown, source))?;

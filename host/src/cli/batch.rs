@@ -51,11 +51,8 @@ enum Seconds {
 impl Seconds {
     fn duration(&self, field: &str) -> Result<Duration, String> {
         match self {
-            Seconds::Number(seconds) if *seconds >= 0.0 && seconds.is_finite() => {
-                Ok(Duration::from_secs_f64(*seconds))
-            }
             Seconds::Number(seconds) => {
-                Err(format!("`{field}` must not be negative, not {seconds}"))
+                parse::seconds(*seconds).map_err(|err| format!("`{field}` {err}"))
             }
             Seconds::Text(text) => parse::duration(text).map_err(|err| format!("`{field}`: {err}")),
         }
@@ -113,7 +110,8 @@ struct Tally {
     invalid: u64,
     /// (line number, error) of every refused line.
     errors: Vec<(u64, String)>,
-    /// Set when Redis went away: the remaining lines were not sent.
+    /// Set when Redis went away, is out of memory or refused the password:
+    /// the remaining lines were not sent.
     unreachable: Option<broker::Error>,
 }
 
@@ -136,7 +134,13 @@ impl Tally {
     ) {
         match outcome {
             Ok(_) => self.accepted += 1,
-            Err(err) if err.is_unreachable() => {
+            Err(err)
+                if err.is_unreachable()
+                    || matches!(
+                        err,
+                        broker::Error::OutOfMemory { .. } | broker::Error::Auth { .. }
+                    ) =>
+            {
                 if self.unreachable.is_none() {
                     self.unreachable = Some(err);
                 }
@@ -271,7 +275,11 @@ fn report(args: &EnqueueArgs, file: &Path, tally: &Tally) -> Result<(), Failure>
     }
     if let Some(err) = &tally.unreachable {
         return Err(Failure {
-            code: ExitCode::Unreachable,
+            code: if err.is_unreachable() {
+                ExitCode::Unreachable
+            } else {
+                ExitCode::Error
+            },
             error: anyhow::anyhow!(
                 "{err}; stopped after {} accepted tasks, the rest of the file was not sent",
                 tally.accepted

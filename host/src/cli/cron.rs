@@ -2,7 +2,7 @@
 //! scheduler`, which runs a scheduler replica on its own.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -42,7 +42,10 @@ pub enum CronCommand {
 pub struct AddArgs {
     /// The entry's name: letters, digits, - _ . :
     pub name: String,
-    /// The schedule, quoted: `[second] minute hour day-of-month month day-of-week`.
+    /// The schedule, quoted: `[second] minute hour day-of-month month day-of-week`,
+    /// or a macro: @yearly, @monthly, @weekly, @daily, @hourly, @every 5s.
+    /// A tick in an hour skipped by a daylight-saving change fires once, at
+    /// the end of the gap.
     pub spec: String,
     /// The task type to enqueue at each tick.
     #[arg(value_name = "TYPE")]
@@ -280,8 +283,7 @@ async fn add(args: AddArgs) -> Result<(), Failure> {
 }
 
 fn time(ms: i64) -> String {
-    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
+    super::format::time(ms)
 }
 
 async fn list(args: ListArgs) -> Result<(), Failure> {

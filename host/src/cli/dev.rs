@@ -128,8 +128,9 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
     if let Some(url) = &dashboard_url {
         println!("  dashboard: {url}");
     }
-    println!("  try:      wasmq enqueue echo '{{\"hello\":\"world\"}}' --redis {url}");
-    println!("            wasmq task show <ID> --redis {url}");
+    let wasmq = invoked_as();
+    println!("  try:      {wasmq} enqueue echo '{{\"hello\":\"world\"}}' --redis {url}");
+    println!("            {wasmq} task show <ID> --redis {url}");
     println!("  stop:     Ctrl-C");
 
     if args.demo {
@@ -151,6 +152,27 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
         summary.completed, summary.failed, summary.requeued
     );
     Ok(())
+}
+
+/// How to run this binary again from a shell, for the `try:` lines: `wasmq`
+/// when it was found on PATH, else its absolute path (`.ci/dev` runs
+/// target/debug/wasmq, which is not on PATH), quoted when it must be.
+fn invoked_as() -> String {
+    let on_path = std::env::args_os()
+        .next()
+        .is_some_and(|arg0| !arg0.to_string_lossy().contains('/'));
+    let path = match std::env::current_exe() {
+        Ok(path) if !on_path => path.display().to_string(),
+        _ => return "wasmq".to_string(),
+    };
+    if path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        path
+    } else {
+        format!("'{}'", path.replace('\'', r"'\''"))
+    }
 }
 
 /// Example tasks for the example plugins, in turn.

@@ -17,7 +17,8 @@ use super::parse::{self, Failure};
     after_help = "With --file, each line of the file is one task as JSON:\n  \
     {\"type\": \"echo\", \"payload\": {\"n\": 1}, \"queue\": \"default\", \"id\": \"t-1\", \"process_in\": \"10s\",\n   \
     \"max_retry\": 5, \"timeout\": \"30s\", \"retention\": \"1h\", \"unique\": \"1m\"}\n\
-    Only \"type\" is required. Durations are text (\"10s\", \"1m30s\") or a number of seconds.\n\
+    Only \"type\" is required. Durations are text (\"10s\", \"1m30s\") or a number of seconds,\n\
+    at most 100 years; times at most 100 years ahead.\n\
     Flags given with --file (--queue, --max-retry, --timeout, --retention, --unique, --in) apply to\n\
     lines that do not set them. A bad line is reported by its number and the others still go in."
 )]

@@ -13,10 +13,49 @@ pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Failure
     Ok(())
 }
 
-/// A unix-ms time as RFC 3339 (UTC, seconds).
+/// The last instant RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+const LAST_PRINTABLE_MS: i64 = 253_402_300_799_999;
+
+/// A unix-ms time as RFC 3339 (UTC, seconds). Any stored value prints:
+/// times before 1970 as 1970, times past year 9999 as a note.
 pub fn time(ms: i64) -> String {
+    rfc3339(ms, false)
+}
+
+/// A unix-ms time as RFC 3339 (UTC, milliseconds), like [`time`].
+pub fn time_millis(ms: i64) -> String {
+    rfc3339(ms, true)
+}
+
+fn rfc3339(ms: i64, millis: bool) -> String {
+    if ms > LAST_PRINTABLE_MS {
+        return format!("after the year 9999 ({ms} ms since 1970)");
+    }
     let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
+    if millis {
+        humantime::format_rfc3339_millis(at).to_string()
+    } else {
+        humantime::format_rfc3339_seconds(at).to_string()
+    }
+}
+
+/// Text from Redis made safe for a terminal: control characters (newlines,
+/// escape sequences) are written escaped, and text longer than `max_chars`
+/// is cut with `...`.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == max_chars {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A duration in ms, rounded for reading: `850ms`, `12s`, `3m 20s`.
@@ -77,6 +116,22 @@ pub fn queue_state_and_counts(paused: bool, counts: &wasmq::broker::QueueCounts)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_stored_time_prints() {
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(-5), "1970-01-01T00:00:00Z");
+        assert!(time(i64::MAX).contains("after the year 9999"));
+        assert!(time_millis(18_446_744_073_709_551_615f64 as i64).contains("9999"));
+        assert_eq!(time_millis(LAST_PRINTABLE_MS), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_and_cuts_long_text() {
+        assert_eq!(printable("a\nb\u{1b}[2J", 100), "a\\nb\\u{1b}[2J");
+        assert_eq!(printable(&"x".repeat(10), 4), "xxxx...");
+        assert_eq!(printable("short", 4_000), "short");
+    }
 
     #[test]
     fn values_read_well() {

@@ -5,10 +5,32 @@ use std::time::{Duration, SystemTime};
 
 use wasmq::broker;
 
-/// Parses a duration such as `500ms`, `10s`, `1m30s`, `2h`.
+/// Parses a duration such as `500ms`, `10s`, `1m30s`, `2h`, up to the
+/// 100-year ceiling every stored time keeps to.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|err| format!("{err}; write a duration such as 500ms, 10s, 1m30s or 2h"))
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|err| format!("{err}; write a duration such as 500ms, 10s, 1m30s or 2h"))?;
+    if duration > wasmq::task::MAX_DELAY {
+        return Err(format!(
+            "{:?} is over the ceiling of 100 years; write a shorter duration",
+            text.trim()
+        ));
+    }
+    Ok(duration)
+}
+
+/// A number of seconds (from a JSON file) as a duration: not negative, not
+/// NaN, within the 100-year ceiling.
+pub fn seconds(seconds: f64) -> Result<Duration, String> {
+    if !(seconds >= 0.0) {
+        return Err(format!("must not be negative, not {seconds}"));
+    }
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration <= wasmq::task::MAX_DELAY => Ok(duration),
+        _ => Err(format!(
+            "{seconds} seconds is over the ceiling of 100 years (3155760000 seconds)"
+        )),
+    }
 }
 
 /// Parses a byte size such as `512KiB`, `128MiB`, `1GiB` or `4096`
@@ -41,10 +63,13 @@ pub fn bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Parses an RFC 3339 time such as `2026-11-22T03:00:00Z`.
+/// Parses an RFC 3339 time such as `2026-11-22T03:00:00Z`, no more than
+/// 100 years from now.
 pub fn time(text: &str) -> Result<SystemTime, String> {
-    humantime::parse_rfc3339_weak(text.trim())
-        .map_err(|err| format!("{err}; write a UTC time such as 2026-11-22T03:00:00Z"))
+    let at = humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|err| format!("{err}; write a UTC time such as 2026-11-22T03:00:00Z"))?;
+    wasmq::task::check_time(&format!("{:?}", text.trim()), at)?;
+    Ok(at)
 }
 
 /// The exit codes of `wasmq`.
@@ -125,5 +150,21 @@ mod tests {
         assert!(duration("soon").unwrap_err().contains("such as"));
         assert!(time("2026-11-22T03:00:00Z").is_ok());
         assert!(time("tomorrow").unwrap_err().contains("UTC time"));
+    }
+
+    #[test]
+    fn durations_past_the_ceiling_are_refused() {
+        assert!(duration("5000000000y").unwrap_err().contains("100 years"));
+        assert!(duration("99y").is_ok());
+        assert!(
+            time("9999-01-01T00:00:00Z")
+                .unwrap_err()
+                .contains("100 years")
+        );
+        assert_eq!(seconds(1.5), Ok(Duration::from_millis(1500)));
+        assert!(seconds(1e30).unwrap_err().contains("100 years"));
+        assert!(seconds(1e300).unwrap_err().contains("100 years"));
+        assert!(seconds(-1.0).unwrap_err().contains("negative"));
+        assert!(seconds(f64::NAN).is_err());
     }
 }

@@ -186,6 +186,7 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
         QueueCommand::Pause(args) => {
             validate_queue_name(&args.name)?;
             let broker = Broker::connect(&args.redis.url).await?;
+            require_queue(&broker, &args.name).await?;
             broker
                 .pause(&args.name)
                 .await
@@ -198,6 +199,7 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
         QueueCommand::Resume(args) => {
             validate_queue_name(&args.name)?;
             let broker = Broker::connect(&args.redis.url).await?;
+            require_queue(&broker, &args.name).await?;
             broker
                 .resume(&args.name)
                 .await
@@ -214,4 +216,23 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Fails (exit code 5) unless `name` is a known queue: one enqueued to,
+/// one a live worker serves, or the default queue. Pausing any other is
+/// most likely a typo.
+async fn require_queue(broker: &Broker, name: &str) -> Result<(), Failure> {
+    if name == wasmq::broker::DEFAULT_QUEUE || broker.queues().await?.iter().any(|q| q == name) {
+        return Ok(());
+    }
+    let servers = wasmq::ops::server::live_servers(broker).await?;
+    if servers
+        .iter()
+        .any(|server| server.queues.iter().any(|(queue, _)| queue == name))
+    {
+        return Ok(());
+    }
+    Err(Failure::not_found(format!(
+        "no queue named {name:?}: no task was ever enqueued to it and no live worker serves it; `wasmq queue ls` lists the queues"
+    )))
 }

@@ -1,4 +1,9 @@
 //! Plain-text tables for listings: left-aligned columns, one header row.
+//! Cells come from Redis and may hold anything: each is made printable and
+//! cut to a readable width.
+
+/// The widest a cell is shown, in characters.
+const MAX_CELL_CHARS: usize = 80;
 
 /// A table being built.
 pub struct Table {
@@ -15,9 +20,15 @@ impl Table {
         }
     }
 
-    /// Adds a row (as many cells as columns).
+    /// Adds a row (as many cells as columns); control characters are
+    /// escaped and long cells cut.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .iter()
+                .map(|cell| super::format::printable(cell, MAX_CELL_CHARS))
+                .collect(),
+        );
     }
 
     /// Whether the table has no rows.
@@ -43,7 +54,9 @@ impl Table {
                 if i + 1 == cells.len() {
                     out.push_str(cell);
                 } else {
-                    out.push_str(&format!("{cell:<width$}  "));
+                    out.push_str(cell);
+                    let pad = width.saturating_sub(cell.chars().count()) + 2;
+                    out.extend(std::iter::repeat_n(' ', pad));
                 }
             }
             out.trim_end().to_string() + "\n"
@@ -59,6 +72,16 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_and_hostile_cells_are_cut_and_escaped() {
+        let mut table = Table::new(&["TYPE", "ID"]);
+        table.row(vec!["t".repeat(100_000), "a\nb\u{1b}[2J".into()]);
+        let text = table.render();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.len() < 300, "{}", text.len());
+        assert!(text.contains("a\\nb\\u{1b}[2J"), "{text}");
+    }
 
     #[test]
     fn columns_are_padded_to_their_widest_cell() {

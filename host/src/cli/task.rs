@@ -190,7 +190,11 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         table.row(vec![
             info.message.id.clone(),
             info.message.task_type.clone(),
-            format!("{}/{}", info.attempts, info.message.max_retry + 1),
+            format!(
+                "{}/{}",
+                info.attempts,
+                info.message.max_retry.saturating_add(1)
+            ),
             info.state_time_ms.map_or_else(|| "-".into(), time),
             payload,
             info.last_error.as_ref().map_or_else(
@@ -258,8 +262,12 @@ fn show_bytes(bytes: &[u8]) -> String {
 }
 
 fn time(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(at).to_string()
+    super::format::time_millis(ms)
+}
+
+/// Stored text made safe to print (see [`super::format::printable`]).
+fn shown(text: &str, max_chars: usize) -> String {
+    super::format::printable(text, max_chars)
 }
 
 fn to_text(info: &TaskInfo) -> String {
@@ -275,9 +283,9 @@ fn to_text(info: &TaskInfo) -> String {
         (TaskState::Completed, Some(at)) => format!("completed (kept until {at})"),
         (state, _) => state.to_string(),
     };
-    let _ = writeln!(out, "task {}", message.id);
-    let _ = writeln!(out, "  queue:      {}", message.queue);
-    let _ = writeln!(out, "  type:       {}", message.task_type);
+    let _ = writeln!(out, "task {}", shown(&message.id, 1_000));
+    let _ = writeln!(out, "  queue:      {}", shown(&message.queue, 1_000));
+    let _ = writeln!(out, "  type:       {}", shown(&message.task_type, 1_000));
     let _ = writeln!(out, "  state:      {state}");
     let _ = writeln!(
         out,
@@ -295,7 +303,11 @@ fn to_text(info: &TaskInfo) -> String {
     if let Some(deadline) = message.deadline_ms {
         let _ = writeln!(out, "  deadline:   {}", time(deadline));
     }
-    let _ = writeln!(out, "  payload:    {}", message.payload.get());
+    let _ = writeln!(
+        out,
+        "  payload:    {}",
+        shown(message.payload.get(), usize::MAX)
+    );
     if let Some(error) = &info.last_error {
         let _ = writeln!(
             out,
@@ -303,11 +315,15 @@ fn to_text(info: &TaskInfo) -> String {
             error.kind,
             error.attempt,
             time(error.at_ms),
-            error.message
+            shown(&error.message, 10_000)
         );
     }
     if let Some(result) = &info.result {
-        let _ = writeln!(out, "  result:     {}", show_bytes(result));
+        let _ = writeln!(
+            out,
+            "  result:     {}",
+            shown(&show_bytes(result), usize::MAX)
+        );
     }
     out
 }

@@ -330,7 +330,14 @@ pub async fn connect(
 ) -> Result<Option<Broker>, Failure> {
     let mut delay = Duration::from_millis(500);
     loop {
-        match Broker::connect(url).await {
+        // A connection can open without a command having run: ask the
+        // server's time, so that a missing or wrong password (or a Redis
+        // still loading) shows now, before the worker says it started.
+        let connected = match Broker::connect(url).await {
+            Ok(broker) => broker.server_time_ms().await.map(|_| broker),
+            Err(err) => Err(err),
+        };
+        match connected {
             Ok(broker) => return Ok(Some(broker)),
             Err(err) if err.is_unreachable() && !fail_fast => {
                 tracing::warn!(

@@ -1,11 +1,21 @@
-//! Cron schedules: a spec (with an optional seconds field) in a time zone,
-//! checked field by field so that a bad spec is refused with the position
-//! of the error, and the tick times it yields.
+//! Cron schedules: a spec (with an optional seconds field, or a macro such
+//! as `@daily`) in a time zone, checked field by field so that a bad spec is
+//! refused with the position of the error, and the tick times it yields.
+//!
+//! Ticks are found in local wall-clock time, then placed on the timeline
+//! with one rule for every spec at a daylight-saving change:
+//! - a tick whose local time is skipped (spring forward) fires at the first
+//!   instant after the gap, once, however many ticks fell in the gap (so
+//!   `30 2 * * *` and `*/15 2 * * *` both fire once at 03:00 in
+//!   America/New_York on the day clocks jump from 02:00 to 03:00, a tick at
+//!   03:00 itself included);
+//! - a tick whose local time occurs twice (fall back) fires once, at its
+//!   first occurrence.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -95,8 +105,16 @@ const DAY_OF_WEEK: Field = Field {
 impl Schedule {
     /// Parses `spec` (`[second] minute hour day-of-month month day-of-week`)
     /// in the IANA time zone `tz` (e.g. `Asia/Seoul`, `UTC`).
+    ///
+    /// The macros `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily`
+    /// (`@midnight`) and `@hourly` are accepted, and `@every D` when D
+    /// divides a minute, an hour or a day evenly (`@every 5s`, `@every
+    /// 15m`, `@every 6h`). A spec that can never fire (`0 0 0 30 2 *`) is
+    /// refused.
     pub fn parse(spec: &str, tz: &str) -> Result<Schedule, ScheduleError> {
         let tz = parse_tz(tz)?;
+        let expanded = expand_macro(spec)?;
+        let spec = expanded.as_deref().unwrap_or(spec);
         check_fields(spec)?;
         let parser = CronParser::builder()
             .seconds(Seconds::Optional)
@@ -108,6 +126,17 @@ impl Schedule {
             length: spec.len(),
             message: format!("invalid cron spec: {err}"),
         })?;
+        // Every possible date recurs within 400 years (the Gregorian
+        // cycle): a spec with no tick from today on never fires.
+        let today = Utc::now().naive_utc();
+        if cron.find_next_occurrence(&today, false).is_err() {
+            return Err(ScheduleError {
+                input: spec.to_string(),
+                position: 0,
+                length: spec.len(),
+                message: "this cron spec can never fire: no date matches its day-of-month and month fields together (such as February 30th); check the day and the month".into(),
+            });
+        }
         Ok(Schedule { cron, tz })
     }
 
@@ -122,22 +151,73 @@ impl Schedule {
             .map(|utc| utc.with_timezone(&self.tz))
     }
 
+    /// The local wall-clock time at `ms`.
+    fn local(&self, ms: i64) -> Option<NaiveDateTime> {
+        self.at(ms).map(|at| at.naive_local())
+    }
+
+    /// The instant a tick at local time `local` fires (see the module
+    /// docs): its only instant, the first of two, or the end of the gap.
+    fn instant(&self, local: NaiveDateTime) -> Option<i64> {
+        match self.tz.from_local_datetime(&local) {
+            LocalResult::Single(at) => Some(at.timestamp_millis()),
+            LocalResult::Ambiguous(first, _) => Some(first.timestamp_millis()),
+            LocalResult::None => self.gap_end(local),
+        }
+    }
+
+    /// The first instant whose local time is past `local`, a time the
+    /// clocks skipped: the instant they jumped.
+    fn gap_end(&self, local: NaiveDateTime) -> Option<i64> {
+        const TWO_DAYS_MS: i64 = 2 * 86_400_000;
+        // UTC offsets stay within ±26h, so local time is before `local` at
+        // `low` and past it at `high`.
+        let guess = local.and_utc().timestamp_millis();
+        let (mut low, mut high) = (guess - TWO_DAYS_MS, guess + TWO_DAYS_MS);
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if self.local(mid)? > local {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        Some(high)
+    }
+
     /// The first tick strictly after `after_ms` (unix ms).
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let from = self.at(after_ms)?;
-        self.cron
-            .find_next_occurrence(&from, false)
-            .ok()
-            .map(|tick| tick.timestamp_millis())
+        let mut cursor = self.local(after_ms)?;
+        // Ticks placed at or before `after_ms` (the second pass of a
+        // repeated hour, the rest of a gap) are passed over.
+        for _ in 0..MAX_PASSED_OVER {
+            let tick = self.cron.find_next_occurrence(&cursor, false).ok()?;
+            let at = self.instant(tick)?;
+            if at > after_ms {
+                return Some(at);
+            }
+            cursor = tick;
+        }
+        None
     }
 
     /// The last tick at or before `until_ms`.
     pub fn last_at_or_before(&self, until_ms: i64) -> Option<i64> {
-        let until = self.at(until_ms)?;
-        self.cron
-            .find_previous_occurrence(&until, true)
-            .ok()
-            .map(|tick| tick.timestamp_millis())
+        let mut cursor = self.local(until_ms)?;
+        let mut inclusive = true;
+        for _ in 0..MAX_PASSED_OVER {
+            let tick = self
+                .cron
+                .find_previous_occurrence(&cursor, inclusive)
+                .ok()?;
+            let at = self.instant(tick)?;
+            if at <= until_ms {
+                return Some(at);
+            }
+            cursor = tick;
+            inclusive = false;
+        }
+        None
     }
 
     /// Ticks `t` with `after_ms < t <= until_ms`, oldest first, at most
@@ -173,6 +253,65 @@ impl Schedule {
         }
         ticks.reverse();
         ticks
+    }
+}
+
+/// The most ticks one search passes over (a repeated hour of a
+/// per-second spec is 3,600).
+const MAX_PASSED_OVER: usize = 10_000;
+
+/// The spec a macro stands for, `None` when `spec` is no macro.
+fn expand_macro(spec: &str) -> Result<Option<String>, ScheduleError> {
+    let trimmed = spec.trim();
+    if !trimmed.starts_with('@') {
+        return Ok(None);
+    }
+    let refuse = |message: String| ScheduleError {
+        input: spec.to_string(),
+        position: spec.len() - spec.trim_start().len(),
+        length: trimmed.len(),
+        message,
+    };
+    let fixed = match trimmed.to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => "0 0 0 1 1 *",
+        "@monthly" => "0 0 0 1 * *",
+        "@weekly" => "0 0 0 * * SUN",
+        "@daily" | "@midnight" => "0 0 0 * * *",
+        "@hourly" => "0 0 * * * *",
+        other => {
+            let Some(every) = other.strip_prefix("@every") else {
+                return Err(refuse(format!(
+                    "unknown macro {trimmed:?}: use @yearly, @monthly, @weekly, @daily, @hourly or @every DURATION (e.g. @every 5m), or a cron spec"
+                )));
+            };
+            return every_spec(every.trim()).map(Some).map_err(refuse);
+        }
+    };
+    Ok(Some(fixed.to_string()))
+}
+
+/// The cron spec for `@every DURATION`, when the duration divides a
+/// minute, an hour or a day evenly (cron steps restart each minute, hour
+/// and day, so no other interval can be kept exactly).
+fn every_spec(text: &str) -> Result<String, String> {
+    let hint = "write a cron spec instead, e.g. \"*/5 * * * * *\" (every 5 seconds), \"0 */10 * * * *\" (every 10 minutes) or \"0 0 */6 * * *\" (every 6 hours)";
+    let duration = humantime::parse_duration(text)
+        .map_err(|err| format!("@every needs a duration such as 5s, 10m or 6h ({err})"))?;
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() != 0 || seconds == 0 {
+        return Err(format!(
+            "@every {text}: the interval must be a whole number of seconds, at least 1s; {hint}"
+        ));
+    }
+    let step = |n: u64, unit: u64| (n.is_multiple_of(unit)).then_some(n / unit);
+    match (step(seconds, 1), step(seconds, 60), step(seconds, 3600)) {
+        (Some(s), _, _) if s < 60 && 60 % s == 0 => Ok(format!("*/{s} * * * * *")),
+        (_, Some(m), _) if m < 60 && 60 % m == 0 => Ok(format!("0 */{m} * * * *")),
+        (_, _, Some(h)) if h < 24 && 24 % h == 0 => Ok(format!("0 0 */{h} * * *")),
+        _ if seconds == 86_400 => Ok("0 0 0 * * *".into()),
+        _ => Err(format!(
+            "@every {text} cannot be kept exactly by a cron schedule (only intervals that divide a minute, an hour or a day evenly can); {hint}"
+        )),
     }
 }
 
@@ -366,6 +505,95 @@ mod tests {
 
         let err = Schedule::parse("0 0 * *", "UTC").unwrap_err();
         assert!(err.message.contains("5 fields"), "{err}");
+    }
+
+    fn utc_ms(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    fn utc(ms: i64) -> String {
+        Utc.timestamp_millis_opt(ms).unwrap().to_rfc3339()
+    }
+
+    #[test]
+    fn a_spec_that_can_never_fire_is_refused() {
+        for never in ["0 0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 2,4,6,9,11 *"] {
+            let err = Schedule::parse(never, "UTC").unwrap_err();
+            assert!(err.message.contains("can never fire"), "{never}: {err}");
+        }
+        // Rare is not never: February 29th comes every four years.
+        assert!(Schedule::parse("0 0 0 29 2 *", "UTC").is_ok());
+    }
+
+    #[test]
+    fn macros_are_accepted_or_refused_with_what_to_write() {
+        let start = utc_ms("2026-11-22T10:20:30Z");
+        let next = |spec: &str| {
+            utc(Schedule::parse(spec, "UTC")
+                .unwrap()
+                .next_after(start)
+                .unwrap())
+        };
+        assert_eq!(next("@hourly"), "2026-11-22T11:00:00+00:00");
+        assert_eq!(next("@daily"), "2026-11-23T00:00:00+00:00");
+        assert_eq!(next("@midnight"), "2026-11-23T00:00:00+00:00");
+        assert_eq!(next("@weekly"), "2026-11-29T00:00:00+00:00");
+        assert_eq!(next("@monthly"), "2026-12-01T00:00:00+00:00");
+        assert_eq!(next("@yearly"), "2027-01-01T00:00:00+00:00");
+        assert_eq!(next("@annually"), "2027-01-01T00:00:00+00:00");
+        assert_eq!(next("@every 5s"), "2026-11-22T10:20:35+00:00");
+        assert_eq!(next("@every 15m"), "2026-11-22T10:30:00+00:00");
+        assert_eq!(next("@every 6h"), "2026-11-22T12:00:00+00:00");
+        for (bad, says) in [
+            ("@every 7s", "write a cron spec instead"),
+            ("@every 90m", "write a cron spec instead"),
+            ("@every soon", "duration"),
+            ("@fortnightly", "unknown macro"),
+        ] {
+            let err = Schedule::parse(bad, "UTC").unwrap_err();
+            assert!(err.message.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_tick_in_a_skipped_hour_fires_once_after_the_gap() {
+        // 2027-03-14: New York jumps from 02:00 EST to 03:00 EDT (07:00Z).
+        let before = utc_ms("2027-03-14T06:00:00Z"); // 01:00 EST
+        let after_gap = "2027-03-14T07:00:00+00:00"; // 03:00 EDT
+        for spec in ["0 30 2 14 3 *", "0 */15 2 14 3 *", "0 0,30 2,3 14 3 *"] {
+            let schedule = Schedule::parse(spec, "America/New_York").unwrap();
+            let first = schedule.next_after(before).unwrap();
+            assert_eq!(utc(first), after_gap, "{spec}");
+            let second = schedule.next_after(first).unwrap();
+            assert!(
+                second > first + 60_000,
+                "{spec}: fired twice: {}",
+                utc(second)
+            );
+            assert_eq!(schedule.last_at_or_before(first), Some(first), "{spec}");
+            let ticks = schedule.ticks_between(before, first + 1_000, 100);
+            assert_eq!(ticks, vec![first], "{spec}");
+        }
+        // An ordinary day keeps its ticks.
+        let daily = Schedule::parse("0 30 2 * * *", "America/New_York").unwrap();
+        assert_eq!(
+            utc(daily.next_after(utc_ms("2027-03-15T00:00:00Z")).unwrap()),
+            "2027-03-15T06:30:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_tick_in_a_repeated_hour_fires_once() {
+        // 2027-11-07: New York falls back from 02:00 EDT to 01:00 EST.
+        let schedule = Schedule::parse("0 30 1 * * *", "America/New_York").unwrap();
+        let start = utc_ms("2027-11-07T04:00:00Z"); // 00:00 EDT
+        let ticks = schedule.ticks_between(start, start + 6 * 3_600_000, 10);
+        assert_eq!(
+            ticks.iter().map(|t| utc(*t)).collect::<Vec<_>>(),
+            vec!["2027-11-07T05:30:00+00:00"]
+        );
     }
 
     #[test]
