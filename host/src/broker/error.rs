@@ -32,6 +32,20 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// Redis is at its memory limit (`maxmemory` with the `noeviction`
+    /// policy) and refuses writes that would take more memory. Transient:
+    /// writes succeed again once memory is freed.
+    #[error(
+        "Redis at {url} is out of memory and refuses writes: {source}; free memory (shorter result retention with --retention, a smaller --result-budget, fewer archived tasks) or raise its maxmemory"
+    )]
+    OutOfMemory {
+        /// The Redis URL, password hidden.
+        url: String,
+        /// Redis's reply.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// Redis answered with an error.
     #[error("Redis at {url} refused a command: {source}")]
     Redis {
@@ -123,6 +137,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when Redis refused a write because it is at its memory limit:
+    /// retrying once memory is freed may succeed.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::OutOfMemory { .. })
+    }
+
     /// True when the error is about reaching Redis rather than about the
     /// request: retrying later may succeed.
     pub fn is_unreachable(&self) -> bool {
@@ -146,6 +166,11 @@ impl Error {
                 url: url.to_string(),
                 source,
             }
+        } else if is_oom(&source) {
+            Error::OutOfMemory {
+                url: url.to_string(),
+                source,
+            }
         } else {
             Error::Redis {
                 url: url.to_string(),
@@ -153,6 +178,16 @@ impl Error {
             }
         }
     }
+}
+
+/// Whether Redis refused a command (or one of a pipeline's) for want of
+/// memory: `OOM command not allowed when used memory > 'maxmemory'`.
+fn is_oom(source: &redis::RedisError) -> bool {
+    source.code() == Some("OOM")
+        || source
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "OOM"))
 }
 
 fn duplicate_id_message(
