@@ -32,11 +32,15 @@
 //!
 //! `sandbox`: the cost of one task's sandbox (Store, instance, call), with
 //! fuel metering, epoch interruption and the pooling allocator on and off.
+//!
+//! `idle`: the commands per second that idle workers send Redis (`INFO
+//! commandstats` deltas), 10 worker processes × 50 empty queues by default.
 
 mod compare;
 mod cron;
 mod drain;
 mod hostile;
+mod idle;
 mod isolation;
 mod latency;
 mod sandbox;
@@ -65,6 +69,8 @@ enum Bench {
     Hostile(hostile::HostileArgs),
     /// Per-task sandbox cost with fuel, epochs and pooling on and off.
     Sandbox(sandbox::SandboxArgs),
+    /// Commands per second idle workers send Redis.
+    Idle(idle::IdleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Isolation(args) => isolation::run(&args).await?,
         Bench::Sandbox(args) => sandbox::run(&args).await?,
         Bench::Hostile(args) => hostile::run(&args).await?,
+        Bench::Idle(args) => idle::run(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,

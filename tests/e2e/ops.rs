@@ -7,7 +7,7 @@ use wasmq_testkit::{
 };
 
 use crate::dashboard::request;
-use crate::support::{Env, WASMQ, free_port, http, stderr, stdout, wait_for_http};
+use crate::support::{Env, WASMQ, free_port, http, stderr, stdout, wait_for_http, wait_until};
 
 fn json(output: &std::process::Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", stderr(output));
@@ -528,4 +528,216 @@ async fn metrics_label_only_declared_task_types() {
         "type labels in:\n{text}"
     );
     crate::dashboard::assert_security_headers("/metrics", &headers);
+}
+
+/// A Redis of `maxmemory` (with the `noeviction` policy) for the memory
+/// tests.
+async fn redis_limited_to(maxmemory: &str) -> Env {
+    Env::start_with(wasmq::dev::RedisOptions {
+        extra_args: vec![
+            ("maxmemory".into(), maxmemory.into()),
+            ("maxmemory-policy".into(), "noeviction".into()),
+        ],
+        ..Default::default()
+    })
+    .await
+}
+
+/// Redis's `used_memory`, bytes.
+async fn used_memory(env: &Env) -> u64 {
+    let mut conn = env.redis_connection().await;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO memory has used_memory")
+}
+
+/// Redis at its memory limit: the worker still runs and records every task
+/// it holds, `server ls` still lists it (its heartbeat is written anyway),
+/// and it says so once when Redis starts refusing writes and once when
+/// Redis accepts them again, instead of an error every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_memory_limit_workers_keep_their_tasks_and_stay_listed() {
+    let env = redis_limited_to("8mb").await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let tasks: Vec<NewTask> = (0..40)
+        .map(|n| NewTask::new("echo", format!(r#"{{"n":{n}}}"#)).unwrap())
+        .collect();
+    for outcome in env.client.enqueue_batch(tasks).await {
+        outcome.unwrap();
+    }
+    // Fill Redis up to its limit.
+    let mut conn = env.redis_connection().await;
+    let filler = "x".repeat(64 * 1024);
+    let mut fillers = 0;
+    loop {
+        let set: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("filler:{fillers}"))
+            .arg(&filler)
+            .query_async(&mut conn)
+            .await;
+        match set {
+            Ok(()) => fillers += 1,
+            Err(err) if err.code() == Some("OOM") => break,
+            Err(err) => panic!("filling Redis: {err}"),
+        }
+    }
+    let mut worker = env.worker(plugins.path(), &["--lease", "2s"]);
+    env.wait_for_workers(1).await;
+    let listed = json(&env.wasmq(&["server", "ls", "--json"]));
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "server ls lists the worker at the memory limit: {listed}"
+    );
+    worker
+        .wait_for_log("Redis is out of memory", Duration::from_secs(20))
+        .await;
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(60),
+        "every task to complete at the memory limit",
+        |c| c.completed == 40,
+    )
+    .await;
+    // Two more heartbeats at the limit: still listed, and not one more
+    // line about it.
+    let mut conn = env.redis_connection().await;
+    let score = || {
+        let mut conn = conn.clone();
+        async move {
+            let scores: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg("wasmq:{fleet}:servers")
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            scores.first().map(|(_, score)| *score)
+        }
+    };
+    let first = score().await;
+    for _ in 0..2 {
+        let before = score().await;
+        wait_until(
+            Duration::from_secs(20),
+            "a heartbeat at the limit",
+            || async { score().await != before },
+        )
+        .await;
+    }
+    assert_ne!(score().await, first);
+    env.wait_for_workers(1).await;
+
+    // Free the memory: the worker notices at its next heartbeat.
+    for n in 0..fillers {
+        let _: () = redis::cmd("DEL")
+            .arg(format!("filler:{n}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    worker
+        .wait_for_log("Redis accepts writes again", Duration::from_secs(20))
+        .await;
+    env.client
+        .enqueue(NewTask::new("echo", "{}").unwrap())
+        .await
+        .expect("Redis takes new tasks again");
+    env.wait_for_counts("default", Duration::from_secs(30), "the new task", |c| {
+        c.completed == 41
+    })
+    .await;
+    worker.terminate(Duration::from_secs(20)).await;
+    let log = worker.log();
+    assert_eq!(
+        log.matches("Redis is out of memory").count(),
+        1,
+        "said once per state change:\n{log}"
+    );
+    assert!(
+        !log.contains("a Redis command failed"),
+        "no error per failed command:\n{log}"
+    );
+}
+
+/// Completed tasks' results are held to the queue's byte budget: past it,
+/// the completed tasks that expire soonest are forgotten early, so results
+/// alone cannot push Redis past its memory limit; every task still runs and
+/// is counted, and a result larger than the whole budget is not stored (its
+/// task is kept as completed, with a note saying so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_results_are_held_to_the_queue_budget() {
+    let env = redis_limited_to("16mb").await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let budget: u64 = 512 * 1024;
+    let payload = format!(r#"{{"s":"{}"}}"#, "r".repeat(100_000));
+    let tasks: Vec<NewTask> = (0..100)
+        .map(|_| {
+            NewTask::new("echo", payload.clone())
+                .unwrap()
+                .retention(Duration::from_secs(3600))
+        })
+        .collect();
+    for outcome in env.client.enqueue_batch(tasks).await {
+        outcome.unwrap();
+    }
+    let mut worker = env.worker(plugins.path(), &["--result-budget", "512KiB"]);
+    wait_until(Duration::from_secs(60), "every task to run", || async {
+        let counts = env.counts("default").await;
+        counts.pending == 0 && counts.active == 0
+    })
+    .await;
+    let stats = env.broker().queue_stats("default").await.unwrap();
+    assert_eq!(stats.processed_today, 100, "every task ran and was counted");
+    let counts = stats.counts;
+    assert!(
+        counts.completed >= 1 && counts.completed <= 6,
+        "as many results as fit in the budget are kept: {counts:?}"
+    );
+    let mut conn = env.redis_connection().await;
+    let total: u64 = redis::cmd("HGET")
+        .arg("wasmq:{default}:result")
+        .arg(" bytes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(total <= budget, "{total} bytes of results stored");
+    assert!(
+        used_memory(&env).await < 16 << 20,
+        "Redis stayed within its limit"
+    );
+
+    let big = format!(r#"{{"s":"{}"}}"#, "b".repeat(600_000));
+    let id = env
+        .client
+        .enqueue(
+            NewTask::new("echo", big)
+                .unwrap()
+                .retention(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let info = env
+        .wait_for_state(
+            "default",
+            &id,
+            TaskState::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
+    let note = info.last_error.expect("a note on the dropped result");
+    assert!(
+        note.message.contains("larger than the result budget"),
+        "{}",
+        note.message
+    );
+    worker.terminate(Duration::from_secs(20)).await;
 }

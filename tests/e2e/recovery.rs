@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use wasmq::{NewTask, TaskState};
-use wasmq_testkit::{BURN_COMPONENT, PluginDir};
+use wasmq_testkit::{BURN_COMPONENT, ECHO_COMPONENT, PluginDir};
 
 use crate::support::{Env, wait_until};
 
@@ -155,4 +155,54 @@ async fn sigterm_puts_running_tasks_back_and_loses_nothing() {
             "task {id}"
         );
     }
+}
+
+/// A warning about a lost lease means the lease was lost: with no fault at
+/// all, many short tasks under short leases (renewed every 100 ms while
+/// completions land) all complete on their first attempt, and the worker
+/// never says a lease was lost. The renewal that Redis runs just after a
+/// task's completion finds it no longer leased; that is not a lost lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_racing_lease_renewals_are_not_reported_as_lost_leases() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let tasks: Vec<NewTask> = (0..3000)
+        .map(|n| NewTask::new("echo", format!(r#"{{"n":{n}}}"#)).unwrap())
+        .collect();
+    let ids: Vec<String> = env
+        .client
+        .enqueue_batch(tasks)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.unwrap().id)
+        .collect();
+    let mut worker = env.worker(plugins.path(), &["--concurrency", "32", "--lease", "300ms"]);
+    env.wait_for_counts(
+        "default",
+        Duration::from_secs(120),
+        "every task to complete",
+        |c| c.completed == ids.len() as u64,
+    )
+    .await;
+    worker.terminate(Duration::from_secs(20)).await;
+    let log = worker.log();
+    let false_alarms: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("lease lost") || line.contains("lease was lost"))
+        .collect();
+    for id in ids.iter().step_by(97) {
+        let info = env.task("default", id).await.unwrap();
+        assert_eq!(info.attempts, 1, "no fault, so one attempt each: {id}");
+    }
+    assert!(
+        false_alarms.is_empty(),
+        "{} lease-lost lines for tasks that completed on their first attempt, e.g.:\n{}",
+        false_alarms.len(),
+        false_alarms
+            .iter()
+            .take(5)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

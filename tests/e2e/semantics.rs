@@ -809,7 +809,11 @@ async fn batch_completions_record_only_the_tasks_their_caller_holds() {
         ..completions[0]
     });
     let recorded = broker
-        .complete_batch("default", &completions)
+        .complete_batch(
+            "default",
+            &completions,
+            wasmq::broker::DEFAULT_RESULT_BUDGET,
+        )
         .await
         .unwrap();
     let refused: Vec<usize> = recorded

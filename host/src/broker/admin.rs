@@ -84,6 +84,30 @@ pub struct QueueStats {
 }
 
 impl Broker {
+    /// What a worker's queue gauges show: the tasks by state, and how long
+    /// the oldest pending task has waited (ms). A few commands, unlike
+    /// [`Broker::queue_stats`], which also asks `MEMORY USAGE` of every key.
+    pub async fn queue_gauges(&self, queue: &str) -> Result<(QueueCounts, Option<i64>), Error> {
+        let counts = self.queue_counts(queue).await?;
+        if counts.pending == 0 {
+            return Ok((counts, None));
+        }
+        let keys = self.queue_keys(queue);
+        let mut pipe = redis::pipe();
+        pipe.cmd("LINDEX").arg(keys.pending()).arg(-1).cmd("TIME");
+        let (oldest, (seconds, micros)): (Option<String>, (i64, i64)) =
+            self.query_pipeline(&pipe).await?;
+        let now_ms = seconds * 1000 + micros / 1000;
+        let waited = match oldest {
+            Some(id) => self
+                .task_info(queue, &id)
+                .await?
+                .map(|info| now_ms - info.message.enqueued_at_ms),
+            None => None,
+        };
+        Ok((counts, waited))
+    }
+
     /// A queue's numbers.
     pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, Error> {
         keys::validate_queue_name(queue)?;

@@ -35,7 +35,7 @@ pub enum Error {
     /// Redis is at its `maxmemory` and refuses writes (the `noeviction`
     /// policy, which wasmq needs so that no task is evicted).
     #[error(
-        "Redis at {url} is out of memory: it is at its maxmemory and refuses writes (policy noeviction), so nothing was written; free memory (e.g. `wasmq task deleteall --queue Q --state completed`) or raise maxmemory"
+        "Redis at {url} is out of memory: it is at its maxmemory and refuses writes (policy noeviction), so nothing was written; free memory (e.g. `wasmq task deleteall --queue Q --state completed`, shorter result retention with --retention, a smaller --result-budget) or raise maxmemory"
     )]
     OutOfMemory {
         /// The URL, with any password hidden.
@@ -143,6 +143,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when Redis refused a write because it is at its memory limit:
+    /// retrying once memory is freed may succeed.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::OutOfMemory { .. })
+    }
+
     /// True when the error is about reaching Redis rather than about the
     /// request: retrying later may succeed.
     pub fn is_unreachable(&self) -> bool {
@@ -193,7 +199,7 @@ impl Error {
 fn refusal(url: &str, source: &redis::RedisError) -> Option<Error> {
     let text = source.to_string();
     let url = url.to_string();
-    if source.code() == Some("OOM") || text.contains("OOM command not allowed") {
+    if is_oom(source) || text.contains("OOM command not allowed") {
         return Some(Error::OutOfMemory { url });
     }
     if source.code() == Some("NOAUTH") || text.contains("NOAUTH") {
@@ -221,6 +227,16 @@ fn auth_message(url: &str, missing: bool) -> String {
             "Redis at {url} refused the password in the URL: it is wrong (or that user does not exist, or that Redis has no password set); check the server's requirepass or ACL users and fix --redis or WASMQ_REDIS_URL"
         )
     }
+}
+
+/// Whether Redis refused a command (or one of a pipeline's) for want of
+/// memory: `OOM command not allowed when used memory > 'maxmemory'`.
+fn is_oom(source: &redis::RedisError) -> bool {
+    source.code() == Some("OOM")
+        || source
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "OOM"))
 }
 
 fn duplicate_id_message(

@@ -21,9 +21,36 @@ pub const SERVERS: &str = "wasmq:{fleet}:servers";
 /// The SET of plugins that have statistics.
 pub const PLUGIN_STATS: &str = "wasmq:{fleet}:plugin-stats";
 
+/// How a heartbeat was written.
+#[derive(Debug)]
+pub enum Heartbeat {
+    /// As any write.
+    Written,
+    /// Redis refused the plain write (this error) because it is at its
+    /// memory limit; the heartbeat was written anyway.
+    OutOfMemory(Error),
+}
+
 /// The key of one worker's description.
 pub fn server_key(id: &str) -> String {
     format!("wasmq:{{fleet}}:server:{id}")
+}
+
+/// The STRING held (for `period`) by the worker whose turn it is to do
+/// upkeep `what` for a set of queues: named by the sorted queue names'
+/// digest and the period, so that workers serving other queues, or
+/// renewing leases at another pace, keep their own turns.
+pub fn upkeep_key(what: &str, queues: &[String], period: Duration) -> String {
+    use sha2::Digest;
+    let mut names: Vec<&str> = queues.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let digest = sha2::Sha256::digest(names.join("\n").as_bytes());
+    format!(
+        "wasmq:{{fleet}}:upkeep:{what}:{}:{}",
+        &hex::encode(digest)[..16],
+        millis(period)
+    )
 }
 
 /// The HASH of a plugin's run statistics.
@@ -33,7 +60,41 @@ pub fn plugin_stats_key(plugin: &str) -> String {
 
 impl Broker {
     /// Records a worker as alive for `ttl`, with its description (JSON).
+    ///
+    /// When Redis is at its memory limit the plain writes are refused:
+    /// the heartbeat is then written by `heartbeat.lua`, which may write
+    /// anyway (it takes no more memory than the heartbeat it replaces), and
+    /// the refusal is returned as [`Heartbeat::OutOfMemory`] so the caller
+    /// knows Redis refuses other writes.
     pub async fn heartbeat(
+        &self,
+        id: &str,
+        description: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Heartbeat, Error> {
+        match self.plain_heartbeat(id, description, ttl, now_ms).await {
+            Ok(()) => Ok(Heartbeat::Written),
+            Err(refused) if refused.is_out_of_memory() => {
+                let mut invocation = super::scripts::SCRIPTS.heartbeat.prepare_invoke();
+                invocation
+                    .key(SERVERS)
+                    .key(server_key(id))
+                    .arg(id)
+                    .arg(description)
+                    .arg(millis(ttl))
+                    .arg(now_ms);
+                invocation
+                    .invoke_async::<i64>(&mut self.conn())
+                    .await
+                    .map_err(|err| self.redis_error(err))?;
+                Ok(Heartbeat::OutOfMemory(refused))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn plain_heartbeat(
         &self,
         id: &str,
         description: &str,
@@ -55,6 +116,31 @@ impl Broker {
             .arg(now_ms)
             .ignore();
         self.query_pipeline(&pipe).await
+    }
+
+    /// Takes the turn of upkeep `what` (e.g. reclaiming expired leases) of
+    /// a set of queues for `period`, if no worker has it: true when this
+    /// worker does the work this period. Workers serving the same queues
+    /// share one upkeep between them, so an idle fleet's upkeep costs
+    /// Redis the same however many workers it has.
+    pub async fn take_upkeep_turn(
+        &self,
+        what: &str,
+        queues: &[String],
+        worker_id: &str,
+        period: Duration,
+    ) -> Result<bool, Error> {
+        let taken: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(upkeep_key(what, queues, period))
+                    .arg(worker_id)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(period).max(1)),
+            )
+            .await?;
+        Ok(taken.is_some())
     }
 
     /// Forgets a worker that stopped.

@@ -53,6 +53,11 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// How many due tasks one dequeue moves from scheduled and from retry.
 const FORWARD_BATCH: usize = 200;
 
+/// The default byte budget of a queue's stored results (the worker's
+/// `--result-budget`): past it, the completed tasks that expire soonest are
+/// forgotten early.
+pub const DEFAULT_RESULT_BUDGET: u64 = 16 << 20;
+
 /// How much one housekeeping call may drop per structure.
 const TRIM_BATCH: usize = 500;
 
@@ -89,7 +94,8 @@ pub struct LeasedTask {
 pub struct Dequeued {
     /// The tasks now leased to the caller.
     pub tasks: Vec<LeasedTask>,
-    /// The Redis server's clock when the call ran, unix ms.
+    /// The Redis server's clock when the call ran, unix ms (0 when the
+    /// queue was idle: nothing pending, scheduled or retried).
     pub server_now_ms: i64,
     /// When the queue's earliest scheduled or retry task falls due.
     pub next_due_ms: Option<i64>,
@@ -330,13 +336,20 @@ impl Broker {
     /// Records successful attempts of tasks of `queue`, in one script call.
     /// Returns, per completion in order, `Ok` or `Error::LeaseLost` when the
     /// worker no longer holds that task (it was left alone).
+    ///
+    /// The queue's stored results are held to `result_budget` bytes (0:
+    /// no budget): past it, the completed tasks that expire soonest are
+    /// forgotten early, and a result larger than the whole budget is not
+    /// stored (the task is kept as completed, with a note).
     pub async fn complete_batch(
         &self,
         queue: &str,
         completions: &[Completion<'_>],
+        result_budget: u64,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         let keys = self.queue_keys(queue);
         let mut invocation = invocation(&SCRIPTS.complete, &keys);
+        invocation.arg(result_budget);
         for completion in completions {
             invocation
                 .arg(completion.id)
@@ -353,7 +366,7 @@ impl Broker {
         ))
     }
 
-    /// Records a successful attempt.
+    /// Records a successful attempt, within the default result budget.
     pub async fn complete(
         &self,
         message: &TaskMessage,
@@ -367,7 +380,7 @@ impl Broker {
             unique_key: message.unique_key.as_deref(),
             result,
         };
-        self.complete_batch(&message.queue, &[completion])
+        self.complete_batch(&message.queue, &[completion], DEFAULT_RESULT_BUDGET)
             .await?
             .pop()
             .expect("one answer per completion")

@@ -37,6 +37,7 @@ pub struct Scripts {
     pub kv_set: Script,
     pub plugin_deploy: Script,
     pub plugin_switch: Script,
+    pub heartbeat: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -69,4 +70,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     kv_set: Script::new(include_str!("scripts/kv_set.lua")),
     plugin_deploy: Script::new(include_str!("scripts/plugin_deploy.lua")),
     plugin_switch: Script::new(include_str!("scripts/plugin_switch.lua")),
+    heartbeat: Script::new(include_str!("scripts/heartbeat.lua")),
 });

@@ -36,7 +36,9 @@ pub enum PluginCommand {
     /// A deployed plugin's history: every deploy, rollback and removal.
     History(NameArgs),
     /// Per plugin and task type: runs, failures by class (fuel, timeout,
-    /// memory, trap, handler error...), fuel and time percentiles.
+    /// memory, trap, handler error, lease-expired...), fuel and time
+    /// percentiles. Counts attempts that ended, as workers report them every
+    /// 5 s: a worker killed with SIGKILL loses its last 5 s of counts.
     Stats(StatsArgs),
 }
 
@@ -75,6 +77,16 @@ pub struct NameArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
 }
+
+/// What `wasmq plugin stats` counts, printed under its table.
+const COVERAGE: &str = "\
+RUNS counts attempts that ended on a worker (attempts, not tasks: a retried task runs more than
+once), as each worker adds its counts every 5 s and when it shuts down; a worker killed without
+shutting down (SIGKILL, a crash) takes its last 5 s of counts with it, and the attempts it was
+running are counted only when they run again. lease-expired: attempts stopped because their lease
+was lost (another worker took the task back); cancelled: stopped by `wasmq task cancel`, or put
+back by a worker's shutdown timeout.
+Completed tasks are counted exactly, per queue, by `wasmq stats`.";
 
 /// Arguments of `wasmq plugin stats`.
 #[derive(Debug, Args)]
@@ -154,6 +166,7 @@ pub async fn run(command: PluginCommand) -> Result<(), Failure> {
         println!("no plugin has run yet (workers report every 5 s)");
     } else {
         print!("{}", table.render());
+        println!("{COVERAGE}");
     }
     Ok(())
 }

@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// Archived tasks older than this are dropped.
     #[arg(long = "archive-max-age", default_value = "90days", value_parser = parse::duration, value_name = "DURATION")]
     pub archive_max_age: Duration,
+    /// The most bytes of completed tasks' results each queue keeps stored
+    /// (results are kept for their task's retention): past it, the
+    /// completed tasks that expire soonest are forgotten early, and a
+    /// result larger than the whole budget is not stored (its task is kept
+    /// as completed, with a note), so that results alone cannot fill Redis.
+    /// 0: no budget.
+    #[arg(long = "result-budget", default_value = "16MiB", value_parser = parse::bytes, value_name = "SIZE")]
+    pub result_budget: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Put a plugin on probation after this many attempts in a row ended at
@@ -163,6 +171,8 @@ impl ServeArgs {
             max_size: self.archive_max_size,
             max_age: self.archive_max_age,
         };
+        config.result_budget = self.result_budget;
+        config.queue_gauges = self.metrics_addr.is_some();
         if self.probation_lane == 0 {
             return Err(anyhow::anyhow!(
                 "--probation-lane must be at least 1 (to turn probation off, use --probation-strikes 0)"

@@ -70,17 +70,20 @@ pub struct Acks {
 
 impl Acks {
     /// Starts the acker; it runs until `stop`. Archivals trim the archive
-    /// to `archive`.
+    /// to `archive`; completions hold each queue's stored results to
+    /// `result_budget` bytes.
     pub fn start(
         broker: Broker,
         archive: ArchiveLimits,
+        result_budget: u64,
         stop: CancellationToken,
     ) -> (Acks, impl Future<Output = ()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (
-            Acks { sender },
-            acknowledge(broker, archive, receiver, stop),
-        )
+        let limits = Limits {
+            archive,
+            result_budget,
+        };
+        (Acks { sender }, acknowledge(broker, limits, receiver, stop))
     }
 
     /// Records a successful attempt; returns once Redis has it (or refused
@@ -168,9 +171,16 @@ impl Acks {
     }
 }
 
+/// What bounds the writes: the archive's caps, the results' budget.
+#[derive(Clone, Copy)]
+struct Limits {
+    archive: ArchiveLimits,
+    result_budget: u64,
+}
+
 async fn acknowledge(
     broker: Broker,
-    archive: ArchiveLimits,
+    limits: Limits,
     mut receiver: mpsc::UnboundedReceiver<Pending>,
     stop: CancellationToken,
 ) {
@@ -199,14 +209,14 @@ async fn acknowledge(
                 .take_while(|pending| &pending.queue == queue && pending.write.kind() == kind)
                 .count();
             let group: Vec<Pending> = batch.drain(..same).collect();
-            write_group(&broker, archive, group).await;
+            write_group(&broker, limits, group).await;
         }
     }
 }
 
 /// Writes a group of writes of one queue and one kind in one call, and
 /// answers each.
-async fn write_group(broker: &Broker, archive: ArchiveLimits, group: Vec<Pending>) {
+async fn write_group(broker: &Broker, limits: Limits, group: Vec<Pending>) {
     let queue = group[0].queue.as_str();
     let answers = match &group[0].write {
         Write::Complete { .. } => {
@@ -224,7 +234,9 @@ async fn write_group(broker: &Broker, archive: ArchiveLimits, group: Vec<Pending
                 }),
                 _ => None,
             });
-            broker.complete_batch(queue, &completions).await
+            broker
+                .complete_batch(queue, &completions, limits.result_budget)
+                .await
         }
         Write::Postpone { .. } => {
             let postponements: Vec<Postponement<'_>> =
@@ -261,7 +273,9 @@ async fn write_group(broker: &Broker, archive: ArchiveLimits, group: Vec<Pending
                 }),
                 _ => None,
             });
-            broker.archive_batch(queue, &archivals, archive).await
+            broker
+                .archive_batch(queue, &archivals, limits.archive)
+                .await
         }
     };
     answer(group, answers);

@@ -445,7 +445,13 @@ async fn attempt(
             let manifest = &plugin.manifest;
             let failure = outcome.result.as_ref().err().map(|failure| failure.kind);
             if failure != Some(FailureKind::WorkerBusy) {
-                record_measurements(shared, &task.message, &manifest.name, &outcome);
+                record_measurements(
+                    shared,
+                    &task.message,
+                    &manifest.name,
+                    &outcome,
+                    running.reason(),
+                );
             }
             if let Some(change) =
                 shared
@@ -550,11 +556,14 @@ async fn run_native(
 }
 
 /// Feeds an attempt's measurements to the metrics and plugin statistics.
+/// An attempt stopped because its lease was lost (`stopped`) counts as
+/// `lease-expired` in the statistics, not as `cancelled`.
 fn record_measurements(
     shared: &Shared,
     message: &crate::task::TaskMessage,
     plugin: &str,
     outcome: &Outcome,
+    stopped: Option<CancelReason>,
 ) {
     let task_type = message.task_type.as_str();
     let metrics = &shared.config.metrics;
@@ -578,7 +587,10 @@ fn record_measurements(
     shared.plugin_stats.record(
         plugin,
         task_type,
-        outcome.result.as_ref().err().map(|failure| failure.kind),
+        outcome.result.as_ref().err().map(|failure| match stopped {
+            Some(CancelReason::LeaseLost) => FailureKind::LeaseExpired,
+            _ => failure.kind,
+        }),
         outcome.fuel_used,
         outcome.total_time,
     );
@@ -725,6 +737,9 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<(), broker::Error>>,
 {
+    // Before the write is sent: a renewal that Redis runs after it must
+    // not be taken for a lost lease.
+    running.set_settling();
     let mut delay = Duration::from_millis(50);
     loop {
         match write().await {
@@ -733,15 +748,20 @@ where
                 return true;
             }
             Err(broker::Error::LeaseLost { queue, id }) => {
-                tracing::info!(
+                tracing::warn!(
                     queue,
                     id,
                     what,
-                    "not recorded: the lease was lost and another worker owns the task"
+                    "not recorded: the lease was lost and another worker owns the task (it expired and was taken back before this attempt's outcome was written)"
                 );
                 return false;
             }
-            Err(err) if err.is_unreachable() && Instant::now() + delay < running.lease_until() => {
+            // Redis out of reach, or at its memory limit: both pass, and
+            // the lease is still renewed meanwhile.
+            Err(err)
+                if (err.is_unreachable() || err.is_out_of_memory())
+                    && Instant::now() + delay < running.lease_until() =>
+            {
                 shared.outage.failed(&err);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));

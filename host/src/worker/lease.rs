@@ -43,6 +43,11 @@ pub struct RunningTask {
     /// Whether it is parked, waiting for the probation lane (or for its
     /// plugin's verdict, while the plugin is on trial).
     parked: AtomicBool,
+    /// Whether its attempt is over and its outcome is being written (or
+    /// was). Set before the write is sent, so a renewal that Redis runs
+    /// after the write (and finds the task no longer leased, because it
+    /// was settled) is never taken for a lost lease.
+    settling: AtomicBool,
 }
 
 impl RunningTask {
@@ -66,6 +71,16 @@ impl RunningTask {
     /// Marks the task as parked (see `parked`) or not.
     pub fn set_parked(&self, parked: bool) {
         self.parked.store(parked, Ordering::Relaxed);
+    }
+
+    /// Marks the attempt as over, its outcome about to be written (see
+    /// `settling`).
+    pub fn set_settling(&self) {
+        self.settling.store(true, Ordering::SeqCst);
+    }
+
+    fn is_settling(&self) -> bool {
+        self.settling.load(Ordering::SeqCst)
     }
 
     fn extended(&self, until: Instant) {
@@ -103,6 +118,7 @@ impl Running {
             reason: OnceLock::new(),
             lease_until: Mutex::new(Instant::now() + lease),
             parked: AtomicBool::new(false),
+            settling: AtomicBool::new(false),
         });
         self.lock()
             .insert((queue.to_string(), id.to_string()), task.clone());
@@ -171,6 +187,13 @@ impl Running {
 }
 
 /// Extends the leases of running tasks until `stop`.
+///
+/// A renewal is sent for a snapshot of the running tasks, and an attempt
+/// may end and its outcome be written meanwhile: Redis then runs the
+/// renewal after the settle script and finds the task no longer leased.
+/// Such a task is not stopped nor reported: its outcome's write says
+/// whether the lease still held (see `execute::record`). Only a task still
+/// running under the same lease, whose renewal was refused, lost its lease.
 pub async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
     let lease = shared.config.lease;
     let period = (lease / 3).max(Duration::from_millis(50));
@@ -184,18 +207,30 @@ pub async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
             match shared.broker.extend_leases(&queue, lease, &held).await {
                 Ok(lost) => {
                     shared.outage.recovered();
-                    for (id, _) in &held {
-                        if let Some(task) = shared.running.get(&queue, id) {
-                            if lost.contains(id) {
-                                tracing::warn!(
-                                    queue,
-                                    id,
-                                    "lease lost (it expired and the task was taken back): stopping this attempt"
-                                );
-                                task.stop(CancelReason::LeaseLost);
-                            } else {
-                                task.extended(asked_at + lease);
-                            }
+                    for (id, token) in &held {
+                        let Some(task) = shared.running.get(&queue, id) else {
+                            continue;
+                        };
+                        if task.token != *token {
+                            // A later attempt of the same task, leased
+                            // since the snapshot: not the one asked about.
+                            continue;
+                        }
+                        if !lost.contains(id) {
+                            task.extended(asked_at + lease);
+                        } else if task.is_settling() {
+                            tracing::debug!(
+                                queue,
+                                id,
+                                "lease not renewed: the attempt is over and its outcome is being written"
+                            );
+                        } else {
+                            tracing::warn!(
+                                queue,
+                                id,
+                                "lease lost (it expired and the task was taken back): stopping this attempt"
+                            );
+                            task.stop(CancelReason::LeaseLost);
                         }
                     }
                 }

@@ -74,7 +74,15 @@ pub struct WorkerConfig {
     pub backoff: Backoff,
     /// Caps on each queue's archive.
     pub archive: ArchiveLimits,
-    /// The longest an idle worker sleeps without a notification.
+    /// The most bytes of results each queue keeps stored (0: no budget):
+    /// past it, the completed tasks that expire soonest are forgotten
+    /// early, so that results alone cannot fill Redis.
+    pub result_budget: u64,
+    /// The longest an idle worker sleeps without a notification. Every
+    /// change an idle worker must act on (a task pending in an empty queue,
+    /// an earlier due time, tasks taken back, a queue resumed) is published,
+    /// and the listener looks again after every reconnection: this is a
+    /// safety net, and an idle worker's only cost per queue.
     pub idle_poll: Duration,
     /// This worker's name, the prefix of its lease tokens.
     pub worker_id: String,
@@ -84,6 +92,10 @@ pub struct WorkerConfig {
     pub sandbox_threads: usize,
     /// Where the worker records its metrics (served by `--metrics-addr`).
     pub metrics: Metrics,
+    /// Whether housekeeping refreshes the queue gauges of `metrics`
+    /// (tasks per state, latency) every 5 s, which costs a few commands per
+    /// queue: on when the metrics are served.
+    pub queue_gauges: bool,
     /// Task types handled by Rust code of the embedding program, next to
     /// (and before) the Wasm plugins.
     pub native: NativeHandlers,
@@ -103,10 +115,12 @@ impl WorkerConfig {
             shutdown_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             archive: ArchiveLimits::default(),
-            idle_poll: Duration::from_secs(1),
+            result_budget: broker::DEFAULT_RESULT_BUDGET,
+            idle_poll: Duration::from_secs(30),
             worker_id: default_worker_id(),
             sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             metrics: Metrics::default(),
+            queue_gauges: false,
             native: NativeHandlers::default(),
             probation: ProbationConfig::default(),
         }
@@ -189,8 +203,12 @@ pub async fn run(
     let lane = probation::start_lane(config.sandbox_threads).expect("the probation lane starts");
     let stop_fetching = CancellationToken::new();
     let stop_background = CancellationToken::new();
-    let (acks, acknowledging) =
-        acks::Acks::start(broker.clone(), config.archive, stop_background.clone());
+    let (acks, acknowledging) = acks::Acks::start(
+        broker.clone(),
+        config.archive,
+        config.result_budget,
+        stop_background.clone(),
+    );
     let shared = Arc::new(Shared {
         acks,
         broker: broker.clone(),

@@ -11,6 +11,12 @@
 --   now:       the server's clock, ms
 --   next due:  when the earliest scheduled or retry task falls due, ms, or -1
 --   paused:    1 if the queue is paused (then no task is leased), else 0
+--
+-- An idle queue (nothing pending, scheduled or retried) costs one command:
+-- it answers {0, -1, 0} at once (no time, no due task, not paused).
+if redis.call('EXISTS', PENDING, SCHEDULED, RETRY) == 0 then
+    return {0, -1, 0}
+end
 local now = now_ms()
 local limit, lease_ms, owner = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local forward_budget = tonumber(ARGV[4])

@@ -100,14 +100,45 @@ local function pin_hashtables(hashes)
     end
 end
 
--- Removes the records of tasks (not their places in lists or sets).
-local function forget_all(ids)
+-- Besides results by task id, RESULT holds the total size of the results
+-- stored (bytes) under this field, which the queue's result budget is
+-- checked against (complete.lua). Its name has a space, which no task id
+-- may have.
+local RESULT_BYTES = ' bytes'
+
+-- The total size of the results of `ids` (bytes).
+local function result_sizes(ids)
+    local total = 0
+    for _, id in ipairs(ids) do
+        total = total + redis.call('HSTRLEN', RESULT, id)
+    end
+    return total
+end
+
+-- Takes `freed` bytes off the results' total (never below 0).
+local function results_freed(freed)
+    if freed > 0 and redis.call('HINCRBY', RESULT, RESULT_BYTES, -freed) < 0 then
+        redis.call('HSET', RESULT, RESULT_BYTES, 0)
+    end
+end
+
+-- Removes the records of tasks (not their places in lists or sets), and
+-- takes their results off the results' total unless `without_results`
+-- (the caller knows they have none, or counts them itself). The sizes are
+-- read before and the total written after the deletions: at Redis's memory
+-- limit a script may write only once it has deleted something.
+local function forget_all(ids, without_results)
     if #ids == 0 then
         return
+    end
+    local freed = 0
+    if not without_results and redis.call('HEXISTS', RESULT, RESULT_BYTES) == 1 then
+        freed = result_sizes(ids)
     end
     for _, hash in ipairs({MSG, STATE, ATTEMPTS, OWNER, ERROR, RESULT}) do
         call_with('HDEL', hash, ids)
     end
+    results_freed(freed)
 end
 
 -- Removes a task's record (not its place in a list or set).

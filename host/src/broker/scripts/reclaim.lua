@@ -8,6 +8,9 @@
 -- ARGV[3] -> the archive's age cap, ms
 --
 -- Returns the ids taken back.
+if redis.call('EXISTS', ACTIVE) == 0 then
+    return {}
+end
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, id in ipairs(expired) do
