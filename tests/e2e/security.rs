@@ -111,6 +111,14 @@ const HOSTILE: &[Hostile] = &[
         message: "denied: enqueue: the quota of 3 follow-up tasks per attempt is used up",
     },
     Hostile {
+        plugin: "hostile-replicate",
+        component: HOSTILE_REPLICATE_COMPONENT,
+        task_type: "hostile:replicate",
+        flags: &["--max-descendants", "3"],
+        kind: FailureKind::CapabilityDenied,
+        message: "descendants, the cap of 3 (capabilities.enqueue.max_descendants",
+    },
+    Hostile {
         plugin: "hostile-initbomb",
         component: HOSTILE_INITBOMB_COMPONENT,
         task_type: "hostile:initbomb",
@@ -272,6 +280,7 @@ hostile_tests! {
     hostile_http_to_an_unlisted_host_is_denied => "hostile-http",
     hostile_enqueue_flood_is_stopped_at_its_quota => "hostile-fanout",
     hostile_plugin_too_big_to_instantiate_fails_its_task => "hostile-initbomb",
+    hostile_replication_is_stopped_at_its_trees_cap => "hostile-replicate",
 }
 
 /// The enqueue flood put exactly its quota of follow-ups on the queue.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::keys::validate_queue_name;
 use super::scripts::SCRIPTS;
 use super::{Broker, Error, TaskInfo, invocation, millis};
-use crate::task::{ConcurrencyLimit, TaskMessage, TaskState};
+use crate::task::{ConcurrencyLimit, Lineage, TaskMessage, TaskState};
 
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -62,6 +62,7 @@ pub struct NewTask {
     unique: Option<Duration>,
     reserve_id: Option<Duration>,
     limit: Option<ConcurrencyLimit>,
+    lineage: Option<Lineage>,
 }
 
 impl NewTask {
@@ -110,6 +111,7 @@ impl NewTask {
             unique: None,
             reserve_id: None,
             limit: None,
+            lineage: None,
         })
     }
 
@@ -186,6 +188,13 @@ impl NewTask {
         self
     }
 
+    /// Makes the task a follow-up with this ancestry (the worker sets it
+    /// for tasks a plugin enqueues).
+    pub fn lineage(mut self, lineage: Lineage) -> Self {
+        self.lineage = Some(lineage);
+        self
+    }
+
     /// Subjects the task to a fleet-wide concurrency limit.
     pub fn limit(mut self, limit: ConcurrencyLimit) -> Self {
         self.limit = Some(limit);
@@ -257,6 +266,7 @@ impl NewTask {
             unique_key,
             enqueued_at_ms: unix_ms(SystemTime::now()),
             limit: self.limit,
+            lineage: self.lineage,
         };
         // TaskMessage holds only strings, numbers and raw JSON.
         let encoded = serde_json::to_string(&message).expect("a TaskMessage always encodes");

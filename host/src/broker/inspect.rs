@@ -78,6 +78,7 @@ impl TaskInfo {
             "enqueued_at_ms": self.message.enqueued_at_ms,
             "unique_key": self.message.unique_key,
             "limit": self.message.limit,
+            "lineage": self.message.ancestry(),
             "last_error": self.last_error,
             "result": result,
         })
