@@ -177,7 +177,7 @@ impl Broker {
             for chunk in tasks.chunks(1000) {
                 let ids: Vec<&str> = chunk.iter().map(|task| task.id.as_str()).collect();
                 let found: Vec<Option<String>> = self
-                    .query(redis::cmd("HMGET").arg(keys.state()).arg(&ids))
+                    .query(redis::cmd("HMGET").arg(keys.state()).arg(ids))
                     .await?;
                 for (task, state) in chunk.iter().zip(found) {
                     let state = state.and_then(|s| s.parse::<TaskState>().ok());
@@ -232,7 +232,12 @@ mod tests {
     async fn reservations_count_release_and_stop() {
         let (_redis, broker) = broker().await;
         let root = TaskRef::new("q", "root");
-        let child = |n: u32| TaskRef::new(if n % 2 == 0 { "a" } else { "b" }, &format!("c{n}"));
+        let child = |n: u32| {
+            TaskRef::new(
+                if n.is_multiple_of(2) { "a" } else { "b" },
+                &format!("c{n}"),
+            )
+        };
         for n in 1..=3 {
             let got = broker
                 .reserve_descendant(&root, &child(n), n, 3)
