@@ -305,3 +305,80 @@ async fn the_enqueue_rate_holds_across_two_workers() {
         );
     }
 }
+
+/// On a Redis Cluster, the root's queue, its copies' queue and its tree's
+/// keys on three different masters: the cap still holds exactly, each
+/// script staying in its own slot, and `task tree` reads the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caps_hold_on_a_cluster_with_tree_and_queues_on_different_masters() {
+    use crate::support::cluster::RedisCluster;
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let master = |key: String| cluster.master_of(&key);
+    let (roots, copies) = ("roots", "copies");
+    let copies_master = master(format!("wasmq:{{{copies}}}:pending"));
+    let roots_master = master(format!("wasmq:{{{roots}}}:pending"));
+    let root = (0..500)
+        .map(|n| format!("root{n}"))
+        .find(|id| {
+            let tree = master(wasmq::broker::lineage::tree_info_key(&TaskRef::new(
+                roots, id,
+            )));
+            tree != copies_master && (tree != roots_master || roots_master == copies_master)
+        })
+        .expect("a root id whose tree lives on another master than its copies");
+
+    let plugins = PluginDir::with(&[HOSTILE_REPLICATE_COMPONENT]);
+    let mut command =
+        wasmq_testkit::WasmqProcess::command(std::path::Path::new(crate::support::WASMQ));
+    command
+        .arg("worker")
+        .args(["--redis", &url])
+        .arg("--plugins")
+        .arg(plugins.path())
+        .args(["--queues", "roots,copies", "--no-scheduler"])
+        .args(["--max-follow-up-depth", "3", "--max-descendants", "20"]);
+    let _worker = wasmq_testkit::WasmqProcess::spawn(command);
+
+    let client = wasmq::Client::connect(&url)
+        .await
+        .expect("the cluster answers");
+    client
+        .enqueue(
+            NewTask::new("hostile:replicate", r#"{"copies": 5, "queue": "copies"}"#)
+                .unwrap()
+                .queue(roots)
+                .id(root.clone())
+                .max_retry(0),
+        )
+        .await
+        .unwrap();
+    let broker = client.broker();
+    wait_until(Duration::from_secs(60), "the tree to settle", || async {
+        let (Ok(a), Ok(b)) = (
+            broker.queue_counts(roots).await,
+            broker.queue_counts(copies).await,
+        ) else {
+            return false;
+        };
+        a.unfinished() == 0
+            && a.completed + a.archived == 1
+            && b.unfinished() == 0
+            && b.completed + b.archived > 0
+    })
+    .await;
+    let counts = broker.queue_counts(copies).await.unwrap();
+    assert_eq!(counts.completed + counts.archived, 20, "{counts:?}");
+    let stored = broker.tree(&TaskRef::new(roots, &root)).await.unwrap();
+    assert_eq!(stored.descendants, 20);
+
+    let mut all: Vec<String> = ["task", "tree", &root, "--queue", roots, "--json"]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+    all.extend(["--redis".to_string(), url.clone()]);
+    let shown = json(&crate::support::wasmq(&all));
+    assert_eq!(shown["descendants"], 20, "{shown}");
+}
