@@ -125,6 +125,72 @@ pub struct TaskMessage {
     /// A fleet-wide cap on how many tasks sharing its key run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<ConcurrencyLimit>,
+    /// Where a follow-up task comes from; absent for a task a producer
+    /// enqueued, which is the root of its own tree at depth 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
+}
+
+impl TaskMessage {
+    /// The task's ancestry: its own, or that of a root (itself, depth 0).
+    pub fn ancestry(&self) -> Lineage {
+        self.lineage.clone().unwrap_or_else(|| Lineage {
+            root: TaskRef::new(&self.queue, &self.id),
+            parent: None,
+            depth: 0,
+        })
+    }
+}
+
+/// A task named by its queue and id (ids are unique within a queue).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// The queue.
+    pub queue: String,
+    /// The id within it.
+    pub id: String,
+}
+
+impl TaskRef {
+    /// `id` in `queue`.
+    pub fn new(queue: &str, id: &str) -> Self {
+        TaskRef {
+            queue: queue.to_string(),
+            id: id.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.queue, self.id)
+    }
+}
+
+/// The ancestry of a task in a tree of follow-ups: the task a producer
+/// enqueued at its root, the task that enqueued it, and how many
+/// generations lie between it and the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The task at the root of the tree.
+    pub root: TaskRef,
+    /// The task whose attempt enqueued this one (none for a root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<TaskRef>,
+    /// Generations below the root (0: the root itself).
+    pub depth: u32,
+}
+
+impl Lineage {
+    /// The ancestry of a follow-up that `parent` (with this ancestry)
+    /// enqueues.
+    pub fn child_of(&self, parent: TaskRef) -> Lineage {
+        Lineage {
+            root: self.root.clone(),
+            parent: Some(parent),
+            depth: self.depth.saturating_add(1),
+        }
+    }
 }
 
 /// A fleet-wide concurrency limit: at most `max_running` tasks holding the

@@ -22,6 +22,8 @@ mod deploy;
 mod native;
 // Untrusted plugins: the hostile suite, capabilities, refusals at load.
 mod security;
+// Trees of follow-ups: depth, descendant and rate caps; seeing and stopping a tree.
+mod lineage;
 // Runaway plugins fail their own tasks, never the worker.
 mod runaway;
 // Plugins that keep hitting their limits are moved to a background lane.

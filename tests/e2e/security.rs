@@ -125,6 +125,14 @@ const HOSTILE: &[Hostile] = &[
         refused_at_load: false,
     },
     Hostile {
+        plugin: "hostile-replicate",
+        component: HOSTILE_REPLICATE_COMPONENT,
+        task_type: "hostile:replicate",
+        flags: &["--max-descendants", "3"],
+        kind: FailureKind::CapabilityDenied,
+        message: "descendants, the cap of 3 (capabilities.enqueue.max_descendants",
+    },
+    Hostile {
         plugin: "hostile-initbomb",
         component: HOSTILE_INITBOMB_COMPONENT,
         task_type: "hostile:initbomb",
@@ -321,6 +329,7 @@ hostile_tests! {
     hostile_enqueue_flood_is_stopped_at_its_quota => "hostile-fanout",
     hostile_plugin_too_big_to_instantiate_is_refused_at_load => "hostile-initbomb",
     hostile_huge_failure_message_is_cut => "hostile-bigmessage",
+    hostile_replication_is_stopped_at_its_trees_cap => "hostile-replicate",
 }
 
 /// The enqueue flood put exactly its quota of follow-ups on the queue.

@@ -14,8 +14,8 @@ use super::keys::validate_queue_name;
 use super::scripts::SCRIPTS;
 use super::{Broker, Error, TaskInfo, invocation, millis};
 use crate::task::{
-    ConcurrencyLimit, MAX_JSON_DEPTH, TaskMessage, TaskState, WhenBusy, check_duration, check_time,
-    json_depth,
+    ConcurrencyLimit, Lineage, MAX_JSON_DEPTH, TaskMessage, TaskState, WhenBusy, check_duration,
+    check_time, json_depth,
 };
 
 /// The queue a task goes to when none is named.
@@ -65,6 +65,7 @@ pub struct NewTask {
     unique: Option<Duration>,
     reserve_id: Option<Duration>,
     limit: Option<ConcurrencyLimit>,
+    lineage: Option<Lineage>,
 }
 
 impl NewTask {
@@ -109,6 +110,7 @@ impl NewTask {
             unique: None,
             reserve_id: None,
             limit: None,
+            lineage: None,
         })
     }
 
@@ -182,6 +184,13 @@ impl NewTask {
     /// scheduler claims each tick this way).
     pub fn reserve_id(mut self, ttl: Duration) -> Self {
         self.reserve_id = Some(ttl);
+        self
+    }
+
+    /// Makes the task a follow-up with this ancestry (the worker sets it
+    /// for tasks a plugin enqueues).
+    pub fn lineage(mut self, lineage: Lineage) -> Self {
+        self.lineage = Some(lineage);
         self
     }
 
@@ -300,6 +309,7 @@ impl NewTask {
             unique_key,
             enqueued_at_ms: unix_ms(SystemTime::now()),
             limit: self.limit,
+            lineage: self.lineage,
         };
         // TaskMessage holds only strings, numbers and raw JSON.
         let encoded = serde_json::to_string(&message).expect("a TaskMessage always encodes");

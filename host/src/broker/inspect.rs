@@ -91,6 +91,7 @@ impl TaskInfo {
             "enqueued_at_ms": self.message.enqueued_at_ms,
             "unique_key": self.message.unique_key,
             "limit": self.message.limit,
+            "lineage": self.message.ancestry(),
             "last_error": self.last_error,
             "result": result,
         })

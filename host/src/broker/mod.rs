@@ -25,6 +25,7 @@ mod inspect;
 pub mod keys;
 pub mod kv;
 pub mod limits;
+pub mod lineage;
 mod notify;
 pub mod registry;
 mod scripts;

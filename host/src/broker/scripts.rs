@@ -3,7 +3,7 @@
 //! Each script lives in `scripts/<name>.lua` with a header listing its KEYS
 //! and ARGV. `scripts/prelude.lua` is prepended to every script that works
 //! on a queue: it binds the queue's keys to names and holds the helpers they
-//! share. The slot and cron scripts work on keys of their own.
+//! share. The slot, cron, tree and rate scripts work on keys of their own.
 
 use std::sync::LazyLock;
 
@@ -38,6 +38,10 @@ pub struct Scripts {
     pub plugin_deploy: Script,
     pub plugin_switch: Script,
     pub heartbeat: Script,
+    pub lineage_reserve: Script,
+    pub lineage_release: Script,
+    pub lineage_stop: Script,
+    pub rate_take: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -71,4 +75,8 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     plugin_deploy: Script::new(include_str!("scripts/plugin_deploy.lua")),
     plugin_switch: Script::new(include_str!("scripts/plugin_switch.lua")),
     heartbeat: Script::new(include_str!("scripts/heartbeat.lua")),
+    lineage_reserve: Script::new(include_str!("scripts/lineage_reserve.lua")),
+    lineage_release: Script::new(include_str!("scripts/lineage_release.lua")),
+    lineage_stop: Script::new(include_str!("scripts/lineage_stop.lua")),
+    rate_take: Script::new(include_str!("scripts/rate_take.lua")),
 });

@@ -1,9 +1,14 @@
-//! `wasmq task`: show and delete single tasks.
+//! `wasmq task`: show and delete single tasks; see and stop trees of
+//! follow-up tasks.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+
 use wasmq::TaskState;
+use wasmq::broker::lineage::Tree;
 use wasmq::broker::{ArchiveLimits, Broker, BulkAction, TaskInfo};
+use wasmq::task::TaskRef;
 
 use super::RedisArgs;
 use super::parse::Failure;
@@ -34,6 +39,14 @@ pub enum TaskCommand {
     /// its instance at once; the task is archived with a `cancelled` error
     /// (and its unique lock released).
     Cancel(DeleteArgs),
+    /// Show the tree of follow-up tasks a task belongs to: its root, the
+    /// depth reached, and its descendants by state and by depth.
+    Tree(ShowArgs),
+    /// Stop the tree of follow-up tasks a task belongs to, in one step: no
+    /// further follow-up of its root is accepted (enqueues fail as
+    /// `denied`), and its root and descendants that have not finished are
+    /// cancelled (running ones stopped at once; all archived as cancelled).
+    StopTree(ShowArgs),
 }
 
 /// Arguments of `wasmq task ls`.
@@ -107,6 +120,8 @@ pub async fn run(command: TaskCommand) -> Result<(), Failure> {
         TaskCommand::Run(args) => act(args, BulkAction::Run).await,
         TaskCommand::Archive(args) => act(args, BulkAction::Archive).await,
         TaskCommand::Cancel(args) => cancel(args).await,
+        TaskCommand::Tree(args) => tree(args).await,
+        TaskCommand::StopTree(args) => stop_tree(args).await,
         TaskCommand::Deleteall(args) => act_all(args, BulkAction::Delete).await,
         TaskCommand::Archiveall(args) => act_all(args, BulkAction::Archive).await,
         TaskCommand::Runall(args) => act_all(args, BulkAction::Run).await,
@@ -237,6 +252,169 @@ async fn cancel(args: DeleteArgs) -> Result<(), Failure> {
     }
 }
 
+/// The root, then the descendants of a tree, with the state of each.
+async fn tree_states(
+    broker: &Broker,
+    tree: &Tree,
+) -> Result<Vec<(TaskRef, u32, Option<TaskState>)>, Failure> {
+    let mut tasks = vec![(tree.root.clone(), 0)];
+    tasks.extend(tree.members.iter().cloned());
+    let refs: Vec<TaskRef> = tasks.iter().map(|(task, _)| task.clone()).collect();
+    let states = broker
+        .task_states(&refs)
+        .await
+        .with_context(|| format!("reading the states of the tree of {}", tree.root))?;
+    Ok(tasks
+        .into_iter()
+        .map(|(task, depth)| {
+            let state = states.get(&task).copied().flatten();
+            (task, depth, state)
+        })
+        .collect())
+}
+
+fn state_name(state: Option<TaskState>) -> &'static str {
+    state.map_or("gone", TaskState::as_str)
+}
+
+async fn tree(args: ShowArgs) -> Result<(), Failure> {
+    let broker = Broker::connect(&args.redis.url).await?;
+    let info = find(&broker, &args.id, args.queue.as_deref()).await?;
+    let ancestry = info.message.ancestry();
+    let tree = broker
+        .tree(&ancestry.root)
+        .await
+        .with_context(|| format!("reading the tree of {}", ancestry.root))?;
+    let tasks = tree_states(&broker, &tree).await?;
+    let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_depth: BTreeMap<u32, u64> = BTreeMap::new();
+    for (_, depth, state) in &tasks[1..] {
+        *by_state.entry(state_name(*state)).or_default() += 1;
+        *by_depth.entry(*depth).or_default() += 1;
+    }
+    let root_state = state_name(tasks[0].2);
+    if args.json {
+        let json = serde_json::json!({
+            "root": tree.root,
+            "root_state": root_state,
+            "task": {"queue": info.message.queue, "id": info.message.id, "depth": ancestry.depth},
+            "descendants": tree.descendants,
+            "depth": tree.depth,
+            "stopped_at_ms": tree.stopped_at_ms,
+            "by_state": by_state,
+            "by_depth": by_depth.iter().map(|(depth, n)| (depth.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+        });
+        println!("{json}");
+        return Ok(());
+    }
+    let list = |counts: Vec<String>| {
+        if counts.is_empty() {
+            "-".to_string()
+        } else {
+            counts.join(", ")
+        }
+    };
+    println!("tree of root task {} ({root_state})", tree.root);
+    if let Some(at) = tree.stopped_at_ms {
+        println!(
+            "  stopped:     at {}; no further follow-up is accepted",
+            time(at)
+        );
+    }
+    println!(
+        "  descendants: {} (depth reached {})",
+        tree.descendants, tree.depth
+    );
+    println!(
+        "  by state:    {}",
+        list(
+            by_state
+                .iter()
+                .map(|(state, n)| format!("{state} {n}"))
+                .collect()
+        )
+    );
+    println!(
+        "  by depth:    {}",
+        list(
+            by_depth
+                .iter()
+                .map(|(depth, n)| format!("{depth}: {n}"))
+                .collect()
+        )
+    );
+    Ok(())
+}
+
+async fn stop_tree(args: ShowArgs) -> Result<(), Failure> {
+    let broker = Broker::connect(&args.redis.url).await?;
+    let info = find(&broker, &args.id, args.queue.as_deref()).await?;
+    let root = info.message.ancestry().root;
+    let stopped_at = broker
+        .stop_tree(&root)
+        .await
+        .with_context(|| format!("stopping the tree of {root}"))?;
+    // Stopped first: from here on no descendant is added, so this listing
+    // is complete (one whose enqueue was under way is cancelled by the
+    // worker that fetches it).
+    let tree = broker
+        .tree(&root)
+        .await
+        .with_context(|| format!("reading the tree of {root}"))?;
+    let tasks = tree_states(&broker, &tree).await?;
+    let mut cancelled: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut finished = 0u64;
+    for (task, _, state) in &tasks {
+        if matches!(
+            state,
+            None | Some(TaskState::Archived) | Some(TaskState::Completed)
+        ) {
+            finished += 1;
+            continue;
+        }
+        match broker
+            .cancel(&task.queue, &task.id, ArchiveLimits::default())
+            .await
+        {
+            Ok(Some(state)) => *cancelled.entry(state.as_str()).or_default() += 1,
+            Ok(None) | Err(wasmq::broker::Error::TaskFinished { .. }) => finished += 1,
+            Err(err) => {
+                return Err(anyhow::Error::new(err)
+                    .context(format!("cancelling task {task} of the tree of {root}"))
+                    .into());
+            }
+        }
+    }
+    let total: u64 = cancelled.values().sum();
+    let detail: Vec<String> = cancelled
+        .iter()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    if args.json {
+        let json = serde_json::json!({
+            "root": root,
+            "stopped_at_ms": stopped_at,
+            "cancelled": cancelled,
+            "finished": finished,
+        });
+        println!("{json}");
+        return Ok(());
+    }
+    println!(
+        "stopped the tree of root task {root} at {}: no further follow-up of it is accepted",
+        time(stopped_at)
+    );
+    println!(
+        "cancelled {total} task(s){}; {finished} had already finished",
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", detail.join(", "))
+        }
+    );
+    Ok(())
+}
+
 async fn find(broker: &Broker, id: &str, queue: Option<&str>) -> Result<TaskInfo, Failure> {
     let found = broker
         .find_task(id, queue)
@@ -293,6 +471,15 @@ fn to_text(info: &TaskInfo) -> String {
         info.attempts, message.max_retry
     );
     let _ = writeln!(out, "  enqueued:   {}", time(message.enqueued_at_ms));
+    let ancestry = message.ancestry();
+    let _ = match &ancestry.parent {
+        Some(parent) => writeln!(
+            out,
+            "  lineage:    root {}, depth {}, parent {parent}",
+            ancestry.root, ancestry.depth
+        ),
+        None => writeln!(out, "  lineage:    a root (depth 0)"),
+    };
     if let Some(timeout) = message.timeout_ms {
         let _ = writeln!(
             out,

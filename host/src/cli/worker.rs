@@ -9,8 +9,10 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use wasmq::broker::{ArchiveLimits, Broker};
 use wasmq::plugins::{PluginSet, Plugins};
-use wasmq::sandbox::{Sandbox, SandboxConfig};
-use wasmq::worker::{self, Backoff, ProbationConfig, QueueSelection, WorkerConfig};
+use wasmq::sandbox::{Rate, Sandbox, SandboxConfig};
+use wasmq::worker::{
+    self, Backoff, FollowUpCeilings, ProbationConfig, QueueSelection, WorkerConfig,
+};
 
 use super::cron::SchedulingArgs;
 use super::parse::{self, Failure};
@@ -140,6 +142,23 @@ pub struct ServeArgs {
     /// cap); a component declaring more is refused at load.
     #[arg(long = "max-component-tables", default_value_t = SandboxConfig::default().max_tables_per_component, value_name = "N")]
     pub max_component_tables: u32,
+    /// The deepest generation of follow-up tasks below the task a producer
+    /// enqueued: an enqueue deeper is refused and its attempt fails as
+    /// `denied`. A manifest's `capabilities.enqueue.max_depth` can only
+    /// lower it.
+    #[arg(long = "max-follow-up-depth", default_value_t = FollowUpCeilings::default().max_depth, value_name = "N")]
+    pub max_follow_up_depth: u32,
+    /// Follow-ups one root task may have in all, across generations,
+    /// queues and workers (counted in Redis); past it, enqueues are refused
+    /// as `denied`. A manifest's `max_descendants` can only lower it.
+    #[arg(long = "max-descendants", default_value_t = FollowUpCeilings::default().max_descendants, value_name = "N")]
+    pub max_descendants: u64,
+    /// Follow-ups one plugin may enqueue, fleet-wide (a token bucket in
+    /// Redis, on its clock): COUNT per period, such as 1000/s or 50/min.
+    /// Past it, enqueues are refused as `denied`. A manifest's `rate` can
+    /// only lower it.
+    #[arg(long = "max-enqueue-rate", default_value = "1000/s", value_parser = Rate::parse, value_name = "COUNT/PERIOD")]
+    pub max_enqueue_rate: Rate,
     /// Do not run a cron scheduler replica in this worker.
     #[arg(long = "no-scheduler")]
     pub no_scheduler: bool,
@@ -184,6 +203,17 @@ impl ServeArgs {
             lane_capacity: self.probation_lane,
             park_capacity: self.probation_park,
             postpone: self.probation_postpone,
+        };
+        if self.max_follow_up_depth == 0 || self.max_descendants == 0 {
+            return Err(anyhow::anyhow!(
+                "--max-follow-up-depth and --max-descendants must be at least 1 (to forbid follow-ups, grant no plugin `enqueue`)"
+            )
+            .into());
+        }
+        config.follow_ups = FollowUpCeilings {
+            max_depth: self.max_follow_up_depth,
+            max_descendants: self.max_descendants,
+            rate: self.max_enqueue_rate,
         };
         Ok(config)
     }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use wasmparser::{Parser, Payload};
 
 use super::PluginError;
-use crate::sandbox::{EnqueueGrant, Grants, HostPattern, HttpGrant, KvGrant, Limits};
+use crate::sandbox::{EnqueueGrant, Grants, HostPattern, HttpGrant, KvGrant, Limits, Rate};
 
 /// The custom section that holds the manifest.
 pub const SECTION: &str = "wasmq-manifest";
@@ -123,6 +123,19 @@ pub struct EnqueueSpec {
     /// Queues it may enqueue on (empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<String>,
+    /// The deepest generation below the root task a follow-up may be
+    /// (default: the worker's `--max-follow-up-depth`, which it cannot raise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<u32>,
+    /// Follow-ups one root task may have across all generations and
+    /// workers (default: the worker's `--max-descendants`, which it cannot
+    /// raise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_descendants: Option<u64>,
+    /// Follow-ups the plugin may enqueue fleet-wide, such as `100/s`
+    /// (default: the worker's `--max-enqueue-rate`, which it cannot raise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
 }
 
 /// The `kv` capability.
@@ -352,10 +365,25 @@ impl Manifest {
                             .into(),
                     ));
                 }
+                if spec.max_depth == Some(0) || spec.max_descendants == Some(0) {
+                    return Err(refuse(
+                        "capabilities.enqueue needs max_depth and max_descendants above zero: drop the capability to enqueue nothing"
+                            .into(),
+                    ));
+                }
+                let rate = spec
+                    .rate
+                    .as_deref()
+                    .map(Rate::parse)
+                    .transpose()
+                    .map_err(|err| refuse(format!("capabilities.enqueue.rate: {err}")))?;
                 Some(EnqueueGrant {
                     max_per_task,
                     task_types: spec.task_types.clone(),
                     queues: spec.queues.clone(),
+                    max_depth: spec.max_depth,
+                    max_descendants: spec.max_descendants,
+                    rate,
                 })
             }
         };
@@ -534,7 +562,8 @@ mod tests {
         let all = parse(
             "[capabilities]\nclocks = true\nenv = [\"REGION\", \"HOME\"]\nsecrets = [\"TOKEN\"]\n\
              [capabilities.http]\nallow = [\"api.example.com\", \"127.0.0.1:8080\"]\n\
-             [capabilities.enqueue]\nmax_per_task = 3\n[capabilities.kv]\nmax_keys = 5\n",
+             [capabilities.enqueue]\nmax_per_task = 3\nmax_depth = 2\nmax_descendants = 50\nrate = \"10/s\"\n\
+             [capabilities.kv]\nmax_keys = 5\n",
         )
         .grants(lookup)
         .unwrap();
@@ -549,7 +578,11 @@ mod tests {
         let http = all.http.unwrap();
         assert_eq!(http.allow.len(), 2);
         assert_eq!(http.max_response_bytes, 1024 * 1024);
-        assert_eq!(all.enqueue.unwrap().max_per_task, 3);
+        let enqueue = all.enqueue.unwrap();
+        assert_eq!(enqueue.max_per_task, 3);
+        assert_eq!(enqueue.max_depth, Some(2));
+        assert_eq!(enqueue.max_descendants, Some(50));
+        assert_eq!(enqueue.rate, Some(Rate::parse("10/s").unwrap()));
         assert_eq!(all.kv.unwrap().max_keys, 5);
 
         for (text, needle) in [
@@ -561,6 +594,14 @@ mod tests {
             (
                 "[capabilities.enqueue]\nmax_per_task = 0",
                 "max_per_task is 0",
+            ),
+            (
+                "[capabilities.enqueue]\nmax_depth = 0",
+                "max_depth and max_descendants above zero",
+            ),
+            (
+                "[capabilities.enqueue]\nrate = \"fast\"",
+                "capabilities.enqueue.rate",
             ),
             ("[capabilities]\nenv = [\"A-B\"]", "letters, digits"),
         ] {

@@ -109,6 +109,98 @@ pub struct EnqueueGrant {
     pub task_types: Vec<String>,
     /// Queues it may enqueue on (empty: any).
     pub queues: Vec<String>,
+    /// The deepest generation below its root a follow-up may be (none:
+    /// the worker's ceiling; the manifest can only lower it).
+    pub max_depth: Option<u32>,
+    /// Follow-ups one root may have across all generations and workers
+    /// (none: the worker's ceiling; the manifest can only lower it).
+    pub max_descendants: Option<u64>,
+    /// Follow-ups the plugin may enqueue fleet-wide per period (none: the
+    /// worker's ceiling; the manifest can only lower it).
+    pub rate: Option<Rate>,
+}
+
+/// A rate: `count` events per `per`, written `100/s`, `5/min` or `20/10s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed per period (also the largest burst).
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `<count>/<period>`: the period is a unit (`s`, `min`, `h`) or
+    /// a duration (`10s`, `500ms`).
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let bad = |why: &str| {
+            format!(
+                "{text:?} is not a rate ({why}): write a count per period, such as 100/s, 5/min or 20/10s"
+            )
+        };
+        let (count, per) = text.trim().split_once('/').ok_or_else(|| bad("no `/`"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| bad("the count is not a whole number"))?;
+        let per = per.trim();
+        let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
+            humantime::parse_duration(per)
+        } else {
+            humantime::parse_duration(&format!("1{per}"))
+        }
+        .map_err(|_| bad("the period is not a duration"))?;
+        if count == 0 || per.is_zero() || per > Duration::from_secs(86_400) {
+            return Err(bad(
+                "it needs a count above zero and a period from 1ms to 24h",
+            ));
+        }
+        Ok(Rate { count, per })
+    }
+
+    /// Events per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.count) / self.per.as_secs_f64()
+    }
+
+    /// The lower of two rates.
+    pub fn min(self, other: Rate) -> Rate {
+        if other.per_second() < self.per_second() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.per.as_millis() {
+            1000 => write!(f, "{}/s", self.count),
+            60_000 => write!(f, "{}/min", self.count),
+            3_600_000 => write!(f, "{}/h", self.count),
+            _ => write!(f, "{}/{}", self.count, humantime::format_duration(self.per)),
+        }
+    }
+}
+
+/// Why the host did not enqueue a follow-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueError {
+    /// A cap on follow-ups refused it (depth, descendants, rate, a stopped
+    /// tree): the attempt fails as `denied`.
+    Denied(String),
+    /// The task was not accepted (a taken id, a bad payload, Redis away):
+    /// the plugin is told and may go on.
+    Failed(String),
+}
+
+impl std::fmt::Display for EnqueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnqueueError::Denied(message) | EnqueueError::Failed(message) => f.write_str(message),
+        }
+    }
 }
 
 /// A key-value store of the plugin's own.
@@ -164,7 +256,7 @@ pub trait Services: Send + Sync {
         max_keys: u64,
     ) -> BoxFuture<'static, Result<i64, String>>;
     /// Enqueues a follow-up task; returns its id.
-    fn enqueue(&self, task: FollowUpRequest) -> BoxFuture<'static, Result<String, String>>;
+    fn enqueue(&self, task: FollowUpRequest) -> BoxFuture<'static, Result<String, EnqueueError>>;
 }
 
 /// No services: every call fails. For sandboxes run without Redis.
@@ -195,8 +287,12 @@ impl Services for NoServices {
     ) -> BoxFuture<'static, Result<i64, String>> {
         Box::pin(async { Err("no key-value store is available here".to_string()) })
     }
-    fn enqueue(&self, _: FollowUpRequest) -> BoxFuture<'static, Result<String, String>> {
-        Box::pin(async { Err("no queue is available here".to_string()) })
+    fn enqueue(&self, _: FollowUpRequest) -> BoxFuture<'static, Result<String, EnqueueError>> {
+        Box::pin(async {
+            Err(EnqueueError::Failed(
+                "no queue is available here".to_string(),
+            ))
+        })
     }
 }
 
@@ -220,6 +316,23 @@ mod tests {
         assert!(!wild.matches("aexample.com", 443));
         for bad in ["http://x.com", "x.com/path", "", "x.com:port", "sp ace"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rates_parse_print_and_compare() {
+        let per_second = Rate::parse("100/s").unwrap();
+        assert_eq!(per_second.count, 100);
+        assert_eq!(per_second.per, Duration::from_secs(1));
+        assert_eq!(per_second.to_string(), "100/s");
+        assert_eq!(Rate::parse("5/min").unwrap().to_string(), "5/min");
+        let ten = Rate::parse("20/10s").unwrap();
+        assert_eq!(ten.per, Duration::from_secs(10));
+        assert_eq!(ten.to_string(), "20/10s");
+        assert_eq!(per_second.min(ten), ten);
+        assert_eq!(ten.min(per_second), ten);
+        for bad in ["", "100", "0/s", "x/s", "10/parsec", "1/0s", "5/2d"] {
+            assert!(Rate::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -22,7 +22,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::wasmq::plugin::{enqueue, kv, log};
-use super::grants::{FollowUpRequest, Grants, HttpGrant, Services};
+use super::grants::{EnqueueError, FollowUpRequest, Grants, HttpGrant, Services};
 use super::limits::{self, Limits, MAX_NAME_BYTES};
 
 /// Bytes of stdout and of stderr kept from one attempt (for panic messages
@@ -450,16 +450,26 @@ impl enqueue::Host for HostState {
             Err(_) => return Ok(Err("enqueue: the payload is not UTF-8 JSON text".into())),
         };
         self.enqueued += 1;
-        Ok(self
-            .services
-            .enqueue(FollowUpRequest {
-                task_type: task.task_type,
-                payload,
-                queue,
-                delay: task.delay_ms.map(Duration::from_millis),
-                id: task.id,
-            })
-            .await)
+        let request = FollowUpRequest {
+            task_type: task.task_type,
+            payload,
+            queue,
+            delay: task.delay_ms.map(Duration::from_millis),
+            id: task.id,
+        };
+        match self.services.enqueue(request).await {
+            Ok(id) => Ok(Ok(id)),
+            Err(EnqueueError::Failed(message)) => Ok(Err(message)),
+            // Past a cap on follow-ups the attempt ends here, failing as
+            // `denied`: a plugin that ignored the refusal would go on
+            // trying (and succeed, so that nothing noticed).
+            Err(EnqueueError::Denied(message)) => {
+                self.refuse(format!("enqueue: {message}"));
+                Err(wasmtime::Error::msg(
+                    "the host ended the attempt at a refused follow-up",
+                ))
+            }
+        }
     }
 }
 

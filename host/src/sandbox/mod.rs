@@ -50,7 +50,8 @@ use wasmtime::{
 
 pub use cache::ComponentCache;
 pub use grants::{
-    EnqueueGrant, FollowUpRequest, Grants, HostPattern, HttpGrant, KvGrant, NoServices, Services,
+    EnqueueError, EnqueueGrant, FollowUpRequest, Grants, HostPattern, HttpGrant, KvGrant,
+    NoServices, Rate, Services,
 };
 pub use host::TaskLabel;
 pub use limits::{Limits, MAX_NAME_BYTES};

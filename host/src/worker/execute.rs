@@ -383,6 +383,25 @@ async fn attempt(
         }
         None => None,
     };
+    // A follow-up enqueued while its tree was being stopped may have been
+    // missed by the sweep: it is cancelled here instead of run.
+    if let Some(lineage) = &message.lineage {
+        match shared.broker.tree_stopped(&lineage.root).await {
+            Ok(Some(_)) => {
+                return Err(TaskFailure::new(
+                    FailureKind::Cancelled,
+                    format!(
+                        "the tree of root task {} was stopped (wasmq task stop-tree)",
+                        lineage.root
+                    ),
+                ));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::debug!(error = %err, "could not check whether the task's tree was stopped")
+            }
+        }
+    }
     if let Some(handler) = shared.config.native.get(&message.task_type) {
         return run_native(shared, handler, task, running, remaining).await;
     }
@@ -415,7 +434,11 @@ async fn attempt(
         queue: message.queue.clone(),
     };
     let sandbox = shared.sandbox.clone();
-    let services = shared.services.clone();
+    let services = shared.services.for_task(
+        message,
+        &plugin.manifest.name,
+        plugin.grants.enqueue.as_ref(),
+    );
     let plugin_for_run = plugin.clone();
     let message = message.clone();
     let (attempt, cancel) = (task.attempt, running.cancel.clone());

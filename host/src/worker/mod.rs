@@ -45,7 +45,7 @@ pub use backoff::Backoff;
 pub use native::{NativeHandler, NativeHandlers, NativeTask};
 pub use probation::ProbationConfig;
 pub use queues::QueueSelection;
-pub use services::BrokerServices;
+pub use services::{BrokerServices, FollowUpCeilings};
 
 use crate::broker::{self, ArchiveLimits, Broker, LeasedTask, QueueEvent};
 use crate::ops::metrics::Metrics;
@@ -102,6 +102,9 @@ pub struct WorkerConfig {
     /// When a plugin whose attempts keep ending at their limits is moved to
     /// the background lane (see the `probation` module).
     pub probation: ProbationConfig,
+    /// Ceilings on follow-up tasks plugins enqueue (depth, descendants per
+    /// root, fleet-wide rate per plugin); manifests can only lower them.
+    pub follow_ups: FollowUpCeilings,
 }
 
 impl WorkerConfig {
@@ -123,6 +126,7 @@ impl WorkerConfig {
             queue_gauges: false,
             native: NativeHandlers::default(),
             probation: ProbationConfig::default(),
+            follow_ups: FollowUpCeilings::default(),
         }
     }
 }
@@ -168,7 +172,7 @@ struct Shared {
     counters: Counters,
     outage: housekeeping::OutageLog,
     /// What plugins reach through their capabilities.
-    services: Arc<dyn crate::sandbox::Services>,
+    services: Arc<BrokerServices>,
     /// Run statistics per plugin, flushed to Redis by housekeeping.
     plugin_stats: PluginStats,
     /// When the worker started (unix ms), for its heartbeat.
@@ -222,7 +226,10 @@ pub async fn run(
         plugin_stats: PluginStats::default(),
         probation: probation::Probation::new(config.probation, lane.handle().clone()),
         stopping: stop_fetching.clone(),
-        services: Arc::new(BrokerServices::new(broker.clone())),
+        services: Arc::new(BrokerServices::with_ceilings(
+            broker.clone(),
+            config.follow_ups,
+        )),
         started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
         config,
     });
