@@ -22,8 +22,8 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 /// A number of seconds (from a JSON file) as a duration: not negative, not
 /// NaN, within the 100-year ceiling.
 pub fn seconds(seconds: f64) -> Result<Duration, String> {
-    if !(seconds >= 0.0) {
-        return Err(format!("must not be negative, not {seconds}"));
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(format!("must be a number of seconds, not {seconds}"));
     }
     match Duration::try_from_secs_f64(seconds) {
         Ok(duration) if duration <= wasmq::task::MAX_DELAY => Ok(duration),
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(seconds(1.5), Ok(Duration::from_millis(1500)));
         assert!(seconds(1e30).unwrap_err().contains("100 years"));
         assert!(seconds(1e300).unwrap_err().contains("100 years"));
-        assert!(seconds(-1.0).unwrap_err().contains("negative"));
+        assert!(seconds(-1.0).unwrap_err().contains("not -1"));
         assert!(seconds(f64::NAN).is_err());
     }
 }
