@@ -42,7 +42,7 @@ pub use grants::{
 };
 pub use host::TaskLabel;
 pub use limits::Limits;
-pub use load::{LoadError, WORLD_VERSION};
+pub use load::{CompileBounds, LoadError, WORLD_VERSION};
 
 use crate::task::{FailureKind, TaskFailure};
 use host::{HostSetup, HostState, Stop};
@@ -208,6 +208,17 @@ impl Sandbox {
         cache: Option<&ComponentCache>,
     ) -> Result<Component, LoadError> {
         load::compile(&self.engine, wasm, cache)
+    }
+
+    /// Compiles component bytes within `bounds` (function size, compile
+    /// time), through the cache when given.
+    pub fn compile_bounded(
+        &self,
+        wasm: &[u8],
+        cache: Option<&ComponentCache>,
+        bounds: &CompileBounds,
+    ) -> Result<Component, LoadError> {
+        load::compile_bounded(&self.engine, wasm, cache, bounds)
     }
 
     /// The names of the interfaces a component imports and exports.
