@@ -215,7 +215,16 @@ async fn a_worker_started_after_a_deploy_serves_the_deployed_version() {
 #[tokio::test]
 async fn a_bad_deploy_is_refused_and_the_old_version_keeps_serving() {
     let env = Env::start().await;
-    let _worker = env.bare_worker(&["--memory", "8MiB", "--max-memory", "16MiB"]);
+    let _worker = env.bare_worker(&[
+        "--memory",
+        "8MiB",
+        "--max-memory",
+        "16MiB",
+        "--allow-env",
+        "relay=REGION",
+        "--allow-secret",
+        "relay=TOKEN",
+    ]);
     env.wait_for_workers(1).await;
     assert_success(&env.wasmq(&["plugin", "deploy", GREETER_COMPONENT]));
 
@@ -410,4 +419,303 @@ async fn dev_reloads_a_plugin_when_its_file_changes() {
         ("good day, c".to_string(), "0.2.0".to_string())
     );
     assert_eq!(dev.log().matches("worker started").count(), 1, "no restart");
+}
+
+fn write_component(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Puts a component into the registry as `name`'s current version without
+/// any check, as a registry written before deploys were checked holds it.
+async fn put_unchecked(env: &Env, name: &str, bytes: &[u8]) {
+    let digest = digest_of(bytes);
+    let mut redis = env.redis_connection().await;
+    let () = redis::cmd("SET")
+        .arg(wasmq::broker::registry::blob_key(&digest))
+        .arg(bytes)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(wasmq::broker::registry::CURRENT)
+        .arg(name)
+        .arg(&digest)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
+/// Runs one task and waits for it to end; returns its info.
+async fn run_task(env: &Env, task_type: &str, payload: &str) -> wasmq::broker::TaskInfo {
+    let task = NewTask::new(task_type, payload.to_string()).unwrap();
+    let id = env.client.enqueue(task).await.expect("enqueued").id;
+    env.wait_for_state(
+        "default",
+        &id,
+        TaskState::Completed,
+        Duration::from_secs(30),
+    )
+    .await;
+    env.task("default", &id).await.expect("the task is kept")
+}
+
+/// A deploy that any check refuses leaves the registry as it was: one
+/// claiming a task type another deployed plugin handles, and one taking a
+/// name held by a different plugin (other task types). `--replace` lets
+/// the second through, saying what it replaces.
+#[tokio::test]
+async fn a_refused_deploy_leaves_the_registry_as_it_was() {
+    let env = Env::start().await;
+    assert_success(&env.wasmq(&["plugin", "deploy", GREETER_COMPONENT]));
+    let greeter = digest_of(&std::fs::read(GREETER_COMPONENT).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+
+    let claimer = write_component(
+        dir.path(),
+        "claimer.wasm",
+        &crate::forge::with_manifest(ECHO_COMPONENT, |manifest| {
+            manifest.name = "claimer".into();
+            manifest.task_types = vec!["greet".into()];
+        }),
+    );
+    let refused = env.wasmq(&["plugin", "deploy", &claimer]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused)
+            .contains("task type \"greet\" is handled by the deployed plugin \"greeter\""),
+        "{}",
+        stderr(&refused)
+    );
+
+    let squatter = write_component(
+        dir.path(),
+        "squatter.wasm",
+        &crate::forge::with_manifest(ECHO_COMPONENT, |manifest| {
+            manifest.name = "greeter".into();
+        }),
+    );
+    let held = env.wasmq(&["plugin", "deploy", &squatter]);
+    assert!(!held.status.success(), "{}", stdout(&held));
+    assert!(
+        stderr(&held).contains(
+            "the name \"greeter\" belongs to another plugin, with task types greet; this component has task types echo: nothing was deployed"
+        ),
+        "{}",
+        stderr(&held)
+    );
+
+    let current = env.broker().deployed_plugins().await.unwrap();
+    assert_eq!(
+        current.into_iter().collect::<Vec<_>>(),
+        [("greeter".to_string(), greeter)],
+        "the refused deploys changed nothing"
+    );
+    assert!(
+        !env.wasmq(&["plugin", "history", "claimer"])
+            .status
+            .success()
+    );
+    let history = assert_success(&env.wasmq(&["plugin", "history", "greeter"]));
+    assert_eq!(history.lines().count(), 2, "one deploy: {history}");
+
+    let replaced = assert_success(&env.wasmq(&["plugin", "deploy", "--replace", &squatter]));
+    assert!(
+        replaced.contains("replaces the plugin named \"greeter\" with task types greet"),
+        "{replaced}"
+    );
+}
+
+/// A registry holding plugins that conflict (written before deploys were
+/// checked) does not stop a worker: it serves every deployed plugin it
+/// can, reports the one it refused, and serves that one as soon as the
+/// conflict is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_every_deployed_plugin_it_can() {
+    let env = Env::start().await;
+    assert_success(&env.wasmq(&["plugin", "deploy", GREETER_COMPONENT]));
+    assert_success(&env.wasmq(&["plugin", "deploy", ECHO_COMPONENT]));
+    let squat = crate::forge::with_manifest(GREETER_NEXT_COMPONENT, |manifest| {
+        manifest.name = "squat".into();
+    });
+    put_unchecked(&env, "squat", &squat).await;
+
+    let _worker = env.bare_worker(&[]);
+    env.wait_for_workers(1).await;
+    assert_eq!(
+        greet_once(&env, "first").await,
+        ("hello, first".to_string(), "0.1.0".to_string())
+    );
+    run_task(&env, "echo", r#"{"x":1}"#).await;
+    wait_until(
+        Duration::from_secs(30),
+        "plugin ls to report the refused plugin",
+        || async {
+            let listed = stdout(&env.wasmq(&["plugin", "ls"]));
+            listed
+                .lines()
+                .any(|line| line.starts_with("squat") && line.contains("1 refused it"))
+        },
+    )
+    .await;
+    let listed = assert_success(&env.wasmq(&["plugin", "ls", "--json"]));
+    assert!(
+        listed
+            .contains("task type \\\"greet\\\" is already handled on this worker by greeter@0.1.0"),
+        "{listed}"
+    );
+
+    let removed = assert_success(&env.wasmq(&["plugin", "rm", "greeter"]));
+    assert!(removed.contains("1 of 1 worker(s) took it"), "{removed}");
+    assert_eq!(
+        greet_once(&env, "then").await,
+        ("good day, then".to_string(), "0.2.0".to_string()),
+        "with the offender removed, the refused plugin serves"
+    );
+}
+
+/// A name belongs to one plugin on a worker too: two different plugins of
+/// one name in its directory stop it at start, and a deployed plugin whose
+/// name a different local plugin holds is refused there and reported.
+#[tokio::test]
+async fn a_worker_refuses_a_second_plugin_of_a_name() {
+    let env = Env::start().await;
+    let squatter = crate::forge::with_manifest(ECHO_COMPONENT, |manifest| {
+        manifest.name = "greeter".into();
+    });
+    let both = PluginDir::with(&[GREETER_COMPONENT]);
+    both.add_file("squatter.wasm", &squatter);
+    let mut worker = env.worker(both.path(), &[]);
+    let status = worker.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", worker.log());
+    assert!(
+        worker
+            .log()
+            .contains("two different plugins are named \"greeter\""),
+        "{}",
+        worker.log()
+    );
+
+    let local = PluginDir::with(&[]);
+    local.add_file("squatter.wasm", &squatter);
+    let _worker = env.worker(local.path(), &[]);
+    env.wait_for_workers(1).await;
+    let deployed = env.wasmq(&["plugin", "deploy", GREETER_COMPONENT]);
+    assert!(!deployed.status.success(), "{}", stdout(&deployed));
+    assert!(
+        stdout(&deployed).contains("the name \"greeter\" is held on this worker by another plugin"),
+        "{}",
+        stdout(&deployed)
+    );
+    run_task(&env, "echo", r#"{"x":1}"#).await;
+}
+
+/// A plugin's kv data belongs to its identity (name and task types): a
+/// different plugin taking the name with `--replace` starts with an empty
+/// store instead of reading the one it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_data_stays_with_the_plugin_that_wrote_it() {
+    let env = Env::start().await;
+    let _worker = env.bare_worker(&[
+        "--allow-env",
+        "relay=REGION",
+        "--allow-secret",
+        "relay=TOKEN",
+    ]);
+    env.wait_for_workers(1).await;
+    assert_success(&env.wasmq(&["plugin", "deploy", RELAY_COMPONENT]));
+    let count = |info: wasmq::broker::TaskInfo| -> i64 {
+        let result: serde_json::Value =
+            serde_json::from_slice(info.result.as_deref().unwrap()).unwrap();
+        result["count"].as_i64().unwrap()
+    };
+    for expected in 1..=2 {
+        let info = run_task(&env, "relay:count", r#"{"key":"k"}"#).await;
+        assert_eq!(count(info), expected);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = write_component(
+        dir.path(),
+        "other.wasm",
+        &crate::forge::with_manifest(RELAY_COMPONENT, |manifest| {
+            manifest.version = "9.0.0".into();
+            manifest.task_types.push("relay:extra".into());
+        }),
+    );
+    let held = env.wasmq(&["plugin", "deploy", &other]);
+    assert!(!held.status.success(), "{}", stdout(&held));
+    assert_success(&env.wasmq(&["plugin", "deploy", "--replace", &other]));
+    let info = run_task(&env, "relay:count", r#"{"key":"k"}"#).await;
+    assert_eq!(
+        count(info),
+        1,
+        "the replacing plugin starts with its own store"
+    );
+}
+
+/// Compile work is bounded: a component with a function over the size
+/// limit, and one whose compile outlasts the budget, are refused at deploy
+/// with the reason and change nothing; a worker refuses such a deployed
+/// component, reports why, and serves the others.
+#[tokio::test]
+async fn compile_cost_is_bounded_and_reported() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let huge = crate::forge::huge_function_component(100_000);
+    let huge_file = write_component(dir.path(), "huge.wasm", &huge);
+    let refused = env.wasmq(&[
+        "plugin",
+        "deploy",
+        "--max-function-size",
+        "64KiB",
+        &huge_file,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(
+            "function 0 of core module 0 is 100000 bytes, over this worker's limit of 65536 bytes per function (--max-function-size)"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    let slow = env.wasmq(&[
+        "plugin",
+        "deploy",
+        "--no-cache",
+        "--compile-timeout",
+        "1ms",
+        GREETER_COMPONENT,
+    ]);
+    assert!(!slow.status.success());
+    assert!(
+        stderr(&slow).contains("took longer than this worker's budget of 1ms (--compile-timeout)"),
+        "{}",
+        stderr(&slow)
+    );
+    assert!(env.broker().deployed_plugins().await.unwrap().is_empty());
+
+    assert_success(&env.wasmq(&["plugin", "deploy", GREETER_COMPONENT]));
+    put_unchecked(&env, "huge", &huge).await;
+    let _worker = env.bare_worker(&["--max-function-size", "64KiB"]);
+    env.wait_for_workers(1).await;
+    assert_eq!(
+        greet_once(&env, "beside").await,
+        ("hello, beside".to_string(), "0.1.0".to_string())
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "plugin ls to report the refused plugin",
+        || async {
+            let listed = stdout(&env.wasmq(&["plugin", "ls", "--json"]));
+            listed.contains("over this worker's limit of 65536 bytes per function")
+        },
+    )
+    .await;
 }

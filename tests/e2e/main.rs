@@ -3,6 +3,8 @@
 //! run it. Each test starts its own Redis on a free loopback port.
 
 mod support;
+// Components forged for tests (squatters, a huge function).
+mod forge;
 
 // Tasks flow from producers through workers to completion or the archive.
 mod flow;

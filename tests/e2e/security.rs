@@ -400,6 +400,10 @@ async fn granted_capabilities_work_within_their_limits() {
             "--redis",
             &env.url(),
             "--no-scheduler",
+            "--allow-env",
+            "relay=REGION",
+            "--allow-secret",
+            "relay=TOKEN",
             "--plugins",
         ])
         .arg(plugins.path())
@@ -462,13 +466,18 @@ async fn granted_capabilities_work_within_their_limits() {
         assert_eq!(counted["count"], expected);
     }
     let mut redis = env.redis_connection().await;
+    let identity = crate::forge::manifest_of(RELAY_COMPONENT).identity();
+    assert!(identity.starts_with("relay."), "{identity}");
     let hits: i64 = redis::cmd("HGET")
-        .arg("wasmq:{kv:relay}:data")
+        .arg(format!("wasmq:{{kv:{identity}}}:data"))
         .arg("hits")
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(hits, 2, "the store is the plugin's own HASH");
+    assert_eq!(
+        hits, 2,
+        "the store is the HASH of the plugin's identity (name and task types)"
+    );
 
     let fanned = result(&run("relay:fanout", r#"{"n":3}"#.into()).await);
     assert_eq!(fanned["enqueued"].as_array().unwrap().len(), 3);
@@ -693,4 +702,76 @@ async fn a_plugin_runs_within_its_share_of_instances_and_loses_no_attempt() {
             "two instances of the plugin ran at once: {spans:?}"
         );
     }
+}
+
+/// Starts a worker on `plugins` with `flags` and returns its log once it
+/// exited (it must, refusing a plugin at load).
+async fn refused_at_start(env: &Env, plugins: &Path, flags: &[&str]) -> String {
+    let mut worker = env.worker(plugins, flags);
+    let status = worker.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(1),
+        "the worker must refuse to start; log:\n{}",
+        worker.log()
+    );
+    worker.log()
+}
+
+/// A plugin reads only the environment values and secrets the operator
+/// allowed it by name: naming another plugin's secret in a manifest gets
+/// the plugin refused at load, with the flag that would allow it.
+#[tokio::test]
+async fn secrets_and_env_values_are_given_only_to_the_plugins_allowed_them() {
+    let env = Env::start().await;
+    let relay = PluginDir::with(&[RELAY_COMPONENT]);
+    let log = refused_at_start(&env, relay.path(), &[]).await;
+    assert!(
+        log.contains("plugin \"relay\" asks for the environment value \"REGION\", which this worker does not allow it to read: start the worker with --allow-env relay=REGION"),
+        "{log}"
+    );
+    let log = refused_at_start(&env, relay.path(), &["--allow-env", "relay=REGION"]).await;
+    assert!(
+        log.contains("asks for the secret \"TOKEN\", which this worker does not allow it to read: start the worker with --allow-secret relay=TOKEN"),
+        "{log}"
+    );
+
+    // Another plugin naming relay's values in its manifest gets nothing.
+    let thief = PluginDir::with(&[]);
+    thief.add_file(
+        "thief.wasm",
+        &crate::forge::with_manifest(RELAY_COMPONENT, |manifest| {
+            manifest.name = "thief".into();
+            manifest.task_types = vec!["thief:env".into()];
+        }),
+    );
+    let log = refused_at_start(
+        &env,
+        thief.path(),
+        &[
+            "--allow-env",
+            "relay=REGION",
+            "--allow-secret",
+            "relay=TOKEN",
+        ],
+    )
+    .await;
+    assert!(
+        log.contains("plugin \"thief\" asks for the environment value \"REGION\""),
+        "{log}"
+    );
+
+    let malformed = wasmq(&[
+        "worker".into(),
+        "--redis".into(),
+        env.url(),
+        "--allow-secret".into(),
+        "TOKEN".into(),
+    ]);
+    assert_eq!(malformed.status.code(), Some(1));
+    assert!(
+        stderr(&malformed).contains("--allow-secret \"TOKEN\": expected PLUGIN=NAME"),
+        "{}",
+        stderr(&malformed)
+    );
 }

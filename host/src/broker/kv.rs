@@ -1,10 +1,12 @@
 //! The key-value stores plugins with the `kv` capability get: one HASH per
-//! plugin, `wasmq:{kv:<plugin>}:data`, invisible to other plugins.
+//! plugin identity, `wasmq:{kv:<name>.<hash of its task types>}:data`
+//! (`Manifest::identity`), invisible to other plugins, including one that
+//! only copies the name.
 
 use super::scripts::SCRIPTS;
 use super::{Broker, Error, script_error_name};
 
-/// The HASH of a plugin's store.
+/// The HASH of a plugin's store; `plugin` is its identity.
 pub fn store_key(plugin: &str) -> String {
     format!("wasmq:{{kv:{plugin}}}:data")
 }

@@ -151,6 +151,16 @@ pub struct LimitArgs {
     /// Plugin components larger than this are refused.
     #[arg(long = "max-plugin-size", default_value = "64MiB", value_parser = parse::bytes, value_name = "SIZE")]
     pub max_plugin_size: u64,
+    /// Plugin components with a function body larger than this (in any of
+    /// their core modules) are refused before compiling: compile time grows
+    /// faster than a function's size. The default admits CPython's
+    /// interpreter loop (427 KB in componentize-py 0.25) with room to spare.
+    #[arg(long = "max-function-size", default_value = "1MiB", value_parser = parse::bytes, value_name = "SIZE")]
+    pub max_function_size: u64,
+    /// The longest compiling one plugin may take; past it the plugin is
+    /// refused (a compiled plugin found in the cache costs nothing).
+    #[arg(long = "compile-timeout", default_value = "5m", value_parser = parse::duration, value_name = "DURATION")]
+    pub compile_timeout: Duration,
     /// Where compiled plugins are cached (default: ~/.cache/wasmq/components,
     /// or $WASMQ_CACHE_DIR).
     #[arg(long = "cache-dir", value_name = "DIR")]
@@ -196,6 +206,11 @@ impl LimitArgs {
             ceilings,
             max_component_bytes: usize::try_from(self.max_plugin_size).unwrap_or(usize::MAX),
             cache,
+            compile: wasmq::sandbox::CompileBounds {
+                max_function_bytes: usize::try_from(self.max_function_size).unwrap_or(usize::MAX),
+                timeout: self.compile_timeout,
+            },
+            access: None,
         })
     }
 }

@@ -18,8 +18,11 @@ pub enum PluginCommand {
     Inspect(super::plugin_inspect::InspectArgs),
     /// Deploy a plugin to every running worker, without restarts.
     ///
-    /// The component is checked here as a worker would load it, stored in
-    /// Redis (content-addressed) and made its plugin's current version.
+    /// The component is checked here as a worker would load it, and against
+    /// the registry: a name belongs to one plugin (its name and task types;
+    /// see --replace), and no two deployed plugins share a task type. Only
+    /// then is it stored in Redis (content-addressed) and made its plugin's
+    /// current version; a refused deploy changes nothing.
     /// Workers swap it in within a second or two (tasks already running
     /// finish on the version they started with); this command waits for
     /// them and reports any worker that refused it, which keeps running
@@ -47,6 +50,12 @@ pub enum PluginCommand {
 pub struct DeployArgs {
     /// The plugin's component (.wasm).
     pub file: std::path::PathBuf,
+    /// Let it take a name held by a different plugin (one with other task
+    /// types), replacing that plugin. Without it such a deploy is refused
+    /// and changes nothing. The replaced plugin's kv data is not carried
+    /// over: a store belongs to a name and its task types.
+    #[arg(long)]
+    pub replace: bool,
     /// How long to wait for the workers to take it.
     #[arg(long, default_value = "15s", value_parser = super::parse::duration, value_name = "DURATION")]
     pub wait: std::time::Duration,

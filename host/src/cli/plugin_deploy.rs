@@ -33,10 +33,20 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     })
     .map_err(anyhow::Error::from)?;
     let broker = Broker::connect(&args.redis.url).await?;
-    let (plugin, previous) = registry::deploy(&broker, &sandbox, &wasm, &args.file, &options)
+    let registry::Deployed {
+        plugin,
+        previous,
+        replaced,
+    } = registry::deploy(&broker, &sandbox, &wasm, &args.file, &options, args.replace)
         .await
         .map_err(refused)?;
     let name = plugin.manifest.name.clone();
+    if let Some(held) = &replaced {
+        println!(
+            "replaces the plugin named {name:?} with task types {} (a different plugin: its kv data stays with it)",
+            held.join(", ")
+        );
+    }
     if previous.as_deref() == Some(plugin.digest.as_str()) {
         println!(
             "{} is already the current version of {name:?}",

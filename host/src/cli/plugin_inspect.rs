@@ -36,7 +36,7 @@ pub async fn run(args: InspectArgs) -> Result<(), Failure> {
     .map_err(anyhow::Error::from)?;
     let manifest = Manifest::from_component(&wasm);
     let interfaces = sandbox
-        .compile(&wasm, options.cache.as_ref())
+        .compile_bounded(&wasm, options.cache.as_ref(), &options.compile)
         .map(|component| sandbox.interfaces(&component));
     let verdict = Plugin::load(&sandbox, &wasm, &args.file, &options);
 

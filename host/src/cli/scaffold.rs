@@ -190,8 +190,8 @@ timeout = "60s"              # per attempt
 [capabilities]
 # clocks = true              # real clocks (otherwise a fixed, deterministic clock)
 # random = true              # real randomness (otherwise seeded by the task id)
-# env = ["REGION"]           # given by the worker's WASMQ_PLUGIN_ENV_REGION
-# secrets = ["API_KEY"]      # given by the worker's WASMQ_PLUGIN_SECRET_API_KEY
+# env = ["REGION"]           # the worker's WASMQ_PLUGIN_ENV_REGION (needs its --allow-env PLUGIN=REGION)
+# secrets = ["API_KEY"]      # the worker's WASMQ_PLUGIN_SECRET_API_KEY (needs --allow-secret PLUGIN=API_KEY)
 
 # [capabilities.http]        # wasmq_guest::http, to these hosts only
 # allow = ["api.example.com"]

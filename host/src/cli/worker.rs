@@ -93,6 +93,18 @@ pub struct ServeArgs {
     pub result_budget: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Let plugin PLUGIN read the worker's WASMQ_PLUGIN_ENV_<NAME> (seen as
+    /// NAME), e.g. `--allow-env relay=REGION`; several names may be given
+    /// as NAME,NAME, and the flag repeated. A plugin whose manifest asks
+    /// for an environment value it is not allowed is refused at load.
+    #[arg(long = "allow-env", value_name = "PLUGIN=NAME")]
+    pub allow_env: Vec<String>,
+    /// Let plugin PLUGIN read the worker's WASMQ_PLUGIN_SECRET_<NAME> (seen
+    /// as NAME), e.g. `--allow-secret relay=TOKEN`; as --allow-env. A
+    /// plugin whose manifest asks for a secret it is not allowed is refused
+    /// at load, so no plugin reads another's secrets by naming them.
+    #[arg(long = "allow-secret", value_name = "PLUGIN=NAME")]
+    pub allow_secret: Vec<String>,
     /// Put a plugin on probation after this many attempts in a row ended at
     /// a limit (fuel, memory, time, stack, result or log size, a capability
     /// not granted, a trap or a panic): its tasks then run in a background
@@ -222,7 +234,11 @@ impl ServeArgs {
     /// them or an error, or (`skip_refused`, for `wasmq dev`) those that
     /// load, with a warning for each one skipped.
     pub fn load(&self, dir: Option<&Path>, skip_refused: bool) -> Result<Loaded, Failure> {
-        let options = self.limits.load_options()?;
+        let mut options = self.limits.load_options()?;
+        options.access = Some(
+            wasmq::plugins::EnvAccess::parse(&self.allow_env, &self.allow_secret)
+                .map_err(|err| anyhow::anyhow!(err))?,
+        );
         let sandbox = Sandbox::new(SandboxConfig {
             max_instances: u32::try_from(self.concurrency + 16).unwrap_or(u32::MAX),
             max_memory_bytes: options.ceilings.memory_bytes,

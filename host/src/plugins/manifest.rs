@@ -12,7 +12,10 @@
 
 use std::time::Duration;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
 
 use super::PluginError;
@@ -148,6 +151,79 @@ pub struct KvSpec {
     /// The most keys (default 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<u64>,
+}
+
+/// Which plugin may read which environment value and secret, as the
+/// operator said (`--allow-env PLUGIN=NAME`, `--allow-secret PLUGIN=NAME`).
+/// A manifest naming one it is not allowed is refused at load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvAccess {
+    env: BTreeMap<String, BTreeSet<String>>,
+    secrets: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The two kinds of values a plugin may be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Env,
+    Secret,
+}
+
+impl Access {
+    fn noun(self) -> &'static str {
+        match self {
+            Access::Env => "environment value",
+            Access::Secret => "secret",
+        }
+    }
+}
+
+impl EnvAccess {
+    /// Parses the flags' values: each `PLUGIN=NAME[,NAME...]`.
+    pub fn parse(env: &[String], secrets: &[String]) -> Result<EnvAccess, String> {
+        fn parse_into(
+            entries: &[String],
+            flag: &str,
+            into: &mut BTreeMap<String, BTreeSet<String>>,
+        ) -> Result<(), String> {
+            for entry in entries {
+                let Some((plugin, names)) = entry.split_once('=') else {
+                    return Err(format!(
+                        "{flag} {entry:?}: expected PLUGIN=NAME, e.g. {flag} relay=TOKEN"
+                    ));
+                };
+                let plugin = plugin.trim();
+                if plugin.is_empty() {
+                    return Err(format!("{flag} {entry:?}: the plugin name is empty"));
+                }
+                for name in names.split(',').map(str::trim) {
+                    if name.is_empty()
+                        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        return Err(format!(
+                            "{flag} {entry:?}: {name:?} is not a name of letters, digits and '_' (give the name without its WASMQ_PLUGIN_ prefix)"
+                        ));
+                    }
+                    into.entry(plugin.to_string())
+                        .or_default()
+                        .insert(name.to_string());
+                }
+            }
+            Ok(())
+        }
+        let mut access = EnvAccess::default();
+        parse_into(env, "--allow-env", &mut access.env)?;
+        parse_into(secrets, "--allow-secret", &mut access.secrets)?;
+        Ok(access)
+    }
+
+    fn allows(&self, kind: Access, plugin: &str, name: &str) -> bool {
+        let map = match kind {
+            Access::Env => &self.env,
+            Access::Secret => &self.secrets,
+        };
+        map.get(plugin).is_some_and(|names| names.contains(name))
+    }
 }
 
 /// What a worker allows plugins at most, whatever their manifests ask.
@@ -404,6 +480,7 @@ impl Manifest {
                 Some(KvGrant {
                     max_value_bytes: max_value as usize,
                     max_keys,
+                    store: self.identity(),
                 })
             }
         };
@@ -415,6 +492,48 @@ impl Manifest {
             enqueue,
             kv,
         })
+    }
+
+    /// The plugin's task types, sorted and without repeats: with its name,
+    /// what makes two components "the same plugin".
+    pub fn type_set(&self) -> Vec<String> {
+        let mut types = self.task_types.clone();
+        types.sort();
+        types.dedup();
+        types
+    }
+
+    /// The plugin's identity: its name and a hash of its task-type set
+    /// (`name.0123456789ab`). Its kv store belongs to this identity, so a
+    /// component that only copies the name does not reach the data.
+    pub fn identity(&self) -> String {
+        let mut hasher = Sha256::new();
+        for task_type in self.type_set() {
+            hasher.update(task_type.as_bytes());
+            hasher.update([0]);
+        }
+        format!("{}.{}", self.name, &hex::encode(hasher.finalize())[..12])
+    }
+
+    /// Refuses environment values and secrets the operator has not allowed
+    /// this plugin to read (`--allow-env` / `--allow-secret`).
+    pub fn check_access(&self, access: &EnvAccess) -> Result<(), PluginError> {
+        for (names, kind, flag) in [
+            (&self.capabilities.env, Access::Env, "--allow-env"),
+            (&self.capabilities.secrets, Access::Secret, "--allow-secret"),
+        ] {
+            for name in names {
+                if !access.allows(kind, &self.name, name) {
+                    return Err(PluginError::Manifest(format!(
+                        "plugin {:?} asks for the {} {name:?}, which this worker does not allow it to read: start the worker with {flag} {}={name}, or remove it from the plugin's manifest",
+                        self.name,
+                        kind.noun(),
+                        self.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The manifest as TOML, for `wasmq plugin inspect`.
@@ -607,6 +726,37 @@ mod tests {
         ] {
             let err = parse(text).grants(|_| None).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_plugin_is_its_name_and_its_set_of_task_types() {
+        let one = manifest("x", &["b", "a"]);
+        assert_eq!(one.identity(), manifest("x", &["a", "b", "a"]).identity());
+        assert_ne!(one.identity(), manifest("x", &["a"]).identity());
+        assert_ne!(one.identity(), manifest("y", &["a", "b"]).identity());
+        assert!(one.identity().starts_with("x."));
+    }
+
+    #[test]
+    fn only_allowed_values_may_be_named() {
+        let mut asking = manifest("relay", &["r"]);
+        asking.capabilities.env = vec!["REGION".into()];
+        asking.capabilities.secrets = vec!["TOKEN".into()];
+        let none = EnvAccess::default();
+        let err = asking.check_access(&none).unwrap_err().to_string();
+        assert!(err.contains("--allow-env relay=REGION"), "{err}");
+        let env_only = EnvAccess::parse(&["relay=REGION".into()], &[]).unwrap();
+        let err = asking.check_access(&env_only).unwrap_err().to_string();
+        assert!(err.contains("--allow-secret relay=TOKEN"), "{err}");
+        let both =
+            EnvAccess::parse(&["relay=REGION".into()], &["relay=TOKEN,OTHER".into()]).unwrap();
+        asking.check_access(&both).unwrap();
+        let mut other = asking.clone();
+        other.name = "thief".into();
+        assert!(other.check_access(&both).is_err());
+        for bad in ["TOKEN", "=TOKEN", "relay=", "relay=WASMQ-X"] {
+            assert!(EnvAccess::parse(&[], &[bad.into()]).is_err(), "{bad}");
         }
     }
 }

@@ -18,10 +18,12 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
-pub use manifest::{CapabilitySpec, Ceilings, LimitSpec, Manifest, SECTION as MANIFEST_SECTION};
+pub use manifest::{
+    CapabilitySpec, Ceilings, EnvAccess, LimitSpec, Manifest, SECTION as MANIFEST_SECTION,
+};
 pub use reload::{load_deployed, reconcile_deployed, watch_dir};
 
-use crate::sandbox::{ComponentCache, Grants, Limits, LoadError, Prepared, Sandbox};
+use crate::sandbox::{CompileBounds, ComponentCache, Grants, Limits, LoadError, Prepared, Sandbox};
 
 /// How a worker loads plugins: the limits a plugin gets when its manifest
 /// sets none, the most it may ask for, and where compiled components are
@@ -36,6 +38,12 @@ pub struct LoadOptions {
     pub max_component_bytes: usize,
     /// The compiled-component cache, if any.
     pub cache: Option<ComponentCache>,
+    /// How much compile work a component may cost.
+    pub compile: CompileBounds,
+    /// Which plugin may read which environment value and secret; `None`
+    /// (for `wasmq plugin deploy` and `inspect`, which run no task) checks
+    /// nothing.
+    pub access: Option<EnvAccess>,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +53,8 @@ impl Default for LoadOptions {
             ceilings: Ceilings::default(),
             max_component_bytes: 64 * 1024 * 1024,
             cache: None,
+            compile: CompileBounds::default(),
+            access: None,
         }
     }
 }
@@ -91,6 +101,18 @@ pub enum PluginError {
         /// The plugin that claimed it first.
         first: String,
         /// The plugin that claimed it again.
+        second: String,
+    },
+    /// Two different plugins use one name.
+    #[error(
+        "two different plugins are named {name:?}: {first} and {second}; a name belongs to one plugin (its name and task types): rename one, or remove it"
+    )]
+    NameHeld {
+        /// The name.
+        name: String,
+        /// The plugin that holds it.
+        first: String,
+        /// The one that claims it too.
         second: String,
     },
     /// The plugin directory is missing or empty.
@@ -143,10 +165,13 @@ impl Plugin {
             }));
         }
         let component = sandbox
-            .compile(wasm, options.cache.as_ref())
+            .compile_bounded(wasm, options.cache.as_ref(), &options.compile)
             .map_err(load_error)?;
         sandbox.check_world(&component).map_err(load_error)?;
         let manifest = Manifest::from_component(wasm).map_err(bad_manifest)?;
+        if let Some(access) = &options.access {
+            manifest.check_access(access).map_err(bad_manifest)?;
+        }
         let limits = manifest
             .limits(&options.defaults, &options.ceilings)
             .map_err(bad_manifest)?;
@@ -183,6 +208,23 @@ impl Plugin {
     pub fn display_name(&self) -> String {
         format!("{}@{}", self.manifest.name, self.manifest.version)
     }
+
+    /// `name@version (source, task types a, b)`, for messages about names.
+    pub fn described(&self) -> String {
+        format!(
+            "{} ({}, task types {})",
+            self.display_name(),
+            self.source.display(),
+            self.manifest.type_set().join(", ")
+        )
+    }
+
+    /// Whether `other` is a version of this plugin: the same name and the
+    /// same set of task types.
+    pub fn same_plugin(&self, other: &Plugin) -> bool {
+        self.manifest.name == other.manifest.name
+            && self.manifest.type_set() == other.manifest.type_set()
+    }
 }
 
 /// The plugins a worker serves, by task type.
@@ -199,10 +241,21 @@ impl PluginSet {
     }
 
     /// A set of plugins already shared (kept by running tasks); fails if two
-    /// claim one task type.
+    /// claim one task type or one name.
     pub fn from_shared(plugins: Vec<Arc<Plugin>>) -> Result<PluginSet, PluginError> {
         let mut set = PluginSet::default();
         for plugin in plugins {
+            if let Some(first) = set
+                .plugins
+                .iter()
+                .find(|other| other.manifest.name == plugin.manifest.name)
+            {
+                return Err(PluginError::NameHeld {
+                    name: plugin.manifest.name.clone(),
+                    first: first.described(),
+                    second: plugin.described(),
+                });
+            }
             for task_type in &plugin.manifest.task_types {
                 if let Some(first) = set.by_type.get(task_type) {
                     return Err(PluginError::Conflict {
@@ -294,6 +347,8 @@ pub struct Plugins {
     current: Arc<RwLock<Arc<PluginSet>>>,
     failures: Arc<std::sync::Mutex<HashMap<String, LoadFailure>>>,
     changed: Arc<tokio::sync::Notify>,
+    /// Deployed versions being loaded, loaded, or refused, by (name, digest).
+    loads: Arc<std::sync::Mutex<reload::Loads>>,
 }
 
 impl Plugins {
@@ -328,6 +383,17 @@ impl Plugins {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), failure);
         self.changed.notify_one();
+    }
+
+    /// Replaces every recorded failure at once; tells the heartbeat if they
+    /// changed.
+    pub fn set_failures(&self, failures: HashMap<String, LoadFailure>) {
+        let mut current = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != failures {
+            *current = failures;
+            drop(current);
+            self.changed.notify_one();
+        }
     }
 
     /// Forgets a recorded failure of plugin `name`.

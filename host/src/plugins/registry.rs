@@ -45,6 +45,34 @@ pub enum RegistryError {
     /// The plugin has no version to switch to.
     #[error("{0}")]
     Nothing(String),
+    /// The registry refused it: nothing changed.
+    #[error("{0}")]
+    Held(String),
+}
+
+/// What a deployment did.
+pub struct Deployed {
+    /// The plugin as loaded here.
+    pub plugin: Plugin,
+    /// The digest that was current before.
+    pub previous: Option<String>,
+    /// The task types of the different plugin that held the name before,
+    /// when `replace` let this one take it.
+    pub replaced: Option<Vec<String>>,
+}
+
+/// The message for a refusal by the registry.
+fn refused(name: &str, task_types: &[String], refusal: broker::registry::Refusal) -> RegistryError {
+    RegistryError::Held(match refusal {
+        broker::registry::Refusal::Held(held) => format!(
+            "the name {name:?} belongs to another plugin, with task types {}; this component has task types {}: nothing was deployed. A name belongs to one plugin (its name and task types): rename this one, or, to replace the other plugin (its kv data stays with it), deploy with --replace",
+            held.join(", "),
+            task_types.join(", ")
+        ),
+        broker::registry::Refusal::Conflict { task_type, plugin } => format!(
+            "task type {task_type:?} is handled by the deployed plugin {plugin:?}: nothing was changed; remove that plugin first (`wasmq plugin rm {plugin}`), or give this one other task types"
+        ),
+    })
 }
 
 fn who() -> String {
@@ -59,17 +87,21 @@ fn record(deployment: &Deployment) -> String {
     serde_json::to_string(deployment).expect("a Deployment always encodes")
 }
 
-/// Checks a component as a worker would load it, then makes it its
-/// plugin's current version. Returns the plugin as loaded here and the
-/// digest that was current before.
+/// Checks a component as a worker would load it and against the registry
+/// (its name must not be held by a plugin with other task types, unless
+/// `replace`; its task types must not be another deployed plugin's), then
+/// makes it its plugin's current version. A refused deployment changes
+/// nothing.
 pub async fn deploy(
     broker: &Broker,
     sandbox: &Sandbox,
     wasm: &[u8],
     source: &Path,
     options: &LoadOptions,
-) -> Result<(Plugin, Option<String>), RegistryError> {
+    replace: bool,
+) -> Result<Deployed, RegistryError> {
     let plugin = Plugin::load(sandbox, wasm, source, options)?;
+    let task_types = plugin.manifest.type_set();
     let deployment = Deployment {
         action: "deploy".into(),
         digest: Some(plugin.digest.clone()),
@@ -78,15 +110,22 @@ pub async fn deploy(
         at_ms: broker::unix_ms(SystemTime::now()),
         by: who(),
     };
-    let previous = broker
+    let outcome = broker
         .deploy_plugin(
             &plugin.manifest.name,
             &plugin.digest,
             wasm,
             &record(&deployment),
+            &task_types,
+            replace,
         )
-        .await?;
-    Ok((plugin, previous))
+        .await?
+        .map_err(|refusal| refused(&plugin.manifest.name, &task_types, refusal))?;
+    Ok(Deployed {
+        plugin,
+        previous: outcome.previous,
+        replaced: outcome.replaced,
+    })
 }
 
 /// The plugin's history, newest first.
@@ -119,9 +158,18 @@ pub async fn rollback(broker: &Broker, name: &str) -> Result<Deployment, Registr
         by: who(),
         ..target
     };
+    let mut task_types = deployment.task_types.clone();
+    task_types.sort();
+    task_types.dedup();
     broker
-        .switch_plugin(name, deployment.digest.as_deref(), &record(&deployment))
-        .await?;
+        .switch_plugin(
+            name,
+            deployment.digest.as_deref(),
+            &record(&deployment),
+            &task_types,
+        )
+        .await?
+        .map_err(|refusal| refused(name, &task_types, refusal))?;
     Ok(deployment)
 }
 
@@ -137,8 +185,9 @@ pub async fn remove(broker: &Broker, name: &str) -> Result<String, RegistryError
         by: who(),
     };
     match broker
-        .switch_plugin(name, None, &record(&deployment))
+        .switch_plugin(name, None, &record(&deployment), &[])
         .await?
+        .map_err(|refusal| refused(name, &[], refusal))?
     {
         Some(previous) => Ok(previous),
         None => Err(RegistryError::Nothing(format!(

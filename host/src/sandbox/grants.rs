@@ -210,6 +210,9 @@ pub struct KvGrant {
     pub max_value_bytes: usize,
     /// The most keys.
     pub max_keys: u64,
+    /// The store it reaches: the plugin's identity (name and task-type
+    /// set), never its name alone.
+    pub store: String,
 }
 
 /// A follow-up task a plugin asked to enqueue, already checked against its

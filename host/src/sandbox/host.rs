@@ -342,10 +342,14 @@ impl HostState {
 
 impl kv::Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
-        if let Err(err) = self.kv_grant("get").and_then(|_| self.kv_key(&key)) {
-            return Ok(Err(err));
-        }
-        Ok(self.services.kv_get(self.label.plugin.clone(), key).await)
+        let grant = match self
+            .kv_grant("get")
+            .and_then(|grant| self.kv_key(&key).map(|()| grant))
+        {
+            Ok(grant) => grant,
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(self.services.kv_get(grant.store, key).await)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
@@ -365,18 +369,19 @@ impl kv::Host for HostState {
         }
         Ok(self
             .services
-            .kv_set(self.label.plugin.clone(), key, value, grant.max_keys)
+            .kv_set(grant.store, key, value, grant.max_keys)
             .await)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, String>> {
-        if let Err(err) = self.kv_grant("delete").and_then(|_| self.kv_key(&key)) {
-            return Ok(Err(err));
-        }
-        Ok(self
-            .services
-            .kv_delete(self.label.plugin.clone(), key)
-            .await)
+        let grant = match self
+            .kv_grant("delete")
+            .and_then(|grant| self.kv_key(&key).map(|()| grant))
+        {
+            Ok(grant) => grant,
+            Err(err) => return Ok(Err(err)),
+        };
+        Ok(self.services.kv_delete(grant.store, key).await)
     }
 
     async fn increment(&mut self, key: String, by: i64) -> wasmtime::Result<Result<i64, String>> {
@@ -389,7 +394,7 @@ impl kv::Host for HostState {
         };
         Ok(self
             .services
-            .kv_increment(self.label.plugin.clone(), key, by, grant.max_keys)
+            .kv_increment(grant.store, key, by, grant.max_keys)
             .await)
     }
 }

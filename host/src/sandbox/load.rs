@@ -1,5 +1,13 @@
 //! Compiling a component and checking that it fits the `task-handler` world
 //! before any task runs on it.
+//!
+//! Compile work is bounded ([`CompileBounds`]): Cranelift's time grows
+//! faster than linearly with a function's size, so a component with a
+//! function body above the limit is refused before compiling (every core
+//! module nested in the component is checked), and a compile that outlasts
+//! its deadline is refused.
+
+use std::time::Duration;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -60,6 +68,29 @@ pub enum LoadError {
     /// instantiated than its cap.
     #[error("{0}")]
     TooMuch(String),
+    /// A function body is larger than the worker compiles.
+    #[error(
+        "function {index} of core module {module} is {size} bytes, over this worker's limit of {limit} bytes per function (--max-function-size): compiling it would take too long; split the function, or raise the limit"
+    )]
+    FunctionTooLarge {
+        /// The core module, counted from 0 in the order they appear.
+        module: usize,
+        /// The function, counted from 0 among the module's defined ones.
+        index: usize,
+        /// Its body's size, bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Compiling took longer than allowed.
+    #[error(
+        "compiling the component took longer than this worker's budget of {} (--compile-timeout): it is refused; make its code smaller, or raise the budget",
+        humantime::format_duration(*.budget)
+    )]
+    CompileTimeout {
+        /// The budget.
+        budget: Duration,
+    },
     /// The engine could not be set up.
     #[error("the Wasm engine could not be set up: {0}")]
     Engine(String),
@@ -330,12 +361,128 @@ pub fn check_minimum(footprint: &Footprint, limits: &super::Limits) -> Result<()
     Ok(())
 }
 
+/// How much compile work a component may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileBounds {
+    /// The largest function body, bytes, in any core module of the
+    /// component.
+    pub max_function_bytes: usize,
+    /// The longest a compile may take (a cached one costs nothing).
+    pub timeout: Duration,
+}
+
+impl Default for CompileBounds {
+    /// 1 MiB per function: 2.4 times the largest function of a
+    /// componentize-py 0.25 component (CPython's interpreter loop, 427 KB);
+    /// and 5 minutes per compile.
+    fn default() -> Self {
+        CompileBounds {
+            max_function_bytes: 1024 * 1024,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
 /// Compiles component bytes, through the cache when given.
 pub fn compile(
     engine: &Engine,
     wasm: &[u8],
     cache: Option<&ComponentCache>,
 ) -> Result<Component, LoadError> {
+    check_bytes(wasm)?;
+    let compile = || Component::new(engine, wasm);
+    let compiled = match cache {
+        Some(cache) => cache.load_or_compile(engine, wasm, compile),
+        None => compile(),
+    };
+    compiled.map_err(|err| LoadError::Invalid(format!("{err:#}")))
+}
+
+/// Compiles component bytes within `bounds`, through the cache when given:
+/// refuses a function body over the limit before compiling, and a compile
+/// that outlasts the deadline. The compile runs on a thread of its own;
+/// Cranelift cannot be interrupted, so one past its deadline finishes there
+/// and its result is dropped (never cached), while the caller goes on.
+pub fn compile_bounded(
+    engine: &Engine,
+    wasm: &[u8],
+    cache: Option<&ComponentCache>,
+    bounds: &CompileBounds,
+) -> Result<Component, LoadError> {
+    check_bytes(wasm)?;
+    check_function_sizes(wasm, bounds.max_function_bytes)?;
+    let budget = bounds.timeout;
+    let timed_out = std::cell::Cell::new(false);
+    let compile = || {
+        let (engine, bytes) = (engine.clone(), wasm.to_vec());
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("wasmq-compile".into())
+            .spawn(move || {
+                // The receiver is gone if the deadline passed: nothing to do.
+                let _ = sender.send(Component::new(&engine, &bytes));
+            })
+            .map_err(|err| wasmtime::format_err!("cannot start a compile thread: {err}"))?;
+        match receiver.recv_timeout(budget) {
+            Ok(compiled) => compiled,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                timed_out.set(true);
+                Err(wasmtime::format_err!("compile budget exceeded"))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(wasmtime::format_err!("the compile thread stopped"))
+            }
+        }
+    };
+    let compiled = match cache {
+        Some(cache) => cache.load_or_compile(engine, wasm, compile),
+        None => compile(),
+    };
+    compiled.map_err(|err| {
+        if timed_out.get() {
+            LoadError::CompileTimeout { budget }
+        } else {
+            LoadError::Invalid(format!("{err:#}"))
+        }
+    })
+}
+
+/// Refuses a component with a function body over `limit` bytes, in any of
+/// its core modules (nested components included).
+pub fn check_function_sizes(wasm: &[u8], limit: usize) -> Result<(), LoadError> {
+    let mut module = 0usize;
+    let mut index = 0usize;
+    let mut seen_module = false;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(|err| LoadError::Invalid(err.to_string()))?;
+        match payload {
+            wasmparser::Payload::ModuleSection { .. } => {
+                if seen_module {
+                    module += 1;
+                }
+                seen_module = true;
+                index = 0;
+            }
+            wasmparser::Payload::CodeSectionEntry(body) => {
+                let size = body.range().len();
+                if size > limit {
+                    return Err(LoadError::FunctionTooLarge {
+                        module,
+                        index,
+                        size,
+                        limit,
+                    });
+                }
+                index += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses bytes that are not a component at all.
+fn check_bytes(wasm: &[u8]) -> Result<(), LoadError> {
     if !wasm.starts_with(b"\0asm") {
         let shown: String = wasm
             .iter()
@@ -352,12 +499,7 @@ pub fn compile(
     if wasmparser::Parser::is_core_wasm(wasm) {
         return Err(LoadError::CoreModule);
     }
-    let compile = || Component::new(engine, wasm);
-    let compiled = match cache {
-        Some(cache) => cache.load_or_compile(engine, wasm, compile),
-        None => compile(),
-    };
-    compiled.map_err(|err| LoadError::Invalid(format!("{err:#}")))
+    Ok(())
 }
 
 /// Checks that the component exports `wasmq:plugin/handler` at the version

@@ -55,7 +55,7 @@ pub use grants::{
 };
 pub use host::TaskLabel;
 pub use limits::{Limits, MAX_NAME_BYTES};
-pub use load::{Footprint, LoadError, WORLD_VERSION};
+pub use load::{CompileBounds, Footprint, LoadError, WORLD_VERSION};
 
 use crate::task::{FailureKind, TaskFailure};
 use host::{ComponentCounts, HostSetup, HostState, MemoryLimiter, Stop};
@@ -264,6 +264,17 @@ impl Sandbox {
     /// (the minimum sizes of its memories and tables) fits within `limits`.
     pub fn check_footprint(&self, wasm: &[u8], limits: &Limits) -> Result<(), LoadError> {
         load::check_minimum(&load::footprint(wasm)?, limits)
+    }
+
+    /// Compiles component bytes within `bounds` (function size, compile
+    /// time), through the cache when given.
+    pub fn compile_bounded(
+        &self,
+        wasm: &[u8],
+        cache: Option<&ComponentCache>,
+        bounds: &CompileBounds,
+    ) -> Result<Component, LoadError> {
+        load::compile_bounded(&self.engine, wasm, cache, bounds)
     }
 
     /// The names of the interfaces a component imports and exports.

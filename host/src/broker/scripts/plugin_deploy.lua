@@ -1,23 +1,61 @@
 -- Makes a component the current version of a plugin: stores its bytes
 -- (content-addressed), points the plugin at it and records the deployment.
 -- Workers learn of it from the PUBLISH, and by reconciling every few
--- seconds.
+-- seconds. Every check comes first: a refused deployment changes nothing.
+--
+-- A name belongs to one plugin: the registry records the task-type set a
+-- name holds (kept after a removal), and refuses a deployment of that name
+-- with another set unless it says to replace the holder. No two deployed
+-- plugins may share a task type.
 --
 -- KEYS[1] -> wasmq:{plugins}:current          HASH plugin name -> SHA-256 of its current component
 -- KEYS[2] -> wasmq:{plugins}:history:<name>   LIST of deployments (JSON), newest first
 -- KEYS[3] -> wasmq:{plugins}:blob:<sha256>    STRING the component's bytes
+-- KEYS[4] -> wasmq:{plugins}:types            HASH plugin name -> its task types (JSON array, sorted)
 -- ARGV[1] -> plugin name
 -- ARGV[2] -> SHA-256 of the component, hex
 -- ARGV[3] -> the component's bytes
 -- ARGV[4] -> the deployment record (JSON)
 -- ARGV[5] -> deployments kept in the history
 -- ARGV[6] -> the channel that tells workers plugins changed
+-- ARGV[7] -> the component's task types (JSON array, sorted)
+-- ARGV[8] -> '1' to replace a different plugin holding the name, else '0'
 --
--- Returns the digest that was current before, or false.
+-- Returns {the digest that was current before or false, the task types the
+-- name held before (JSON) when they differ, or false}. Errors:
+-- 'HELD <task types JSON>' when the name is held by another task-type set
+-- and ARGV[8] is not '1'; 'CONFLICT <JSON {task_type, plugin}>' when
+-- another deployed plugin handles one of its task types.
+local held = redis.call('HGET', KEYS[4], ARGV[1])
+if held and held ~= ARGV[7] and ARGV[8] ~= '1' then
+    return redis.error_reply('HELD ' .. held)
+end
+local mine = {}
+for _, task_type in ipairs(cjson.decode(ARGV[7])) do
+    mine[task_type] = true
+end
+local current = redis.call('HKEYS', KEYS[1])
+for _, other in ipairs(current) do
+    if other ~= ARGV[1] then
+        local types = redis.call('HGET', KEYS[4], other)
+        if types then
+            for _, task_type in ipairs(cjson.decode(types)) do
+                if mine[task_type] then
+                    return redis.error_reply('CONFLICT ' .. cjson.encode({task_type = task_type, plugin = other}))
+                end
+            end
+        end
+    end
+end
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[7])
 redis.call('LPUSH', KEYS[2], ARGV[4])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
 redis.call('PUBLISH', ARGV[6], ARGV[1])
-return previous
+local replaced = false
+if held and held ~= ARGV[7] then
+    replaced = held
+end
+return {previous, replaced}
