@@ -131,6 +131,7 @@ const HOSTILE: &[Hostile] = &[
         flags: &["--max-descendants", "3"],
         kind: FailureKind::CapabilityDenied,
         message: "descendants, the cap of 3 (capabilities.enqueue.max_descendants",
+        refused_at_load: false,
     },
     Hostile {
         plugin: "hostile-initbomb",

@@ -247,6 +247,7 @@ mod tests {
                 unique_key: None,
                 enqueued_at_ms: 0,
                 limit: None,
+                lineage: None,
             },
             state: TaskState::Scheduled,
             attempts: 0,
