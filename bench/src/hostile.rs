@@ -264,7 +264,13 @@ async fn measure(args: &HostileArgs, row: Option<&Row>) -> anyhow::Result<Measur
         None => {}
     }
     let mut command = WasmqProcess::command(&args.wasmq);
-    command.args(["worker", "--redis", &redis.url(), "--no-scheduler", "--plugins"]);
+    command.args([
+        "worker",
+        "--redis",
+        &redis.url(),
+        "--no-scheduler",
+        "--plugins",
+    ]);
     command.arg(plugins.path());
     command.args([
         "--concurrency",
