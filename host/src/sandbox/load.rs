@@ -482,7 +482,7 @@ pub fn check_function_sizes(wasm: &[u8], limit: usize) -> Result<(), LoadError> 
 }
 
 /// Refuses bytes that are not a component at all.
-fn check_bytes(wasm: &[u8]) -> Result<(), LoadError> {
+pub(super) fn check_bytes(wasm: &[u8]) -> Result<(), LoadError> {
     if !wasm.starts_with(b"\0asm") {
         let shown: String = wasm
             .iter()

@@ -256,6 +256,7 @@ impl Sandbox {
         wasm: &[u8],
         cache: Option<&ComponentCache>,
     ) -> Result<Component, LoadError> {
+        load::check_bytes(wasm)?;
         load::check_counts(&load::footprint(wasm)?, &self.config)?;
         load::compile(&self.engine, wasm, cache)
     }
@@ -267,13 +268,17 @@ impl Sandbox {
     }
 
     /// Compiles component bytes within `bounds` (function size, compile
-    /// time), through the cache when given.
+    /// time), through the cache when given. Like [`Sandbox::compile`], it
+    /// first refuses components that declare more core instances, memories
+    /// or tables than this sandbox allows, with the reason.
     pub fn compile_bounded(
         &self,
         wasm: &[u8],
         cache: Option<&ComponentCache>,
         bounds: &CompileBounds,
     ) -> Result<Component, LoadError> {
+        load::check_bytes(wasm)?;
+        load::check_counts(&load::footprint(wasm)?, &self.config)?;
         load::compile_bounded(&self.engine, wasm, cache, bounds)
     }
 
