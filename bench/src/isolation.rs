@@ -124,7 +124,7 @@ const HOSTILE: &[(&str, &str)] = &[
     (kit::HOSTILE_SNOOP_COMPONENT, "hostile:snoop"),
     (kit::HOSTILE_SOCKET_COMPONENT, "hostile:socket"),
     (kit::HOSTILE_HTTP_COMPONENT, "hostile:http"),
-    (kit::HOSTILE_INITBOMB_COMPONENT, "hostile:initbomb"),
+    (kit::HOSTILE_BIGMESSAGE_COMPONENT, "hostile:hugemessage"),
 ];
 
 /// Hostile tasks measured only when `--only` names them: a task that
