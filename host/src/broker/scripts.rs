@@ -3,13 +3,16 @@
 //! Each script lives in `scripts/<name>.lua` with a header listing its KEYS
 //! and ARGV. `scripts/prelude.lua` is prepended to every script that works
 //! on a queue: it binds the queue's keys to names and holds the helpers they
-//! share. The slot, cron, tree and rate scripts work on keys of their own.
+//! share. `scripts/registry_prelude.lua` is prepended to the plugin
+//! registry's scripts. The slot, cron, tree and rate scripts work on keys of
+//! their own.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
+const REGISTRY_PRELUDE: &str = include_str!("scripts/registry_prelude.lua");
 
 /// The compiled scripts; each is sent by its SHA1 (EVALSHA) and loaded on
 /// first use or after a Redis restart.
@@ -48,6 +51,10 @@ fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
+fn with_registry_prelude(body: &str) -> Script {
+    Script::new(&format!("{REGISTRY_PRELUDE}\n{body}"))
+}
+
 /// Every script, built on first use.
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     enqueue: with_prelude(include_str!("scripts/enqueue.lua")),
@@ -72,8 +79,8 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     cron_remove: Script::new(include_str!("scripts/cron_remove.lua")),
     cron_advance: Script::new(include_str!("scripts/cron_advance.lua")),
     kv_set: Script::new(include_str!("scripts/kv_set.lua")),
-    plugin_deploy: Script::new(include_str!("scripts/plugin_deploy.lua")),
-    plugin_switch: Script::new(include_str!("scripts/plugin_switch.lua")),
+    plugin_deploy: with_registry_prelude(include_str!("scripts/plugin_deploy.lua")),
+    plugin_switch: with_registry_prelude(include_str!("scripts/plugin_switch.lua")),
     heartbeat: Script::new(include_str!("scripts/heartbeat.lua")),
     lineage_reserve: Script::new(include_str!("scripts/lineage_reserve.lua")),
     lineage_release: Script::new(include_str!("scripts/lineage_release.lua")),

@@ -30,22 +30,9 @@ local held = redis.call('HGET', KEYS[4], ARGV[1])
 if held and held ~= ARGV[7] and ARGV[8] ~= '1' then
     return redis.error_reply('HELD ' .. held)
 end
-local mine = {}
-for _, task_type in ipairs(cjson.decode(ARGV[7])) do
-    mine[task_type] = true
-end
-local current = redis.call('HKEYS', KEYS[1])
-for _, other in ipairs(current) do
-    if other ~= ARGV[1] then
-        local types = redis.call('HGET', KEYS[4], other)
-        if types then
-            for _, task_type in ipairs(cjson.decode(types)) do
-                if mine[task_type] then
-                    return redis.error_reply('CONFLICT ' .. cjson.encode({task_type = task_type, plugin = other}))
-                end
-            end
-        end
-    end
+local conflict = task_type_conflict(KEYS[1], KEYS[4], ARGV[1], ARGV[7])
+if conflict then
+    return conflict
 end
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[3])

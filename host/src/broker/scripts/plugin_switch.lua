@@ -27,21 +27,9 @@ else
         return redis.error_reply('NO_BLOB')
     end
     if ARGV[6] ~= '' then
-        local mine = {}
-        for _, task_type in ipairs(cjson.decode(ARGV[6])) do
-            mine[task_type] = true
-        end
-        for _, other in ipairs(redis.call('HKEYS', KEYS[1])) do
-            if other ~= ARGV[1] then
-                local types = redis.call('HGET', KEYS[4], other)
-                if types then
-                    for _, task_type in ipairs(cjson.decode(types)) do
-                        if mine[task_type] then
-                            return redis.error_reply('CONFLICT ' .. cjson.encode({task_type = task_type, plugin = other}))
-                        end
-                    end
-                end
-            end
+        local conflict = task_type_conflict(KEYS[1], KEYS[4], ARGV[1], ARGV[6])
+        if conflict then
+            return conflict
         end
         redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
     end
