@@ -23,7 +23,7 @@ pub struct CronArgs {
 /// Runs every-second cron entries through scheduler replicas and reports
 /// how long after its tick each tick's task was enqueued.
 pub async fn run(args: &CronArgs) -> anyhow::Result<()> {
-    use wasmq::scheduler::{self, CronEntry, SchedulerConfig, TickRecord};
+    use wasmq::{Cron, CronEntry, SchedulerConfig};
 
     let redis = RedisServer::start().context("starting redis-server")?;
     let client = Client::connect(&redis.url()).await?;
@@ -34,9 +34,8 @@ pub async fn run(args: &CronArgs) -> anyhow::Result<()> {
             "type": "poll",
             "queue": "ticks",
         }))?;
-        client
-            .broker()
-            .cron_put(&entry.name, &entry.to_json(), true)
+        Cron::new(client.broker().clone())
+            .put(&entry, false)
             .await?;
     }
     let stop = CancellationToken::new();
@@ -46,11 +45,9 @@ pub async fn run(args: &CronArgs) -> anyhow::Result<()> {
                 host: format!("replica-{n}"),
                 ..SchedulerConfig::default()
             };
-            tokio::spawn(scheduler::run(
-                client.broker().clone(),
-                config,
-                stop.clone(),
-            ))
+            let cron = Cron::new(client.broker().clone());
+            let stop = stop.clone();
+            tokio::spawn(async move { cron.run_replica(config, stop.cancelled_owned()).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
@@ -63,13 +60,9 @@ pub async fn run(args: &CronArgs) -> anyhow::Result<()> {
     let mut ticks = 0usize;
     let mut duplicates = 0usize;
     for n in 0..args.entries {
-        let records: Vec<TickRecord> = client
-            .broker()
-            .cron_history(&format!("e{n}"), 100_000)
-            .await?
-            .iter()
-            .map(|json| serde_json::from_str(json))
-            .collect::<Result<_, _>>()?;
+        let records = Cron::new(client.broker().clone())
+            .history(&format!("e{n}"), 100_000)
+            .await?;
         let distinct: std::collections::HashSet<i64> =
             records.iter().map(|record| record.tick_ms).collect();
         duplicates += records.len() - distinct.len();
@@ -83,7 +76,7 @@ pub async fn run(args: &CronArgs) -> anyhow::Result<()> {
             .copied()
             .unwrap_or(0)
     };
-    let tasks = client.broker().queue_counts("ticks").await?.pending;
+    let tasks = client.queue_counts("ticks").await?.pending;
     println!(
         "{}",
         serde_json::json!({

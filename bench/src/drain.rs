@@ -2,18 +2,17 @@
 //! instance (or in a native handler, to price the sandbox), how fast tasks
 //! are enqueued in batches, and the worker's peak memory.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use wasmq::dev::RedisServer;
-use wasmq::plugins::{LoadOptions, Plugin, PluginSet, Plugins};
-use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
-use wasmq::task::TaskFailure;
-use wasmq::worker::{NativeTask, QueueSelection, WorkerConfig};
-use wasmq::{Client, FailureKind, NewTask};
+use wasmq::plugins::LoadOptions;
+use wasmq::sandbox::ComponentCache;
+use wasmq::{
+    Client, FailureKind, NativeTask, NewTask, Summary, TaskFailure, Worker, WorkerBuilder,
+};
+use wasmq_testkit::PluginDir;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -88,44 +87,35 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     }
     let enqueue_time = enqueue_started.elapsed();
 
-    let sandbox = Sandbox::new(SandboxConfig {
-        max_instances: u32::try_from(concurrency + 16)?,
-        ..SandboxConfig::default()
-    })?;
-    let mut config = WorkerConfig::new(QueueSelection::single("default"));
-    config.concurrency = concurrency;
-    let plugins = match args.handler {
+    let worker = Worker::builder(client.broker().clone()).concurrency(concurrency);
+    let (worker, _plugins) = match args.handler {
         Handler::Wasm => {
             let component = if args.failing {
                 wasmq_testkit::FLAKY_COMPONENT
             } else {
                 wasmq_testkit::ECHO_COMPONENT
             };
-            load(&sandbox, &[component], &LoadOptions::default())?
+            with_plugins(worker, &[component], LoadOptions::default())
         }
         Handler::Native if args.failing => {
-            config
-                .native
-                .register(task_type, |_task: NativeTask| async {
-                    Err(TaskFailure::new(
-                        FailureKind::HandlerError,
-                        "failing on purpose",
-                    ))
-                });
-            Plugins::new(PluginSet::new(Vec::new())?)
+            let worker = worker.native(task_type, |_task: NativeTask| async {
+                Err(TaskFailure::new(
+                    FailureKind::HandlerError,
+                    "failing on purpose",
+                ))
+            });
+            (worker, PluginDir::with(&[]))
         }
         Handler::Native => {
-            config
-                .native
-                .register(task_type, |task: NativeTask| async move {
-                    Ok(task.payload().to_vec())
-                });
-            Plugins::new(PluginSet::new(Vec::new())?)
+            let worker = worker.native(task_type, |task: NativeTask| async move {
+                Ok(task.payload().to_vec())
+            });
+            (worker, PluginDir::with(&[]))
         }
     };
     let redis_cpu_before = redis_cpu_seconds(&url);
     let worker_cpu_before = own_cpu_seconds();
-    let (drain_time, summary) = drain(&client, Arc::new(sandbox), plugins, config).await?;
+    let (drain_time, summary) = drain(&client, worker).await?;
     let per_task_us = |seconds: f64| (seconds * 1e6 / args.tasks as f64 * 10.0).round() / 10.0;
     let redis_cpu = per_task_us(redis_cpu_seconds(&url) - redis_cpu_before);
     let worker_cpu = per_task_us(own_cpu_seconds() - worker_cpu_before);
@@ -159,57 +149,45 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads plugin components (through the shared compiled-component cache).
-pub fn load(
-    sandbox: &Sandbox,
+/// `worker` serving the plugin `components` (from a directory returned
+/// with it, which must live as long as the worker), loaded with `options`
+/// through the shared compiled-component cache.
+pub fn with_plugins(
+    worker: WorkerBuilder,
     components: &[&str],
-    options: &LoadOptions,
-) -> anyhow::Result<Plugins> {
+    options: LoadOptions,
+) -> (WorkerBuilder, PluginDir) {
+    let dir = PluginDir::with(components);
     let options = LoadOptions {
         cache: Some(ComponentCache::new(wasmq_testkit::component_cache_dir())),
-        ..options.clone()
+        ..options
     };
-    let plugins = components
-        .iter()
-        .map(|component| Plugin::load_file(sandbox, Path::new(component), &options))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Plugins::new(PluginSet::new(plugins)?))
+    let worker = worker.plugins_dir(dir.path()).plugin_options(options);
+    (worker, dir)
 }
 
-/// Runs a worker in this process on queue `default` until the queue has no
+/// Runs `worker` in this process on queue `default` until the queue has no
 /// unfinished task; returns how long that took and what the worker did.
-pub async fn drain(
-    client: &Client,
-    sandbox: Arc<Sandbox>,
-    plugins: Plugins,
-    config: WorkerConfig,
-) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
-    drain_watching(client, sandbox, plugins, config, true, |_| true).await
+pub async fn drain(client: &Client, worker: WorkerBuilder) -> anyhow::Result<(Duration, Summary)> {
+    drain_watching(client, worker.build()?, true, |_| true).await
 }
 
 /// [`drain`], calling `ready` with the time taken so far before each look
 /// at the queue: the drain ends once `ready` has said true and (when
-/// `until_empty`) the queue has no unfinished task.
+/// `until_empty`) the queue has no unfinished task. The time counts from
+/// when the (built) worker starts.
 pub async fn drain_watching(
     client: &Client,
-    sandbox: Arc<Sandbox>,
-    plugins: Plugins,
-    config: WorkerConfig,
+    worker: Worker,
     until_empty: bool,
     mut ready: impl FnMut(Duration) -> bool,
-) -> anyhow::Result<(Duration, wasmq::worker::Summary)> {
+) -> anyhow::Result<(Duration, Summary)> {
     let stop = CancellationToken::new();
     let started = Instant::now();
-    let worker = tokio::spawn(wasmq::worker::run(
-        client.broker().clone(),
-        sandbox,
-        plugins,
-        config,
-        stop.clone().cancelled_owned(),
-    ));
+    let running = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     loop {
         if ready(started.elapsed())
-            && (!until_empty || client.broker().queue_counts("default").await?.unfinished() == 0)
+            && (!until_empty || client.queue_counts("default").await?.unfinished() == 0)
         {
             break;
         }
@@ -217,7 +195,7 @@ pub async fn drain_watching(
     }
     let took = started.elapsed();
     stop.cancel();
-    Ok((took, worker.await?))
+    Ok((took, running.await??))
 }
 
 /// CPU time (user + system) Redis has used so far, from `INFO cpu`
@@ -261,4 +239,43 @@ pub fn peak_rss_mb() -> f64 {
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
     (kib * 1.024).round() / 1000.0
+}
+
+/// Drops every key of `queue` (`wasmq:{<queue>}:*`), tasks and all: what
+/// `wasmq queue rm --force` does, for a benchmark that ends a phase with
+/// tasks left.
+pub async fn remove_queue(client: &Client, queue: &str) -> anyhow::Result<()> {
+    let url = client.broker().url().to_string();
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("wasmq:{{{queue}}}:*"))
+        .query_async(&mut conn)
+        .await?;
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// How many workers' heartbeats are alive (`wasmq:{fleet}:servers`, a ZSET
+/// from worker id to when its heartbeat expires, unix ms).
+pub async fn live_workers(client: &Client) -> anyhow::Result<usize> {
+    let mut conn = redis::Client::open(client.broker().url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let live: usize = redis::cmd("ZCOUNT")
+        .arg("wasmq:{fleet}:servers")
+        .arg(now_ms)
+        .arg("+inf")
+        .query_async(&mut conn)
+        .await?;
+    Ok(live)
 }

@@ -57,7 +57,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     loop {
-        let live = client.broker().servers().await?.len();
+        let live = super::drain::live_workers(&client).await?;
         if live == args.workers {
             break;
         }

@@ -9,22 +9,18 @@
 //! loopback server that answers after a set time (the worker then mostly
 //! waits, as it does for handlers that call other services).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmq::dev::RedisServer;
-use wasmq::ops::metrics::Metrics;
 use wasmq::plugins::LoadOptions;
-use wasmq::plugins::Plugins;
-use wasmq::sandbox::{Limits, Sandbox, SandboxConfig};
-use wasmq::worker::{ProbationConfig, QueueSelection, Summary, WorkerConfig};
-use wasmq::{Client, NewTask};
+use wasmq::sandbox::Limits;
+use wasmq::{Client, NewTask, ProbationConfig, Summary, Worker};
 use wasmq_testkit as kit;
 
 use super::compare::median;
-use super::drain::{drain_watching, load};
+use super::drain::{drain_watching, with_plugins};
 
 /// Arguments of `isolation`.
 #[derive(Debug, clap::Args)]
@@ -67,6 +63,10 @@ pub struct IsolationArgs {
     /// The worker's `--probation-park`.
     #[arg(long, default_value_t = ProbationConfig::default().park_capacity)]
     pub probation_park: usize,
+    /// Run without trials: a plugin not yet trusted runs with everyone
+    /// else until it is on probation (the lane alone).
+    #[arg(long)]
+    pub no_trial: bool,
     /// End each mixed phase as soon as the measured tasks are done, and drop
     /// the hostile tasks still waiting (for long runs, where waiting for
     /// every hostile task to end would take minutes). Skips the phase
@@ -136,10 +136,6 @@ const ON_REQUEST: &[(&str, &str)] = &[(kit::HOSTILE_SLEEP_COMPONENT, "hostile:sl
 pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
     let redis = RedisServer::start().context("starting redis-server")?;
     let client = Client::connect(&redis.url()).await?;
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-        max_instances: u32::try_from(args.concurrency + 16)?,
-        ..SandboxConfig::default()
-    })?);
     let options = LoadOptions {
         defaults: Limits {
             fuel: Some(args.fuel),
@@ -237,16 +233,14 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
     let mut hostile = 0;
     for turn in 1..=args.repeats {
         enqueue((0..tasks).map(measured).collect::<Result<_, _>>()?).await?;
-        let plugins = load(&sandbox, &components, &options)?;
-        let (alone, _, summary) = drain(&client, sandbox.clone(), plugins, args, tasks, 0).await?;
+        let (alone, _, summary) = drain(&client, &components, &options, args, tasks, 0).await?;
         anyhow::ensure!(summary.completed as usize == tasks, "alone: {summary:?}");
         alone_rates.push(rate(alone));
 
         let (list, benign) = mixed(true)?;
         enqueue(list).await?;
-        let plugins = load(&sandbox, &components, &options)?;
         let (with_benign, _, summary) =
-            drain(&client, sandbox.clone(), plugins, args, tasks, 0).await?;
+            drain(&client, &components, &options, args, tasks, 0).await?;
         anyhow::ensure!(
             summary.completed as usize == tasks + benign,
             "with benign neighbours: {summary:?}"
@@ -262,9 +256,8 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
             let (list, count) = mixed(false)?;
             hostile = count;
             enqueue(list).await?;
-            let plugins = load(&sandbox, &components, &options)?;
             let (with_hostile, everything, summary) =
-                drain(&client, sandbox.clone(), plugins, args, tasks, strikes).await?;
+                drain(&client, &components, &options, args, tasks, strikes).await?;
             anyhow::ensure!(
                 summary.completed as usize == tasks
                     && (args.cut_hostile || summary.failed as usize == hostile),
@@ -313,6 +306,7 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
             "repeats": args.repeats,
             "probation_park": args.probation_park,
             "probation_lane": args.probation_lane,
+            "trial": !args.no_trial,
             "per_s_alone": alone.round(),
             "per_s_with_benign": with_benign.round(),
             "ratio_benign_to_alone": round(median(benign_ratios), 3),
@@ -328,33 +322,31 @@ pub async fn run(args: &IsolationArgs) -> anyhow::Result<()> {
 /// measured), how long everything took to end, and what the worker did.
 async fn drain(
     client: &Client,
-    sandbox: Arc<Sandbox>,
-    plugins: Plugins,
+    components: &[&str],
+    options: &LoadOptions,
     args: &IsolationArgs,
     tasks: usize,
     probation_strikes: u32,
 ) -> anyhow::Result<(Duration, Duration, Summary)> {
-    let metrics = Metrics::default();
-    let mut config = WorkerConfig::new(QueueSelection::single("default"));
-    config.concurrency = args.concurrency;
-    config.metrics = metrics.clone();
-    config.probation.strikes = probation_strikes;
-    config.probation.park_capacity = args.probation_park;
-    config.probation.lane_capacity = args.probation_lane;
-    let measured_completed = || {
-        metrics.value(
-            "wasmq_tasks_processed_total",
-            &[
-                ("queue", "default"),
-                ("type", args.well_behaved.task_type()),
-            ],
-        ) as usize
-    };
+    let worker = Worker::builder(client.broker().clone())
+        .concurrency(args.concurrency)
+        .probation(ProbationConfig {
+            strikes: probation_strikes,
+            park_capacity: args.probation_park,
+            lane_capacity: args.probation_lane,
+            trial: !args.no_trial,
+            ..ProbationConfig::default()
+        });
+    let (worker, _plugins) = with_plugins(worker, components, options.clone());
+    let worker = worker.build()?;
+    let metrics = worker.metrics().clone();
+    let measured_completed =
+        || metrics.processed_count("default", args.well_behaved.task_type()) as usize;
     // With --cut-hostile, the drain ends with the measured tasks and the
     // hostile tasks left are dropped.
     let cut = args.cut_hostile && probation_strikes > 0;
     let mut measured_took = None;
-    let watching = drain_watching(client, sandbox, plugins, config, !cut, |elapsed| {
+    let watching = drain_watching(client, worker, !cut, |elapsed| {
         if measured_took.is_none() && measured_completed() >= tasks {
             measured_took = Some(elapsed);
         }
@@ -362,7 +354,7 @@ async fn drain(
     });
     let (everything, summary) = watching.await?;
     if cut {
-        client.broker().remove_queue("default", true).await?;
+        super::drain::remove_queue(client, "default").await?;
     }
     let measured_took = measured_took.expect("set before the drain ends");
     Ok((measured_took, everything, summary))

@@ -12,10 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
-use wasmq::plugins::{PluginSet, Plugins};
-use wasmq::sandbox::{Sandbox, SandboxConfig};
-use wasmq::worker::{NativeTask, QueueSelection, WorkerConfig};
-use wasmq::{Client, NewTask};
+use wasmq::{Client, NativeTask, NewTask, Worker};
 
 /// Arguments of `latency`.
 #[derive(Debug, clap::Args)]
@@ -51,30 +48,23 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         t: f64,
     }
     let waits = Arc::new(Mutex::new(Vec::<f64>::new()));
-    let mut config = WorkerConfig::new(QueueSelection::single("default"));
-    config.concurrency = args.concurrency;
-    {
+    let record = {
         let waits = waits.clone();
-        config.native.register("echo", move |task: NativeTask| {
+        move |task: NativeTask| {
             let waited = task.json::<Stamp>().map(|stamp| now_us() - stamp.t);
             let waits = waits.clone();
             async move {
                 waits.lock().expect("never poisoned").push(waited?);
                 Ok(Vec::new())
             }
-        });
-    }
+        }
+    };
+    let worker = Worker::builder(client.broker().clone())
+        .concurrency(args.concurrency)
+        .native("echo", record)
+        .build()?;
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(wasmq::worker::run(
-        client.broker().clone(),
-        Arc::new(Sandbox::new(SandboxConfig {
-            max_instances: 8,
-            ..SandboxConfig::default()
-        })?),
-        Plugins::new(PluginSet::new(Vec::new())?),
-        config,
-        stop.clone().cancelled_owned(),
-    ));
+    let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     // Let the worker subscribe and go idle first.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -103,7 +93,7 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.cancel();
-    worker.await?;
+    worker.await??;
 
     let mut waits = waits.lock().expect("never poisoned").clone();
     waits.sort_by(f64::total_cmp);

@@ -3,14 +3,15 @@
 //! pooling allocator each add or save. No Redis: the sandbox alone, one
 //! task after another.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use wasmq::plugins::LoadOptions;
-use wasmq::sandbox::{Invocation, NoServices, Sandbox, SandboxConfig, Services, TaskLabel};
-
-use super::drain::load;
+use wasmq::plugins::{LoadOptions, Plugin};
+use wasmq::sandbox::{
+    ComponentCache, Invocation, NoServices, Sandbox, SandboxConfig, Services, TaskLabel,
+};
 
 /// Arguments of `sandbox`.
 #[derive(Debug, clap::Args)]
@@ -38,11 +39,15 @@ async fn per_task(
     payload: &str,
     tasks: usize,
 ) -> anyhow::Result<f64> {
-    let plugins = load(sandbox, &[component], &LoadOptions::default())?;
-    let set = plugins.current();
-    let plugin = set
-        .for_type(task_type)
-        .expect("the plugin handles its type");
+    let options = LoadOptions {
+        cache: Some(ComponentCache::new(wasmq_testkit::component_cache_dir())),
+        ..LoadOptions::default()
+    };
+    let plugin = Plugin::load_file(sandbox, Path::new(component), &options)?;
+    anyhow::ensure!(
+        plugin.manifest.task_types.iter().any(|t| t == task_type),
+        "{component} does not handle {task_type}"
+    );
     let services: Arc<dyn Services> = Arc::new(NoServices);
     let cancel = CancellationToken::new();
     let run = |n: usize| {

@@ -104,7 +104,7 @@ impl RedisServer {
             if err.kind() == io::ErrorKind::NotFound {
                 io::Error::new(
                     io::ErrorKind::NotFound,
-                    "redis-server was not found on PATH: install it (e.g. `apt-get install redis-server`), or pass --redis URL to use a Redis you run",
+                    "redis-server was not found on PATH: install it (e.g. `apt-get install redis-server`), or use a Redis you run",
                 )
             } else {
                 err

@@ -100,7 +100,6 @@ async fn tasks_flow_on_a_cluster_with_queues_on_three_masters() {
             &format!("every task of {queue} to complete"),
             || async {
                 client
-                    .broker()
                     .queue_counts(queue)
                     .await
                     .is_ok_and(|counts| counts.completed as usize == expected)
@@ -109,8 +108,7 @@ async fn tasks_flow_on_a_cluster_with_queues_on_three_masters() {
         .await;
     }
     let info = client
-        .broker()
-        .task_info(&queues[0].0, &flaky)
+        .task(&flaky, Some(&queues[0].0))
         .await
         .unwrap()
         .expect("the flaky task is kept");
@@ -203,8 +201,7 @@ async fn tasks_flow_on_a_cluster_with_queues_on_three_masters() {
         "the greet task and two cron ticks",
         || async {
             let greeted = client
-                .broker()
-                .task_info(&queues[2].0, &greet)
+                .task(&greet, Some(&queues[2].0))
                 .await
                 .is_ok_and(|info| info.is_some_and(|info| info.state == TaskState::Completed));
             let history = cli(&url, &["cron", "history", "tick"]);
@@ -250,7 +247,6 @@ async fn a_master_killed_mid_load_loses_no_task() {
         "some tasks of the victim's queue to complete",
         || async {
             client
-                .broker()
                 .queue_counts(&victim_queue)
                 .await
                 .is_ok_and(|counts| counts.completed >= 20)
@@ -275,7 +271,7 @@ async fn a_master_killed_mid_load_loses_no_task() {
 async fn wait_for_all_completed(client: &Client, queue: &str, tasks: usize, worker: &WasmqProcess) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let counts = client.broker().queue_counts(queue).await;
+        let counts = client.queue_counts(queue).await;
         if counts
             .as_ref()
             .is_ok_and(|counts| counts.completed as usize == tasks && counts.unfinished() == 0)
@@ -325,7 +321,6 @@ async fn workers_follow_a_sentinel_failover_and_lose_no_task() {
         "some tasks to complete",
         || async {
             client
-                .broker()
                 .queue_counts("default")
                 .await
                 .is_ok_and(|counts| counts.completed >= 20)

@@ -1,8 +1,8 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use wasmq::scheduler::{TickOutcome, TickRecord};
+use wasmq::{Cron, TickOutcome, TickRecord};
 use wasmq::{FailureKind, NewTask, TaskState};
 use wasmq_testkit::{BURN_COMPONENT, PluginDir, WasmqProcess};
 
@@ -21,14 +21,10 @@ impl Env {
 
     /// An entry's tick records, oldest first.
     async fn ticks(&self, entry: &str) -> Vec<TickRecord> {
-        let mut records: Vec<TickRecord> = self
-            .broker()
-            .cron_history(entry, 10_000)
+        let mut records = Cron::new(self.broker().clone())
+            .history(entry, 10_000)
             .await
-            .unwrap()
-            .iter()
-            .map(|json| serde_json::from_str(json).unwrap())
-            .collect();
+            .unwrap();
         records.reverse();
         records
     }
@@ -486,15 +482,11 @@ type = "charger:poll"
     );
     let scheduler = env.scheduler(&["--schedule", file.to_str().unwrap()]);
     let entries = || async {
-        let mut names: Vec<String> = env
-            .broker()
-            .cron_entries()
-            .await
-            .unwrap()
-            .into_keys()
-            .collect();
-        names.sort();
-        names
+        let entries = Cron::new(env.broker().clone()).entries().await.unwrap();
+        entries
+            .into_iter()
+            .map(|entry| entry.name)
+            .collect::<Vec<String>>()
     };
     wait_until(Duration::from_secs(20), "the file's entries", || async {
         entries().await == ["nightly-report", "poll"]
@@ -518,6 +510,7 @@ type = "charger:poll"
         || async { entries().await == ["by-hand", "poll"] },
     )
     .await;
-    let poll: HashMap<String, String> = env.broker().cron_entries().await.unwrap();
-    assert!(poll["poll"].contains("*/5 * * * * *"), "{}", poll["poll"]);
+    let entries = Cron::new(env.broker().clone()).entries().await.unwrap();
+    let poll = entries.iter().find(|entry| entry.name == "poll").unwrap();
+    assert_eq!(poll.schedule, "*/5 * * * * *", "{poll:?}");
 }

@@ -257,7 +257,7 @@ async fn a_bad_deploy_is_refused_and_the_old_version_keeps_serving() {
     );
     assert!(stdout(&over).contains("refused by"), "{}", stdout(&over));
     assert!(
-        stdout(&over).contains("16777216 bytes (this worker's ceiling, --max-memory)"),
+        stdout(&over).contains("16777216 bytes (this worker's max-memory ceiling)"),
         "the refusal names the ceiling: {}",
         stdout(&over)
     );
@@ -438,13 +438,13 @@ async fn put_unchecked(env: &Env, name: &str, bytes: &[u8]) {
     let digest = digest_of(bytes);
     let mut redis = env.redis_connection().await;
     let () = redis::cmd("SET")
-        .arg(wasmq::broker::registry::blob_key(&digest))
+        .arg(format!("wasmq:{{plugins}}:blob:{digest}"))
         .arg(bytes)
         .query_async(&mut redis)
         .await
         .unwrap();
     let _: i64 = redis::cmd("HSET")
-        .arg(wasmq::broker::registry::CURRENT)
+        .arg("wasmq:{plugins}:current")
         .arg(name)
         .arg(&digest)
         .query_async(&mut redis)
@@ -453,7 +453,7 @@ async fn put_unchecked(env: &Env, name: &str, bytes: &[u8]) {
 }
 
 /// Runs one task and waits for it to end; returns its info.
-async fn run_task(env: &Env, task_type: &str, payload: &str) -> wasmq::broker::TaskInfo {
+async fn run_task(env: &Env, task_type: &str, payload: &str) -> wasmq::TaskInfo {
     let task = NewTask::new(task_type, payload.to_string()).unwrap();
     let id = env.client.enqueue(task).await.expect("enqueued").id;
     env.wait_for_state(
@@ -511,7 +511,7 @@ async fn a_refused_deploy_leaves_the_registry_as_it_was() {
         stderr(&held)
     );
 
-    let current = env.broker().deployed_plugins().await.unwrap();
+    let current = env.deployed_plugins().await;
     assert_eq!(
         current.into_iter().collect::<Vec<_>>(),
         [("greeter".to_string(), greeter)],
@@ -630,7 +630,7 @@ async fn kv_data_stays_with_the_plugin_that_wrote_it() {
     ]);
     env.wait_for_workers(1).await;
     assert_success(&env.wasmq(&["plugin", "deploy", RELAY_COMPONENT]));
-    let count = |info: wasmq::broker::TaskInfo| -> i64 {
+    let count = |info: wasmq::TaskInfo| -> i64 {
         let result: serde_json::Value =
             serde_json::from_slice(info.result.as_deref().unwrap()).unwrap();
         result["count"].as_i64().unwrap()
@@ -680,7 +680,7 @@ async fn compile_cost_is_bounded_and_reported() {
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains(
-            "function 0 of core module 0 is 100000 bytes, over this worker's limit of 65536 bytes per function (--max-function-size)"
+            "function 0 of core module 0 is 100000 bytes, over this worker's limit of 65536 bytes per function (its max-function-size)"
         ),
         "{}",
         stderr(&refused)
@@ -695,11 +695,12 @@ async fn compile_cost_is_bounded_and_reported() {
     ]);
     assert!(!slow.status.success());
     assert!(
-        stderr(&slow).contains("took longer than this worker's budget of 1ms (--compile-timeout)"),
+        stderr(&slow)
+            .contains("took longer than this worker's budget of 1ms (its compile-timeout)"),
         "{}",
         stderr(&slow)
     );
-    assert!(env.broker().deployed_plugins().await.unwrap().is_empty());
+    assert!(env.deployed_plugins().await.is_empty());
 
     assert_success(&env.wasmq(&["plugin", "deploy", GREETER_COMPONENT]));
     put_unchecked(&env, "huge", &huge).await;

@@ -66,7 +66,7 @@ async fn a_worker_facing_a_dead_redis_retries_or_fails_fast() {
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     assert!(stderr(&output).contains(&env.url()), "{}", stderr(&output));
 
-    let worker = env.worker(plugins.path(), &[]);
+    let worker = env.spawn_worker(plugins.path(), &[]);
     worker
         .wait_for_log(
             "(pass --fail-fast to exit instead)",
@@ -336,7 +336,7 @@ async fn unshowable_payloads_types_and_queue_names_are_refused() {
         );
     }
     assert_eq!(env.counts("default").await.pending, 0);
-    assert!(env.broker().queues().await.unwrap().is_empty());
+    assert!(env.queue_names().is_empty());
 
     for verb in ["pause", "resume"] {
         let output = wasmq_no_panic(&env, &["queue", verb, "NOSUCH"]);

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use wasmq::broker::lineage::Tree;
-use wasmq::task::TaskRef;
-use wasmq::{FailureKind, NewTask, TaskState};
+use wasmq::{FailureKind, NewTask};
 use wasmq_testkit::*;
 
 use crate::support::{Env, stdout, wait_until};
@@ -42,11 +40,69 @@ async fn replicate_root(env: &Env, queue: &str, copies: u32) -> String {
         .id
 }
 
+/// A tree of follow-ups as Redis holds it (docs/ARCHITECTURE.md, "Trees
+/// of follow-ups"): `wasmq:{tree:<root queue>/<root id>}:info` and
+/// `:members`.
+#[derive(Debug)]
+struct Tree {
+    descendants: u64,
+    depth: u32,
+    stopped: bool,
+    /// `(id, depth)` of each descendant, shallowest first.
+    members: Vec<(String, u32)>,
+}
+
 async fn tree(env: &Env, queue: &str, id: &str) -> Tree {
-    env.broker()
-        .tree(&TaskRef::new(queue, id))
+    read_tree(&mut env.redis_connection().await, queue, id).await
+}
+
+async fn read_tree(redis: &mut impl redis::aio::ConnectionLike, queue: &str, id: &str) -> Tree {
+    let tag = format!("wasmq:{{tree:{queue}/{id}}}");
+    let info: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{tag}:info"))
+        .query_async(redis)
         .await
-        .expect("Redis answers")
+        .expect("Redis answers");
+    let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(format!("{tag}:members"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(redis)
+        .await
+        .expect("Redis answers");
+    let number = |field: &str| info.get(field).and_then(|n| n.parse().ok()).unwrap_or(0);
+    Tree {
+        descendants: number("descendants"),
+        depth: number("depth") as u32,
+        stopped: info.contains_key("stopped"),
+        members: members
+            .into_iter()
+            .map(|(member, depth)| {
+                let id = member.split_once(' ').map_or(member.as_str(), |(_, id)| id);
+                (id.to_string(), depth as u32)
+            })
+            .collect(),
+    }
+}
+
+/// The archived tasks of `queue`, as `wasmq task ls --json` lists them,
+/// page after page.
+fn archived(env: &Env, queue: &str) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    for page in 0.. {
+        let page = page.to_string();
+        let listed = json(&env.wasmq(&[
+            "task", "ls", "--queue", queue, "--state", "archived", "--size", "1000", "--page",
+            &page, "--json",
+        ]));
+        let tasks = listed.as_array().expect("a list of tasks");
+        if tasks.is_empty() {
+            return all;
+        }
+        all.extend(tasks.iter().cloned());
+    }
+    unreachable!("pages run out")
 }
 
 fn json(output: &std::process::Output) -> serde_json::Value {
@@ -57,16 +113,11 @@ fn json(output: &std::process::Output) -> serde_json::Value {
 /// Every archived task of `queue` failed as `denied`; returns their
 /// messages.
 async fn archived_denials(env: &Env, queue: &str) -> Vec<String> {
-    let ids = env
-        .broker()
-        .task_ids(queue, TaskState::Archived, 0, 100_000)
-        .await
-        .unwrap();
-    let infos = env.broker().task_infos(queue, &ids).await.unwrap();
-    infos
+    archived(env, queue)
         .into_iter()
         .map(|info| {
-            let error = info.last_error.expect("an archived task has its error");
+            let error: wasmq::ErrorRecord = serde_json::from_value(info["last_error"].clone())
+                .expect("an archived task has its error");
             assert_eq!(
                 error.kind,
                 FailureKind::CapabilityDenied,
@@ -148,11 +199,11 @@ async fn a_replicating_plugin_stays_within_its_trees_caps() {
 
     // A descendant's ancestry names the root, its depth and its parent.
     let (child, depth) = stored.members.last().unwrap().clone();
-    let show = json(&env.wasmq(&["task", "show", &child.id, "--json"]));
+    let show = json(&env.wasmq(&["task", "show", &child, "--json"]));
     assert_eq!(show["lineage"]["root"]["id"], root.as_str());
     assert_eq!(show["lineage"]["depth"], depth);
     assert!(show["lineage"]["parent"]["id"].is_string(), "{show}");
-    let text = stdout(&env.wasmq(&["task", "show", &child.id]));
+    let text = stdout(&env.wasmq(&["task", "show", &child]));
     assert!(
         text.contains(&format!("root tree/{root}, depth {depth}, parent tree/")),
         "{text}"
@@ -210,7 +261,7 @@ async fn stop_tree_stops_a_runaway_tree() {
         )
         .await;
     let after = tree(&env, "runaway", &root).await;
-    assert!(after.stopped_at_ms.is_some());
+    assert!(after.stopped);
     // A place reserved by an attempt cancelled in the middle of its
     // enqueue stays counted: the count may exceed the tasks, never trail.
     assert!(
@@ -220,14 +271,9 @@ async fn stop_tree_stops_a_runaway_tree() {
     );
     // Refused follow-ups of a stopped tree fail their attempt as denied;
     // the rest were cancelled.
-    let ids = env
-        .broker()
-        .task_ids("runaway", TaskState::Archived, 0, 1_000_000)
-        .await
-        .unwrap();
-    let infos = env.broker().task_infos("runaway", &ids).await.unwrap();
-    for info in &infos {
-        let error = info.last_error.as_ref().unwrap();
+    for info in archived(&env, "runaway") {
+        let error: wasmq::ErrorRecord = serde_json::from_value(info["last_error"].clone()).unwrap();
+        let error = &error;
         assert!(
             error.kind == FailureKind::Cancelled
                 || (error.kind == FailureKind::CapabilityDenied
@@ -323,9 +369,7 @@ async fn the_caps_hold_on_a_cluster_with_tree_and_queues_on_different_masters() 
     let root = (0..500)
         .map(|n| format!("root{n}"))
         .find(|id| {
-            let tree = master(wasmq::broker::lineage::tree_info_key(&TaskRef::new(
-                roots, id,
-            )));
+            let tree = master(format!("wasmq:{{tree:{roots}/{id}}}:info"));
             tree != copies_master && (tree != roots_master || roots_master == copies_master)
         })
         .expect("a root id whose tree lives on another master than its copies");
@@ -355,11 +399,10 @@ async fn the_caps_hold_on_a_cluster_with_tree_and_queues_on_different_masters() 
         )
         .await
         .unwrap();
-    let broker = client.broker();
     wait_until(Duration::from_secs(60), "the tree to settle", || async {
         let (Ok(a), Ok(b)) = (
-            broker.queue_counts(roots).await,
-            broker.queue_counts(copies).await,
+            client.queue_counts(roots).await,
+            client.queue_counts(copies).await,
         ) else {
             return false;
         };
@@ -369,9 +412,14 @@ async fn the_caps_hold_on_a_cluster_with_tree_and_queues_on_different_masters() 
             && b.completed + b.archived > 0
     })
     .await;
-    let counts = broker.queue_counts(copies).await.unwrap();
+    let counts = client.queue_counts(copies).await.unwrap();
     assert_eq!(counts.completed + counts.archived, 20, "{counts:?}");
-    let stored = broker.tree(&TaskRef::new(roots, &root)).await.unwrap();
+    let mut redis = redis::cluster::ClusterClient::new(cluster.node_urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let stored = read_tree(&mut redis, roots, &root).await;
     assert_eq!(stored.descendants, 20);
 
     let mut all: Vec<String> = ["task", "tree", &root, "--queue", roots, "--json"]

@@ -1,59 +1,52 @@
 //! Native handlers: an embedding program handles task types in Rust, in its
 //! own process, next to Wasm plugins, through the library.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use wasmq::NewTask;
-use wasmq::plugins::{LoadOptions, Plugin, PluginSet, Plugins};
-use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
-use wasmq::task::{FailureKind, TaskFailure, TaskState};
-use wasmq::worker::{NativeTask, QueueSelection, Summary, WorkerConfig};
-use wasmq_testkit::ECHO_COMPONENT;
+use wasmq::plugins::LoadOptions;
+use wasmq::sandbox::ComponentCache;
+use wasmq::{FailureKind, NativeTask, NewTask, Summary, TaskFailure, TaskState, Worker};
+use wasmq_testkit::{ECHO_COMPONENT, PluginDir};
 
 use crate::support::Env;
 
 /// A worker in this process serving the `echo` plugin and, natively, `sum`
-/// (adds a JSON array of integers) and `sleep` (sleeps 10 s).
-fn start_worker(env: &Env) -> (CancellationToken, tokio::task::JoinHandle<Summary>) {
-    let sandbox = Sandbox::new(SandboxConfig {
-        max_instances: 8,
-        ..SandboxConfig::default()
-    })
-    .expect("the sandbox starts");
-    let options = LoadOptions {
-        cache: Some(ComponentCache::new(wasmq_testkit::component_cache_dir())),
-        ..LoadOptions::default()
-    };
-    let echo = Plugin::load_file(&sandbox, Path::new(ECHO_COMPONENT), &options)
-        .expect("the echo plugin loads");
-    let mut config = WorkerConfig::new(QueueSelection::single("default"));
-    config
-        .native
-        .register("sum", |task: NativeTask| async move {
+/// (adds a JSON array of integers) and `sleep` (sleeps 10 s), started the
+/// way an embedding program starts one; returns once it serves.
+async fn start_worker(
+    env: &Env,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<Summary, wasmq::WorkerError>>,
+    PluginDir,
+) {
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let worker = Worker::builder(env.client.broker().clone())
+        .plugins_dir(plugins.path())
+        .plugin_options(LoadOptions {
+            cache: Some(ComponentCache::new(wasmq_testkit::component_cache_dir())),
+            ..LoadOptions::default()
+        })
+        .native("sum", |task: NativeTask| async move {
             let numbers: Vec<i64> = task.json()?;
             Ok(numbers.iter().sum::<i64>().to_string().into_bytes())
-        });
-    config
-        .native
-        .register("sleep", |_task: NativeTask| async move {
+        })
+        .native("sleep", |_task: NativeTask| async move {
             tokio::time::sleep(Duration::from_secs(10)).await;
             Err::<Vec<u8>, _>(TaskFailure::new(
                 FailureKind::HandlerError,
                 "slept to the end, which the timeout should have prevented",
             ))
-        });
+        })
+        .build()
+        .expect("the worker builds");
+    assert_eq!(worker.task_types(), ["echo", "sleep", "sum"]);
+    let id = worker.id().to_string();
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(wasmq::worker::run(
-        env.client.broker().clone(),
-        Arc::new(sandbox),
-        Plugins::new(PluginSet::new(vec![echo]).expect("one plugin")),
-        config,
-        stop.clone().cancelled_owned(),
-    ));
-    (stop, worker)
+    let running = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    env.wait_for_worker(&id).await;
+    (stop, running, plugins)
 }
 
 /// Native and Wasm handlers serve the same worker; a payload a native
@@ -61,7 +54,7 @@ fn start_worker(env: &Env) -> (CancellationToken, tokio::task::JoinHandle<Summar
 #[tokio::test]
 async fn native_handlers_run_beside_wasm_plugins() {
     let env = Env::start().await;
-    let (stop, worker) = start_worker(&env);
+    let (stop, worker, _plugins) = start_worker(&env).await;
 
     let sum = env
         .client
@@ -118,7 +111,7 @@ async fn native_handlers_run_beside_wasm_plugins() {
     assert_eq!(refused.attempts, 1, "a bad payload is not retried");
 
     stop.cancel();
-    let summary = worker.await.unwrap();
+    let summary = worker.await.unwrap().expect("the worker ran");
     assert_eq!(summary.completed, 2);
 }
 
@@ -126,7 +119,7 @@ async fn native_handlers_run_beside_wasm_plugins() {
 #[tokio::test]
 async fn a_native_handler_is_stopped_at_the_task_timeout() {
     let env = Env::start().await;
-    let (stop, worker) = start_worker(&env);
+    let (stop, worker, _plugins) = start_worker(&env).await;
     let id = env
         .client
         .enqueue(
@@ -145,5 +138,5 @@ async fn a_native_handler_is_stopped_at_the_task_timeout() {
     assert_eq!(error.kind, FailureKind::Timeout, "{}", error.message);
     assert!(error.message.contains("300ms"), "{}", error.message);
     stop.cancel();
-    worker.await.unwrap();
+    worker.await.unwrap().expect("the worker ran");
 }

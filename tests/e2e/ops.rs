@@ -229,13 +229,7 @@ async fn tasks_are_run_archived_and_deleted_one_by_one_and_in_bulk() {
         "{}",
         stdout(&removed)
     );
-    assert!(
-        !env.broker()
-            .queues()
-            .await
-            .unwrap()
-            .contains(&"mixed".to_string())
-    );
+    assert!(!env.queue_names().contains(&"mixed".to_string()));
     assert_eq!(
         env.counts("mixed").await.unfinished() + env.counts("mixed").await.completed,
         0
@@ -694,9 +688,12 @@ async fn stored_results_are_held_to_the_queue_budget() {
         counts.pending == 0 && counts.active == 0
     })
     .await;
-    let stats = env.broker().queue_stats("default").await.unwrap();
-    assert_eq!(stats.processed_today, 100, "every task ran and was counted");
-    let counts = stats.counts;
+    let stats = env.queue_stats("default");
+    assert_eq!(
+        stats["processed_today"], 100,
+        "every task ran and was counted"
+    );
+    let counts = env.counts("default").await;
     assert!(
         counts.completed >= 1 && counts.completed <= 6,
         "as many results as fit in the budget are kept: {counts:?}"

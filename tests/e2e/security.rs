@@ -432,7 +432,7 @@ async fn granted_capabilities_work_within_their_limits() {
             }
         }
     };
-    let result = |info: &wasmq::broker::TaskInfo| -> serde_json::Value {
+    let result = |info: &wasmq::TaskInfo| -> serde_json::Value {
         assert_eq!(info.state, TaskState::Completed, "{:?}", info.last_error);
         serde_json::from_slice(info.result.as_deref().unwrap()).unwrap()
     };
@@ -728,12 +728,14 @@ async fn secrets_and_env_values_are_given_only_to_the_plugins_allowed_them() {
     let relay = PluginDir::with(&[RELAY_COMPONENT]);
     let log = refused_at_start(&env, relay.path(), &[]).await;
     assert!(
-        log.contains("plugin \"relay\" asks for the environment value \"REGION\", which this worker does not allow it to read: start the worker with --allow-env relay=REGION"),
+        log.contains("plugin \"relay\" asks for the environment value \"REGION\", which this worker does not allow it to read")
+            && log.contains("to allow it, start the worker with --allow-env relay=REGION"),
         "{log}"
     );
     let log = refused_at_start(&env, relay.path(), &["--allow-env", "relay=REGION"]).await;
     assert!(
-        log.contains("asks for the secret \"TOKEN\", which this worker does not allow it to read: start the worker with --allow-secret relay=TOKEN"),
+        log.contains("asks for the secret \"TOKEN\", which this worker does not allow it to read")
+            && log.contains("to allow it, start the worker with --allow-secret relay=TOKEN"),
         "{log}"
     );
 

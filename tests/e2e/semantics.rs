@@ -117,19 +117,37 @@ async fn strict_priorities_serve_lower_queues_only_when_higher_ones_are_empty() 
 }
 
 /// A paused queue is not served, but still accepts tasks; resumed, it is
-/// served at once.
+/// served at once. The worker serves another queue meanwhile, whose tasks
+/// completing (after the paused queue's were enqueued) show that it runs
+/// and looked at both.
 #[tokio::test]
 async fn a_paused_queue_accepts_tasks_but_is_not_served_until_resumed() {
     let env = Env::start().await;
     let plugins = PluginDir::with(&[ECHO_COMPONENT]);
-    let _worker = env.worker(plugins.path(), &[]);
+    let _worker = env.worker(
+        plugins.path(),
+        &["--queues", "default=2,other=1", "--strict"],
+    );
     let paused = env.wasmq(&["queue", "pause", "default"]);
     assert!(paused.status.success(), "{}", stderr(&paused));
     for _ in 0..5 {
         let output = env.wasmq(&["enqueue", "echo", "{}"]);
         assert!(output.status.success(), "{}", stderr(&output));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // With strict priorities, `other` is served only when `default` has
+    // nothing the worker may take: these complete only after the worker
+    // found the paused queue's tasks not for it.
+    for _ in 0..5 {
+        let output = env.wasmq(&["enqueue", "echo", "{}", "--queue", "other"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    env.wait_for_counts(
+        "other",
+        Duration::from_secs(10),
+        "the other queue's tasks",
+        |c| c.completed == 5,
+    )
+    .await;
     assert_eq!(
         env.counts("default").await.pending,
         5,
@@ -348,7 +366,7 @@ async fn unique_locks_are_released_when_their_task_ends() {
         .id;
     assert!(matches!(
         env.client.enqueue(unique("echo", "{}")).await,
-        Err(wasmq::broker::Error::DuplicateUnique { .. })
+        Err(wasmq::Error::DuplicateUnique { .. })
     ));
 
     let _worker = env.worker(plugins.path(), &[]);
@@ -453,83 +471,6 @@ async fn enqueue_from_a_file_reports_bad_lines_and_sends_the_rest() {
     assert!(info.message.unique_key.is_some());
 }
 
-/// Batched postponements put back exactly the tasks their caller holds
-/// (once each), due later, their attempt not counted, their note as their
-/// last error.
-#[tokio::test]
-async fn batch_postponements_put_back_only_the_tasks_their_caller_holds() {
-    use wasmq::FailureKind;
-    use wasmq::broker::Postponement;
-    use wasmq::task::ErrorRecord;
-    let env = Env::start().await;
-    let broker = env.client.broker();
-    let tasks: Vec<NewTask> = (0..5)
-        .map(|n| NewTask::new("echo", "{}").unwrap().id(format!("p{n}")))
-        .collect();
-    for outcome in env.client.enqueue_batch(tasks).await {
-        outcome.unwrap();
-    }
-    let lease = Duration::from_secs(60);
-    let mine = broker.dequeue("default", 4, lease, "me").await.unwrap();
-    let theirs = broker.dequeue("default", 1, lease, "them").await.unwrap();
-    let note = ErrorRecord {
-        kind: FailureKind::Probation,
-        message: "postponed: its plugin is on probation".into(),
-        attempt: 1,
-        at_ms: 0,
-    };
-    let mut postponements: Vec<Postponement> = mine
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(n, task)| Postponement {
-            id: &task.message.id,
-            owner: "me",
-            delay: Duration::from_secs(60 * (n as u64 + 1)),
-            note: &note,
-        })
-        .collect();
-    postponements.push(Postponement {
-        id: &mine.tasks[0].message.id,
-        ..postponements[0]
-    });
-    postponements.push(Postponement {
-        id: &theirs.tasks[0].message.id,
-        ..postponements[0]
-    });
-    let answers = broker
-        .postpone_batch("default", &postponements)
-        .await
-        .unwrap();
-    let refused: Vec<usize> = answers
-        .iter()
-        .enumerate()
-        .filter(|(_, answer)| answer.is_err())
-        .map(|(n, _)| n)
-        .collect();
-    assert_eq!(refused, vec![4, 5], "the repeat and theirs are refused");
-
-    let counts = env.counts("default").await;
-    assert_eq!((counts.scheduled, counts.active), (4, 1), "{counts:?}");
-    for task in &mine.tasks {
-        let info = env.task("default", &task.message.id).await.unwrap();
-        assert_eq!(info.state, TaskState::Scheduled, "{}", task.message.id);
-        assert_eq!(info.attempts, 0, "{}: not counted", task.message.id);
-        assert_eq!(info.last_error.as_ref(), Some(&note));
-    }
-    let theirs = env
-        .task("default", &theirs.tasks[0].message.id)
-        .await
-        .unwrap();
-    assert_eq!((theirs.state, theirs.attempts), (TaskState::Active, 1));
-    // Nothing is due for a minute: a dequeue finds nothing, and names the
-    // first due time.
-    let now = broker.dequeue("default", 10, lease, "me").await.unwrap();
-    assert!(now.tasks.is_empty());
-    let due_in = now.next_due_ms.unwrap() - now.server_now_ms;
-    assert!((59_000..=60_000).contains(&due_in), "{due_in} ms");
-}
-
 /// One enqueue batch refuses exactly what the same tasks enqueued one at a
 /// time would: an id given twice, a unique task given twice, an id taken by
 /// a task already there, an id still reserved by a deleted task; the rest
@@ -549,7 +490,8 @@ async fn a_batch_refuses_what_one_task_at_a_time_would() {
         .enqueue(echo("gone").reserve_id(hour))
         .await
         .unwrap();
-    env.client.broker().delete("default", "gone").await.unwrap();
+    let deleted = env.wasmq(&["task", "delete", "gone", "--queue", "default"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
     env.client.enqueue(echo("there")).await.unwrap();
 
     let batch = vec![
@@ -567,7 +509,7 @@ async fn a_batch_refuses_what_one_task_at_a_time_would() {
     let outcomes = env.client.enqueue_batch(batch).await;
     let accepted = |n: usize| outcomes[n].as_ref().map(|enqueued| enqueued.state).ok();
     let taken_by = |n: usize| match &outcomes[n] {
-        Err(wasmq::broker::Error::DuplicateId {
+        Err(wasmq::Error::DuplicateId {
             state,
             reserved_for,
             ..
@@ -583,7 +525,7 @@ async fn a_batch_refuses_what_one_task_at_a_time_would() {
     );
     assert_eq!(accepted(2), Some(TaskState::Pending), "{:?}", outcomes[2]);
     assert!(
-        matches!(&outcomes[3], Err(wasmq::broker::Error::DuplicateUnique { holder, .. }) if holder == "u1"),
+        matches!(&outcomes[3], Err(wasmq::Error::DuplicateUnique { holder, .. }) if holder == "u1"),
         "{:?}",
         outcomes[3]
     );
@@ -615,243 +557,14 @@ async fn a_batch_refuses_what_one_task_at_a_time_would() {
         env.task("default", "u2").await.is_none(),
         "the refused task left nothing"
     );
-    let leased = env
-        .client
-        .broker()
-        .dequeue("default", 10, Duration::from_secs(60), "me")
+    // Pending, in the order workers take them (from the right).
+    let mut pending: Vec<String> = redis::cmd("LRANGE")
+        .arg("wasmq:{default}:pending")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut env.redis_connection().await)
         .await
         .unwrap();
-    let order: Vec<&str> = leased
-        .tasks
-        .iter()
-        .map(|task| task.message.id.as_str())
-        .collect();
-    assert_eq!(order, ["there", "a", "u1", "r"]);
-}
-
-/// Failed attempts are recorded in batches too: a batch of retries and a
-/// batch of archivals each record exactly the tasks their caller holds
-/// (once each), the attempts counted, the errors kept, the retries due
-/// after their delays, and an archived task's unique lock released.
-#[tokio::test]
-async fn batch_failures_record_only_the_tasks_their_caller_holds() {
-    use wasmq::FailureKind;
-    use wasmq::broker::{Archival, ArchiveLimits, Retry};
-    use wasmq::task::ErrorRecord;
-    let env = Env::start().await;
-    let broker = env.client.broker();
-    let unique = || {
-        NewTask::new("echo", r#"{"unique":true}"#)
-            .unwrap()
-            .unique(Duration::from_secs(3600))
-    };
-    let mut tasks: Vec<NewTask> = (0..4)
-        .map(|n| NewTask::new("echo", "{}").unwrap().id(format!("f{n}")))
-        .collect();
-    tasks.insert(3, unique());
-    for outcome in env.client.enqueue_batch(tasks).await {
-        outcome.unwrap();
-    }
-    let lease = Duration::from_secs(60);
-    let mine = broker.dequeue("default", 4, lease, "me").await.unwrap();
-    let theirs = broker.dequeue("default", 1, lease, "them").await.unwrap();
-    let ids: Vec<&str> = mine
-        .tasks
-        .iter()
-        .map(|task| task.message.id.as_str())
-        .collect();
-    let theirs = theirs.tasks[0].message.id.as_str();
-    let error = ErrorRecord {
-        kind: FailureKind::Trap,
-        message: "wasm trap: unreachable".into(),
-        attempt: 1,
-        at_ms: 0,
-    };
-    let refused = |answers: Vec<Result<(), wasmq::broker::Error>>| -> Vec<usize> {
-        answers
-            .iter()
-            .enumerate()
-            .filter(|(_, answer)| answer.is_err())
-            .map(|(n, _)| n)
-            .collect()
-    };
-
-    let retry = |id, seconds| Retry {
-        id,
-        owner: "me",
-        delay: Duration::from_secs(seconds),
-        error: &error,
-    };
-    let retries = [
-        retry(ids[0], 30),
-        retry(ids[1], 60),
-        retry(ids[0], 30),
-        retry(theirs, 30),
-    ];
-    let answers = broker.retry_batch("default", &retries).await.unwrap();
-    assert_eq!(
-        refused(answers),
-        vec![2, 3],
-        "the repeat and theirs are refused"
-    );
-
-    let archival = |id| Archival {
-        id,
-        owner: "me",
-        error: &error,
-        unique_key: None,
-    };
-    let unique_key = mine.tasks[3].message.unique_key.as_deref();
-    assert!(
-        unique_key.is_some(),
-        "the fourth task leased is the unique one"
-    );
-    let archivals = [
-        archival(ids[2]),
-        Archival {
-            unique_key,
-            ..archival(ids[3])
-        },
-        archival(theirs),
-    ];
-    let answers = broker
-        .archive_batch("default", &archivals, ArchiveLimits::default())
-        .await
-        .unwrap();
-    assert_eq!(refused(answers), vec![2], "theirs is refused");
-
-    let counts = env.counts("default").await;
-    assert_eq!(
-        (counts.retry, counts.archived, counts.active),
-        (2, 2, 1),
-        "{counts:?}"
-    );
-    for (id, state) in [
-        (ids[0], TaskState::Retry),
-        (ids[1], TaskState::Retry),
-        (ids[2], TaskState::Archived),
-        (ids[3], TaskState::Archived),
-    ] {
-        let info = env.task("default", id).await.unwrap();
-        assert_eq!((info.state, info.attempts), (state, 1), "{id}");
-        assert_eq!(info.last_error.as_ref(), Some(&error), "{id}");
-    }
-    let theirs = env.task("default", theirs).await.unwrap();
-    assert_eq!((theirs.state, theirs.attempts), (TaskState::Active, 1));
-    // The archived unique task's lock is gone: the same task goes in again.
-    env.client.enqueue(unique()).await.unwrap();
-    // The first retry is due in 30 s: a dequeue names that time.
-    let first = broker.dequeue("default", 10, lease, "me").await.unwrap();
-    assert_eq!(
-        first.tasks.len(),
-        1,
-        "only the re-enqueued unique task is pending"
-    );
-    let due_in = first.next_due_ms.unwrap() - first.server_now_ms;
-    assert!((29_000..=30_000).contains(&due_in), "{due_in} ms");
-}
-
-/// The lease and completion scripts work on whole batches: a batch
-/// completion records exactly the tasks the caller holds (once each, even
-/// when one appears twice), keeps or forgets each by its retention, and
-/// leaves a task whose lease another worker holds alone; the per-task
-/// records of forgotten tasks are gone.
-#[tokio::test]
-async fn batch_completions_record_only_the_tasks_their_caller_holds() {
-    use wasmq::broker::Completion;
-    let env = Env::start().await;
-    let broker = env.client.broker();
-    // More tasks than one Redis command of the scripts carries, so that the
-    // chunking is used too.
-    let tasks: Vec<NewTask> = (0..1200)
-        .map(|n| {
-            let retention = if n % 2 == 0 { 0 } else { 60 };
-            NewTask::new("echo", "{}")
-                .unwrap()
-                .id(format!("t{n}"))
-                .retention(Duration::from_secs(retention))
-        })
-        .collect();
-    for outcome in env.client.enqueue_batch(tasks).await {
-        outcome.unwrap();
-    }
-    let lease = Duration::from_secs(60);
-    let mine = broker.dequeue("default", 1100, lease, "me").await.unwrap();
-    let theirs = broker.dequeue("default", 100, lease, "them").await.unwrap();
-    assert_eq!((mine.tasks.len(), theirs.tasks.len()), (1100, 100));
-    assert!(
-        mine.tasks
-            .iter()
-            .chain(&theirs.tasks)
-            .all(|task| task.attempt == 1),
-        "every task is on its first attempt"
-    );
-
-    // Everything leased to me, one of them twice, and one task leased to
-    // them that I claim to have run.
-    let mut completions: Vec<Completion> = mine
-        .tasks
-        .iter()
-        .map(|task| Completion {
-            id: &task.message.id,
-            owner: "me",
-            retention_ms: task.message.retention_ms,
-            unique_key: None,
-            result: b"done",
-        })
-        .collect();
-    completions.push(Completion {
-        id: &mine.tasks[0].message.id,
-        ..completions[0]
-    });
-    completions.push(Completion {
-        id: &theirs.tasks[0].message.id,
-        ..completions[0]
-    });
-    let recorded = broker
-        .complete_batch(
-            "default",
-            &completions,
-            wasmq::broker::DEFAULT_RESULT_BUDGET,
-        )
-        .await
-        .unwrap();
-    let refused: Vec<usize> = recorded
-        .iter()
-        .enumerate()
-        .filter(|(_, outcome)| outcome.is_err())
-        .map(|(n, _)| n)
-        .collect();
-    assert_eq!(
-        refused,
-        vec![1100, 1101],
-        "the repeat and theirs are refused"
-    );
-
-    for task in &mine.tasks {
-        let info = env.task("default", &task.message.id).await;
-        if task.message.retention_ms == 0 {
-            assert!(info.is_none(), "{} should be forgotten", task.message.id);
-        } else {
-            let info = info.expect("a retained task is kept");
-            assert_eq!(info.state, TaskState::Completed);
-            assert_eq!(info.result.as_deref(), Some(&b"done"[..]));
-        }
-    }
-    let stolen = env.task("default", &theirs.tasks[0].message.id).await;
-    assert_eq!(
-        stolen.unwrap().state,
-        TaskState::Active,
-        "theirs still runs"
-    );
-    // Leases left: their 100 tasks (plus the field that keeps the hash a
-    // hashtable); attempts: theirs and my 550 retained tasks (plus it).
-    let hlen = |key: &str| {
-        crate::support::redis_cli(env.redis.port(), &["HLEN", key])
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    assert_eq!(hlen("wasmq:{default}:owner"), "101");
-    assert_eq!(hlen("wasmq:{default}:attempts"), "651");
+    pending.reverse();
+    assert_eq!(pending, ["there", "a", "u1", "r"]);
 }

@@ -42,7 +42,7 @@ async fn run(
     task_type: &str,
     payload: &str,
     attempt: u32,
-) -> Result<Vec<u8>, wasmq::task::TaskFailure> {
+) -> Result<Vec<u8>, wasmq::TaskFailure> {
     let label = TaskLabel {
         plugin: plugin.manifest.name.clone(),
         task_id: "t1".into(),
@@ -377,7 +377,7 @@ fn a_component_declaring_too_many_memories_or_instances_is_refused_at_load() {
     let error = refused(&sandbox, &wasm, Limits::default());
     assert!(
         error.contains(&format!(
-            "creates {} linear memories per instance, over this worker's limit of {memories} (--max-component-memories)",
+            "creates {} linear memories per instance, over this worker's limit of {memories} (its max-component-memories)",
             memories + 1
         )),
         "{error}"
@@ -492,10 +492,7 @@ async fn a_plugin_beyond_its_share_of_instances_is_busy() {
     assert_eq!(first.unwrap_err().kind, FailureKind::Timeout);
     let busy = second.unwrap_err();
     assert_eq!(busy.kind, FailureKind::WorkerBusy, "{busy}");
-    assert!(
-        busy.message.contains("--max-instances-per-plugin"),
-        "{busy}"
-    );
+    assert!(busy.message.contains("max-instances-per-plugin"), "{busy}");
     assert_eq!(neighbour.unwrap(), b"{}");
     // The share comes back when the instance ends.
     let failure = run(&sandbox, &looping, "loop", "{}", 1).await.unwrap_err();

@@ -87,7 +87,10 @@ impl Broker {
     /// What a worker's queue gauges show: the tasks by state, and how long
     /// the oldest pending task has waited (ms). A few commands, unlike
     /// [`Broker::queue_stats`], which also asks `MEMORY USAGE` of every key.
-    pub async fn queue_gauges(&self, queue: &str) -> Result<(QueueCounts, Option<i64>), Error> {
+    pub(crate) async fn queue_gauges(
+        &self,
+        queue: &str,
+    ) -> Result<(QueueCounts, Option<i64>), Error> {
         let counts = self.queue_counts(queue).await?;
         if counts.pending == 0 {
             return Ok((counts, None));
@@ -109,7 +112,7 @@ impl Broker {
     }
 
     /// A queue's numbers.
-    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, Error> {
+    pub(crate) async fn queue_stats(&self, queue: &str) -> Result<QueueStats, Error> {
         keys::validate_queue_name(queue)?;
         let keys = self.queue_keys(queue);
         let counts = self.queue_counts(queue).await?;
@@ -177,7 +180,7 @@ impl Broker {
     /// Ids of a queue's tasks in `state`, `count` from `offset`: pending in
     /// the order they will run, the others in order of their time (due
     /// time, lease expiry, archive time, expiry).
-    pub async fn task_ids(
+    pub(crate) async fn task_ids(
         &self,
         queue: &str,
         state: TaskState,
@@ -215,7 +218,11 @@ impl Broker {
     }
 
     /// The records of several tasks of a queue (missing ones left out).
-    pub async fn task_infos(&self, queue: &str, ids: &[String]) -> Result<Vec<TaskInfo>, Error> {
+    pub(crate) async fn task_infos(
+        &self,
+        queue: &str,
+        ids: &[String],
+    ) -> Result<Vec<TaskInfo>, Error> {
         let mut infos = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(info) = self.task_info(queue, id).await? {
@@ -228,7 +235,7 @@ impl Broker {
     /// Applies `action` to tasks of a queue, only to those in `expected`
     /// when given. Returns, per id, the state it was acted on from (`None`:
     /// no such task, or not in a state the action applies to).
-    pub async fn act_on_tasks(
+    pub(crate) async fn act_on_tasks(
         &self,
         queue: &str,
         action: BulkAction,
@@ -269,7 +276,7 @@ impl Broker {
     /// Applies `action` to one task. Returns the state it left, `None` when
     /// there is no such task; [`Error::TaskActive`] when it runs, and
     /// [`Error::InvalidTask`] when the action does not apply to its state.
-    pub async fn act_on_task(
+    pub(crate) async fn act_on_task(
         &self,
         queue: &str,
         id: &str,
@@ -296,15 +303,9 @@ impl Broker {
         Ok(outcome.into_iter().next().flatten())
     }
 
-    /// Deletes a task that is not running. Returns the state it was in, or
-    /// `None` when the queue holds no such task.
-    pub async fn delete(&self, queue: &str, id: &str) -> Result<Option<TaskState>, Error> {
-        self.act_on_task(queue, id, BulkAction::Delete).await
-    }
-
     /// Applies `action` to every task of a queue in `state`, a page at a
     /// time. Returns how many tasks it acted on.
-    pub async fn act_on_state(
+    pub(crate) async fn act_on_state(
         &self,
         queue: &str,
         state: TaskState,
@@ -334,7 +335,7 @@ impl Broker {
 
     /// Removes a queue with everything in it. Without `force`, refuses a
     /// queue that still has unfinished tasks. Returns how many tasks it held.
-    pub async fn remove_queue(&self, queue: &str, force: bool) -> Result<u64, Error> {
+    pub(crate) async fn remove_queue(&self, queue: &str, force: bool) -> Result<u64, Error> {
         keys::validate_queue_name(queue)?;
         let keys = self.queue_keys(queue);
         let mut invocation = invocation(&SCRIPTS.remove_queue, &keys);

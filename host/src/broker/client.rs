@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::keys::validate_queue_name;
 use super::scripts::SCRIPTS;
-use super::{Broker, Error, TaskInfo, invocation, millis};
+use super::{Broker, Error, QueueCounts, TaskInfo, invocation, millis};
 use crate::task::{
     ConcurrencyLimit, Lineage, MAX_JSON_DEPTH, TaskMessage, TaskState, WhenBusy, check_duration,
     check_time, json_depth,
@@ -181,7 +181,7 @@ impl NewTask {
     /// Keeps the task's id reserved for `ttl` from now, even after the task
     /// completes and is forgotten or is deleted: a second enqueue with the
     /// same id within `ttl` is refused. Makes enqueues idempotent (the cron
-    /// scheduler claims each tick this way).
+    /// scheduler reserves the id of each tick this way).
     pub fn reserve_id(mut self, ttl: Duration) -> Self {
         self.reserve_id = Some(ttl);
         self
@@ -483,6 +483,12 @@ impl Client {
     /// queue.
     pub async fn task(&self, id: &str, queue: Option<&str>) -> Result<Option<TaskInfo>, Error> {
         self.broker.find_task(id, queue).await
+    }
+
+    /// How many tasks `queue` holds in each state.
+    pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, Error> {
+        validate_queue_name(queue)?;
+        self.broker.queue_counts(queue).await
     }
 }
 

@@ -38,7 +38,7 @@ pub enum PutOutcome {
 impl Broker {
     /// Stores a cron entry (JSON). With `create_only`, an existing name is
     /// refused with [`Error::InvalidTask`].
-    pub async fn cron_put(
+    pub(crate) async fn cron_put(
         &self,
         name: &str,
         entry_json: &str,
@@ -71,7 +71,7 @@ impl Broker {
 
     /// Removes a cron entry with its state and history. Returns whether it
     /// existed.
-    pub async fn cron_remove(&self, name: &str) -> Result<bool, Error> {
+    pub(crate) async fn cron_remove(&self, name: &str) -> Result<bool, Error> {
         let mut invocation = SCRIPTS.cron_remove.prepare_invoke();
         invocation
             .key(ENTRIES)
@@ -83,19 +83,23 @@ impl Broker {
     }
 
     /// Every entry, as (name, JSON).
-    pub async fn cron_entries(&self) -> Result<HashMap<String, String>, Error> {
+    pub(crate) async fn cron_entries(&self) -> Result<HashMap<String, String>, Error> {
         self.query(redis::cmd("HGETALL").arg(ENTRIES)).await
     }
 
     /// The last tick each entry handled (unix ms, server clock).
-    pub async fn cron_last_ticks(&self) -> Result<HashMap<String, i64>, Error> {
+    pub(crate) async fn cron_last_ticks(&self) -> Result<HashMap<String, i64>, Error> {
         self.query(redis::cmd("HGETALL").arg(LAST)).await
     }
 
     /// Moves an entry's last handled tick forward to `tick_ms`. Returns the
     /// previous value when this call moved it, `None` when another scheduler
     /// already had.
-    pub async fn cron_advance(&self, name: &str, tick_ms: i64) -> Result<Option<i64>, Error> {
+    pub(crate) async fn cron_advance(
+        &self,
+        name: &str,
+        tick_ms: i64,
+    ) -> Result<Option<i64>, Error> {
         let mut invocation = SCRIPTS.cron_advance.prepare_invoke();
         invocation.key(LAST).arg(name).arg(tick_ms);
         let previous: i64 = self.run("cron", Some(name), &invocation).await?;
@@ -103,7 +107,7 @@ impl Broker {
     }
 
     /// Records a tick in an entry's history, keeping the newest `keep`.
-    pub async fn cron_record(
+    pub(crate) async fn cron_record(
         &self,
         name: &str,
         record_json: &str,
@@ -119,7 +123,11 @@ impl Broker {
     }
 
     /// The newest `count` tick records of an entry (JSON), newest first.
-    pub async fn cron_history(&self, name: &str, count: usize) -> Result<Vec<String>, Error> {
+    pub(crate) async fn cron_history(
+        &self,
+        name: &str,
+        count: usize,
+    ) -> Result<Vec<String>, Error> {
         self.query(
             redis::cmd("LRANGE")
                 .arg(history_key(name))
@@ -130,7 +138,7 @@ impl Broker {
     }
 
     /// The Redis server's clock, unix ms.
-    pub async fn server_time_ms(&self) -> Result<i64, Error> {
+    pub(crate) async fn server_time_ms(&self) -> Result<i64, Error> {
         let (seconds, micros): (i64, i64) = self.query(&redis::cmd("TIME")).await?;
         Ok(seconds * 1000 + micros / 1000)
     }

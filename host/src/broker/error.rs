@@ -22,7 +22,7 @@ pub enum Error {
 
     /// Redis did not answer, or the connection broke.
     #[error(
-        "Redis at {url} is unreachable: {source}; check that redis-server is running there, or pass --redis URL (or set WASMQ_REDIS_URL)"
+        "Redis at {url} is unreachable: {source}; check that redis-server is running there and that the URL names it"
     )]
     Unreachable {
         /// The URL, with any password hidden.
@@ -35,7 +35,7 @@ pub enum Error {
     /// Redis is at its `maxmemory` and refuses writes (the `noeviction`
     /// policy, which wasmq needs so that no task is evicted).
     #[error(
-        "Redis at {url} is out of memory: it is at its maxmemory and refuses writes (policy noeviction), so nothing was written; free memory (e.g. `wasmq task deleteall --queue Q --state completed`, shorter result retention with --retention, a smaller --result-budget) or raise maxmemory"
+        "Redis at {url} is out of memory: it is at its maxmemory and refuses writes (policy noeviction), so nothing was written; free memory (delete finished tasks, e.g. `wasmq task deleteall --queue Q --state completed`; keep results for less time; give workers a smaller result budget) or raise maxmemory"
     )]
     OutOfMemory {
         /// The URL, with any password hidden.
@@ -91,6 +91,22 @@ pub enum Error {
         holder: String,
         /// How long the lock still holds.
         remaining: Duration,
+    },
+
+    /// A queue still has unfinished tasks, and was not removed.
+    #[error("queue {queue:?} still has unfinished tasks: wait for them, or remove it with them")]
+    QueueNotEmpty {
+        /// The queue.
+        queue: String,
+    },
+
+    /// A task id names tasks in several queues, and no queue was given.
+    #[error("task id {id:?} exists in several queues ({}): name the queue", queues.join(", "))]
+    AmbiguousId {
+        /// The id.
+        id: String,
+        /// The queues that hold a task of that id.
+        queues: Vec<String>,
     },
 
     /// The worker no longer holds the task's lease: it expired and the task
@@ -220,11 +236,11 @@ fn refusal(url: &str, source: &redis::RedisError) -> Option<Error> {
 fn auth_message(url: &str, missing: bool) -> String {
     if missing {
         format!(
-            "Redis at {url} requires a password and none was given: put it in the URL, redis://:PASSWORD@HOST:PORT (or redis://USER:PASSWORD@… for an ACL user), with --redis or WASMQ_REDIS_URL"
+            "Redis at {url} requires a password and none was given: put it in the URL, redis://:PASSWORD@HOST:PORT (or redis://USER:PASSWORD@… for an ACL user)"
         )
     } else {
         format!(
-            "Redis at {url} refused the password in the URL: it is wrong (or that user does not exist, or that Redis has no password set); check the server's requirepass or ACL users and fix --redis or WASMQ_REDIS_URL"
+            "Redis at {url} refused the password in the URL: it is wrong (or that user does not exist, or that Redis has no password set); check the server's requirepass or ACL users and fix the URL"
         )
     }
 }

@@ -66,7 +66,7 @@ impl Broker {
     /// anyway (it takes no more memory than the heartbeat it replaces), and
     /// the refusal is returned as [`Heartbeat::OutOfMemory`] so the caller
     /// knows Redis refuses other writes.
-    pub async fn heartbeat(
+    pub(crate) async fn heartbeat(
         &self,
         id: &str,
         description: &str,
@@ -123,7 +123,7 @@ impl Broker {
     /// worker does the work this period. Workers serving the same queues
     /// share one upkeep between them, so an idle fleet's upkeep costs
     /// Redis the same however many workers it has.
-    pub async fn take_upkeep_turn(
+    pub(crate) async fn take_upkeep_turn(
         &self,
         what: &str,
         queues: &[String],
@@ -144,14 +144,14 @@ impl Broker {
     }
 
     /// Forgets a worker that stopped.
-    pub async fn forget_server(&self, id: &str) -> Result<(), Error> {
+    pub(crate) async fn forget_server(&self, id: &str) -> Result<(), Error> {
         let mut pipe = redis::pipe();
         pipe.del(server_key(id)).ignore().zrem(SERVERS, id).ignore();
         self.query_pipeline(&pipe).await
     }
 
     /// The descriptions (JSON) of every live worker.
-    pub async fn servers(&self) -> Result<Vec<String>, Error> {
+    pub(crate) async fn servers(&self) -> Result<Vec<String>, Error> {
         let ids: Vec<String> = self
             .query(redis::cmd("ZRANGE").arg(SERVERS).arg(0).arg(-1))
             .await?;
@@ -164,7 +164,7 @@ impl Broker {
     }
 
     /// Adds counts to plugins' statistics: plugin -> (field -> increment).
-    pub async fn add_plugin_stats(
+    pub(crate) async fn add_plugin_stats(
         &self,
         counts: &HashMap<String, HashMap<String, u64>>,
     ) -> Result<(), Error> {
@@ -184,7 +184,9 @@ impl Broker {
 
     /// The statistics of every plugin that ever ran: plugin -> (field ->
     /// count).
-    pub async fn plugin_stats(&self) -> Result<HashMap<String, HashMap<String, u64>>, Error> {
+    pub(crate) async fn plugin_stats(
+        &self,
+    ) -> Result<HashMap<String, HashMap<String, u64>>, Error> {
         let plugins: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(PLUGIN_STATS)).await?;
         let keys: Vec<String> = plugins
             .iter()

@@ -56,7 +56,7 @@ impl TaskInfo {
     /// nested to parse safely (written before the nesting limit, or into
     /// Redis directly) is embedded as its JSON text, in a string, so any
     /// stored task can be shown.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let embed = |text: &str| -> Option<serde_json::Value> {
             if crate::task::json_depth(text) > crate::task::MAX_JSON_DEPTH {
                 return None;
@@ -100,7 +100,7 @@ impl TaskInfo {
 
 impl Broker {
     /// Counts the tasks of a queue in each state.
-    pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, Error> {
+    pub(crate) async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, Error> {
         let keys = self.queue_keys(queue);
         let mut pipe = redis::pipe();
         pipe.llen(keys.pending())
@@ -122,7 +122,7 @@ impl Broker {
     }
 
     /// Reads one task of `queue`.
-    pub async fn task_info(&self, queue: &str, id: &str) -> Result<Option<TaskInfo>, Error> {
+    pub(crate) async fn task_info(&self, queue: &str, id: &str) -> Result<Option<TaskInfo>, Error> {
         let keys = self.queue_keys(queue);
         let mut pipe = redis::pipe();
         pipe.hget(keys.msg(), id)
@@ -189,7 +189,7 @@ impl Broker {
 
     /// Finds a task by id in `queue`, or in every known queue when `None`.
     /// An id found in several queues is an error that lists them.
-    pub async fn find_task(
+    pub(crate) async fn find_task(
         &self,
         id: &str,
         queue: Option<&str>,
@@ -216,14 +216,10 @@ impl Broker {
         match holders.as_slice() {
             [] => Ok(None),
             [queue] => self.task_info(queue, id).await,
-            several => Err(Error::InvalidTask(format!(
-                "task id {id:?} exists in several queues ({}): name one with --queue",
-                several
-                    .iter()
-                    .map(|q| q.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            several => Err(Error::AmbiguousId {
+                id: id.to_string(),
+                queues: several.iter().map(|queue| queue.to_string()).collect(),
+            }),
         }
     }
 }

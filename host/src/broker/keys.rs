@@ -28,7 +28,7 @@ const QUEUE_PARTS: [&str; 17] = [
     "unique",
     "unique_until",
     "paused",
-    "claims",
+    "reserved_ids",
     "stats",
 ];
 
@@ -38,7 +38,6 @@ const MAX_QUEUE_NAME: usize = 128;
 /// All the keys of one queue, built once per queue.
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
-    name: String,
     keys: Vec<String>,
     notify: String,
     cancel: String,
@@ -53,16 +52,10 @@ impl QueueKeys {
             .map(|part| format!("wasmq:{{{queue}}}:{part}"))
             .collect();
         QueueKeys {
-            name: queue.to_string(),
             keys,
             notify: format!("wasmq:{{{queue}}}:notify"),
             cancel: format!("wasmq:{{{queue}}}:cancel"),
         }
-    }
-
-    /// The queue's name.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Every key, in script order.
@@ -133,11 +126,6 @@ impl QueueKeys {
         self.part("attempts")
     }
 
-    /// The HASH of lease tokens of running tasks.
-    pub fn owner(&self) -> &str {
-        self.part("owner")
-    }
-
     /// The HASH of last errors.
     pub fn error(&self) -> &str {
         self.part("error")
@@ -146,11 +134,6 @@ impl QueueKeys {
     /// The HASH of results.
     pub fn result(&self) -> &str {
         self.part("result")
-    }
-
-    /// The ZSET of reserved task ids.
-    pub fn claims(&self) -> &str {
-        self.part("claims")
     }
 
     /// The HASH of daily processed and failed counts.
@@ -178,7 +161,7 @@ pub fn validate_queue_name(queue: &str) -> Result<(), Error> {
         .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '{' | '}' | '=' | ','))
     {
         return Err(Error::InvalidTask(format!(
-            "queue name {queue:?} contains {bad:?}: use letters, digits and punctuation other than braces, '=' and ',' (--queues uses them to list queues with weights)"
+            "queue name {queue:?} contains {bad:?}: use letters, digits and punctuation other than braces, '=' and ',' (a worker's list of queues uses them between names and weights)"
         )));
     }
     Ok(())

@@ -13,14 +13,14 @@ pub fn store_key(plugin: &str) -> String {
 
 impl Broker {
     /// The value of `key` in `plugin`'s store.
-    pub async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
         self.query(redis::cmd("HGET").arg(store_key(plugin)).arg(key))
             .await
     }
 
     /// Sets `key`, refusing a new key beyond `max_keys` ([`Error::InvalidTask`]
     /// says so).
-    pub async fn kv_set(
+    pub(crate) async fn kv_set(
         &self,
         plugin: &str,
         key: &str,
@@ -33,7 +33,7 @@ impl Broker {
     }
 
     /// Adds `by` to the integer at `key` and returns the sum.
-    pub async fn kv_increment(
+    pub(crate) async fn kv_increment(
         &self,
         plugin: &str,
         key: &str,
@@ -74,7 +74,7 @@ impl Broker {
     }
 
     /// Removes `key`; true if it was set.
-    pub async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, Error> {
+    pub(crate) async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, Error> {
         let removed: i64 = self
             .query(redis::cmd("HDEL").arg(store_key(plugin)).arg(key))
             .await?;

@@ -24,7 +24,7 @@ impl Broker {
     /// Takes a slot of `limit` for task `id`. Returns `Ok(Ok(()))` when it
     /// holds one, or `Ok(Err(holders))` with (some of) the tasks holding
     /// every slot.
-    pub async fn acquire_slot(
+    pub(crate) async fn acquire_slot(
         &self,
         limit: &ConcurrencyLimit,
         id: &str,
@@ -45,7 +45,11 @@ impl Broker {
 
     /// Releases task `id`'s slot of `limit`, keeping it held until its
     /// minimum spacing has passed.
-    pub async fn release_slot(&self, limit: &ConcurrencyLimit, id: &str) -> Result<(), Error> {
+    pub(crate) async fn release_slot(
+        &self,
+        limit: &ConcurrencyLimit,
+        id: &str,
+    ) -> Result<(), Error> {
         let mut invocation = SCRIPTS.slot_release.prepare_invoke();
         invocation
             .key(holders_key(&limit.key))
@@ -59,7 +63,7 @@ impl Broker {
 
     /// The tasks holding slots of a limit, with when each slot frees (server
     /// ms).
-    pub async fn slot_holders(&self, limit_key: &str) -> Result<Vec<(String, i64)>, Error> {
+    pub(crate) async fn slot_holders(&self, limit_key: &str) -> Result<Vec<(String, i64)>, Error> {
         let holders: Vec<(String, f64)> = self
             .query(
                 redis::cmd("ZRANGE")
@@ -76,7 +80,7 @@ impl Broker {
     }
 
     /// Sets the limit of a task type.
-    pub async fn set_type_limit(
+    pub(crate) async fn set_type_limit(
         &self,
         task_type: &str,
         limit: &ConcurrencyLimit,
@@ -88,7 +92,7 @@ impl Broker {
     }
 
     /// Removes the limit of a task type. Returns whether there was one.
-    pub async fn remove_type_limit(&self, task_type: &str) -> Result<bool, Error> {
+    pub(crate) async fn remove_type_limit(&self, task_type: &str) -> Result<bool, Error> {
         let removed: i64 = self
             .query(redis::cmd("HDEL").arg(TYPE_LIMITS).arg(task_type))
             .await?;
@@ -96,7 +100,7 @@ impl Broker {
     }
 
     /// Every limit set per task type.
-    pub async fn type_limits(&self) -> Result<HashMap<String, ConcurrencyLimit>, Error> {
+    pub(crate) async fn type_limits(&self) -> Result<HashMap<String, ConcurrencyLimit>, Error> {
         let raw: HashMap<String, String> =
             self.query(redis::cmd("HGETALL").arg(TYPE_LIMITS)).await?;
         raw.into_iter()

@@ -75,7 +75,7 @@ pub struct Tree {
 impl Broker {
     /// Reserves a place for `descendant`, `depth` generations below `root`,
     /// unless the tree is stopped or already has `max_descendants`.
-    pub async fn reserve_descendant(
+    pub(crate) async fn reserve_descendant(
         &self,
         root: &TaskRef,
         descendant: &TaskRef,
@@ -103,7 +103,7 @@ impl Broker {
     }
 
     /// Releases the place reserved for `descendant`; true if there was one.
-    pub async fn release_descendant(
+    pub(crate) async fn release_descendant(
         &self,
         root: &TaskRef,
         descendant: &TaskRef,
@@ -119,7 +119,7 @@ impl Broker {
 
     /// Marks the tree of `root` stopped: no further descendant is
     /// reserved. Returns when it was first stopped (server ms).
-    pub async fn stop_tree(&self, root: &TaskRef) -> Result<i64, Error> {
+    pub(crate) async fn stop_tree(&self, root: &TaskRef) -> Result<i64, Error> {
         let mut invocation = SCRIPTS.lineage_stop.prepare_invoke();
         invocation
             .key(tree_info_key(root))
@@ -129,13 +129,13 @@ impl Broker {
     }
 
     /// When the tree of `root` was stopped, if it was.
-    pub async fn tree_stopped(&self, root: &TaskRef) -> Result<Option<i64>, Error> {
+    pub(crate) async fn tree_stopped(&self, root: &TaskRef) -> Result<Option<i64>, Error> {
         self.query(redis::cmd("HGET").arg(tree_info_key(root)).arg("stopped"))
             .await
     }
 
     /// The tree of `root` as stored (empty for a task with no follow-ups).
-    pub async fn tree(&self, root: &TaskRef) -> Result<Tree, Error> {
+    pub(crate) async fn tree(&self, root: &TaskRef) -> Result<Tree, Error> {
         let mut pipe = redis::pipe();
         pipe.hgetall(tree_info_key(root))
             .cmd("ZRANGE")
@@ -163,7 +163,7 @@ impl Broker {
 
     /// The state of each of `tasks` (`None`: gone, such as a completed
     /// task past its retention), read queue by queue.
-    pub async fn task_states(
+    pub(crate) async fn task_states(
         &self,
         tasks: &[TaskRef],
     ) -> Result<HashMap<TaskRef, Option<TaskState>>, Error> {
@@ -190,7 +190,7 @@ impl Broker {
 
     /// Takes a token of the fleet-wide rate `name` (`count` per `period`).
     /// Returns `None` when taken, or how long until one is.
-    pub async fn take_rate_token(
+    pub(crate) async fn take_rate_token(
         &self,
         name: &str,
         count: u32,

@@ -29,6 +29,7 @@ pub mod lineage;
 mod notify;
 pub mod registry;
 mod scripts;
+mod settle;
 pub mod topology;
 
 use std::collections::HashMap;
@@ -37,15 +38,16 @@ use std::time::Duration;
 
 use redis::{Script, ScriptInvocation, Value};
 
-pub use admin::{BulkAction, QueueStats};
+pub use admin::BulkAction;
 pub(crate) use client::unix_ms;
 pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued, NewTask};
 pub use error::Error;
 pub use inspect::{QueueCounts, TaskInfo};
 pub use keys::QueueKeys;
 pub use notify::{QueueEvent, listen, subscribe};
+pub use settle::{Settle, SettleLimits, Settlement};
 
-use crate::task::{ErrorRecord, TaskMessage, TaskState};
+use crate::task::{TaskMessage, TaskState};
 use scripts::SCRIPTS;
 
 /// The default Redis URL when neither `--redis` nor `WASMQ_REDIS_URL` is set.
@@ -100,8 +102,20 @@ pub struct Dequeued {
     pub server_now_ms: i64,
     /// When the queue's earliest scheduled or retry task falls due.
     pub next_due_ms: Option<i64>,
-    /// Whether the queue is paused.
-    pub paused: bool,
+    /// Tasks leased whose stored message does not decode: they can never
+    /// run, and the caller archives them.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A leased task whose stored message does not decode.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// The task's id.
+    pub id: String,
+    /// Which attempt it was leased for.
+    pub attempt: u32,
+    /// Why the message does not decode.
+    pub error: String,
 }
 
 /// A connection to the Redis that holds the queues.
@@ -164,7 +178,7 @@ impl Broker {
     }
 
     /// The keys of a queue (the name must be valid).
-    pub fn queue_keys(&self, queue: &str) -> Arc<QueueKeys> {
+    pub(crate) fn queue_keys(&self, queue: &str) -> Arc<QueueKeys> {
         // A poisoned lock only means a panic elsewhere while inserting a
         // fully built value; the map is still consistent.
         if let Some(keys) = self
@@ -237,9 +251,9 @@ impl Broker {
                     let (queue, id) = task();
                     Err(Error::TaskFinished { queue, id })
                 }
-                Some("NOT_EMPTY") => Err(Error::InvalidTask(format!(
-                    "queue {queue:?} still has unfinished tasks: wait for them, or remove it anyway with --force"
-                ))),
+                Some("NOT_EMPTY") => Err(Error::QueueNotEmpty {
+                    queue: queue.to_string(),
+                }),
                 _ => Err(self.redis_error(err)),
             },
         }
@@ -252,7 +266,7 @@ impl Broker {
     }
 
     /// The names of every queue that was ever enqueued to, sorted.
-    pub async fn queues(&self) -> Result<Vec<String>, Error> {
+    pub(crate) async fn queues(&self) -> Result<Vec<String>, Error> {
         let mut names: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(keys::QUEUES)).await?;
         names.sort();
         Ok(names)
@@ -260,7 +274,7 @@ impl Broker {
 
     /// Leases up to `max` tasks of `queue` to the worker whose lease token
     /// is `owner`, first moving due scheduled and retry tasks to pending.
-    pub async fn dequeue(
+    pub(crate) async fn dequeue(
         &self,
         queue: &str,
         max: usize,
@@ -286,12 +300,14 @@ impl Broker {
         };
         let server_now_ms = next_int("the server time")?;
         let next_due = next_int("the next due time")?;
-        let paused = next_int("the paused flag")? == 1;
+        // The paused flag: a paused queue leases nothing, which is all the
+        // fetch loop needs to know.
+        next_int("the paused flag")?;
         let mut dequeued = Dequeued {
             tasks: Vec::new(),
             server_now_ms,
             next_due_ms: (next_due >= 0).then_some(next_due),
-            paused,
+            unreadable: Vec::new(),
         };
         let rest: Vec<Value> = fields.collect();
         for triple in rest.chunks(3) {
@@ -311,239 +327,25 @@ impl Broker {
                     "task {id} in {queue:?} has a bad attempt count: {err}"
                 ))
             })?;
+            let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
             match serde_json::from_slice::<TaskMessage>(&msg) {
-                Ok(message) => dequeued.tasks.push(LeasedTask {
-                    message,
-                    attempt: u32::try_from(attempt.max(1)).unwrap_or(u32::MAX),
+                Ok(message) => dequeued.tasks.push(LeasedTask { message, attempt }),
+                // A message wasmq cannot read can never run: the caller
+                // archives it, so it is visible instead of failing forever.
+                Err(err) => dequeued.unreadable.push(Unreadable {
+                    id,
+                    attempt,
+                    error: err.to_string(),
                 }),
-                Err(err) => {
-                    // A message wasmq cannot read can never run: archive it
-                    // so it is visible instead of failing forever.
-                    let record = ErrorRecord {
-                        kind: crate::task::FailureKind::BadPayload,
-                        message: format!("the stored task message is unreadable: {err}"),
-                        attempt: u32::try_from(attempt.max(1)).unwrap_or(u32::MAX),
-                        at_ms: server_now_ms,
-                    };
-                    tracing::error!(queue, id, %err, "archiving a task whose stored message is unreadable");
-                    self.archive(queue, &id, owner, &record, None, ArchiveLimits::default())
-                        .await?;
-                }
             }
         }
         Ok(dequeued)
     }
 
-    /// Records successful attempts of tasks of `queue`, in one script call.
-    /// Returns, per completion in order, `Ok` or `Error::LeaseLost` when the
-    /// worker no longer holds that task (it was left alone).
-    ///
-    /// The queue's stored results are held to `result_budget` bytes (0:
-    /// no budget): past it, the completed tasks that expire soonest are
-    /// forgotten early, and a result larger than the whole budget is not
-    /// stored (the task is kept as completed, with a note).
-    pub async fn complete_batch(
-        &self,
-        queue: &str,
-        completions: &[Completion<'_>],
-        result_budget: u64,
-    ) -> Result<Vec<Result<(), Error>>, Error> {
-        let keys = self.queue_keys(queue);
-        let mut invocation = invocation(&SCRIPTS.complete, &keys);
-        invocation.arg(result_budget);
-        for completion in completions {
-            invocation
-                .arg(completion.id)
-                .arg(completion.owner)
-                .arg(completion.retention_ms)
-                .arg(completion.result)
-                .arg(completion.unique_key.unwrap_or(""));
-        }
-        let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
-        Ok(per_task_answers(
-            queue,
-            completions.iter().map(|completion| completion.id),
-            recorded,
-        ))
-    }
-
-    /// Records a successful attempt, within the default result budget.
-    pub async fn complete(
-        &self,
-        message: &TaskMessage,
-        owner: &str,
-        result: &[u8],
-    ) -> Result<(), Error> {
-        let completion = Completion {
-            id: &message.id,
-            owner,
-            retention_ms: message.retention_ms,
-            unique_key: message.unique_key.as_deref(),
-            result,
-        };
-        self.complete_batch(&message.queue, &[completion], DEFAULT_RESULT_BUDGET)
-            .await?
-            .pop()
-            .expect("one answer per completion")
-    }
-
-    /// Records failed attempts of tasks of `queue` that will be retried,
-    /// each after its delay, in one script call. Answers per task, in
-    /// order: `LeaseLost` for a task the worker no longer holds.
-    pub async fn retry_batch(
-        &self,
-        queue: &str,
-        retries: &[Retry<'_>],
-    ) -> Result<Vec<Result<(), Error>>, Error> {
-        let keys = self.queue_keys(queue);
-        let mut invocation = invocation(&SCRIPTS.retry, &keys);
-        for retry in retries {
-            invocation
-                .arg(retry.id)
-                .arg(retry.owner)
-                .arg(millis(retry.delay))
-                .arg(encode_error(retry.error));
-        }
-        let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
-        Ok(per_task_answers(
-            queue,
-            retries.iter().map(|retry| retry.id),
-            recorded,
-        ))
-    }
-
-    /// Records a failed attempt to be retried after `delay`.
-    pub async fn retry(
-        &self,
-        message: &TaskMessage,
-        owner: &str,
-        delay: Duration,
-        error: &ErrorRecord,
-    ) -> Result<(), Error> {
-        let retry = Retry {
-            id: &message.id,
-            owner,
-            delay,
-            error,
-        };
-        self.retry_batch(&message.queue, &[retry])
-            .await?
-            .pop()
-            .expect("one answer per retry")
-    }
-
-    /// Archives tasks of `queue` whose attempts failed for good, in one
-    /// script call, then trims the archive to `limits`. Answers per task,
-    /// in order: `LeaseLost` for a task the worker no longer holds.
-    pub async fn archive_batch(
-        &self,
-        queue: &str,
-        archivals: &[Archival<'_>],
-        limits: ArchiveLimits,
-    ) -> Result<Vec<Result<(), Error>>, Error> {
-        let keys = self.queue_keys(queue);
-        let mut invocation = invocation(&SCRIPTS.archive, &keys);
-        invocation.arg(limits.max_size).arg(millis(limits.max_age));
-        for archival in archivals {
-            invocation
-                .arg(archival.id)
-                .arg(archival.owner)
-                .arg(encode_error(archival.error))
-                .arg(archival.unique_key.unwrap_or(""));
-        }
-        let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
-        Ok(per_task_answers(
-            queue,
-            archivals.iter().map(|archival| archival.id),
-            recorded,
-        ))
-    }
-
-    /// Archives a task whose attempt failed for good.
-    pub async fn archive(
-        &self,
-        queue: &str,
-        id: &str,
-        owner: &str,
-        error: &ErrorRecord,
-        unique_key: Option<&str>,
-        limits: ArchiveLimits,
-    ) -> Result<(), Error> {
-        let archival = Archival {
-            id,
-            owner,
-            error,
-            unique_key,
-        };
-        self.archive_batch(queue, &[archival], limits)
-            .await?
-            .pop()
-            .expect("one answer per archival")
-    }
-
-    /// Puts leased tasks of one queue back in scheduled, each for its
-    /// delay, not counting their attempts, each with its note as its last
-    /// error. Answers per task, in order: `LeaseLost` for a task the worker
-    /// no longer holds.
-    pub async fn postpone_batch(
-        &self,
-        queue: &str,
-        postponements: &[Postponement<'_>],
-    ) -> Result<Vec<Result<(), Error>>, Error> {
-        let keys = self.queue_keys(queue);
-        let mut invocation = invocation(&SCRIPTS.postpone, &keys);
-        for postponement in postponements {
-            invocation
-                .arg(postponement.id)
-                .arg(postponement.owner)
-                .arg(millis(postponement.delay))
-                .arg(encode_error(postponement.note));
-        }
-        let postponed: Vec<i64> = self.run(queue, None, &invocation).await?;
-        Ok(per_task_answers(
-            queue,
-            postponements.iter().map(|postponement| postponement.id),
-            postponed,
-        ))
-    }
-
-    /// Puts a leased task back in scheduled for `delay`, not counting the
-    /// attempt, with `note` as its last error (its concurrency limit had no
-    /// free slot).
-    pub async fn postpone(
-        &self,
-        message: &TaskMessage,
-        owner: &str,
-        delay: Duration,
-        note: &ErrorRecord,
-    ) -> Result<(), Error> {
-        let postponement = Postponement {
-            id: &message.id,
-            owner,
-            delay,
-            note,
-        };
-        self.postpone_batch(&message.queue, &[postponement])
-            .await?
-            .pop()
-            .expect("one answer per postponement")
-    }
-
-    /// Puts a leased task back at the head of pending, not counting the
-    /// attempt (the worker is shutting down).
-    pub async fn requeue(&self, message: &TaskMessage, owner: &str) -> Result<(), Error> {
-        let keys = self.queue_keys(&message.queue);
-        let mut invocation = invocation(&SCRIPTS.requeue, &keys);
-        invocation.arg(&message.id).arg(owner);
-        self.run::<i64>(&message.queue, Some(&message.id), &invocation)
-            .await
-            .map(drop)
-    }
-
     /// Extends by `lease` from now the leases on `held`, pairs of task id
     /// and the lease token it was leased under. Returns the ids no longer
     /// held.
-    pub async fn extend_leases(
+    pub(crate) async fn extend_leases(
         &self,
         queue: &str,
         lease: Duration,
@@ -562,7 +364,7 @@ impl Broker {
     }
 
     /// Takes back up to `max` tasks whose lease expired. Returns their ids.
-    pub async fn reclaim_expired(
+    pub(crate) async fn reclaim_expired(
         &self,
         queue: &str,
         max: usize,
@@ -579,7 +381,7 @@ impl Broker {
 
     /// Housekeeping for one queue: forgets completed tasks past their
     /// retention, drops expired unique locks and trims the archive.
-    pub async fn trim(&self, queue: &str, limits: ArchiveLimits) -> Result<(), Error> {
+    pub(crate) async fn trim(&self, queue: &str, limits: ArchiveLimits) -> Result<(), Error> {
         let keys = self.queue_keys(queue);
         let mut invocation = invocation(&SCRIPTS.trim, &keys);
         invocation
@@ -594,7 +396,7 @@ impl Broker {
     /// Cancels a task that has not finished: it is archived with a
     /// `cancelled` error; if it is running, its worker stops it at once.
     /// Returns the state it was in, or `None` when there is no such task.
-    pub async fn cancel(
+    pub(crate) async fn cancel(
         &self,
         queue: &str,
         id: &str,
@@ -611,14 +413,14 @@ impl Broker {
     }
 
     /// Pauses a queue: workers stop leasing from it; enqueues still work.
-    pub async fn pause(&self, queue: &str) -> Result<(), Error> {
+    pub(crate) async fn pause(&self, queue: &str) -> Result<(), Error> {
         let keys = self.queue_keys(queue);
         self.query(redis::cmd("SET").arg(keys.paused()).arg(1))
             .await
     }
 
     /// Resumes a paused queue.
-    pub async fn resume(&self, queue: &str) -> Result<(), Error> {
+    pub(crate) async fn resume(&self, queue: &str) -> Result<(), Error> {
         let keys = self.queue_keys(queue);
         self.query::<()>(redis::cmd("DEL").arg(keys.paused()))
             .await?;
@@ -665,29 +467,6 @@ pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Turns a batch script's answer per task (1: written, 0: the caller no
-/// longer holds the task) into a result per task.
-fn per_task_answers<'a>(
-    queue: &str,
-    ids: impl Iterator<Item = &'a str>,
-    answers: Vec<i64>,
-) -> Vec<Result<(), Error>> {
-    ids.zip(answers)
-        .map(|(id, answer)| match answer {
-            1 => Ok(()),
-            _ => Err(Error::LeaseLost {
-                queue: queue.to_string(),
-                id: id.to_string(),
-            }),
-        })
-        .collect()
-}
-
-fn encode_error(error: &ErrorRecord) -> String {
-    // ErrorRecord holds only strings and numbers: encoding cannot fail.
-    serde_json::to_string(error).expect("an ErrorRecord always encodes")
-}
-
 /// Hides the password of a Redis URL.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -718,59 +497,4 @@ mod tests {
             "redis://alice:***@example.com"
         );
     }
-}
-
-/// A leased task to put back for a while with [`Broker::postpone_batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct Postponement<'a> {
-    /// The task's id.
-    pub id: &'a str,
-    /// The lease token the task is held under.
-    pub owner: &'a str,
-    /// How long until it is due again.
-    pub delay: Duration,
-    /// Why, shown as its last error.
-    pub note: &'a ErrorRecord,
-}
-
-/// A failed attempt to record with [`Broker::retry_batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct Retry<'a> {
-    /// The task's id.
-    pub id: &'a str,
-    /// The lease token the attempt ran under.
-    pub owner: &'a str,
-    /// How long until the next attempt.
-    pub delay: Duration,
-    /// Why the attempt failed.
-    pub error: &'a ErrorRecord,
-}
-
-/// A failed attempt that ends its task, to record with
-/// [`Broker::archive_batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct Archival<'a> {
-    /// The task's id.
-    pub id: &'a str,
-    /// The lease token the attempt ran under.
-    pub owner: &'a str,
-    /// Why the attempt failed.
-    pub error: &'a ErrorRecord,
-    /// The unique lock the task holds, if any.
-    pub unique_key: Option<&'a str>,
-}
-
-/// A successful attempt to record with [`Broker::complete_batch`].
-#[derive(Debug, Clone, Copy)]
-pub struct Completion<'a> {
-    /// The task's id.
-    pub id: &'a str,
-    /// The lease token the attempt ran under.
-    pub owner: &'a str,
-    /// How long the task and its result are kept (0: forgotten at once).
-    pub retention_ms: u64,
-    /// The unique lock the task holds, if any.
-    pub unique_key: Option<&'a str>,
-    /// The handler's result.
-    pub result: &'a [u8],
 }

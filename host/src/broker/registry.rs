@@ -82,7 +82,7 @@ impl Broker {
     /// the name is held by a plugin with other task types (and `replace`
     /// is false) or another deployed plugin handles one of `task_types`
     /// (sorted): then nothing changes and the refusal says why.
-    pub async fn deploy_plugin(
+    pub(crate) async fn deploy_plugin(
         &self,
         name: &str,
         digest: &str,
@@ -150,21 +150,12 @@ impl Broker {
         Ok(())
     }
 
-    /// The task types each held name holds.
-    pub async fn held_plugin_names(&self) -> Result<HashMap<String, Vec<String>>, Error> {
-        let held: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(TYPES)).await?;
-        Ok(held
-            .into_iter()
-            .map(|(name, json)| (name, serde_json::from_str(&json).unwrap_or_default()))
-            .collect())
-    }
-
     /// Makes a stored component `name`'s current version, or removes the
     /// plugin when `digest` is `None`. A switch to a version with
     /// `task_types` (sorted; empty when unknown) is refused, changing
     /// nothing, if another deployed plugin handles one of them. Returns the
     /// digest that was current.
-    pub async fn switch_plugin(
+    pub(crate) async fn switch_plugin(
         &self,
         name: &str,
         digest: Option<&str>,
@@ -206,17 +197,17 @@ impl Broker {
     }
 
     /// Every deployed plugin's current digest.
-    pub async fn deployed_plugins(&self) -> Result<HashMap<String, String>, Error> {
+    pub(crate) async fn deployed_plugins(&self) -> Result<HashMap<String, String>, Error> {
         self.query(redis::cmd("HGETALL").arg(CURRENT)).await
     }
 
     /// A stored component's bytes.
-    pub async fn plugin_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) async fn plugin_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, Error> {
         self.query(redis::cmd("GET").arg(blob_key(digest))).await
     }
 
     /// A plugin's deployment records (JSON), newest first.
-    pub async fn plugin_history(&self, name: &str) -> Result<Vec<String>, Error> {
+    pub(crate) async fn plugin_history(&self, name: &str) -> Result<Vec<String>, Error> {
         self.query(redis::cmd("LRANGE").arg(history_key(name)).arg(0).arg(-1))
             .await
     }

@@ -19,10 +19,10 @@ pub struct Placement {
 impl Broker {
     /// Where `queue` lives: its slot and that slot's master and replicas.
     /// Only on a cluster.
-    pub async fn queue_placement(&self, queue: &str) -> Result<Placement, Error> {
+    pub(crate) async fn queue_placement(&self, queue: &str) -> Result<Placement, Error> {
         if !self.is_cluster() {
             return Err(Error::InvalidTask(format!(
-                "{} is not a Redis Cluster: slots and nodes exist only with --redis redis+cluster://HOST:PORT,…",
+                "{} is not a Redis Cluster: slots and nodes exist only on a cluster, reached with a redis+cluster://HOST:PORT,… URL",
                 self.url()
             )));
         }

@@ -5,13 +5,13 @@ use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::broker::{self, Enqueued};
+use crate::{Client, NewTask};
 use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use wasmq::broker::{self, Enqueued};
-use wasmq::{Client, NewTask};
 
 use super::enqueue::EnqueueArgs;
 use super::parse::{self, ExitCode, Failure};
@@ -159,7 +159,7 @@ impl Tally {
 }
 
 /// Runs `wasmq enqueue --file`.
-pub async fn run(args: &EnqueueArgs, file: &Path) -> Result<(), Failure> {
+pub(crate) async fn run(args: &EnqueueArgs, file: &Path) -> Result<(), Failure> {
     let (reader, size): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {
@@ -284,6 +284,7 @@ fn report(args: &EnqueueArgs, file: &Path, tally: &Tally) -> Result<(), Failure>
                 "{err}; stopped after {} accepted tasks, the rest of the file was not sent",
                 tally.accepted
             ),
+            hint: None,
         });
     }
     match (tally.invalid, tally.duplicates) {
@@ -291,10 +292,12 @@ fn report(args: &EnqueueArgs, file: &Path, tally: &Tally) -> Result<(), Failure>
         (0, _) => Err(Failure {
             code: ExitCode::Duplicate,
             error: anyhow::anyhow!("{} lines were refused as duplicates", tally.duplicates),
+            hint: None,
         }),
         _ => Err(Failure {
             code: ExitCode::Error,
             error: anyhow::anyhow!("{refused} lines were refused (see above)"),
+            hint: None,
         }),
     }
 }

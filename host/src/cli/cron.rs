@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::broker::Broker;
+use crate::scheduler::{self, CronEntry, LimitOptions, MisfirePolicy, SchedulerConfig, status};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
-use wasmq::broker::Broker;
-use wasmq::scheduler::{self, CronEntry, LimitOptions, MisfirePolicy, SchedulerConfig, status};
 
 use super::RedisArgs;
 use super::format;
@@ -19,7 +19,7 @@ use super::worker::{connect, shutdown_on_signal};
 
 /// The `wasmq cron` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum CronCommand {
+pub(crate) enum CronCommand {
     /// Add a cron entry: enqueue a task at every tick of a schedule.
     ///
     /// SPEC is `[second] minute hour day-of-month month day-of-week`, e.g.
@@ -39,46 +39,46 @@ pub enum CronCommand {
 
 /// Arguments of `wasmq cron add`.
 #[derive(Debug, Args)]
-pub struct AddArgs {
+pub(crate) struct AddArgs {
     /// The entry's name: letters, digits, - _ . :
-    pub name: String,
+    pub(crate) name: String,
     /// The schedule, quoted: `[second] minute hour day-of-month month day-of-week`,
     /// or a macro: @yearly, @monthly, @weekly, @daily, @hourly, @every 5s.
     /// A tick in an hour skipped by a daylight-saving change fires once, at
     /// the end of the gap.
-    pub spec: String,
+    pub(crate) spec: String,
     /// The task type to enqueue at each tick.
     #[arg(value_name = "TYPE")]
-    pub task_type: String,
+    pub(crate) task_type: String,
     /// The payload of each tick's task, as JSON.
     #[arg(default_value = "{}")]
-    pub payload: String,
+    pub(crate) payload: String,
     /// The time zone the schedule is read in (an IANA name).
     #[arg(long, default_value = "UTC")]
-    pub tz: String,
+    pub(crate) tz: String,
     /// The queue to enqueue on.
-    #[arg(long, short = 'q', default_value = wasmq::broker::DEFAULT_QUEUE)]
-    pub queue: String,
+    #[arg(long, short = 'q', default_value = crate::broker::DEFAULT_QUEUE)]
+    pub(crate) queue: String,
     /// Ticks missed while no scheduler ran: skip, once (fire the latest), or
     /// all:N (fire each, the latest N).
     #[arg(long, default_value = "once", value_parser = parse_misfire)]
-    pub misfire: MisfirePolicy,
+    pub(crate) misfire: MisfirePolicy,
     /// Retries of each tick's task.
     #[arg(long = "max-retry", value_name = "N")]
-    pub max_retry: Option<u32>,
+    pub(crate) max_retry: Option<u32>,
     /// Timeout of each tick's task.
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// Retention of each tick's completed task.
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
-    pub retention: Option<Duration>,
+    pub(crate) retention: Option<Duration>,
     #[command(flatten)]
-    pub limit: ConcurrencyArgs,
+    pub(crate) limit: ConcurrencyArgs,
     /// Replace an entry of the same name instead of refusing.
     #[arg(long)]
-    pub replace: bool,
+    pub(crate) replace: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 fn parse_misfire(text: &str) -> Result<MisfirePolicy, String> {
@@ -87,30 +87,33 @@ fn parse_misfire(text: &str) -> Result<MisfirePolicy, String> {
 
 /// Fleet-wide concurrency limit flags (for `cron add` and `limit set`).
 #[derive(Debug, Args)]
-pub struct ConcurrencyArgs {
+pub(crate) struct ConcurrencyArgs {
     /// At most N of these tasks run at once across all workers.
     #[arg(long = "max-running", value_name = "N")]
-    pub max_running: Option<u32>,
+    pub(crate) max_running: Option<u32>,
     /// Shorthand for --max-running 1: never two at once.
     #[arg(long, conflicts_with = "max_running")]
-    pub singleton: bool,
+    pub(crate) singleton: bool,
     /// A slot is freed after this long even if its holder never releases it
     /// (it crashed) [default: 15m]. Make it longer than the longest run.
     #[arg(long = "lock-at-most-for", value_parser = parse::duration, value_name = "DURATION")]
-    pub lock_at_most_for: Option<Duration>,
+    pub(crate) lock_at_most_for: Option<Duration>,
     /// A slot stays held at least this long from its task's start, even if
     /// the task ends sooner: the minimum spacing between runs [default: 0s].
     #[arg(long = "lock-at-least-for", value_parser = parse::duration, value_name = "DURATION")]
-    pub lock_at_least_for: Option<Duration>,
+    pub(crate) lock_at_least_for: Option<Duration>,
     /// When no slot is free: `skip` the task (archived as slot-busy) or
     /// `delay:DURATION` it and try again [default: skip].
     #[arg(long = "when-busy", value_name = "skip|delay:DURATION")]
-    pub when_busy: Option<String>,
+    pub(crate) when_busy: Option<String>,
 }
 
 impl ConcurrencyArgs {
     /// The limit these flags describe, for `key`.
-    pub fn limit(&self, key: String) -> Result<Option<wasmq::task::ConcurrencyLimit>, Failure> {
+    pub(crate) fn limit(
+        &self,
+        key: String,
+    ) -> Result<Option<crate::task::ConcurrencyLimit>, Failure> {
         LimitOptions {
             max_running: if self.singleton {
                 Some(1)
@@ -128,63 +131,63 @@ impl ConcurrencyArgs {
 
 /// Arguments of `wasmq cron ls`.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq cron history`.
 #[derive(Debug, Args)]
-pub struct HistoryArgs {
+pub(crate) struct HistoryArgs {
     /// The entry.
-    pub name: String,
+    pub(crate) name: String,
     /// How many ticks to show, newest first.
     #[arg(long, short = 'n', default_value_t = 20)]
-    pub limit: usize,
+    pub(crate) limit: usize,
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq cron rm`.
 #[derive(Debug, Args)]
-pub struct RemoveArgs {
+pub(crate) struct RemoveArgs {
     /// The entry.
-    pub name: String,
+    pub(crate) name: String,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq scheduler`.
 #[derive(Debug, Args)]
-pub struct SchedulerArgs {
+pub(crate) struct SchedulerArgs {
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
     #[command(flatten)]
-    pub scheduling: SchedulingArgs,
+    pub(crate) scheduling: SchedulingArgs,
 }
 
 /// Scheduler flags shared by `worker`, `dev` and `scheduler`.
 #[derive(Debug, Args)]
-pub struct SchedulingArgs {
+pub(crate) struct SchedulingArgs {
     /// A TOML file of cron entries, applied at start and whenever it
     /// changes (see docs/ARCHITECTURE.md for its format).
     #[arg(long, value_name = "FILE")]
-    pub schedule: Option<PathBuf>,
+    pub(crate) schedule: Option<PathBuf>,
     /// A tick found later than this after its time counts as missed (no
     /// scheduler was running) and follows its entry's misfire policy.
     #[arg(long = "misfire-grace", default_value = "10s", value_parser = parse::duration, value_name = "DURATION")]
-    pub misfire_grace: Duration,
+    pub(crate) misfire_grace: Duration,
 }
 
 impl SchedulingArgs {
     /// Refuses a schedule file that does not exist, before anything starts.
-    pub fn check(&self) -> Result<(), Failure> {
+    pub(crate) fn check(&self) -> Result<(), Failure> {
         match &self.schedule {
             Some(file) if !file.is_file() => {
                 Err(anyhow::anyhow!("the schedule file {} does not exist", file.display()).into())
@@ -195,7 +198,11 @@ impl SchedulingArgs {
 
     /// Starts a scheduler replica (and the schedule file's watcher) until
     /// `shutdown`.
-    pub fn spawn(&self, broker: &Broker, shutdown: &CancellationToken) -> tokio::task::JoinSet<()> {
+    pub(crate) fn spawn(
+        &self,
+        broker: &Broker,
+        shutdown: &CancellationToken,
+    ) -> tokio::task::JoinSet<()> {
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(file) = &self.schedule {
             tasks.spawn(scheduler::watch_file(
@@ -214,7 +221,7 @@ impl SchedulingArgs {
 }
 
 /// Runs `wasmq scheduler`.
-pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), Failure> {
+pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<(), Failure> {
     args.scheduling.check()?;
     let shutdown = shutdown_on_signal();
     let Some(broker) = connect(&args.redis.url, false, &shutdown).await? else {
@@ -226,7 +233,7 @@ pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), Failure> {
 }
 
 /// Runs a `wasmq cron` subcommand.
-pub async fn run(command: CronCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: CronCommand) -> Result<(), Failure> {
     match command {
         CronCommand::Add(args) => add(*args).await,
         CronCommand::Ls(args) => list(args).await,

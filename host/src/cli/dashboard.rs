@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
+use crate::broker::Broker;
+use crate::ops::dashboard::{self, DashboardConfig};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
-use wasmq::broker::Broker;
-use wasmq::ops::dashboard::{self, DashboardConfig};
 
 use super::RedisArgs;
 use super::parse::Failure;
@@ -13,31 +13,31 @@ use super::worker::{connect, shutdown_on_signal};
 
 /// Arguments of `wasmq dashboard`.
 #[derive(Debug, Args)]
-pub struct DashboardArgs {
+pub(crate) struct DashboardArgs {
     /// Where to listen. Beyond loopback, every API request (reads too)
     /// needs the token.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     #[command(flatten)]
-    pub access: AccessArgs,
+    pub(crate) access: AccessArgs,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Who may see and change things through the dashboard.
 #[derive(Debug, Args)]
-pub struct AccessArgs {
+pub(crate) struct AccessArgs {
     /// Show everything, change nothing: run, archive, delete, cancel, pause
     /// and resume are refused.
     #[arg(long = "read-only")]
-    pub read_only: bool,
+    pub(crate) read_only: bool,
     /// The token every API request (reads and writes) must carry, as
     /// `Authorization: Bearer TOKEN`; the page asks for it and keeps it for
     /// the browser tab (sessionStorage). When the dashboard listens beyond
     /// loopback and no token is given, one is generated and printed. An
     /// empty token is refused.
     #[arg(long, env = "WASMQ_DASHBOARD_TOKEN", value_name = "TOKEN", value_parser = parse_token)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Also answer requests whose Host header names NAME (with any port),
     /// e.g. the name of a reverse proxy in front of the dashboard. By
     /// default only the listen address and 127.0.0.1, localhost and [::1]
@@ -45,7 +45,7 @@ pub struct AccessArgs {
     /// name cannot read the dashboard through DNS rebinding. A proxy must
     /// pass the client's Host on. Repeatable.
     #[arg(long = "allow-host", value_name = "NAME", value_parser = parse_host_name)]
-    pub allow_host: Vec<String>,
+    pub(crate) allow_host: Vec<String>,
 }
 
 fn parse_token(text: &str) -> Result<String, String> {
@@ -68,7 +68,7 @@ fn parse_host_name(text: &str) -> Result<String, String> {
 
 impl AccessArgs {
     /// The dashboard settings for an address.
-    pub fn config(&self, listen: &SocketAddr) -> Result<DashboardConfig, Failure> {
+    pub(crate) fn config(&self, listen: &SocketAddr) -> Result<DashboardConfig, Failure> {
         let token = match &self.token {
             Some(token) => Some(token.clone()),
             None if !dashboard::is_loopback(listen) => {
@@ -90,7 +90,7 @@ impl AccessArgs {
 
 /// Binds `listen` and serves the dashboard on `broker` until `shutdown`;
 /// returns the address actually bound.
-pub async fn start(
+pub(crate) async fn start(
     listen: SocketAddr,
     access: &AccessArgs,
     broker: Broker,
@@ -112,7 +112,7 @@ pub async fn start(
 }
 
 /// Runs `wasmq dashboard`.
-pub async fn run(args: DashboardArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: DashboardArgs) -> Result<(), Failure> {
     let shutdown = shutdown_on_signal();
     let Some(broker) = connect(&args.redis.url, false, &shutdown).await? else {
         return Ok(());

@@ -4,20 +4,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::dev::RedisServer;
+use crate::{Client, NewTask};
 use anyhow::Context;
 use clap::Args;
-use wasmq::dev::RedisServer;
-use wasmq::{Client, NewTask};
 
 use super::parse::Failure;
-use super::worker::{ServeArgs, connect, shutdown_on_signal};
+use super::worker::{ServeArgs, connect, serve, shutdown_on_signal, worker_error};
 
 /// Arguments of `wasmq dev`.
 #[derive(Debug, Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Use the Redis at URL instead of starting a private redis-server.
     #[arg(long = "redis", value_name = "URL")]
-    pub redis: Option<String>,
+    pub(crate) redis: Option<String>,
     /// A directory of plugins: every `*.wasm` component in it that loads is
     /// served (the others are skipped with a warning), and reloaded when
     /// its file changes.
@@ -26,25 +26,25 @@ pub struct DevArgs {
         default_value = "plugins/target/wasm32-wasip2/release",
         value_name = "DIR"
     )]
-    pub plugins: PathBuf,
+    pub(crate) plugins: PathBuf,
     /// Enqueue example tasks for the loaded plugins every second.
     #[arg(long)]
-    pub demo: bool,
+    pub(crate) demo: bool,
     /// Where the dashboard listens (a free port is picked if this one is
     /// taken).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    pub dashboard: std::net::SocketAddr,
+    pub(crate) dashboard: std::net::SocketAddr,
     /// Do not serve the dashboard.
     #[arg(long = "no-dashboard")]
-    pub no_dashboard: bool,
+    pub(crate) no_dashboard: bool,
     #[command(flatten)]
-    pub access: super::dashboard::AccessArgs,
+    pub(crate) access: super::dashboard::AccessArgs,
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub(crate) serve: ServeArgs,
 }
 
 /// Runs `wasmq dev`.
-pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
+pub(crate) async fn run(mut args: DevArgs) -> Result<(), Failure> {
     if args.serve.retry_delay.is_none() {
         // Retries within seconds, so a newcomer sees them happen.
         args.serve.retry_delay = Some(Duration::from_secs(1));
@@ -57,21 +57,7 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
         )
         .into());
     }
-    // A plugin that does not load is skipped (and reloaded once rebuilt).
-    let loaded = args.serve.load(Some(&args.plugins), true)?;
-    let (sandbox, plugins, options) = (
-        loaded.sandbox.clone(),
-        loaded.plugins.clone(),
-        loaded.options.clone(),
-    );
-    // Rebuilt plugins are reloaded without a restart.
-    tokio::spawn(wasmq::plugins::watch_dir(
-        args.plugins.clone(),
-        sandbox,
-        plugins.clone(),
-        options,
-        shutdown.clone(),
-    ));
+    args.serve.check()?;
 
     // The private server must outlive the worker: it is dropped (and
     // stopped) when this function returns.
@@ -107,12 +93,13 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
         };
         Some(format!("http://{}/", started.0))
     };
-    let types: Vec<String> = plugins
-        .current()
-        .task_types()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    // A plugin that does not load is skipped, and reloaded once rebuilt.
+    let worker = args
+        .serve
+        .builder(broker.clone(), Some(&args.plugins), true)?
+        .build()
+        .map_err(worker_error)?;
+    let types = worker.task_types();
     println!("wasmq dev");
     println!(
         "  redis:    {url}{}",
@@ -146,7 +133,7 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
             .to_string();
         tokio::spawn(demo(client, queue, types, shutdown.clone()));
     }
-    let summary = args.serve.serve(broker, loaded, shutdown).await?;
+    let summary = serve(worker, shutdown).await?;
     println!(
         "wasmq dev stopped: {} completed, {} failed attempts, {} put back",
         summary.completed, summary.failed, summary.requeued

@@ -4,9 +4,9 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::{Client, NewTask};
 use anyhow::Context;
 use clap::Args;
-use wasmq::{Client, NewTask};
 
 use super::RedisArgs;
 use super::parse::{self, Failure};
@@ -22,62 +22,62 @@ use super::parse::{self, Failure};
     Flags given with --file (--queue, --max-retry, --timeout, --retention, --unique, --in) apply to\n\
     lines that do not set them. A bad line is reported by its number and the others still go in."
 )]
-pub struct EnqueueArgs {
+pub(crate) struct EnqueueArgs {
     /// The task type, such as `email:send`; it selects the plugin that runs
     /// the task.
     #[arg(value_name = "TYPE", required_unless_present = "file")]
-    pub task_type: Option<String>,
+    pub(crate) task_type: Option<String>,
     /// The payload as JSON text (quote it for the shell), `@FILE` to read
     /// it from a file, or `-` to read it from stdin.
     #[arg(value_name = "PAYLOAD", default_value = "{}")]
-    pub payload: String,
+    pub(crate) payload: String,
     /// Enqueue every task of a JSON Lines file (`-` for stdin) instead, in
     /// pipelined batches, with a progress bar on a terminal.
     #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["task_type", "id", "at", "deadline"])]
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
     /// The queue to put the task on.
     #[arg(long, short = 'q')]
-    pub queue: Option<String>,
+    pub(crate) queue: Option<String>,
     /// A task id of your choosing; enqueuing the same id again in the same
     /// queue is refused while the first task is kept.
     #[arg(long)]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Run the task no sooner than this long from now, e.g. 10s or 5m.
     #[arg(long = "in", value_parser = parse::duration, value_name = "DURATION", conflicts_with = "at")]
-    pub process_in: Option<Duration>,
+    pub(crate) process_in: Option<Duration>,
     /// Run the task no sooner than this time, e.g. 2026-11-22T03:00:00Z.
     #[arg(long, value_parser = parse::time, value_name = "TIME")]
-    pub at: Option<SystemTime>,
+    pub(crate) at: Option<SystemTime>,
     /// Retries after the first attempt before the task is archived
     /// [default: 25].
     #[arg(long = "max-retry", value_name = "N")]
-    pub max_retry: Option<u32>,
+    pub(crate) max_retry: Option<u32>,
     /// How long one attempt may run (the plugin's own limit still applies).
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// A time after which no attempt may still run; with --timeout too, the
     /// earlier wins.
     #[arg(long, value_parser = parse::time, value_name = "TIME")]
-    pub deadline: Option<SystemTime>,
+    pub(crate) deadline: Option<SystemTime>,
     /// How long the completed task and its result are kept (0s: not kept)
     /// [default: 10m].
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
-    pub retention: Option<Duration>,
+    pub(crate) retention: Option<Duration>,
     /// Refuse this task while an equal one (same queue, type and payload)
     /// enqueued less than DURATION ago is still held; the lock is released
     /// early when that task completes, is archived or is deleted.
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
-    pub unique: Option<Duration>,
+    pub(crate) unique: Option<Duration>,
     /// Print the outcome as JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 impl EnqueueArgs {
     /// Applies the option flags to a task.
-    pub fn apply_defaults(&self, mut task: NewTask) -> NewTask {
+    pub(crate) fn apply_defaults(&self, mut task: NewTask) -> NewTask {
         if let Some(queue) = &self.queue {
             task = task.queue(queue);
         }
@@ -101,7 +101,7 @@ impl EnqueueArgs {
 }
 
 /// Runs `wasmq enqueue`.
-pub async fn run(args: EnqueueArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: EnqueueArgs) -> Result<(), Failure> {
     if let Some(file) = &args.file {
         return super::batch::run(&args, file).await;
     }
@@ -123,7 +123,7 @@ pub async fn run(args: EnqueueArgs) -> Result<(), Failure> {
     let queue = args
         .queue
         .clone()
-        .unwrap_or_else(|| wasmq::broker::DEFAULT_QUEUE.to_string());
+        .unwrap_or_else(|| crate::broker::DEFAULT_QUEUE.to_string());
     let client = Client::connect(&args.redis.url).await?;
     let enqueued = client
         .enqueue(task)

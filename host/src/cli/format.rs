@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::parse::Failure;
 
 /// Prints `value` as one line of JSON (what `--json` promises).
-pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Failure> {
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Failure> {
     println!("{}", serde_json::to_string(value).context("encoding JSON")?);
     Ok(())
 }
@@ -18,12 +18,12 @@ const LAST_PRINTABLE_MS: i64 = 253_402_300_799_999;
 
 /// A unix-ms time as RFC 3339 (UTC, seconds). Any stored value prints:
 /// times before 1970 as 1970, times past year 9999 as a note.
-pub fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     rfc3339(ms, false)
 }
 
 /// A unix-ms time as RFC 3339 (UTC, milliseconds), like [`time`].
-pub fn time_millis(ms: i64) -> String {
+pub(crate) fn time_millis(ms: i64) -> String {
     rfc3339(ms, true)
 }
 
@@ -42,7 +42,7 @@ fn rfc3339(ms: i64, millis: bool) -> String {
 /// Text from Redis made safe for a terminal: control characters (newlines,
 /// escape sequences) are written escaped, and text longer than `max_chars`
 /// is cut with `...`.
-pub fn printable(text: &str, max_chars: usize) -> String {
+pub(crate) fn printable(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for (count, c) in text.chars().enumerate() {
         if count == max_chars {
@@ -59,14 +59,14 @@ pub fn printable(text: &str, max_chars: usize) -> String {
 }
 
 /// A duration in ms, rounded for reading: `850ms`, `12s`, `3m 20s`.
-pub fn age(ms: i64) -> String {
+pub(crate) fn age(ms: i64) -> String {
     let ms = u64::try_from(ms).unwrap_or(0);
     let rounded = if ms < 1000 { ms } else { ms / 1000 * 1000 };
     humantime::format_duration(Duration::from_millis(rounded)).to_string()
 }
 
 /// A byte count: `512 B`, `1.5 KiB`, `3.2 MiB`.
-pub fn bytes(bytes: u64) -> String {
+pub(crate) fn bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -81,7 +81,7 @@ pub fn bytes(bytes: u64) -> String {
 }
 
 /// A count of microseconds for reading: `420µs`, `12.5ms`, `2.1s`.
-pub fn micros(us: u64) -> String {
+pub(crate) fn micros(us: u64) -> String {
     match us {
         0..1_000 => format!("{us}µs"),
         1_000..1_000_000 => format!("{:.1}ms", us as f64 / 1000.0),
@@ -90,7 +90,7 @@ pub fn micros(us: u64) -> String {
 }
 
 /// A large count with a metric suffix: `950`, `12.3k`, `4.5M`, `1.2G`.
-pub fn count(n: u64) -> String {
+pub(crate) fn count(n: u64) -> String {
     match n {
         0..1_000 => n.to_string(),
         1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
@@ -101,7 +101,10 @@ pub fn count(n: u64) -> String {
 
 /// The STATE and six count columns that queue tables share: `running` or
 /// `paused`, then pending, active, scheduled, retry, archived, completed.
-pub fn queue_state_and_counts(paused: bool, counts: &wasmq::broker::QueueCounts) -> Vec<String> {
+pub(crate) fn queue_state_and_counts(
+    paused: bool,
+    counts: &crate::broker::QueueCounts,
+) -> Vec<String> {
     vec![
         if paused { "paused" } else { "running" }.to_string(),
         counts.pending.to_string(),

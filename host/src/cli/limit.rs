@@ -1,7 +1,7 @@
 //! `wasmq limit`: fleet-wide concurrency limits per task type.
 
+use crate::broker::Broker;
 use clap::{Args, Subcommand};
-use wasmq::broker::Broker;
 
 use super::RedisArgs;
 use super::cron::ConcurrencyArgs;
@@ -10,7 +10,7 @@ use super::table::Table;
 
 /// The `wasmq limit` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum LimitCommand {
+pub(crate) enum LimitCommand {
     /// Limit how many tasks of a type run at once across all workers
     /// (`--singleton` for one), with ShedLock-style lock times.
     Set(SetArgs),
@@ -22,38 +22,38 @@ pub enum LimitCommand {
 
 /// Arguments of `wasmq limit set`.
 #[derive(Debug, Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     /// The task type.
     #[arg(value_name = "TYPE")]
-    pub task_type: String,
+    pub(crate) task_type: String,
     #[command(flatten)]
-    pub limit: ConcurrencyArgs,
+    pub(crate) limit: ConcurrencyArgs,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq limit ls`.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq limit rm`.
 #[derive(Debug, Args)]
-pub struct RemoveArgs {
+pub(crate) struct RemoveArgs {
     /// The task type.
     #[arg(value_name = "TYPE")]
-    pub task_type: String,
+    pub(crate) task_type: String,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Runs a `wasmq limit` subcommand.
-pub async fn run(command: LimitCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: LimitCommand) -> Result<(), Failure> {
     match command {
         LimitCommand::Set(args) => {
             let Some(limit) = args.limit.limit(format!("type:{}", args.task_type))? else {
@@ -104,8 +104,8 @@ pub async fn run(command: LimitCommand) -> Result<(), Failure> {
                     ms(limit.lock_at_most_for_ms),
                     ms(limit.lock_at_least_for_ms),
                     match limit.when_busy {
-                        wasmq::task::WhenBusy::Skip => "skip".into(),
-                        wasmq::task::WhenBusy::Delay(delay) => format!("delay:{}", ms(delay)),
+                        crate::task::WhenBusy::Skip => "skip".into(),
+                        crate::task::WhenBusy::Delay(delay) => format!("delay:{}", ms(delay)),
                     },
                     holders
                         .iter()

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 /// Run background tasks from Redis queues in sandboxed WebAssembly plugins.
 ///
@@ -45,18 +46,18 @@ use clap::{Args, Parser, Subcommand};
     wasmq enqueue thumbnail:make '{\"width\":64,\"generate\":{\"width\":800,\"height\":600}}' --queue images\n  \
     wasmq task show 0b6f4c1e-...\n\n\
     Exit codes: 0 success, 1 error, 2 bad usage, 3 refused as a duplicate, 4 Redis unreachable, 5 not found.")]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 
     /// Log filter, as in RUST_LOG: e.g. `info`, `wasmq=debug`.
     #[arg(long, global = true, env = "WASMQ_LOG", value_name = "FILTER")]
-    pub log: Option<String>,
+    pub(crate) log: Option<String>,
 }
 
 /// The commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a private Redis and a worker with your plugins: the quickest way
     /// to try wasmq.
     ///
@@ -111,72 +112,72 @@ pub enum Command {
 
 /// How to reach Redis; every command that talks to Redis takes it.
 #[derive(Debug, Clone, Args)]
-pub struct RedisArgs {
+pub(crate) struct RedisArgs {
     /// The Redis holding the queues: redis://[:PASSWORD@]HOST[:PORT][/DB] for
     /// one server; redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,… for a
     /// Redis Cluster (any reachable nodes of it: the rest are discovered);
     /// redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,…/MASTER for the
     /// master that the listed Sentinels know as MASTER.
-    #[arg(long = "redis", env = "WASMQ_REDIS_URL", default_value = wasmq::broker::DEFAULT_URL, value_name = "URL")]
-    pub url: String,
+    #[arg(long = "redis", env = "WASMQ_REDIS_URL", default_value = crate::broker::DEFAULT_URL, value_name = "URL")]
+    pub(crate) url: String,
 }
 
 /// The per-task limits loaded plugins get when their manifests set none,
 /// and the most a manifest may ask for.
 #[derive(Debug, Clone, Args)]
-pub struct LimitArgs {
+pub(crate) struct LimitArgs {
     /// Fuel per attempt (about one unit per Wasm instruction).
     #[arg(long, default_value_t = 100_000_000_000, value_name = "UNITS")]
-    pub fuel: u64,
+    pub(crate) fuel: u64,
     /// The longest an attempt may run (a task's own --timeout can only
     /// shorten it).
     #[arg(long = "task-timeout", default_value = "60s", value_parser = parse::duration, value_name = "DURATION")]
-    pub task_timeout: Duration,
+    pub(crate) task_timeout: Duration,
     /// Linear memory per instance, e.g. 128MiB.
     #[arg(long, default_value = "128MiB", value_parser = parse::bytes, value_name = "SIZE")]
-    pub memory: u64,
+    pub(crate) memory: u64,
     /// The largest result a task may return, e.g. 1MiB.
     #[arg(long = "max-result", default_value = "1MiB", value_parser = parse::bytes, value_name = "SIZE")]
-    pub max_result: u64,
+    pub(crate) max_result: u64,
     /// Log volume an attempt may write; past it the attempt fails
     /// (log-limit).
     #[arg(long = "max-log", default_value = "64KiB", value_parser = parse::bytes, value_name = "SIZE")]
-    pub max_log: u64,
+    pub(crate) max_log: u64,
     /// The most linear memory any plugin may ask for in its manifest.
     #[arg(long = "max-memory", default_value = "512MiB", value_parser = parse::bytes, value_name = "SIZE")]
-    pub max_memory: u64,
+    pub(crate) max_memory: u64,
     /// The most time any plugin may ask for per attempt in its manifest.
     #[arg(long = "max-task-timeout", default_value = "1h", value_parser = parse::duration, value_name = "DURATION")]
-    pub max_task_timeout: Duration,
+    pub(crate) max_task_timeout: Duration,
     /// Plugin components larger than this are refused.
     #[arg(long = "max-plugin-size", default_value = "64MiB", value_parser = parse::bytes, value_name = "SIZE")]
-    pub max_plugin_size: u64,
+    pub(crate) max_plugin_size: u64,
     /// Plugin components with a function body larger than this (in any of
     /// their core modules) are refused before compiling: compile time grows
     /// faster than a function's size. The default admits CPython's
     /// interpreter loop (427 KB in componentize-py 0.25) with room to spare.
     #[arg(long = "max-function-size", default_value = "1MiB", value_parser = parse::bytes, value_name = "SIZE")]
-    pub max_function_size: u64,
+    pub(crate) max_function_size: u64,
     /// The longest compiling one plugin may take; past it the plugin is
     /// refused (a compiled plugin found in the cache costs nothing).
     #[arg(long = "compile-timeout", default_value = "5m", value_parser = parse::duration, value_name = "DURATION")]
-    pub compile_timeout: Duration,
+    pub(crate) compile_timeout: Duration,
     /// Where compiled plugins are cached (default: ~/.cache/wasmq/components,
     /// or $WASMQ_CACHE_DIR).
     #[arg(long = "cache-dir", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
     /// Compile plugins afresh instead of using the cache.
     #[arg(long = "no-cache")]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
 }
 
 impl LimitArgs {
     /// How plugins are loaded with these flags.
-    pub fn load_options(&self) -> Result<wasmq::plugins::LoadOptions, parse::Failure> {
-        let ceilings = wasmq::plugins::Ceilings {
+    pub(crate) fn load_options(&self) -> Result<crate::plugins::LoadOptions, parse::Failure> {
+        let ceilings = crate::plugins::Ceilings {
             memory_bytes: self.max_memory,
             timeout: self.max_task_timeout,
-            ..wasmq::plugins::Ceilings::default()
+            ..crate::plugins::Ceilings::default()
         };
         if self.memory > self.max_memory {
             return Err(anyhow::anyhow!(
@@ -191,22 +192,22 @@ impl LimitArgs {
         } else {
             self.cache_dir
                 .clone()
-                .or_else(wasmq::sandbox::ComponentCache::default_dir)
-                .map(wasmq::sandbox::ComponentCache::new)
+                .or_else(crate::sandbox::ComponentCache::default_dir)
+                .map(crate::sandbox::ComponentCache::new)
         };
-        Ok(wasmq::plugins::LoadOptions {
-            defaults: wasmq::sandbox::Limits {
+        Ok(crate::plugins::LoadOptions {
+            defaults: crate::sandbox::Limits {
                 fuel: Some(self.fuel),
                 timeout: self.task_timeout.min(self.max_task_timeout),
                 memory_bytes: self.memory,
                 max_result_bytes: usize::try_from(self.max_result).unwrap_or(usize::MAX),
                 max_log_bytes: usize::try_from(self.max_log).unwrap_or(usize::MAX),
-                ..wasmq::sandbox::Limits::default()
+                ..crate::sandbox::Limits::default()
             },
             ceilings,
             max_component_bytes: usize::try_from(self.max_plugin_size).unwrap_or(usize::MAX),
             cache,
-            compile: wasmq::sandbox::CompileBounds {
+            compile: crate::sandbox::CompileBounds {
                 max_function_bytes: usize::try_from(self.max_function_size).unwrap_or(usize::MAX),
                 timeout: self.compile_timeout,
             },
@@ -216,7 +217,7 @@ impl LimitArgs {
 }
 
 /// Runs the parsed command.
-pub async fn run(cli: Cli) -> Result<(), parse::Failure> {
+pub(crate) async fn run(cli: Cli) -> Result<(), parse::Failure> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Worker(args) => worker::run(args).await,
@@ -231,5 +232,72 @@ pub async fn run(cli: Cli) -> Result<(), parse::Failure> {
         Command::Limit(command) => limit::run(command).await,
         Command::Dashboard(args) => dashboard::run(args).await,
         Command::New(command) => scaffold::run(command).await,
+    }
+}
+
+/// The `wasmq` binary's whole life: parses the arguments, sets up logging,
+/// runs the command and turns its outcome into an exit code.
+pub fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    if !matches!(args.command, Command::Worker(_) | Command::Scheduler(_)) {
+        // Output piped into `head` or a pager that quits ends the command
+        // quietly, as Unix tools do, instead of a panic in println!. Rust
+        // ignores SIGPIPE by default; restore the default action. Workers
+        // and schedulers print nothing to stdout and keep ignoring it, so a
+        // closed log pipe never stops them (Redis sockets never raise it).
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let default_filter = match &args.command {
+        Command::Dev(_) => "info",
+        Command::Worker(_) => "info",
+        _ => "warn",
+    };
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default_filter.to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        // Colours only for people: logs written to files stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(failure) => {
+            // The error and its causes, each cause once: most of them are
+            // already part of the message above them.
+            let mut message = failure.error.to_string();
+            for cause in failure.error.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message.push_str(": ");
+                    message.push_str(&cause);
+                }
+            }
+            if let Some(hint) = failure.hint {
+                message.push_str("; ");
+                message.push_str(hint);
+            }
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(failure.code as u8)
+        }
     }
 }

@@ -3,78 +3,45 @@
 
 use std::time::{Duration, SystemTime};
 
-use wasmq::broker;
+use crate::broker;
 
 /// Parses a duration such as `500ms`, `10s`, `1m30s`, `2h`, up to the
 /// 100-year ceiling every stored time keeps to.
-pub fn duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|err| format!("{err}; write a duration such as 500ms, 10s, 1m30s or 2h"))?;
-    if duration > wasmq::task::MAX_DELAY {
-        return Err(format!(
-            "{:?} is over the ceiling of 100 years; write a shorter duration",
-            text.trim()
-        ));
-    }
-    Ok(duration)
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    crate::units::duration(text)
 }
 
 /// A number of seconds (from a JSON file) as a duration: not negative, not
 /// NaN, within the 100-year ceiling.
-pub fn seconds(seconds: f64) -> Result<Duration, String> {
+pub(crate) fn seconds(seconds: f64) -> Result<Duration, String> {
     if seconds.is_nan() || seconds < 0.0 {
         return Err(format!("must be a number of seconds, not {seconds}"));
     }
     match Duration::try_from_secs_f64(seconds) {
-        Ok(duration) if duration <= wasmq::task::MAX_DELAY => Ok(duration),
+        Ok(duration) if duration <= crate::task::MAX_DELAY => Ok(duration),
         _ => Err(format!(
             "{seconds} seconds is over the ceiling of 100 years (3155760000 seconds)"
         )),
     }
 }
 
-/// Parses a byte size such as `512KiB`, `128MiB`, `1GiB` or `4096`
-/// (K/M/G mean KiB/MiB/GiB; KB/MB/GB are powers of 1000).
-pub fn bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a size; write one such as 4096, 512KiB, 128MiB or 1GiB")
-    })?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?}; use B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} is too large"))
+/// Parses a byte size such as `512KiB`, `128MiB`, `1GiB` or `4096`.
+pub(crate) fn bytes(text: &str) -> Result<u64, String> {
+    crate::units::size(text)
 }
 
 /// Parses an RFC 3339 time such as `2026-11-22T03:00:00Z`, no more than
 /// 100 years from now.
-pub fn time(text: &str) -> Result<SystemTime, String> {
+pub(crate) fn time(text: &str) -> Result<SystemTime, String> {
     let at = humantime::parse_rfc3339_weak(text.trim())
         .map_err(|err| format!("{err}; write a UTC time such as 2026-11-22T03:00:00Z"))?;
-    wasmq::task::check_time(&format!("{:?}", text.trim()), at)?;
+    crate::task::check_time(&format!("{:?}", text.trim()), at)?;
     Ok(at)
 }
 
 /// The exit codes of `wasmq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCode {
+pub(crate) enum ExitCode {
     /// Something failed.
     Error = 1,
     /// The task was refused as a duplicate.
@@ -87,36 +54,40 @@ pub enum ExitCode {
 
 /// A failed command: the error to print and the exit code.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The exit code.
-    pub code: ExitCode,
+    pub(crate) code: ExitCode,
     /// The error, with its context.
-    pub error: anyhow::Error,
+    pub(crate) error: anyhow::Error,
+    /// What to do about it on the command line, printed after it.
+    pub(crate) hint: Option<&'static str>,
 }
 
 impl Failure {
     /// A "not found" failure.
-    pub fn not_found(message: String) -> Self {
+    pub(crate) fn not_found(message: String) -> Self {
         Failure {
             code: ExitCode::NotFound,
             error: anyhow::anyhow!(message),
+            hint: None,
         }
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
-        let code = match error
+        let broker_error = error
             .chain()
-            .find_map(|cause| cause.downcast_ref::<broker::Error>())
-        {
+            .find_map(|cause| cause.downcast_ref::<broker::Error>());
+        let hint = broker_error.and_then(hint);
+        let code = match broker_error {
             Some(broker::Error::DuplicateId { .. } | broker::Error::DuplicateUnique { .. }) => {
                 ExitCode::Duplicate
             }
             Some(err) if err.is_unreachable() => ExitCode::Unreachable,
             _ => ExitCode::Error,
         };
-        Failure { code, error }
+        Failure { code, error, hint }
     }
 }
 
@@ -126,23 +97,27 @@ impl From<broker::Error> for Failure {
     }
 }
 
+/// What to do about a broker error on the command line, where the
+/// library's own words (which know no flags) cannot say it.
+fn hint(error: &broker::Error) -> Option<&'static str> {
+    match error {
+        broker::Error::Unreachable { .. } | broker::Error::Auth { .. } => {
+            Some("give the URL with --redis URL (or WASMQ_REDIS_URL)")
+        }
+        broker::Error::OutOfMemory { .. } => Some(
+            "results are kept for their task's --retention, and workers hold each queue's results to --result-budget",
+        ),
+        broker::Error::QueueNotEmpty { .. } => {
+            Some("to remove it with its unfinished tasks, pass --force")
+        }
+        broker::Error::AmbiguousId { .. } => Some("pass --queue NAME"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_in_binary_and_decimal_units() {
-        assert_eq!(bytes("4096"), Ok(4096));
-        assert_eq!(bytes("512KiB"), Ok(512 * 1024));
-        assert_eq!(bytes("128M"), Ok(128 << 20));
-        assert_eq!(bytes("1GB"), Ok(1_000_000_000));
-        assert!(
-            bytes("12 parsecs")
-                .unwrap_err()
-                .contains("unknown size unit")
-        );
-        assert!(bytes("lots").unwrap_err().contains("not a size"));
-    }
 
     #[test]
     fn durations_and_times_explain_their_format() {

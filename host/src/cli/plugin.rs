@@ -1,9 +1,9 @@
 //! `wasmq plugin`: deploy plugins to the fleet, roll them back, remove
 //! them, see where they run and what they did.
 
+use crate::broker::Broker;
+use crate::ops::stats;
 use clap::{Args, Subcommand};
-use wasmq::broker::Broker;
-use wasmq::ops::stats;
 
 use super::RedisArgs;
 use super::format;
@@ -12,7 +12,7 @@ use super::table::Table;
 
 /// The `wasmq plugin` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum PluginCommand {
+pub(crate) enum PluginCommand {
     /// Show a plugin file's manifest, limits, capabilities, imports and
     /// exports, and whether this host can load it (exit code 1 if not).
     Inspect(super::plugin_inspect::InspectArgs),
@@ -47,44 +47,44 @@ pub enum PluginCommand {
 
 /// Arguments of `wasmq plugin deploy`.
 #[derive(Debug, Args)]
-pub struct DeployArgs {
+pub(crate) struct DeployArgs {
     /// The plugin's component (.wasm).
-    pub file: std::path::PathBuf,
+    pub(crate) file: std::path::PathBuf,
     /// Let it take a name held by a different plugin (one with other task
     /// types), replacing that plugin. Without it such a deploy is refused
     /// and changes nothing. The replaced plugin's kv data is not carried
     /// over: a store belongs to a name and its task types.
     #[arg(long)]
-    pub replace: bool,
+    pub(crate) replace: bool,
     /// How long to wait for the workers to take it.
     #[arg(long, default_value = "15s", value_parser = super::parse::duration, value_name = "DURATION")]
-    pub wait: std::time::Duration,
+    pub(crate) wait: std::time::Duration,
     #[command(flatten)]
-    pub limits: super::LimitArgs,
+    pub(crate) limits: super::LimitArgs,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq plugin ls`.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments naming a deployed plugin.
 #[derive(Debug, Args)]
-pub struct NameArgs {
+pub(crate) struct NameArgs {
     /// The plugin's name.
-    pub name: String,
+    pub(crate) name: String,
     /// How long to wait for the workers to take the change.
     #[arg(long, default_value = "15s", value_parser = super::parse::duration, value_name = "DURATION")]
-    pub wait: std::time::Duration,
+    pub(crate) wait: std::time::Duration,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// What `wasmq plugin stats` counts, printed under its table.
@@ -99,16 +99,16 @@ Completed tasks are counted exactly, per queue, by `wasmq stats`.";
 
 /// Arguments of `wasmq plugin stats`.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Runs a `wasmq plugin` subcommand.
-pub async fn run(command: PluginCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: PluginCommand) -> Result<(), Failure> {
     let args = match command {
         PluginCommand::Inspect(args) => return super::plugin_inspect::run(args).await,
         PluginCommand::Deploy(args) => return super::plugin_deploy::deploy(args).await,

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::broker::Broker;
+use crate::ops::server::{ServerInfo, live_servers};
+use crate::plugins::registry::{self, RegistryError};
+use crate::sandbox::{Sandbox, SandboxConfig};
 use anyhow::Context;
-use wasmq::broker::Broker;
-use wasmq::ops::server::{ServerInfo, live_servers};
-use wasmq::plugins::registry::{self, RegistryError};
-use wasmq::sandbox::{Sandbox, SandboxConfig};
 
 use super::format;
 use super::parse::Failure;
@@ -22,7 +22,7 @@ fn refused(err: RegistryError) -> Failure {
 }
 
 /// Runs `wasmq plugin deploy`.
-pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
+pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     let wasm =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let options = args.limits.load_options()?;
@@ -64,7 +64,7 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
 }
 
 /// Runs `wasmq plugin rollback`.
-pub async fn rollback(args: NameArgs) -> Result<(), Failure> {
+pub(crate) async fn rollback(args: NameArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let deployment = registry::rollback(&broker, &args.name)
         .await
@@ -80,7 +80,7 @@ pub async fn rollback(args: NameArgs) -> Result<(), Failure> {
 }
 
 /// Runs `wasmq plugin rm`.
-pub async fn remove(args: NameArgs) -> Result<(), Failure> {
+pub(crate) async fn remove(args: NameArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let digest = registry::remove(&broker, &args.name)
         .await
@@ -185,7 +185,7 @@ fn short(digest: &str) -> String {
 }
 
 /// Runs `wasmq plugin ls`.
-pub async fn list(args: ListArgs) -> Result<(), Failure> {
+pub(crate) async fn list(args: ListArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let plugins = registry::list(&broker).await?;
     if args.json {
@@ -239,7 +239,7 @@ pub async fn list(args: ListArgs) -> Result<(), Failure> {
 }
 
 /// Runs `wasmq plugin history`.
-pub async fn history(args: NameArgs) -> Result<(), Failure> {
+pub(crate) async fn history(args: NameArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let past = registry::history(&broker, &args.name).await?;
     if past.is_empty() {

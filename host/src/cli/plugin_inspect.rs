@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::plugins::{Manifest, Plugin};
+use crate::sandbox::{Sandbox, SandboxConfig};
 use clap::Args;
-use wasmq::plugins::{Manifest, Plugin};
-use wasmq::sandbox::{Sandbox, SandboxConfig};
 
 use super::LimitArgs;
 use super::format;
@@ -13,18 +13,18 @@ use super::parse::Failure;
 
 /// Arguments of `wasmq plugin inspect`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The plugin's component (.wasm).
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub limits: LimitArgs,
+    pub(crate) limits: LimitArgs,
 }
 
 /// Runs `wasmq plugin inspect`.
-pub async fn run(args: InspectArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: InspectArgs) -> Result<(), Failure> {
     let wasm = std::fs::read(&args.file)
         .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", args.file.display()))?;
     let options = args.limits.load_options()?;
@@ -74,9 +74,9 @@ pub async fn run(args: InspectArgs) -> Result<(), Failure> {
 fn describe(
     file: &Path,
     wasm: &[u8],
-    manifest: &Result<Manifest, wasmq::plugins::PluginError>,
-    interfaces: &Result<(Vec<String>, Vec<String>), wasmq::sandbox::LoadError>,
-    verdict: &Result<Plugin, wasmq::plugins::PluginError>,
+    manifest: &Result<Manifest, crate::plugins::PluginError>,
+    interfaces: &Result<(Vec<String>, Vec<String>), crate::sandbox::LoadError>,
+    verdict: &Result<Plugin, crate::plugins::PluginError>,
 ) -> String {
     use std::fmt::Write;
     let mut out = String::new();

@@ -1,8 +1,8 @@
 //! `wasmq queue`: list, inspect, pause, resume and remove queues.
 
+use crate::broker::{Broker, keys::validate_queue_name};
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use wasmq::broker::{Broker, keys::validate_queue_name};
 
 use super::RedisArgs;
 use super::format;
@@ -11,7 +11,7 @@ use super::table::Table;
 
 /// The `wasmq queue` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum QueueCommand {
+pub(crate) enum QueueCommand {
     /// List queues with their sizes.
     Ls(ListArgs),
     /// Everything about one queue: sizes by state, the last 7 days,
@@ -29,53 +29,53 @@ pub enum QueueCommand {
 
 /// Arguments naming one queue.
 #[derive(Debug, Args)]
-pub struct QueueArgs {
+pub(crate) struct QueueArgs {
     /// The queue.
-    pub name: String,
+    pub(crate) name: String,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq queue ls`.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Also show, on a Redis Cluster, each queue's hash slot and the master
     /// and replicas that hold it.
     #[arg(long)]
-    pub cluster: bool,
+    pub(crate) cluster: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq queue inspect`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The queue.
-    pub name: String,
+    pub(crate) name: String,
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq queue rm`.
 #[derive(Debug, Args)]
-pub struct RemoveArgs {
+pub(crate) struct RemoveArgs {
     /// The queue.
-    pub name: String,
+    pub(crate) name: String,
     /// Remove it even if it still has unfinished tasks (they are lost).
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Runs a `wasmq queue` subcommand.
-pub async fn run(command: QueueCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: QueueCommand) -> Result<(), Failure> {
     match command {
         QueueCommand::Ls(args) => {
             let broker = Broker::connect(&args.redis.url).await?;
@@ -222,10 +222,10 @@ pub async fn run(command: QueueCommand) -> Result<(), Failure> {
 /// one a live worker serves, or the default queue. Pausing any other is
 /// most likely a typo.
 async fn require_queue(broker: &Broker, name: &str) -> Result<(), Failure> {
-    if name == wasmq::broker::DEFAULT_QUEUE || broker.queues().await?.iter().any(|q| q == name) {
+    if name == crate::broker::DEFAULT_QUEUE || broker.queues().await?.iter().any(|q| q == name) {
         return Ok(());
     }
-    let servers = wasmq::ops::server::live_servers(broker).await?;
+    let servers = crate::ops::server::live_servers(broker).await?;
     if servers
         .iter()
         .any(|server| server.queues.iter().any(|(queue, _)| queue == name))

@@ -10,7 +10,7 @@ use super::parse::Failure;
 
 /// The `wasmq new` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum NewCommand {
+pub(crate) enum NewCommand {
     /// Create a plugin crate: `cargo build --release --target
     /// wasm32-wasip2` in it makes a component to deploy.
     Plugin(PluginArgs),
@@ -18,21 +18,21 @@ pub enum NewCommand {
 
 /// Arguments of `wasmq new plugin`.
 #[derive(Debug, Args)]
-pub struct PluginArgs {
+pub(crate) struct PluginArgs {
     /// The plugin's name (letters, digits, `-`, `_`); also its crate's name
     /// and the task type it starts with.
-    pub name: String,
+    pub(crate) name: String,
     /// Where to create the crate (default: ./NAME).
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// The wasmq-guest crate to depend on (default: the guest-sdk of the
     /// wasmq source tree this binary was built from).
     #[arg(long, value_name = "PATH")]
-    pub sdk: Option<PathBuf>,
+    pub(crate) sdk: Option<PathBuf>,
 }
 
 /// Runs `wasmq new`.
-pub async fn run(command: NewCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: NewCommand) -> Result<(), Failure> {
     let NewCommand::Plugin(args) = command;
     let name = &args.name;
     let valid = !name.is_empty()

@@ -1,8 +1,8 @@
 //! `wasmq server ls`: the live workers, from their heartbeats.
 
+use crate::broker::Broker;
+use crate::ops::server::{ServerInfo, live_servers};
 use clap::{Args, Subcommand};
-use wasmq::broker::Broker;
-use wasmq::ops::server::{ServerInfo, live_servers};
 
 use super::RedisArgs;
 use super::format;
@@ -11,7 +11,7 @@ use super::table::Table;
 
 /// The `wasmq server` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ServerCommand {
+pub(crate) enum ServerCommand {
     /// List live workers: host, pid, concurrency, running tasks, plugins
     /// and versions, started at.
     Ls(ListArgs),
@@ -19,16 +19,16 @@ pub enum ServerCommand {
 
 /// Arguments of `wasmq server ls`.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Runs a `wasmq server` subcommand.
-pub async fn run(command: ServerCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: ServerCommand) -> Result<(), Failure> {
     let ServerCommand::Ls(args) = command;
     let broker = Broker::connect(&args.redis.url).await?;
     let mut servers: Vec<ServerInfo> = live_servers(&broker).await?;

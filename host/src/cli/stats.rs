@@ -1,7 +1,7 @@
 //! `wasmq stats`: every queue's numbers at a glance.
 
+use crate::broker::Broker;
 use clap::Args;
-use wasmq::broker::Broker;
 
 use super::RedisArgs;
 use super::format;
@@ -10,16 +10,16 @@ use super::table::Table;
 
 /// Arguments of `wasmq stats`.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Runs `wasmq stats`.
-pub async fn run(args: StatsArgs) -> Result<(), Failure> {
+pub(crate) async fn run(args: StatsArgs) -> Result<(), Failure> {
     let broker = Broker::connect(&args.redis.url).await?;
     let mut stats = Vec::new();
     for queue in broker.queues().await? {

@@ -6,14 +6,14 @@
 const MAX_CELL_CHARS: usize = 80;
 
 /// A table being built.
-pub struct Table {
+pub(crate) struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
     /// A table with these column names.
-    pub fn new(header: &[&str]) -> Self {
+    pub(crate) fn new(header: &[&str]) -> Self {
         Table {
             header: header.iter().map(|name| name.to_string()).collect(),
             rows: Vec::new(),
@@ -22,7 +22,7 @@ impl Table {
 
     /// Adds a row (as many cells as columns); control characters are
     /// escaped and long cells cut.
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(
             cells
                 .iter()
@@ -32,12 +32,12 @@ impl Table {
     }
 
     /// Whether the table has no rows.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
 
     /// The table as text, columns padded to their widest cell.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut widths: Vec<usize> = self
             .header
             .iter()

@@ -5,10 +5,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 
-use wasmq::TaskState;
-use wasmq::broker::lineage::Tree;
-use wasmq::broker::{ArchiveLimits, Broker, BulkAction, TaskInfo};
-use wasmq::task::TaskRef;
+use crate::TaskState;
+use crate::broker::lineage::Tree;
+use crate::broker::{ArchiveLimits, Broker, BulkAction, TaskInfo};
+use crate::task::TaskRef;
 
 use super::RedisArgs;
 use super::parse::Failure;
@@ -16,7 +16,7 @@ use super::table::Table;
 
 /// The `wasmq task` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum TaskCommand {
+pub(crate) enum TaskCommand {
     /// List a queue's tasks in one state, a page at a time.
     Ls(ListArgs),
     /// Show a task: its state, attempts, last error, payload and result.
@@ -51,68 +51,68 @@ pub enum TaskCommand {
 
 /// Arguments of `wasmq task ls`.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// The queue.
-    #[arg(long, short = 'q', default_value = wasmq::broker::DEFAULT_QUEUE)]
-    pub queue: String,
+    #[arg(long, short = 'q', default_value = crate::broker::DEFAULT_QUEUE)]
+    pub(crate) queue: String,
     /// The state: pending, active, scheduled, retry, archived or completed.
     #[arg(long, short = 's', default_value = "pending")]
-    pub state: TaskState,
+    pub(crate) state: TaskState,
     /// Which page (from 0).
     #[arg(long, default_value_t = 0)]
-    pub page: usize,
+    pub(crate) page: usize,
     /// Tasks per page.
     #[arg(long, default_value_t = 20)]
-    pub size: usize,
+    pub(crate) size: usize,
     /// Print JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq task deleteall`, `archiveall` and `runall`.
 #[derive(Debug, Args)]
-pub struct AllArgs {
+pub(crate) struct AllArgs {
     /// The queue.
     #[arg(long, short = 'q')]
-    pub queue: String,
+    pub(crate) queue: String,
     /// The state of the tasks to act on.
     #[arg(long, short = 's')]
-    pub state: TaskState,
+    pub(crate) state: TaskState,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq task show`.
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The task id.
-    pub id: String,
+    pub(crate) id: String,
     /// The task's queue (default: search every known queue).
     #[arg(long, short = 'q')]
-    pub queue: Option<String>,
+    pub(crate) queue: Option<String>,
     /// Print the task as JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Arguments of `wasmq task delete` and `wasmq task cancel`.
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// The task id.
-    pub id: String,
+    pub(crate) id: String,
     /// The task's queue (default: search every known queue).
     #[arg(long, short = 'q')]
-    pub queue: Option<String>,
+    pub(crate) queue: Option<String>,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
 }
 
 /// Runs a `wasmq task` subcommand.
-pub async fn run(command: TaskCommand) -> Result<(), Failure> {
+pub(crate) async fn run(command: TaskCommand) -> Result<(), Failure> {
     match command {
         TaskCommand::Show(args) => show(args).await,
         TaskCommand::Ls(args) => list(args).await,
@@ -377,7 +377,7 @@ async fn stop_tree(args: ShowArgs) -> Result<(), Failure> {
             .await
         {
             Ok(Some(state)) => *cancelled.entry(state.as_str()).or_default() += 1,
-            Ok(None) | Err(wasmq::broker::Error::TaskFinished { .. }) => finished += 1,
+            Ok(None) | Err(crate::broker::Error::TaskFinished { .. }) => finished += 1,
             Err(err) => {
                 return Err(anyhow::Error::new(err)
                     .context(format!("cancelling task {task} of the tree of {root}"))
@@ -449,8 +449,8 @@ fn shown(text: &str, max_chars: usize) -> String {
 }
 
 fn to_text(info: &TaskInfo) -> String {
+    use crate::TaskState;
     use std::fmt::Write;
-    use wasmq::TaskState;
     let message = &info.message;
     let mut out = String::new();
     let when = info.state_time_ms.map(time);

@@ -2,12 +2,15 @@
 //! Prometheus metrics, plugin statistics) and the web dashboard.
 //!
 //! # Layout
-//! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
+//! - [`http`]: the HTTP server under the dashboard and `/metrics`: the
+//!   `Host` rule and the security headers of every response.
+//! - [`metrics`]: the metrics a worker exports, typed.
 //! - [`stats`]: run statistics per plugin and task type.
 //! - [`server`]: what a worker's heartbeat says about it.
 //! - [`dashboard`]: the web dashboard and its JSON API.
 
 pub mod dashboard;
+pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod stats;

@@ -127,16 +127,16 @@ pub struct EnqueueSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<String>,
     /// The deepest generation below the root task a follow-up may be
-    /// (default: the worker's `--max-follow-up-depth`, which it cannot raise).
+    /// (default: the worker's ceiling, which it cannot raise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_depth: Option<u32>,
     /// Follow-ups one root task may have across all generations and
-    /// workers (default: the worker's `--max-descendants`, which it cannot
+    /// workers (default: the worker's ceiling, which it cannot
     /// raise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_descendants: Option<u64>,
     /// Follow-ups the plugin may enqueue fleet-wide, such as `100/s`
-    /// (default: the worker's `--max-enqueue-rate`, which it cannot raise).
+    /// (default: the worker's ceiling, which it cannot raise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
 }
@@ -154,8 +154,8 @@ pub struct KvSpec {
 }
 
 /// Which plugin may read which environment value and secret, as the
-/// operator said (`--allow-env PLUGIN=NAME`, `--allow-secret PLUGIN=NAME`).
-/// A manifest naming one it is not allowed is refused at load.
+/// operator said. A manifest naming one it is not allowed is refused at
+/// load.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvAccess {
     env: BTreeMap<String, BTreeSet<String>>,
@@ -169,18 +169,33 @@ enum Access {
     Secret,
 }
 
-impl Access {
-    fn noun(self) -> &'static str {
-        match self {
-            Access::Env => "environment value",
-            Access::Secret => "secret",
-        }
-    }
-}
-
 impl EnvAccess {
-    /// Parses the flags' values: each `PLUGIN=NAME[,NAME...]`.
-    pub fn parse(env: &[String], secrets: &[String]) -> Result<EnvAccess, String> {
+    /// Lets `plugin` read the environment value `name`.
+    pub fn allow_env(mut self, plugin: &str, name: &str) -> Self {
+        self.env
+            .entry(plugin.to_string())
+            .or_default()
+            .insert(name.to_string());
+        self
+    }
+
+    /// Lets `plugin` read the secret `name`.
+    pub fn allow_secret(mut self, plugin: &str, name: &str) -> Self {
+        self.secrets
+            .entry(plugin.to_string())
+            .or_default()
+            .insert(name.to_string());
+        self
+    }
+
+    /// Parses allowances written `PLUGIN=NAME[,NAME...]`, for environment
+    /// values (`env`) and secrets; an error names the entry, after `labels`
+    /// (what the caller calls each list).
+    pub fn parse(
+        env: &[String],
+        secrets: &[String],
+        labels: (&str, &str),
+    ) -> Result<EnvAccess, String> {
         fn parse_into(
             entries: &[String],
             flag: &str,
@@ -212,8 +227,8 @@ impl EnvAccess {
             Ok(())
         }
         let mut access = EnvAccess::default();
-        parse_into(env, "--allow-env", &mut access.env)?;
-        parse_into(secrets, "--allow-secret", &mut access.secrets)?;
+        parse_into(env, labels.0, &mut access.env)?;
+        parse_into(secrets, labels.1, &mut access.secrets)?;
         Ok(access)
     }
 
@@ -318,8 +333,8 @@ impl Manifest {
             limits.fuel = Some(fuel);
         }
         if let Some(timeout) = &spec.timeout {
-            let timeout =
-                duration(timeout).map_err(|err| refuse(format!("limits.timeout: {err}")))?;
+            let timeout = crate::units::duration(timeout)
+                .map_err(|err| refuse(format!("limits.timeout: {err}")))?;
             if timeout.is_zero() || timeout > ceilings.timeout {
                 return Err(refuse(format!(
                     "limits.timeout must be between 1ms and {} (this worker's ceiling)",
@@ -329,18 +344,19 @@ impl Manifest {
             limits.timeout = timeout;
         }
         if let Some(memory) = &spec.memory {
-            let memory = bytes(memory).map_err(|err| refuse(format!("limits.memory: {err}")))?;
+            let memory = crate::units::size(memory)
+                .map_err(|err| refuse(format!("limits.memory: {err}")))?;
             if memory < 1024 * 1024 || memory > ceilings.memory_bytes {
                 return Err(refuse(format!(
-                    "limits.memory must be between 1MiB and {} bytes (this worker's ceiling, --max-memory)",
+                    "limits.memory must be between 1MiB and {} bytes (this worker's max-memory ceiling)",
                     ceilings.memory_bytes
                 )));
             }
             limits.memory_bytes = memory;
         }
         if let Some(max_result) = &spec.max_result {
-            let max_result =
-                bytes(max_result).map_err(|err| refuse(format!("limits.max_result: {err}")))?;
+            let max_result = crate::units::size(max_result)
+                .map_err(|err| refuse(format!("limits.max_result: {err}")))?;
             if max_result == 0 || max_result > ceilings.max_result_bytes as u64 {
                 return Err(refuse(format!(
                     "limits.max_result must be between 1 and {} bytes (this worker's ceiling)",
@@ -350,7 +366,8 @@ impl Manifest {
             limits.max_result_bytes = max_result as usize;
         }
         if let Some(max_log) = &spec.max_log {
-            let max_log = bytes(max_log).map_err(|err| refuse(format!("limits.max_log: {err}")))?;
+            let max_log = crate::units::size(max_log)
+                .map_err(|err| refuse(format!("limits.max_log: {err}")))?;
             if max_log > ceilings.max_log_bytes as u64 {
                 return Err(refuse(format!(
                     "limits.max_log must be at most {} bytes (this worker's ceiling)",
@@ -410,12 +427,12 @@ impl Manifest {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let max_response = match &spec.max_response {
-                    Some(size) => bytes(size)
+                    Some(size) => crate::units::size(size)
                         .map_err(|err| refuse(format!("capabilities.http.max_response: {err}")))?,
                     None => 1024 * 1024,
                 };
                 let timeout = match &spec.timeout {
-                    Some(timeout) => duration(timeout)
+                    Some(timeout) => crate::units::duration(timeout)
                         .map_err(|err| refuse(format!("capabilities.http.timeout: {err}")))?,
                     None => Duration::from_secs(10),
                 };
@@ -467,7 +484,7 @@ impl Manifest {
             None => None,
             Some(spec) => {
                 let max_value = match &spec.max_value {
-                    Some(size) => bytes(size)
+                    Some(size) => crate::units::size(size)
                         .map_err(|err| refuse(format!("capabilities.kv.max_value: {err}")))?,
                     None => 64 * 1024,
                 };
@@ -515,25 +532,21 @@ impl Manifest {
         format!("{}.{}", self.name, &hex::encode(hasher.finalize())[..12])
     }
 
-    /// Refuses environment values and secrets the operator has not allowed
-    /// this plugin to read (`--allow-env` / `--allow-secret`).
-    pub fn check_access(&self, access: &EnvAccess) -> Result<(), PluginError> {
-        for (names, kind, flag) in [
-            (&self.capabilities.env, Access::Env, "--allow-env"),
-            (&self.capabilities.secrets, Access::Secret, "--allow-secret"),
+    /// The first environment value or secret the operator has not allowed
+    /// this plugin to read, as (whether it is a secret, its name).
+    pub(crate) fn denied_access(&self, access: &EnvAccess) -> Option<(bool, String)> {
+        for (names, kind) in [
+            (&self.capabilities.env, Access::Env),
+            (&self.capabilities.secrets, Access::Secret),
         ] {
-            for name in names {
-                if !access.allows(kind, &self.name, name) {
-                    return Err(PluginError::Manifest(format!(
-                        "plugin {:?} asks for the {} {name:?}, which this worker does not allow it to read: start the worker with {flag} {}={name}, or remove it from the plugin's manifest",
-                        self.name,
-                        kind.noun(),
-                        self.name
-                    )));
-                }
+            if let Some(name) = names
+                .iter()
+                .find(|name| !access.allows(kind, &self.name, name))
+            {
+                return Some((kind == Access::Secret, name.clone()));
             }
         }
-        Ok(())
+        None
     }
 
     /// The manifest as TOML, for `wasmq plugin inspect`.
@@ -541,40 +554,6 @@ impl Manifest {
         toml::to_string_pretty(self)
             .unwrap_or_else(|err| format!("# the manifest does not print: {err}"))
     }
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|err| format!("{text:?} is not a duration ({err}); write e.g. 30s, 10m"))
-}
-
-fn bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size; write e.g. 4096, 512KiB, 64MiB"))?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?}; use B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The contents of the first custom section called `name`, searching nested
@@ -650,7 +629,7 @@ mod tests {
             ("[limits]\nfuel = 0", "limits.fuel = 0 is impossible"),
             ("[limits]\ntimeout = \"0s\"", "limits.timeout must be"),
             ("[limits]\ntimeout = \"soon\"", "not a duration"),
-            ("[limits]\nmemory = \"4GiB\"", "--max-memory"),
+            ("[limits]\nmemory = \"4GiB\"", "max-memory ceiling"),
             ("[limits]\nmemory = \"12 parsecs\"", "unknown size unit"),
         ] {
             let err = parse(text)
@@ -743,20 +722,34 @@ mod tests {
         let mut asking = manifest("relay", &["r"]);
         asking.capabilities.env = vec!["REGION".into()];
         asking.capabilities.secrets = vec!["TOKEN".into()];
+        let labels = ("env", "secrets");
         let none = EnvAccess::default();
-        let err = asking.check_access(&none).unwrap_err().to_string();
-        assert!(err.contains("--allow-env relay=REGION"), "{err}");
-        let env_only = EnvAccess::parse(&["relay=REGION".into()], &[]).unwrap();
-        let err = asking.check_access(&env_only).unwrap_err().to_string();
-        assert!(err.contains("--allow-secret relay=TOKEN"), "{err}");
-        let both =
-            EnvAccess::parse(&["relay=REGION".into()], &["relay=TOKEN,OTHER".into()]).unwrap();
-        asking.check_access(&both).unwrap();
+        assert_eq!(asking.denied_access(&none), Some((false, "REGION".into())));
+        let env_only = EnvAccess::parse(&["relay=REGION".into()], &[], labels).unwrap();
+        assert_eq!(
+            asking.denied_access(&env_only),
+            Some((true, "TOKEN".into()))
+        );
+        let both = EnvAccess::parse(
+            &["relay=REGION".into()],
+            &["relay=TOKEN,OTHER".into()],
+            labels,
+        )
+        .unwrap();
+        assert_eq!(asking.denied_access(&both), None);
+        assert_eq!(
+            both,
+            EnvAccess::default()
+                .allow_env("relay", "REGION")
+                .allow_secret("relay", "TOKEN")
+                .allow_secret("relay", "OTHER")
+        );
         let mut other = asking.clone();
         other.name = "thief".into();
-        assert!(other.check_access(&both).is_err());
+        assert!(other.denied_access(&both).is_some());
         for bad in ["TOKEN", "=TOKEN", "relay=", "relay=WASMQ-X"] {
-            assert!(EnvAccess::parse(&[], &[bad.into()]).is_err(), "{bad}");
+            let err = EnvAccess::parse(&[], &[bad.into()], labels).unwrap_err();
+            assert!(err.starts_with("secrets "), "{bad}: {err}");
         }
     }
 }

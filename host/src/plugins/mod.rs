@@ -9,7 +9,7 @@
 //! keeps the plugin it started with.
 
 mod manifest;
-pub mod registry;
+pub(crate) mod registry;
 mod reload;
 
 use std::collections::HashMap;
@@ -19,9 +19,10 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 
 pub use manifest::{
-    CapabilitySpec, Ceilings, EnvAccess, LimitSpec, Manifest, SECTION as MANIFEST_SECTION,
+    CapabilitySpec, Ceilings, EnqueueSpec, EnvAccess, HttpSpec, KvSpec, LimitSpec, Manifest,
+    SECTION as MANIFEST_SECTION,
 };
-pub use reload::{load_deployed, reconcile_deployed, watch_dir};
+pub(crate) use reload::{load_deployed, reconcile_deployed, watch_dir};
 
 use crate::sandbox::{CompileBounds, ComponentCache, Grants, Limits, LoadError, Prepared, Sandbox};
 
@@ -90,6 +91,22 @@ pub enum PluginError {
         path: PathBuf,
         /// Why.
         message: String,
+    },
+    /// The manifest names an environment value or a secret the operator
+    /// has not allowed this plugin to read.
+    #[error(
+        "plugin {plugin:?} asks for the {} {name:?}, which this worker does not allow it to read: allow it ({plugin}={name}), or remove it from the plugin's manifest",
+        if *secret { "secret" } else { "environment value" }
+    )]
+    NotAllowed {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        plugin: String,
+        /// Whether it is a secret (else an environment value).
+        secret: bool,
+        /// The value's name.
+        name: String,
     },
     /// Two plugins claim the same task type.
     #[error(
@@ -169,8 +186,15 @@ impl Plugin {
             .map_err(load_error)?;
         sandbox.check_world(&component).map_err(load_error)?;
         let manifest = Manifest::from_component(wasm).map_err(bad_manifest)?;
-        if let Some(access) = &options.access {
-            manifest.check_access(access).map_err(bad_manifest)?;
+        if let Some(access) = &options.access
+            && let Some((secret, name)) = manifest.denied_access(access)
+        {
+            return Err(PluginError::NotAllowed {
+                path: source.to_path_buf(),
+                plugin: manifest.name.clone(),
+                secret,
+                name,
+            });
         }
         let limits = manifest
             .limits(&options.defaults, &options.ceilings)
@@ -229,7 +253,7 @@ impl Plugin {
 
 /// The plugins a worker serves, by task type.
 #[derive(Default)]
-pub struct PluginSet {
+pub(crate) struct PluginSet {
     plugins: Vec<Arc<Plugin>>,
     by_type: HashMap<String, Arc<Plugin>>,
 }
@@ -333,7 +357,7 @@ impl PluginSet {
 
 /// A plugin version a worker could not load, reported in its heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadFailure {
+pub(crate) struct LoadFailure {
     /// The component's SHA-256.
     pub digest: String,
     /// Why it was refused.
@@ -343,7 +367,7 @@ pub struct LoadFailure {
 /// The worker's current plugin set, replaced as a whole when plugins change,
 /// with the plugin versions it failed to load.
 #[derive(Clone, Default)]
-pub struct Plugins {
+pub(crate) struct Plugins {
     current: Arc<RwLock<Arc<PluginSet>>>,
     failures: Arc<std::sync::Mutex<HashMap<String, LoadFailure>>>,
     changed: Arc<tokio::sync::Notify>,
@@ -376,15 +400,6 @@ impl Plugins {
         self.changed.notify_one();
     }
 
-    /// Records that version `digest` of plugin `name` could not be loaded.
-    pub fn record_failure(&self, name: &str, failure: LoadFailure) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), failure);
-        self.changed.notify_one();
-    }
-
     /// Replaces every recorded failure at once; tells the heartbeat if they
     /// changed.
     pub fn set_failures(&self, failures: HashMap<String, LoadFailure>) {
@@ -394,14 +409,6 @@ impl Plugins {
             drop(current);
             self.changed.notify_one();
         }
-    }
-
-    /// Forgets a recorded failure of plugin `name`.
-    pub fn clear_failure(&self, name: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
     }
 
     /// The versions this worker could not load, by plugin name.
@@ -422,11 +429,11 @@ impl Plugins {
 /// none.
 fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
     let entries = std::fs::read_dir(dir).map_err(|err| {
-            PluginError::Directory(format!(
-                "cannot read the plugin directory {}: {err}; pass --plugins DIR with a directory of .wasm components",
-                dir.display()
-            ))
-        })?;
+        PluginError::Directory(format!(
+            "cannot read the plugin directory {}: {err}; give a directory of .wasm components",
+            dir.display()
+        ))
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())

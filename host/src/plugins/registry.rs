@@ -2,7 +2,6 @@
 //! registry (`broker::registry`), switches versions back, removes plugins,
 //! and tells which workers run what.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -266,6 +265,3 @@ pub fn where_it_runs(servers: &[ServerInfo], name: &str, digest: &str) -> Placem
     }
     (running, other, failed)
 }
-
-/// How a deployment went on every live worker.
-pub type Rollout = HashMap<String, Result<(), String>>;

@@ -233,11 +233,7 @@ impl Context<'_> {
                 for plugin in new_set.plugins() {
                     if plugin.deployed && !set.plugins().iter().any(|old| Arc::ptr_eq(old, plugin))
                     {
-                        self.metrics.inc(
-                            "wasmq_plugin_reloads_total",
-                            &[("plugin", &plugin.manifest.name)],
-                            1.0,
-                        );
+                        self.metrics.plugin_reloaded(&plugin.manifest.name);
                         tracing::info!(
                             plugin = plugin.display_name(),
                             digest = &plugin.digest[..12],

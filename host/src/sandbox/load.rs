@@ -55,7 +55,7 @@ pub enum LoadError {
     ImportNotGranted(String),
     /// The component is larger than the worker accepts.
     #[error(
-        "the component is {size} bytes, over this worker's limit of {limit} bytes (--max-plugin-size)"
+        "the component is {size} bytes, over this worker's limit of {limit} bytes (its max-plugin-size)"
     )]
     TooLarge {
         /// Its size.
@@ -70,7 +70,7 @@ pub enum LoadError {
     TooMuch(String),
     /// A function body is larger than the worker compiles.
     #[error(
-        "function {index} of core module {module} is {size} bytes, over this worker's limit of {limit} bytes per function (--max-function-size): compiling it would take too long; split the function, or raise the limit"
+        "function {index} of core module {module} is {size} bytes, over this worker's limit of {limit} bytes per function (its max-function-size): compiling it would take too long; split the function, or raise the limit"
     )]
     FunctionTooLarge {
         /// The core module, counted from 0 in the order they appear.
@@ -84,7 +84,7 @@ pub enum LoadError {
     },
     /// Compiling took longer than allowed.
     #[error(
-        "compiling the component took longer than this worker's budget of {} (--compile-timeout): it is refused; make its code smaller, or raise the budget",
+        "compiling the component took longer than this worker's budget of {} (its compile-timeout): it is refused; make its code smaller, or raise the budget",
         humantime::format_duration(*.budget)
     )]
     CompileTimeout {
@@ -318,25 +318,25 @@ pub fn check_counts(footprint: &Footprint, config: &super::SandboxConfig) -> Res
             "core module instances",
             footprint.core_instances,
             config.max_core_instances_per_component,
-            "--max-component-instances",
+            "max-component-instances",
         ),
         (
             "linear memories",
             footprint.memories,
             config.max_memories_per_component,
-            "--max-component-memories",
+            "max-component-memories",
         ),
         (
             "tables",
             footprint.tables,
             config.max_tables_per_component,
-            "--max-component-tables",
+            "max-component-tables",
         ),
     ];
     for (what, found, limit, flag) in checks {
         if found > u64::from(limit) {
             return Err(LoadError::TooMuch(format!(
-                "the component creates {found} {what} per instance, over this worker's limit of {limit} ({flag}); a plugin built with a wasmq-guest, componentize-py or componentize-js toolchain stays well within it"
+                "the component creates {found} {what} per instance, over this worker's limit of {limit} (its {flag}); a plugin built with a wasmq-guest, componentize-py or componentize-js toolchain stays well within it"
             )));
         }
     }
@@ -354,7 +354,7 @@ pub fn check_counts(footprint: &Footprint, config: &super::SandboxConfig) -> Res
 pub fn check_minimum(footprint: &Footprint, limits: &super::Limits) -> Result<(), LoadError> {
     if footprint.min_bytes > limits.memory_bytes {
         return Err(LoadError::TooMuch(format!(
-            "the component's memories and tables take {} bytes as soon as it is instantiated, over the plugin's memory cap of {} bytes; raise `limits.memory` in its manifest (up to the worker's --max-memory) or lower their minimum sizes",
+            "the component's memories and tables take {} bytes as soon as it is instantiated, over the plugin's memory cap of {} bytes; raise `limits.memory` in its manifest (up to the worker's max-memory ceiling) or lower their minimum sizes",
             footprint.min_bytes, limits.memory_bytes
         )));
     }

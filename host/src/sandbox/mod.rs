@@ -54,15 +54,17 @@ pub use grants::{
     NoServices, Rate, Services,
 };
 pub use host::TaskLabel;
-pub use limits::{Limits, MAX_NAME_BYTES};
-pub use load::{CompileBounds, Footprint, LoadError, WORLD_VERSION};
+pub use limits::Limits;
+pub use load::{CompileBounds, LoadError};
 
 use crate::task::{FailureKind, TaskFailure};
 use host::{ComponentCounts, HostSetup, HostState, MemoryLimiter, Stop};
 
-/// Host bindings generated from `wit/`. Public so that a program (such as
-/// the benchmarks) can call a component of the `task-handler` world without
-/// the sandbox around it.
+/// Host bindings generated from `wit/`, for the benchmarks that call a
+/// component of the `task-handler` world in wasmtime alone, beside the
+/// sandbox. Not part of the supported interface.
+#[doc(hidden)]
+#[allow(missing_docs)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -338,7 +340,7 @@ impl Sandbox {
                 result: Err(TaskFailure::new(
                     FailureKind::WorkerBusy,
                     format!(
-                        "this worker already runs {share} instances of plugin {:?}, its share of instances (--max-instances-per-plugin)",
+                        "this worker already runs {share} instances of plugin {:?}, its share of instances (its max-instances-per-plugin)",
                         label.plugin
                     ),
                 )),

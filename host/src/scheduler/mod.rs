@@ -23,6 +23,7 @@
 //! The schedulers read time from Redis (`TIME`, re-synced every few
 //! seconds), so replicas with skewed clocks agree on when a tick is due.
 
+mod cron;
 mod entry;
 mod file;
 mod schedule;
@@ -35,11 +36,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use cron::Cron;
 pub use entry::{CronEntry, MisfirePolicy, TickOutcome, TickRecord};
-pub use file::{
-    LimitOptions, ReconcileError, Reconciled, ScheduleFile, reconcile_file, watch_file,
-};
-pub use schedule::{Schedule, ScheduleError, parse_tz};
+pub use file::{LimitOptions, watch_file};
+pub use schedule::Schedule;
 
 use crate::broker::{self, Broker, Client, NewTask};
 

@@ -7,15 +7,51 @@
 //! idempotent, so any number of workers may do this at once.
 
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
-use crate::broker;
+use super::lease::Running;
+use super::observe::Observer;
+use super::outage::OutageLog;
+use super::probation::Probation;
+use super::queues::QueueSelection;
+use super::task::TypeLimits;
+use crate::broker::{self, ArchiveLimits, Broker};
 use crate::ops::server::{PluginFailureInfo, PluginInfo, ServerInfo};
+use crate::plugins::Plugins;
+
+/// What upkeep needs from its worker.
+pub(crate) struct Upkeep {
+    /// Redis.
+    pub broker: Broker,
+    /// The queues served, with their weights (for the heartbeat).
+    pub queues: QueueSelection,
+    /// This worker's name.
+    pub worker_id: String,
+    /// Tasks it runs at once.
+    pub concurrency: usize,
+    /// How long a lease lasts: sets the reclaiming period.
+    pub lease: Duration,
+    /// Caps on each queue's archive.
+    pub archive: ArchiveLimits,
+    /// When the worker started (unix ms).
+    pub started_at_ms: i64,
+    /// Whether the queue gauges of the metrics are refreshed.
+    pub queue_gauges: bool,
+    /// The tasks it holds.
+    pub running: Arc<Running>,
+    /// The plugins it serves.
+    pub plugins: Plugins,
+    /// Their standing.
+    pub probation: Probation,
+    /// Its metrics and plugin statistics.
+    pub observer: Arc<Observer>,
+    /// The limits per task type, refreshed here.
+    pub type_limits: Arc<TypeLimits>,
+    /// Redis outages, logged once each.
+    pub outage: Arc<OutageLog>,
+}
 
 /// Most expired leases taken back per queue and round.
 const RECLAIM_BATCH: usize = 1000;
@@ -37,27 +73,21 @@ const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
 /// worker costs Redis thus does not grow with its queues, and an idle
 /// fleet's reclaiming and trimming cost the same however many workers it
 /// has.
-pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let period =
-        (shared.config.lease / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let queues = shared.config.queues.names();
-    let id = shared.config.worker_id.clone();
+pub async fn run(shared: Arc<Upkeep>, stop: CancellationToken) {
+    let period = (shared.lease / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let queues = shared.queues.names();
+    let id = shared.worker_id.clone();
     let mut last_trim: Option<Instant> = None;
     loop {
         match shared.broker.type_limits().await {
-            Ok(limits) => {
-                *shared
-                    .type_limits
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = limits
-            }
+            Ok(limits) => shared.type_limits.replace(limits),
             Err(err) => shared.outage.failed(&err),
         }
         if take_turn(&shared, "reclaim", &queues, &id, period).await {
             for queue in &queues {
                 match shared
                     .broker
-                    .reclaim_expired(queue, RECLAIM_BATCH, shared.config.archive)
+                    .reclaim_expired(queue, RECLAIM_BATCH, shared.archive)
                     .await
                 {
                     Ok(ids) if !ids.is_empty() => {
@@ -75,14 +105,14 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         if last_trim.is_none_or(|at| at.elapsed() >= TRIM_PERIOD) {
             if take_turn(&shared, "trim", &queues, &id, TRIM_PERIOD).await {
                 for queue in &queues {
-                    if let Err(err) = shared.broker.trim(queue, shared.config.archive).await {
+                    if let Err(err) = shared.broker.trim(queue, shared.archive).await {
                         shared.outage.failed(&err);
                     }
                 }
             }
             heartbeat(&shared).await;
             flush_plugin_stats(&shared).await;
-            if shared.config.queue_gauges {
+            if shared.queue_gauges {
                 refresh_gauges(&shared, &queues).await;
             }
             last_trim = Some(Instant::now());
@@ -100,7 +130,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 /// [`run`]). If Redis cannot say, it does the work itself: the scripts are
 /// idempotent.
 async fn take_turn(
-    shared: &Shared,
+    shared: &Upkeep,
     what: &str,
     queues: &[String],
     id: &str,
@@ -121,8 +151,8 @@ async fn take_turn(
 
 /// Tells the fleet this worker is alive, what it runs and which plugins it
 /// has loaded.
-async fn heartbeat(shared: &Shared) {
-    let id = &shared.config.worker_id;
+async fn heartbeat(shared: &Upkeep) {
+    let id = &shared.worker_id;
     let mut parts = id.split(':');
     let host = parts.next().unwrap_or_default().to_string();
     let info = ServerInfo {
@@ -131,9 +161,9 @@ async fn heartbeat(shared: &Shared) {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at_ms: shared.started_at_ms,
-        concurrency: shared.config.concurrency,
-        queues: shared.config.queues.weights(),
-        strict: shared.config.queues.is_strict(),
+        concurrency: shared.concurrency,
+        queues: shared.queues.weights(),
+        strict: shared.queues.is_strict(),
         running: shared.running.describe(),
         parked: shared.running.parked(),
         plugins: shared
@@ -178,132 +208,26 @@ async fn heartbeat(shared: &Shared) {
 }
 
 /// Adds this worker's plugin statistics to the fleet's.
-pub async fn flush_plugin_stats(shared: &Shared) {
-    let counts = shared.plugin_stats.take();
+pub async fn flush_plugin_stats(shared: &Upkeep) {
+    let stats = shared.observer.stats();
+    let counts = stats.take();
     if let Err(err) = shared.broker.add_plugin_stats(&counts).await {
-        shared.plugin_stats.restore(counts);
+        stats.restore(counts);
         shared.outage.failed(&err);
     }
 }
 
 /// Refreshes the queue gauges of the metrics.
-async fn refresh_gauges(shared: &Shared, queues: &[String]) {
-    let metrics = &shared.config.metrics;
-    metrics.set(
-        "wasmq_worker_running_tasks",
-        &[],
-        shared.running.len() as f64,
-    );
-    metrics.set(
-        "wasmq_worker_concurrency",
-        &[],
-        shared.config.concurrency as f64,
-    );
+async fn refresh_gauges(shared: &Upkeep, queues: &[String]) {
+    let metrics = shared.observer.metrics();
+    metrics.worker(shared.running.len(), shared.concurrency);
     for queue in queues {
         match shared.broker.queue_gauges(queue).await {
             Ok((counts, oldest_pending_ms)) => {
-                for (state, count) in [
-                    ("pending", counts.pending),
-                    ("active", counts.active),
-                    ("scheduled", counts.scheduled),
-                    ("retry", counts.retry),
-                    ("archived", counts.archived),
-                    ("completed", counts.completed),
-                ] {
-                    metrics.set(
-                        "wasmq_queue_tasks",
-                        &[("queue", queue), ("state", state)],
-                        count as f64,
-                    );
-                }
-                let latency = oldest_pending_ms.unwrap_or(0).max(0) as f64 / 1000.0;
-                metrics.set("wasmq_queue_latency_seconds", &[("queue", queue)], latency);
+                let waited = u64::try_from(oldest_pending_ms.unwrap_or(0)).unwrap_or(0);
+                metrics.queue(queue, &counts, Duration::from_millis(waited));
             }
             Err(err) => shared.outage.failed(&err),
-        }
-    }
-}
-
-/// Logs a Redis outage once when it starts and once when it ends, instead
-/// of once per failed command; likewise Redis being at its memory limit.
-pub struct OutageLog {
-    url: String,
-    down: AtomicBool,
-    since: Mutex<Option<Instant>>,
-    /// When Redis started refusing writes for want of memory, while it
-    /// does.
-    out_of_memory_since: Mutex<Option<Instant>>,
-}
-
-impl OutageLog {
-    /// A log for the Redis at `url`.
-    pub fn new(url: &str) -> Self {
-        OutageLog {
-            url: url.to_string(),
-            down: AtomicBool::new(false),
-            since: Mutex::new(None),
-            out_of_memory_since: Mutex::new(None),
-        }
-    }
-
-    /// Records a failed command.
-    pub fn failed(&self, err: &broker::Error) {
-        if err.is_out_of_memory() {
-            let mut since = self
-                .out_of_memory_since
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if since.is_none() {
-                *since = Some(Instant::now());
-                tracing::warn!(
-                    url = self.url,
-                    %err,
-                    "Redis is out of memory: it refuses writes that take memory (enqueues may fail); the tasks this worker holds still run and are recorded, and its heartbeat is still written"
-                );
-            }
-            return;
-        }
-        if !err.is_unreachable() {
-            tracing::error!(%err, "a Redis command failed");
-            return;
-        }
-        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
-        if since.is_none() {
-            *since = Some(Instant::now());
-            self.down.store(true, Ordering::Release);
-            tracing::warn!(url = self.url, %err, "Redis is unreachable; retrying with backoff (running tasks go on)");
-        }
-    }
-
-    /// Records a write that Redis would refuse at its memory limit, accepted.
-    pub fn writes_accepted(&self) {
-        self.recovered();
-        let mut since = self
-            .out_of_memory_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = since.take() {
-            tracing::info!(
-                url = self.url,
-                after = %humantime::format_duration(super::execute::whole_ms(at.elapsed())),
-                "Redis accepts writes again"
-            );
-        }
-    }
-
-    /// Records a successful command.
-    pub fn recovered(&self) {
-        if !self.down.load(Ordering::Acquire) {
-            return;
-        }
-        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = since.take() {
-            self.down.store(false, Ordering::Release);
-            tracing::info!(
-                url = self.url,
-                after = %humantime::format_duration(super::execute::whole_ms(at.elapsed())),
-                "Redis is reachable again"
-            );
         }
     }
 }

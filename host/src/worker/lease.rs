@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::outage::OutageLog;
+use crate::broker::Broker;
 
 /// Why a running task was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,23 +193,28 @@ impl Running {
 /// may end and its outcome be written meanwhile: Redis then runs the
 /// renewal after the settle script and finds the task no longer leased.
 /// Such a task is not stopped nor reported: its outcome's write says
-/// whether the lease still held (see `execute::record`). Only a task still
+/// whether the lease still held (see `task::TaskPath::record`). Only a task still
 /// running under the same lease, whose renewal was refused, lost its lease.
-pub async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
-    let lease = shared.config.lease;
+pub async fn keep_leases(
+    broker: Broker,
+    running: Arc<Running>,
+    lease: Duration,
+    outage: Arc<OutageLog>,
+    stop: CancellationToken,
+) {
     let period = (lease / 3).max(Duration::from_millis(50));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        for (queue, held) in shared.running.held_by_queue() {
+        for (queue, held) in running.held_by_queue() {
             let asked_at = Instant::now();
-            match shared.broker.extend_leases(&queue, lease, &held).await {
+            match broker.extend_leases(&queue, lease, &held).await {
                 Ok(lost) => {
-                    shared.outage.recovered();
+                    outage.recovered();
                     for (id, token) in &held {
-                        let Some(task) = shared.running.get(&queue, id) else {
+                        let Some(task) = running.get(&queue, id) else {
                             continue;
                         };
                         if task.token != *token {
@@ -234,7 +240,7 @@ pub async fn keep_leases(shared: Arc<Shared>, stop: CancellationToken) {
                         }
                     }
                 }
-                Err(err) => shared.outage.failed(&err),
+                Err(err) => outage.failed(&err),
             }
         }
     }

@@ -1,15 +1,28 @@
-//! Claims tasks from Redis and runs each in the sandbox of its plugin.
+//! The worker: claims tasks from Redis and runs each in the sandbox of its
+//! plugin (or a native handler), until its shutdown future completes.
 //!
 //! # Overview
-//! [`run`] drives one worker until its shutdown future completes:
-//! - the fetch loop leases as many tasks as there are free slots
-//!   (`concurrency`), trying the queues in [`QueueSelection`] order, and
-//!   spawns one execution per task; when every queue is empty it sleeps
-//!   until a queue notification, the next due time, or `idle_poll`;
-//! - the lease keeper extends the leases of running tasks and stops the
-//!   ones whose lease was lost;
-//! - housekeeping takes back tasks whose worker died (expired leases) and
-//!   trims completed tasks, unique locks and the archive.
+//! [`Worker::builder`] takes a [`Broker`] and everything a worker may do
+//! besides serving queues: plugins from a directory, the plugin registry
+//! followed as it changes, native handlers, a metrics endpoint, a cron
+//! scheduler replica. [`WorkerBuilder::run`] builds it and runs it; `wasmq
+//! worker`, `wasmq dev`, the tests and embedding programs all run this one
+//! worker.
+//!
+//! While it runs:
+//! - the fetch loop (`fetch.rs`) leases as many tasks as there are free
+//!   slots (`concurrency`), trying the queues in [`QueueSelection`] order;
+//!   when every queue is empty it sleeps until a queue notification, the
+//!   next due time, or `idle_poll`;
+//! - each task takes one path (`task.rs`): resolved once to its handler,
+//!   admitted (its plugin's standing, its concurrency limit), attempted,
+//!   decided (`decide.rs`, a pure function) and settled through the acker
+//!   (`acks.rs`), one `settle.lua` call per queue for whatever is ready;
+//! - the lease keeper (`lease.rs`) extends the leases of running tasks and
+//!   stops the ones whose lease was lost;
+//! - housekeeping takes back tasks whose worker died (expired leases),
+//!   trims completed tasks, unique locks and the archive, and writes the
+//!   heartbeat.
 //!
 //! Wasm instances run on a tokio runtime of their own, so that guests
 //! burning CPU can never starve the loops above (a lease that is not renewed
@@ -23,122 +36,39 @@
 //! leases expire and another worker takes them back.
 
 mod acks;
+mod attempt;
 mod backoff;
-mod execute;
+mod decide;
+mod fetch;
+mod handlers;
 mod housekeeping;
 mod lease;
 mod native;
+mod observe;
+mod outage;
 mod probation;
 mod queues;
+mod run;
 mod services;
+mod task;
 
-use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-
 pub use backoff::Backoff;
-pub use native::{NativeHandler, NativeHandlers, NativeTask};
+pub use native::{NativeHandler, NativeTask};
 pub use probation::ProbationConfig;
 pub use queues::QueueSelection;
-pub use services::{BrokerServices, FollowUpCeilings};
+pub use services::FollowUpCeilings;
 
-use crate::broker::{self, ArchiveLimits, Broker, LeasedTask, QueueEvent};
+use crate::broker::{self, ArchiveLimits, Broker};
 use crate::ops::metrics::Metrics;
-use crate::ops::stats::PluginStats;
-use crate::plugins::Plugins;
-use crate::sandbox::Sandbox;
-use lease::{CancelReason, Running};
-
-/// Most tasks one dequeue call leases.
-const MAX_FETCH_BATCH: usize = 64;
-
-/// How a worker behaves.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// The queues to serve and their priorities.
-    pub queues: QueueSelection,
-    /// Tasks run at once.
-    pub concurrency: usize,
-    /// How long a lease lasts without renewal. A worker that dies holding
-    /// tasks delays them by at most this long.
-    pub lease: Duration,
-    /// How long running tasks may go on after shutdown is requested before
-    /// they are stopped and put back.
-    pub shutdown_timeout: Duration,
-    /// The delay before retries.
-    pub backoff: Backoff,
-    /// Caps on each queue's archive.
-    pub archive: ArchiveLimits,
-    /// The most bytes of results each queue keeps stored (0: no budget):
-    /// past it, the completed tasks that expire soonest are forgotten
-    /// early, so that results alone cannot fill Redis.
-    pub result_budget: u64,
-    /// The longest an idle worker sleeps without a notification. Every
-    /// change an idle worker must act on (a task pending in an empty queue,
-    /// an earlier due time, tasks taken back, a queue resumed) is published,
-    /// and the listener looks again after every reconnection: this is a
-    /// safety net, and an idle worker's only cost per queue.
-    pub idle_poll: Duration,
-    /// This worker's name, the prefix of its lease tokens.
-    pub worker_id: String,
-    /// Threads that run Wasm instances (default: one per CPU). They are
-    /// separate from the threads that talk to Redis, so that busy guests
-    /// never delay lease renewals.
-    pub sandbox_threads: usize,
-    /// Where the worker records its metrics (served by `--metrics-addr`).
-    pub metrics: Metrics,
-    /// Whether housekeeping refreshes the queue gauges of `metrics`
-    /// (tasks per state, latency) every 5 s, which costs a few commands per
-    /// queue: on when the metrics are served.
-    pub queue_gauges: bool,
-    /// Task types handled by Rust code of the embedding program, next to
-    /// (and before) the Wasm plugins.
-    pub native: NativeHandlers,
-    /// When a plugin whose attempts keep ending at their limits is moved to
-    /// the background lane (see the `probation` module).
-    pub probation: ProbationConfig,
-    /// Ceilings on follow-up tasks plugins enqueue (depth, descendants per
-    /// root, fleet-wide rate per plugin); manifests can only lower them.
-    pub follow_ups: FollowUpCeilings,
-}
-
-impl WorkerConfig {
-    /// Defaults for the given queues: concurrency 10, 30 s leases, 10 s to
-    /// shut down, polynomial backoff.
-    pub fn new(queues: QueueSelection) -> Self {
-        WorkerConfig {
-            queues,
-            concurrency: 10,
-            lease: Duration::from_secs(30),
-            shutdown_timeout: Duration::from_secs(10),
-            backoff: Backoff::default(),
-            archive: ArchiveLimits::default(),
-            result_budget: broker::DEFAULT_RESULT_BUDGET,
-            idle_poll: Duration::from_secs(30),
-            worker_id: default_worker_id(),
-            sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            metrics: Metrics::default(),
-            queue_gauges: false,
-            native: NativeHandlers::default(),
-            probation: ProbationConfig::default(),
-            follow_ups: FollowUpCeilings::default(),
-        }
-    }
-}
-
-/// `host:pid:random`, unique per worker process.
-pub fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    let nonce = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    format!("{host}:{}:{nonce}", std::process::id())
-}
+use crate::plugins::{LoadOptions, PluginError, PluginSet, Plugins};
+use crate::sandbox::{LoadError, Sandbox, SandboxConfig};
+use crate::scheduler::SchedulerConfig;
+use native::NativeHandlers;
 
 /// What a worker did, reported when it stops.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -151,302 +81,405 @@ pub struct Summary {
     pub requeued: u64,
 }
 
-/// Counters shared by the executions.
-#[derive(Default)]
-struct Counters {
-    completed: AtomicU64,
-    failed: AtomicU64,
-    requeued: AtomicU64,
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Wasm engine could not be set up.
+    #[error("setting up the Wasm engine: {0}")]
+    Sandbox(#[source] LoadError),
+    /// A plugin of the plugin directory does not load.
+    #[error("loading plugins: {0}")]
+    Plugins(#[source] PluginError),
+    /// The metrics endpoint cannot listen on its address.
+    #[error("cannot listen on {address} for metrics: {source}")]
+    Metrics {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The schedule file does not exist.
+    #[error("the schedule file {0} does not exist")]
+    ScheduleFile(PathBuf),
+    /// The worker's threads could not be started.
+    #[error("starting the worker's threads: {0}")]
+    Threads(#[source] std::io::Error),
 }
 
-/// What every part of a running worker shares.
-struct Shared {
-    broker: Broker,
-    sandbox: Arc<Sandbox>,
-    /// Where Wasm instances run: a runtime of its own (see
-    /// `WorkerConfig::sandbox_threads`).
-    executor: tokio::runtime::Handle,
-    plugins: Plugins,
-    config: WorkerConfig,
-    running: Running,
-    counters: Counters,
-    outage: housekeeping::OutageLog,
-    /// What plugins reach through their capabilities.
-    services: Arc<BrokerServices>,
-    /// Run statistics per plugin, flushed to Redis by housekeeping.
-    plugin_stats: PluginStats,
-    /// When the worker started (unix ms), for its heartbeat.
-    started_at_ms: i64,
-    /// Where completions go to be written in batches.
-    acks: acks::Acks,
-    /// Which plugins are on probation, and their lane.
-    probation: probation::Probation,
-    /// Cancelled when the worker starts shutting down: parked tasks go back
-    /// to their queues at once instead of starting.
-    stopping: CancellationToken,
-    /// Concurrency limits set per task type, refreshed by housekeeping.
-    type_limits:
-        std::sync::RwLock<std::collections::HashMap<String, crate::task::ConcurrencyLimit>>,
+/// How a worker serves its queues.
+#[derive(Debug, Clone)]
+struct Settings {
+    queues: QueueSelection,
+    concurrency: usize,
+    lease: Duration,
+    shutdown_timeout: Duration,
+    backoff: Backoff,
+    archive: ArchiveLimits,
+    result_budget: u64,
+    idle_poll: Duration,
+    worker_id: String,
+    sandbox_threads: usize,
+    probation: ProbationConfig,
+    follow_ups: FollowUpCeilings,
 }
 
-/// Runs a worker until `shutdown` completes, then shuts it down gracefully.
-pub async fn run(
+/// Where the plugins of a directory come from, and what to do with one
+/// that does not load.
+#[derive(Debug, Clone)]
+struct PluginDir {
+    path: PathBuf,
+    /// Skip (and log) a plugin that does not load instead of refusing to
+    /// start; for a directory being rebuilt.
+    skip_refused: bool,
+    /// Reload a plugin whenever its file changes.
+    watch: bool,
+}
+
+/// The metrics endpoint.
+#[derive(Debug, Clone)]
+struct MetricsEndpoint {
+    address: SocketAddr,
+    allowed_hosts: Vec<String>,
+    allow_hint: String,
+}
+
+/// Builds a [`Worker`]: [`Worker::builder`], then options, then
+/// [`WorkerBuilder::run`] (or [`WorkerBuilder::build`] and
+/// [`Worker::run`]).
+#[must_use = "a worker builder does nothing until it is run"]
+pub struct WorkerBuilder {
     broker: Broker,
+    settings: Settings,
+    sandbox: SandboxConfig,
+    load: LoadOptions,
+    plugin_dir: Option<PluginDir>,
+    follow_registry: bool,
+    native: NativeHandlers,
+    metrics: Option<MetricsEndpoint>,
+    scheduler: Option<(SchedulerConfig, Option<PathBuf>)>,
+}
+
+/// A worker ready to run: its sandbox is set up and its plugin directory
+/// loaded.
+pub struct Worker {
+    broker: Broker,
+    settings: Settings,
     sandbox: Arc<Sandbox>,
     plugins: Plugins,
-    config: WorkerConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Summary {
-    let executor = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.sandbox_threads.max(1))
-        .thread_name("wasmq-sandbox")
-        .enable_all()
-        .build()
-        // Fails only when the OS refuses to create threads, at start.
-        .expect("the sandbox runtime starts");
-    let lane = probation::start_lane(config.sandbox_threads).expect("the probation lane starts");
-    let stop_fetching = CancellationToken::new();
-    let stop_background = CancellationToken::new();
-    let (acks, acknowledging) = acks::Acks::start(
-        broker.clone(),
-        config.archive,
-        config.result_budget,
-        stop_background.clone(),
-    );
-    let shared = Arc::new(Shared {
-        acks,
-        broker: broker.clone(),
-        sandbox,
-        executor: executor.handle().clone(),
-        plugins,
-        running: Running::default(),
-        counters: Counters::default(),
-        outage: housekeeping::OutageLog::new(broker.url()),
-        type_limits: Default::default(),
-        plugin_stats: PluginStats::default(),
-        probation: probation::Probation::new(config.probation, lane.handle().clone()),
-        stopping: stop_fetching.clone(),
-        services: Arc::new(BrokerServices::with_ceilings(
-            broker.clone(),
-            config.follow_ups,
-        )),
-        started_at_ms: broker::unix_ms(std::time::SystemTime::now()),
-        config,
-    });
-    {
-        // Producers choose task types: only handled ones get a label value.
-        let (plugins, native) = (shared.plugins.clone(), shared.config.native.clone());
-        shared.config.metrics.label_task_types(move |task_type| {
-            native.get(task_type).is_some() || plugins.current().for_type(task_type).is_some()
+    load: LoadOptions,
+    plugin_dir: Option<PluginDir>,
+    follow_registry: bool,
+    native: NativeHandlers,
+    metrics: Option<MetricsEndpoint>,
+    scheduler: Option<(SchedulerConfig, Option<PathBuf>)>,
+    /// What it records, served at `/metrics` when an endpoint is set.
+    recorded: Metrics,
+}
+
+impl Worker {
+    /// A worker on `broker` serving the queue `default` with concurrency
+    /// 10, 30 s leases, 10 s to shut down and polynomial backoff, with no
+    /// plugins until some are given.
+    pub fn builder(broker: Broker) -> WorkerBuilder {
+        WorkerBuilder {
+            broker,
+            settings: Settings {
+                queues: QueueSelection::single(broker::DEFAULT_QUEUE),
+                concurrency: 10,
+                lease: Duration::from_secs(30),
+                shutdown_timeout: Duration::from_secs(10),
+                backoff: Backoff::default(),
+                archive: ArchiveLimits::default(),
+                result_budget: broker::DEFAULT_RESULT_BUDGET,
+                idle_poll: Duration::from_secs(30),
+                worker_id: default_worker_id(),
+                sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                probation: ProbationConfig::default(),
+                follow_ups: FollowUpCeilings::default(),
+            },
+            sandbox: SandboxConfig::default(),
+            load: LoadOptions::default(),
+            plugin_dir: None,
+            follow_registry: false,
+            native: NativeHandlers::default(),
+            metrics: None,
+            scheduler: None,
+        }
+    }
+
+    /// Every task type this worker handles now, sorted.
+    pub fn task_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .plugins
+            .current()
+            .task_types()
+            .into_iter()
+            .chain(self.native.task_types())
+            .map(str::to_string)
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+    }
+
+    /// The metrics this worker records (its endpoint, when set, serves
+    /// them), for a program that reads or serves them itself.
+    pub fn metrics(&self) -> &Metrics {
+        &self.recorded
+    }
+
+    /// This worker's name (the prefix of its lease tokens, and its name in
+    /// `wasmq server ls`).
+    pub fn id(&self) -> &str {
+        &self.settings.worker_id
+    }
+
+    /// Runs the worker until `shutdown` completes, then shuts it down
+    /// gracefully (see the module documentation) and says what it did.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary, Error> {
+        run::run(self, shutdown).await
+    }
+}
+
+impl WorkerBuilder {
+    /// The queues to serve and their priorities (default: `default`).
+    pub fn queues(mut self, queues: QueueSelection) -> Self {
+        self.settings.queues = queues;
+        self
+    }
+
+    /// How many tasks run at once (default 10; at least 1). The sandbox's
+    /// instance pool is sized from it.
+    pub fn concurrency(mut self, tasks: usize) -> Self {
+        self.settings.concurrency = tasks.max(1);
+        self
+    }
+
+    /// How long a lease lasts without renewal (default 30 s; at least
+    /// 300 ms): a worker that dies holding tasks delays them by at most
+    /// this long.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// How long running tasks may go on after shutdown is requested before
+    /// they are stopped and put back (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The delay before retries (default [`Backoff::Polynomial`]).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.settings.backoff = backoff;
+        self
+    }
+
+    /// Caps on each queue's archive (default 10,000 tasks, 90 days).
+    pub fn archive(mut self, limits: ArchiveLimits) -> Self {
+        self.settings.archive = limits;
+        self
+    }
+
+    /// The most bytes of results each queue keeps stored (default 16 MiB;
+    /// 0: no budget): past it, the completed tasks that expire soonest are
+    /// forgotten early, so that results alone cannot fill Redis.
+    pub fn result_budget(mut self, bytes: u64) -> Self {
+        self.settings.result_budget = bytes;
+        self
+    }
+
+    /// The longest an idle worker sleeps without a notification (default
+    /// 30 s). Every change an idle worker must act on is published: this is
+    /// a safety net, and an idle worker's only cost per queue.
+    pub fn idle_poll(mut self, poll: Duration) -> Self {
+        self.settings.idle_poll = poll;
+        self
+    }
+
+    /// This worker's name (default `host:pid:random`).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.settings.worker_id = id.into();
+        self
+    }
+
+    /// Threads that run Wasm instances (default: one per CPU), apart from
+    /// the threads that talk to Redis, so that busy guests never delay
+    /// lease renewals.
+    pub fn sandbox_threads(mut self, threads: usize) -> Self {
+        self.settings.sandbox_threads = threads.max(1);
+        self
+    }
+
+    /// When a plugin whose attempts keep ending at their limits is moved to
+    /// the background lane.
+    pub fn probation(mut self, config: ProbationConfig) -> Self {
+        self.settings.probation = config;
+        self
+    }
+
+    /// Ceilings on the follow-up tasks plugins enqueue; manifests can only
+    /// lower them.
+    pub fn follow_up_ceilings(mut self, ceilings: FollowUpCeilings) -> Self {
+        self.settings.follow_ups = ceilings;
+        self
+    }
+
+    /// The sandbox's per-component caps and per-plugin instance share. Its
+    /// instance count is always sized from the concurrency, and its memory
+    /// ceiling from the plugin options.
+    pub fn sandbox(mut self, config: SandboxConfig) -> Self {
+        self.sandbox = config;
+        self
+    }
+
+    /// How plugins are loaded: default limits, ceilings, the compiled
+    /// component cache, compile bounds, environment access.
+    pub fn plugin_options(mut self, options: LoadOptions) -> Self {
+        self.load = options;
+        self
+    }
+
+    /// Serves every `*.wasm` component of `dir`; the worker refuses to
+    /// start if one does not load.
+    pub fn plugins_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dir = Some(PluginDir {
+            path: dir.into(),
+            skip_refused: false,
+            watch: false,
         });
+        self
     }
-    let notify = Arc::new(Notify::new());
 
-    let mut background = JoinSet::new();
-    background.spawn(acknowledging);
-    let events = {
-        let (shared, notify) = (shared.clone(), notify.clone());
-        move |event| match event {
-            QueueEvent::Work => notify.notify_waiters(),
-            QueueEvent::Cancel { queue, id } => {
-                if let Some(task) = shared.running.get(&queue, &id) {
-                    tracing::info!(queue, id, "task cancelled: stopping it");
-                    task.stop(CancelReason::Cancelled);
+    /// Serves the components of `dir` that load (the others are logged and
+    /// skipped) and reloads each whenever its file changes: for a
+    /// directory being rebuilt, as under `wasmq dev`.
+    pub fn watch_plugins_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dir = Some(PluginDir {
+            path: dir.into(),
+            skip_refused: true,
+            watch: true,
+        });
+        self
+    }
+
+    /// Also serves every plugin deployed with `wasmq plugin deploy`, and
+    /// follows the registry as plugins are deployed, rolled back or
+    /// removed (a deployed plugin replaces a local one of the same name).
+    pub fn follow_registry(mut self) -> Self {
+        self.follow_registry = true;
+        self
+    }
+
+    /// Handles `task_type` with Rust code of this program (replacing an
+    /// earlier handler of that type). Native handlers are trusted: no fuel
+    /// or memory cap, but the task's timeout, deadline, retries and
+    /// cancellation hold. A native handler wins over a plugin declaring the
+    /// same type.
+    pub fn native(mut self, task_type: impl Into<String>, handler: impl NativeHandler) -> Self {
+        self.native.register(task_type, handler);
+        self
+    }
+
+    /// Serves Prometheus metrics at `http://ADDRESS/metrics`, answering
+    /// only requests that name that address (or `allowed_hosts`, for
+    /// scrapers that use a DNS name).
+    pub fn metrics(mut self, address: SocketAddr, allowed_hosts: Vec<String>) -> Self {
+        self.metrics = Some(MetricsEndpoint {
+            address,
+            allowed_hosts,
+            allow_hint: "allow the name in the worker's metrics options".into(),
+        });
+        self
+    }
+
+    /// What a refused `Host` at the metrics endpoint is told to do (the
+    /// command line names its flag).
+    pub fn metrics_allow_hint(mut self, hint: impl Into<String>) -> Self {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.allow_hint = hint.into();
+        }
+        self
+    }
+
+    /// Runs a cron scheduler replica beside the worker, applying the
+    /// entries of `schedule_file` (TOML) at start and whenever it changes.
+    pub fn scheduler(mut self, config: SchedulerConfig, schedule_file: Option<PathBuf>) -> Self {
+        self.scheduler = Some((config, schedule_file));
+        self
+    }
+
+    /// Sets up the sandbox and loads the plugin directory.
+    pub fn build(self) -> Result<Worker, Error> {
+        if let Some((_, Some(file))) = &self.scheduler
+            && !file.is_file()
+        {
+            return Err(Error::ScheduleFile(file.clone()));
+        }
+        let instances = self.settings.concurrency + self.settings.probation.lane_capacity.max(1);
+        let sandbox = Sandbox::new(SandboxConfig {
+            max_instances: u32::try_from(instances).unwrap_or(u32::MAX),
+            max_memory_bytes: self.load.ceilings.memory_bytes,
+            ..self.sandbox
+        })
+        .map_err(Error::Sandbox)?;
+        let set = match &self.plugin_dir {
+            Some(dir) if dir.skip_refused => {
+                let (set, skipped) = PluginSet::load_dir_skipping(&sandbox, &dir.path, &self.load)
+                    .map_err(Error::Plugins)?;
+                for err in skipped {
+                    tracing::warn!("skipped: {err}");
                 }
+                set
             }
+            Some(dir) => {
+                PluginSet::load_dir(&sandbox, &dir.path, &self.load).map_err(Error::Plugins)?
+            }
+            None => PluginSet::default(),
+        };
+        for plugin in set.plugins() {
+            tracing::info!(
+                plugin = plugin.display_name(),
+                task_types = plugin.manifest.task_types.join(","),
+                file = %plugin.source.display(),
+                "plugin loaded"
+            );
         }
-    };
-    background.spawn(broker::listen(
-        broker.clone(),
-        shared.config.queues.names(),
-        events,
-        stop_background.clone(),
-    ));
-    background.spawn(lease::keep_leases(shared.clone(), stop_background.clone()));
-    background.spawn(housekeeping::run(shared.clone(), stop_background.clone()));
-
-    // The limits per task type must be known before the first task runs,
-    // or a limited type could start unchecked.
-    // Fused: it is polled again after it may have completed.
-    let shutdown = futures::FutureExt::fuse(shutdown);
-    tokio::pin!(shutdown);
-    let mut stopped_early = false;
-    loop {
-        match shared.broker.type_limits().await {
-            Ok(limits) => {
-                *shared
-                    .type_limits
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = limits;
-                break;
-            }
-            Err(err) => {
-                shared.outage.failed(&err);
-                tokio::select! {
-                    _ = &mut shutdown => {
-                        stopped_early = true;
-                        break;
-                    }
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }
+        Ok(Worker {
+            broker: self.broker,
+            settings: self.settings,
+            sandbox: Arc::new(sandbox),
+            plugins: Plugins::new(set),
+            load: self.load,
+            plugin_dir: self.plugin_dir,
+            follow_registry: self.follow_registry,
+            native: self.native,
+            metrics: self.metrics,
+            scheduler: self.scheduler,
+            recorded: Metrics::new(),
+        })
     }
 
-    let mut executions = JoinSet::new();
-    {
-        let fetching = fetch_loop(
-            shared.clone(),
-            notify,
-            stop_fetching.clone(),
-            &mut executions,
-        );
-        tokio::pin!(fetching);
-        if stopped_early {
-            stop_fetching.cancel();
-        }
-        tokio::select! {
-            _ = &mut fetching => {}
-            _ = &mut shutdown => {
-                stop_fetching.cancel();
-                fetching.await;
-            }
-        }
+    /// Builds the worker and runs it until `shutdown` completes (see
+    /// [`Worker::run`]).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary, Error> {
+        self.build()?.run(shutdown).await
     }
-
-    tracing::info!(
-        running = shared.running.len(),
-        timeout = %humantime::format_duration(shared.config.shutdown_timeout),
-        "shutting down: no new tasks; waiting for running ones"
-    );
-    let drained = tokio::time::timeout(shared.config.shutdown_timeout, async {
-        while executions.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        let stopped = shared.running.cancel_all(CancelReason::Shutdown);
-        tracing::info!(
-            stopped,
-            "shutdown timeout reached: stopping the tasks still running and putting them back"
-        );
-        while executions.join_next().await.is_some() {}
-    }
-    stop_background.cancel();
-    while background.join_next().await.is_some() {}
-    housekeeping::flush_plugin_stats(&shared).await;
-    if let Err(err) = shared.broker.forget_server(&shared.config.worker_id).await {
-        tracing::debug!(%err, "could not remove this worker's heartbeat; it expires by itself");
-    }
-    // Every execution has finished: nothing runs on the sandbox runtime.
-    executor.shutdown_background();
-    lane.shutdown_background();
-
-    let summary = Summary {
-        completed: shared.counters.completed.load(Ordering::Relaxed),
-        failed: shared.counters.failed.load(Ordering::Relaxed),
-        requeued: shared.counters.requeued.load(Ordering::Relaxed),
-    };
-    tracing::info!(
-        completed = summary.completed,
-        failed = summary.failed,
-        requeued = summary.requeued,
-        "worker stopped"
-    );
-    summary
 }
 
-/// Leases tasks while there are free slots and spawns their executions.
-async fn fetch_loop(
-    shared: Arc<Shared>,
-    notify: Arc<Notify>,
-    stop: CancellationToken,
-    executions: &mut JoinSet<()>,
-) {
-    let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
-    let mut rng = rand::make_rng::<rand::rngs::StdRng>();
-    let mut fetches: u64 = 0;
-    let mut retry_delay = Duration::from_millis(50);
-    loop {
-        // Reap finished executions so the set does not grow.
-        while executions.try_join_next().is_some() {}
+/// `host:pid:random`, unique per worker process.
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let nonce = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("{host}:{}:{nonce}", std::process::id())
+}
 
-        let first = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
-        };
-        let mut permits = vec![first];
-        while permits.len() < MAX_FETCH_BATCH {
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-
-        // Registered before looking, so a notification that arrives while
-        // we look is not missed.
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
-        let mut leased: Vec<(LeasedTask, String)> = Vec::new();
-        let mut wait = shared.config.idle_poll;
-        let mut failed = false;
-        for queue in shared.config.queues.fetch_order(&mut rng) {
-            let wanted = permits.len() - leased.len();
-            if wanted == 0 {
-                break;
-            }
-            fetches += 1;
-            let token = format!("{}:{fetches}", shared.config.worker_id);
-            match shared
-                .broker
-                .dequeue(queue, wanted, shared.config.lease, &token)
-                .await
-            {
-                Ok(dequeued) => {
-                    shared.outage.recovered();
-                    if let Some(due) = dequeued.next_due_ms {
-                        let until = Duration::from_millis(
-                            u64::try_from(due - dequeued.server_now_ms).unwrap_or(0),
-                        );
-                        wait = wait.min(until);
-                    }
-                    leased.extend(dequeued.tasks.into_iter().map(|task| (task, token.clone())));
-                }
-                Err(err) => {
-                    shared.outage.failed(&err);
-                    failed = true;
-                    break;
-                }
-            }
-        }
-
-        let found = !leased.is_empty();
-        for (task, token) in leased {
-            let permit = permits.pop().expect("never more tasks than permits");
-            let shared = shared.clone();
-            executions.spawn(async move {
-                execute::execute(&shared, task, token, permit).await;
-            });
-        }
-        drop(permits);
-
-        if failed {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(retry_delay) => {}
-            }
-            retry_delay = (retry_delay * 2).min(Duration::from_secs(2));
-            continue;
-        }
-        retry_delay = Duration::from_millis(50);
-        if !found {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
+/// `duration` without its part below a millisecond, for messages.
+fn whole_ms(duration: Duration) -> Duration {
+    Duration::from_millis(broker::millis(duration))
 }

@@ -7,14 +7,17 @@
 //! a plugin declaring the same type.
 //!
 //! ```no_run
-//! use wasmq::task::TaskFailure;
-//! use wasmq::worker::{NativeHandlers, NativeTask, QueueSelection, WorkerConfig};
+//! # async fn run(broker: wasmq::Broker) -> Result<(), wasmq::WorkerError> {
+//! use wasmq::{NativeTask, Worker};
 //!
-//! let mut config = WorkerConfig::new(QueueSelection::single("default"));
-//! config.native.register("sum", |task: NativeTask| async move {
-//!     let numbers: Vec<i64> = task.json()?;
-//!     Ok(numbers.iter().sum::<i64>().to_string().into_bytes())
-//! });
+//! Worker::builder(broker)
+//!     .native("sum", |task: NativeTask| async move {
+//!         let numbers: Vec<i64> = task.json()?;
+//!         Ok(numbers.iter().sum::<i64>().to_string().into_bytes())
+//!     })
+//!     .run(async { tokio::signal::ctrl_c().await.ok(); })
+//!     .await?;
+//! # Ok(()) }
 //! ```
 
 use std::collections::HashMap;
@@ -77,7 +80,7 @@ where
 
 /// The native handlers of a worker, by task type.
 #[derive(Clone, Default)]
-pub struct NativeHandlers {
+pub(crate) struct NativeHandlers {
     by_type: HashMap<String, Arc<dyn NativeHandler>>,
 }
 

@@ -61,7 +61,7 @@ impl QueueSelection {
         }
         if queues.is_empty() {
             return Err(Error::InvalidTask(
-                "no queues to serve: pass --queues NAME[=WEIGHT],...".into(),
+                "no queues to serve: name at least one, as NAME[=WEIGHT],...".into(),
             ));
         }
         if strict {

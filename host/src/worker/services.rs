@@ -63,12 +63,7 @@ pub struct BrokerServices {
 }
 
 impl BrokerServices {
-    /// Services on `broker`, with the default ceilings on follow-ups.
-    pub fn new(broker: Broker) -> Self {
-        Self::with_ceilings(broker, FollowUpCeilings::default())
-    }
-
-    /// Services on `broker` with these ceilings on follow-ups.
+    /// Services on `broker`, within `ceilings` on follow-ups.
     pub fn with_ceilings(broker: Broker, ceilings: FollowUpCeilings) -> Self {
         BrokerServices {
             client: Client::new(broker.clone()),
@@ -114,7 +109,7 @@ impl BrokerServices {
         let root = lineage.root.clone();
         if lineage.depth > caps.max_depth {
             return Err(EnqueueError::Denied(format!(
-                "a follow-up would be {} generations below its root task {root}, past the cap of {} (capabilities.enqueue.max_depth, worker --max-follow-up-depth)",
+                "a follow-up would be {} generations below its root task {root}, past the cap of {} (capabilities.enqueue.max_depth, or the worker's max-follow-up-depth)",
                 lineage.depth, caps.max_depth
             )));
         }
@@ -136,7 +131,7 @@ impl BrokerServices {
             .map_err(failed)?
         {
             return Err(EnqueueError::Denied(format!(
-                "plugin {plugin:?} is past its fleet-wide enqueue rate of {rate} (the next follow-up is allowed in {}; capabilities.enqueue.rate, worker --max-enqueue-rate)",
+                "plugin {plugin:?} is past its fleet-wide enqueue rate of {rate} (the next follow-up is allowed in {}; capabilities.enqueue.rate, or the worker's max-enqueue-rate)",
                 humantime::format_duration(wait)
             )));
         }
@@ -155,7 +150,7 @@ impl BrokerServices {
             }
             Reservation::Full(count) => {
                 return Err(EnqueueError::Denied(format!(
-                    "root task {root} already has {count} descendants, the cap of {} (capabilities.enqueue.max_descendants, worker --max-descendants)",
+                    "root task {root} already has {count} descendants, the cap of {} (capabilities.enqueue.max_descendants, or the worker's max-descendants)",
                     caps.max_descendants
                 )));
             }

@@ -106,6 +106,14 @@ impl RedisCluster {
         format!("redis+cluster://{}", seeds.join(","))
     }
 
+    /// A `redis://` URL per node, for a plain cluster client.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+
     /// The `HOST:PORT` of the master serving `key`'s slot.
     pub fn master_of(&self, key: &str) -> String {
         let port = self

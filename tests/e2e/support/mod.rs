@@ -12,9 +12,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use wasmq::Client;
-use wasmq::broker::{Broker, QueueCounts, TaskInfo};
 use wasmq::dev::{RedisOptions, RedisServer};
+use wasmq::{Broker, Client, QueueCounts, TaskInfo};
 pub use wasmq_testkit::WasmqProcess;
 
 /// The freshly built `wasmq` binary.
@@ -54,7 +53,7 @@ impl Env {
 
     /// Counts of a queue's tasks by state.
     pub async fn counts(&self, queue: &str) -> QueueCounts {
-        self.broker()
+        self.client
             .queue_counts(queue)
             .await
             .expect("Redis answers")
@@ -73,7 +72,7 @@ impl Env {
         let mut last = None;
         loop {
             // Redis may be restarting: an error only means "not yet".
-            if let Ok(counts) = self.broker().queue_counts(queue).await {
+            if let Ok(counts) = self.client.queue_counts(queue).await {
                 if done(&counts) {
                     return counts;
                 }
@@ -87,6 +86,38 @@ impl Env {
         }
     }
 
+    /// A queue's statistics, as `wasmq queue inspect NAME --json` prints
+    /// them (`counts`, `paused`, `processed_today`, ...).
+    pub fn queue_stats(&self, queue: &str) -> serde_json::Value {
+        let output = self.wasmq(&["queue", "inspect", queue, "--json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_str(&stdout(&output)).expect("queue inspect prints JSON")
+    }
+
+    /// Every queue name, as `wasmq queue ls --json` lists them.
+    pub fn queue_names(&self) -> Vec<String> {
+        let output = self.wasmq(&["queue", "ls", "--json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let listed: serde_json::Value =
+            serde_json::from_str(&stdout(&output)).expect("queue ls prints JSON");
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|queue| queue["queue"].as_str().expect("a name").to_string())
+            .collect()
+    }
+
+    /// The deployed plugins' current versions (`wasmq:{plugins}:current`,
+    /// name → digest).
+    pub async fn deployed_plugins(&self) -> std::collections::BTreeMap<String, String> {
+        redis::cmd("HGETALL")
+            .arg("wasmq:{plugins}:current")
+            .query_async(&mut self.redis_connection().await)
+            .await
+            .expect("Redis answers")
+    }
+
     /// A raw connection to this test's Redis, to look at keys directly.
     pub async fn redis_connection(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
@@ -98,8 +129,8 @@ impl Env {
 
     /// One task's record.
     pub async fn task(&self, queue: &str, id: &str) -> Option<TaskInfo> {
-        self.broker()
-            .task_info(queue, id)
+        self.client
+            .task(id, Some(queue))
             .await
             .expect("Redis answers")
     }
@@ -125,13 +156,29 @@ impl Env {
         self.task(queue, id).await.expect("the task is kept")
     }
 
-    /// Starts `wasmq worker` on this Redis with the plugins of `plugins`.
+    /// Starts `wasmq worker` on this Redis with the plugins of `plugins`;
+    /// returns once it serves its queues (or has exited: a test of a
+    /// refusal then reads how).
     pub fn worker(&self, plugins: &Path, extra: &[&str]) -> WasmqProcess {
         self.worker_wrapped(&[], plugins, extra)
     }
 
+    /// Starts `wasmq worker` on this Redis with the plugins of `plugins`,
+    /// and returns at once, before it serves (for a worker that waits for
+    /// Redis).
+    pub fn spawn_worker(&self, plugins: &Path, extra: &[&str]) -> WasmqProcess {
+        let mut command = WasmqProcess::command(Path::new(WASMQ));
+        command
+            .arg("worker")
+            .args(["--redis", &self.url()])
+            .arg("--plugins")
+            .arg(plugins)
+            .args(extra);
+        WasmqProcess::spawn(command)
+    }
+
     /// Starts `wasmq worker` under a wrapper command (e.g. `faketime
-    /// +1h`).
+    /// +1h`); returns once it serves (or has exited).
     pub fn worker_wrapped(&self, wrapper: &[&str], plugins: &Path, extra: &[&str]) -> WasmqProcess {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -147,18 +194,35 @@ impl Env {
             .arg("--plugins")
             .arg(plugins)
             .args(extra);
-        WasmqProcess::spawn(command)
+        serving(WasmqProcess::spawn(command))
     }
 
     /// Starts `wasmq worker` on this Redis with no plugin directory: it
-    /// serves the deployed plugins only.
+    /// serves the deployed plugins only. Returns once it serves (or has
+    /// exited).
     pub fn bare_worker(&self, extra: &[&str]) -> WasmqProcess {
         let mut command = WasmqProcess::command(Path::new(WASMQ));
         command
             .arg("worker")
             .args(["--redis", &self.url()])
             .args(extra);
-        WasmqProcess::spawn(command)
+        serving(WasmqProcess::spawn(command))
+    }
+
+    /// The workers whose heartbeat is alive (`wasmq:{fleet}:servers`, a
+    /// ZSET from worker id to when its heartbeat expires, in unix ms).
+    pub async fn live_workers(&self) -> Vec<String> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        redis::cmd("ZRANGEBYSCORE")
+            .arg("wasmq:{fleet}:servers")
+            .arg(now_ms)
+            .arg("+inf")
+            .query_async(&mut self.redis_connection().await)
+            .await
+            .unwrap_or_default()
     }
 
     /// Waits until `count` workers send heartbeats.
@@ -166,12 +230,18 @@ impl Env {
         wait_until(
             Duration::from_secs(30),
             &format!("{count} workers to send heartbeats"),
-            || async {
-                self.broker()
-                    .servers()
-                    .await
-                    .is_ok_and(|servers| servers.len() == count)
-            },
+            || async { self.live_workers().await.len() == count },
+        )
+        .await;
+    }
+
+    /// Waits until the worker named `id` sends heartbeats: it has loaded
+    /// its plugins and serves its queues.
+    pub async fn wait_for_worker(&self, id: &str) {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("worker {id} to send heartbeats"),
+            || async { self.live_workers().await.iter().any(|live| live == id) },
         )
         .await;
     }
@@ -183,6 +253,16 @@ impl Env {
         all.push(self.url());
         wasmq(&all)
     }
+}
+
+/// What a worker logs once it has loaded its plugins and serves its queues.
+pub const WORKER_STARTED: &str = "worker started";
+
+/// `worker` once it serves its queues, or has exited (blocking: plugins
+/// may take a while to compile the first time).
+fn serving(mut worker: WasmqProcess) -> WasmqProcess {
+    worker.wait_ready_blocking(WORKER_STARTED, Duration::from_secs(120));
+    worker
 }
 
 /// Runs `wasmq` with `args` to completion.

@@ -254,7 +254,7 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
     let mut records: Vec<FaultRecord> = Vec::new();
     let mut frozen: Option<(usize, Instant)> = None;
     loop {
-        let ended = match client.broker().queue_counts(QUEUE).await {
+        let ended = match client.queue_counts(QUEUE).await {
             Ok(counts) => counts.completed + counts.archived,
             Err(_) => {
                 // Redis is restarting.

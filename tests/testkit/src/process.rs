@@ -110,6 +110,29 @@ impl WasmqProcess {
         }
     }
 
+    /// Blocks until the log contains `needle` or the process has exited
+    /// (then a caller checks how it ended); panics after `timeout` showing
+    /// the log. For starting processes from synchronous helpers: it blocks
+    /// the calling thread.
+    pub fn wait_ready_blocking(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return;
+            }
+            match self.child.as_mut().map(|child| child.try_wait()) {
+                Some(Ok(Some(_))) | None => return,
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for the process to log {needle:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until the log contains `needle`; panics after `timeout`
     /// showing the log.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {

@@ -25,13 +25,13 @@ end
 -- Whether each id is taken, in one command each for the whole batch; ids
 -- and unique keys taken earlier in this batch are tracked here.
 local states = hmget(STATE, ids)
-local reservations = {}
-if redis.call('ZCARD', CLAIMS) > 0 then
-    reservations = call_with('ZMSCORE', CLAIMS, ids)
+local reserved = {}
+if redis.call('ZCARD', RESERVED_IDS) > 0 then
+    reserved = call_with('ZMSCORE', RESERVED_IDS, ids)
 end
 local taken, locked = {}, {}
 local replies = {}
-local messages, new_states, pending, claims = {}, {}, {}, {}
+local messages, new_states, pending, reservations = {}, {}, {}, {}
 local scheduled, earliest = {}, nil
 for n, id in ipairs(ids) do
     local i = (n - 1) * 7 + 1
@@ -40,7 +40,7 @@ for n, id in ipairs(ids) do
     local unique_key, unique_ttl = ARGV[i + 4], tonumber(ARGV[i + 5])
     local reserve = tonumber(ARGV[i + 6])
     local holder_state = taken[id] or states[n]
-    local reserved_until = tonumber(reservations[n] or '0') or 0
+    local reserved_until = tonumber(reserved[n] or '0') or 0
     if holder_state then
         replies[n] = {'duplicate-id', holder_state}
     elseif reserved_until > now then
@@ -66,8 +66,8 @@ for n, id in ipairs(ids) do
         end
         if not refused then
             if reserve > 0 then
-                claims[#claims + 1] = now + reserve
-                claims[#claims + 1] = id
+                reservations[#reservations + 1] = now + reserve
+                reservations[#reservations + 1] = id
             end
             messages[#messages + 1] = id
             messages[#messages + 1] = msg
@@ -95,8 +95,8 @@ end
 if #messages > 0 then
     call_with('HSET', MSG, messages)
     call_with('HSET', STATE, new_states)
-    if #claims > 0 then
-        call_with('ZADD', CLAIMS, claims)
+    if #reservations > 0 then
+        call_with('ZADD', RESERVED_IDS, reservations)
     end
 end
 if #scheduled > 0 then

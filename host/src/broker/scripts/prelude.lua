@@ -19,7 +19,7 @@
 -- KEYS[13] -> wasmq:{<queue>}:unique        HASH unique key -> id of the task holding it
 -- KEYS[14] -> wasmq:{<queue>}:unique_until  ZSET unique key -> lock expiry (server ms)
 -- KEYS[15] -> wasmq:{<queue>}:paused        STRING, present while the queue is paused
--- KEYS[16] -> wasmq:{<queue>}:claims        ZSET task id -> until when the id stays reserved (server ms)
+-- KEYS[16] -> wasmq:{<queue>}:reserved_ids  ZSET task id -> until when the id stays reserved after its task is gone (server ms)
 -- KEYS[17] -> wasmq:{<queue>}:stats         HASH 'processed:<day>' / 'failed:<day>' -> attempts that day
 --                                           (<day>: days since the unix epoch, server clock)
 --
@@ -33,7 +33,7 @@
 local PENDING, ACTIVE, SCHEDULED, RETRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ARCHIVED, COMPLETED = KEYS[5], KEYS[6]
 local MSG, STATE, ATTEMPTS, OWNER, ERROR, RESULT = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local UNIQUE, UNIQUE_UNTIL, PAUSED, CLAIMS, STATS = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local UNIQUE, UNIQUE_UNTIL, PAUSED, RESERVED_IDS, STATS = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
 local NOTIFY = string.sub(PENDING, 1, -8) .. 'notify'
 
 -- The server's clock in milliseconds.
@@ -102,7 +102,7 @@ end
 
 -- Besides results by task id, RESULT holds the total size of the results
 -- stored (bytes) under this field, which the queue's result budget is
--- checked against (complete.lua). Its name has a space, which no task id
+-- checked against (settle.lua). Its name has a space, which no task id
 -- may have.
 local RESULT_BYTES = ' bytes'
 
@@ -202,38 +202,16 @@ local function add_due(zset, due, earliest)
     end
 end
 
--- For the scripts whose ARGV holds four values per task (task id, lease
--- token, delay in ms, error JSON): picks the tasks the caller holds, each
--- once. Returns the answer per task (1 held, 0 not: another owner, or a
--- repeat), the held ids, {due time, id, ...} and {id, error, ...} for them,
--- and the soonest due time.
-local function held_with_delays(now)
-    local ids = {}
-    for i = 1, #ARGV, 4 do
-        ids[#ids + 1] = ARGV[i]
+-- Takes back the attempt counted when leased tasks (`ids`) were leased:
+-- they go back to wait without having run.
+local function uncount_attempts(ids)
+    local attempts = hmget(ATTEMPTS, ids)
+    local counts = {}
+    for k, id in ipairs(ids) do
+        counts[#counts + 1] = id
+        counts[#counts + 1] = math.max((tonumber(attempts[k]) or 1) - 1, 0)
     end
-    local owners = hmget(OWNER, ids)
-    local answers, held, due, errors, seen = {}, {}, {}, {}, {}
-    local earliest
-    for n, id in ipairs(ids) do
-        local i = (n - 1) * 4 + 1
-        if seen[id] or owners[n] ~= ARGV[i + 1] then
-            answers[n] = 0
-        else
-            seen[id] = true
-            held[#held + 1] = id
-            local at = now + tonumber(ARGV[i + 2])
-            due[#due + 1] = at
-            due[#due + 1] = id
-            errors[#errors + 1] = id
-            errors[#errors + 1] = ARGV[i + 3]
-            if earliest == nil or at < earliest then
-                earliest = at
-            end
-            answers[n] = 1
-        end
-    end
-    return answers, held, due, errors, earliest
+    call_with('HSET', ATTEMPTS, counts)
 end
 
 -- Takes leased tasks (`ids`) out of active, for good or for a while: their

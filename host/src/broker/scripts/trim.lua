@@ -11,7 +11,7 @@
 --
 -- A queue with nothing to trim (no completed or archived task, lock or
 -- reservation, and at most 31 days of counts) costs two commands.
-if redis.call('EXISTS', COMPLETED, UNIQUE_UNTIL, CLAIMS, ARCHIVED) == 0 and redis.call('HLEN', STATS) <= 62 then
+if redis.call('EXISTS', COMPLETED, UNIQUE_UNTIL, RESERVED_IDS, ARCHIVED) == 0 and redis.call('HLEN', STATS) <= 62 then
     return {0, 0, 0}
 end
 local now, budget = now_ms(), tonumber(ARGV[1])
@@ -23,7 +23,7 @@ for _, key in ipairs(locks) do
     redis.call('ZREM', UNIQUE_UNTIL, key)
     redis.call('HDEL', UNIQUE, key)
 end
-redis.call('ZREMRANGEBYSCORE', CLAIMS, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', RESERVED_IDS, '-inf', now)
 -- Daily counts are kept for 31 days.
 -- (two fields a day: read only once there are more than 31 days' worth)
 local today = math.floor(now / 86400000)

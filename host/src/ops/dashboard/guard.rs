@@ -1,14 +1,9 @@
-//! What the dashboard checks before it answers: the `Host` a request names
-//! (against DNS rebinding), the token (for every API request when one is
-//! set), the shape and origin of write actions (against cross-site
-//! requests), and the security headers every response carries.
+//! What the dashboard checks before it answers, beyond what every wasmq
+//! HTTP server checks (the `Host` a request names and the security headers:
+//! `ops::http`): the token (for every API request when one is set) and the
+//! shape and origin of write actions (against cross-site requests).
 //!
 //! # Rules
-//! - `Host` must name the listen address: `127.0.0.1`, `localhost` or
-//!   `[::1]` with the dashboard's port, the bound IP with its port (any IP
-//!   literal when bound to `0.0.0.0`/`[::]`), or a name given with
-//!   `--allow-host` (with any port or none, as behind a reverse proxy).
-//!   Anything else gets 421 and no data.
 //! - With a token set, every `/api/` request needs `Authorization: Bearer
 //!   <token>`, compared in constant time.
 //! - A write (any method but GET and HEAD) is refused with 403 unless it is
@@ -17,8 +12,6 @@
 //!   `same-origin`, the body is JSON sent as `Content-Type:
 //!   application/json`, and it carries `X-Wasmq-Request: 1`.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -26,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, Shared};
+use crate::ops::http::clip;
 
 /// The header the dashboard's own page sets on every write action.
 pub const REQUEST_HEADER: &str = "x-wasmq-request";
@@ -38,126 +32,6 @@ const MAX_WRITE_BODY: usize = 64 * 1024;
 pub const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
-
-/// The Content-Security-Policy of responses that are not pages (`/metrics`).
-pub const NO_CONTENT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
-
-/// Sets the security headers of every response: `csp`, no MIME sniffing,
-/// no framing, no referrer, no cross-origin embedding.
-pub fn add_security_headers(headers: &mut HeaderMap, csp: &'static str) {
-    let fixed: [(HeaderName, &'static str); 6] = [
-        (header::CONTENT_SECURITY_POLICY, csp),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            HeaderName::from_static("cross-origin-resource-policy"),
-            "same-origin",
-        ),
-        (
-            HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        ),
-    ];
-    for (name, value) in fixed {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-}
-
-/// The `Host` values a dashboard answers to.
-#[derive(Debug, Clone)]
-pub struct HostRule {
-    /// The address it is bound to.
-    bound: SocketAddr,
-    /// Names given with `--allow-host`, lower case, without a port.
-    allowed: Vec<String>,
-}
-
-impl HostRule {
-    /// The rule for a dashboard bound to `bound` that also answers to `allowed`.
-    pub fn new(bound: SocketAddr, allowed: &[String]) -> Self {
-        HostRule {
-            bound,
-            allowed: allowed
-                .iter()
-                .map(|name| normalize(split_host(name).0))
-                .collect(),
-        }
-    }
-
-    /// Whether a request naming `host` (a `Host` header value) is served.
-    pub fn allows(&self, host: &str) -> bool {
-        let (name, port) = split_host(host);
-        let name = normalize(name);
-        if self.allowed.contains(&name) {
-            return true;
-        }
-        let port = match port {
-            None => 80,
-            Some(port) => match port.parse::<u16>() {
-                Ok(port) => port,
-                Err(_) => return false,
-            },
-        };
-        if port != self.bound.port() {
-            return false;
-        }
-        if name == "localhost" {
-            return true;
-        }
-        match name.parse::<IpAddr>() {
-            Ok(ip) => ip.is_loopback() || ip == self.bound.ip() || self.bound.ip().is_unspecified(),
-            Err(_) => false,
-        }
-    }
-
-    /// The values it answers to, for error messages.
-    fn describe(&self) -> String {
-        let port = self.bound.port();
-        let mut names = vec![
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ];
-        let ip = self.bound.ip();
-        if ip.is_unspecified() {
-            names.push(format!("any IP address of this machine with port {port}"));
-        } else if !ip.is_loopback() {
-            names.push(self.bound.to_string());
-        }
-        names.extend(self.allowed.iter().cloned());
-        names.join(", ")
-    }
-}
-
-/// Splits `name:port`, `[v6]:port`, `name` or `[v6]` into name and port.
-fn split_host(host: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = host.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((ip, after)) => (ip, after.strip_prefix(':')),
-            None => (host, None),
-        };
-    }
-    match host.rsplit_once(':') {
-        // More than one colon without brackets: a bare IPv6 address.
-        Some((name, _)) if name.contains(':') => (host, None),
-        Some((name, port)) => (name, Some(port)),
-        None => (host, None),
-    }
-}
-
-/// A host name as compared: lower case, without a trailing dot.
-fn normalize(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// At most `max` characters of `text`, for quoting client input in messages.
-fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
-}
 
 /// Whether `given` equals `expected`, taking a time that depends on the
 /// length of `given` only (never on where they first differ, nor on the
@@ -245,7 +119,6 @@ fn check_write_shape(headers: &HeaderMap, host: &str) -> Result<(), String> {
 /// security headers to whatever answers it.
 pub async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let mut response = check(&state, request, next).await;
-    add_security_headers(response.headers_mut(), DASHBOARD_CSP);
     if !response.headers().contains_key(header::CACHE_CONTROL) {
         response
             .headers_mut()
@@ -256,29 +129,12 @@ pub async fn guard(State(state): State<Shared>, request: Request, next: Next) ->
 
 async fn check(state: &Shared, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let host = match headers.get(header::HOST).map(|value| value.to_str()) {
-        Some(Ok(host)) => host.to_string(),
-        Some(Err(_)) | None => {
-            return ApiError(
-                StatusCode::BAD_REQUEST,
-                "the request has no readable Host header".into(),
-            )
-            .into_response();
-        }
-    };
-    if !state.hosts.allows(&host) {
-        return ApiError(
-            StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "this dashboard answers only to {} (the request named {:?}); a page under \
-                 another name may be a DNS-rebinding attack; to reach the dashboard by that \
-                 name, start it with --allow-host NAME",
-                state.hosts.describe(),
-                clip(&host, 100)
-            ),
-        )
-        .into_response();
-    }
+    // The Host was checked by the server (`ops::http`).
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
     if is_write && let Err(refused) = check_write_shape(headers, &host) {
         return forbidden(refused);
@@ -324,42 +180,6 @@ async fn check(state: &Shared, request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_naming_the_listen_address_are_served_and_others_are_not() {
-        let loopback = HostRule::new("127.0.0.1:8080".parse().unwrap(), &[]);
-        for host in [
-            "127.0.0.1:8080",
-            "localhost:8080",
-            "LOCALHOST.:8080",
-            "[::1]:8080",
-        ] {
-            assert!(loopback.allows(host), "{host}");
-        }
-        for host in [
-            "evil.example:8080",
-            "localhost:9999",
-            "127.0.0.1",
-            "localhost.evil.example:8080",
-            "10.0.0.1:8080",
-            "",
-            "[::1",
-        ] {
-            assert!(!loopback.allows(host), "{host}");
-        }
-        let named = HostRule::new(
-            "192.168.1.5:80".parse().unwrap(),
-            &["Dash.Example.com".to_string()],
-        );
-        assert!(named.allows("192.168.1.5"));
-        assert!(named.allows("dash.example.com"));
-        assert!(named.allows("dash.example.com:443"));
-        assert!(!named.allows("192.168.1.6"));
-        assert!(!named.allows("evil.example.com"));
-        let any = HostRule::new("0.0.0.0:8080".parse().unwrap(), &[]);
-        assert!(any.allows("10.1.2.3:8080"));
-        assert!(!any.allows("rebind.example:8080"));
-    }
 
     #[test]
     fn tokens_compare_equal_only_when_identical() {

@@ -42,8 +42,6 @@ use crate::ops::stats;
 use crate::scheduler::status;
 use crate::task::TaskState;
 
-pub use guard::{NO_CONTENT_CSP, add_security_headers};
-
 /// Who the dashboard answers, and what it lets them do.
 #[derive(Debug, Clone, Default)]
 pub struct DashboardConfig {
@@ -60,8 +58,6 @@ pub struct DashboardConfig {
 struct AppState {
     broker: Broker,
     config: DashboardConfig,
-    /// The `Host` values requests may name.
-    hosts: guard::HostRule,
 }
 
 type Shared = Arc<AppState>;
@@ -78,15 +74,13 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     check_config(&config, &bound)
         .map_err(|message| std::io::Error::new(std::io::ErrorKind::InvalidInput, message))?;
-    let hosts = guard::HostRule::new(bound, &config.allowed_hosts);
-    let app = router(Arc::new(AppState {
-        broker,
-        config,
-        hosts,
-    }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let site = crate::ops::http::Site {
+        allowed_hosts: config.allowed_hosts.clone(),
+        csp: guard::DASHBOARD_CSP,
+        allow_hint: "start the dashboard with --allow-host NAME".into(),
+    };
+    let app = router(Arc::new(AppState { broker, config }));
+    crate::ops::http::serve(listener, app, site, shutdown).await
 }
 
 /// Whether an address is reachable only from this machine.

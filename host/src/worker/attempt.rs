@@ -1,0 +1,189 @@
+//! One attempt of a task: in a fresh sandbox instance of its plugin, or in
+//! a native handler, on the runtime it was admitted to, within the task's
+//! timeout and deadline, until it ends or is cancelled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::native::{NativeHandler, NativeTask};
+use super::services::BrokerServices;
+use crate::broker::LeasedTask;
+use crate::plugins::Plugin;
+use crate::sandbox::{Invocation, Sandbox, TaskLabel};
+use crate::task::{FailureKind, TaskFailure};
+
+/// How an attempt went, with what the worker measures of it.
+#[derive(Debug)]
+pub(crate) struct Attempted {
+    /// The result bytes, or why there are none.
+    pub outcome: Result<Vec<u8>, TaskFailure>,
+    /// Fuel burned (plugins, when metered).
+    pub fuel_used: Option<u64>,
+    /// Time to create the instance (plugins).
+    pub instantiate_time: Option<Duration>,
+    /// Time from start to finish.
+    pub total_time: Duration,
+}
+
+impl Attempted {
+    /// An attempt that failed before anything ran.
+    pub fn refused(failure: TaskFailure) -> Self {
+        Attempted {
+            outcome: Err(failure),
+            fuel_used: None,
+            instantiate_time: None,
+            total_time: Duration::ZERO,
+        }
+    }
+}
+
+/// What an attempt in the sandbox needs besides its task.
+pub(crate) struct SandboxRun<'a> {
+    /// The engine.
+    pub sandbox: &'a Arc<Sandbox>,
+    /// The runtime the instance runs on (the sandbox's, or the probation
+    /// lane's).
+    pub runtime: &'a tokio::runtime::Handle,
+    /// The services behind the plugin's capabilities.
+    pub services: &'a Arc<BrokerServices>,
+}
+
+/// The time left before the task's deadline (unix ms), or a `timeout`
+/// failure when it has passed already.
+pub(crate) fn time_left(
+    deadline_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<Option<Duration>, TaskFailure> {
+    match deadline_ms {
+        None => Ok(None),
+        Some(deadline) if deadline > now_ms => {
+            Ok(Some(Duration::from_millis((deadline - now_ms) as u64)))
+        }
+        Some(_) => Err(TaskFailure::new(
+            FailureKind::Timeout,
+            "the task's deadline passed before this attempt could start",
+        )),
+    }
+}
+
+/// Runs the attempt in a fresh instance of `plugin`, its limits narrowed by
+/// the task's timeout and the time `remaining` before its deadline.
+pub(crate) async fn in_sandbox(
+    run: SandboxRun<'_>,
+    plugin: &Arc<Plugin>,
+    task: &LeasedTask,
+    remaining: Option<Duration>,
+    cancel: &CancellationToken,
+) -> Attempted {
+    let message = &task.message;
+    let limits = plugin
+        .limits
+        .narrowed(message.timeout_ms.map(Duration::from_millis), remaining);
+    let label = TaskLabel {
+        plugin: plugin.manifest.name.clone(),
+        task_id: message.id.clone(),
+        task_type: message.task_type.clone(),
+        attempt: task.attempt,
+        queue: message.queue.clone(),
+    };
+    let services = run.services.for_task(
+        message,
+        &plugin.manifest.name,
+        plugin.grants.enqueue.as_ref(),
+    );
+    let (sandbox, plugin, message) = (run.sandbox.clone(), plugin.clone(), message.clone());
+    let (attempt, cancel) = (task.attempt, cancel.clone());
+    let running = run.runtime.spawn(async move {
+        let invocation = Invocation {
+            id: &message.id,
+            task_type: &message.task_type,
+            payload: message.payload.get().as_bytes(),
+            queue: &message.queue,
+            attempt,
+            max_retry: message.max_retry,
+        };
+        sandbox
+            .run(
+                &plugin.prepared,
+                label,
+                invocation,
+                &limits,
+                &plugin.grants,
+                &services,
+                &cancel,
+            )
+            .await
+    });
+    match running.await {
+        Ok(outcome) => Attempted {
+            outcome: outcome.result,
+            fuel_used: outcome.fuel_used,
+            instantiate_time: Some(outcome.instantiate_time),
+            total_time: outcome.total_time,
+        },
+        Err(err) => Attempted::refused(TaskFailure::new(
+            FailureKind::Trap,
+            format!("the sandbox failed unexpectedly: {err}"),
+        )),
+    }
+}
+
+/// Runs the attempt in a native handler on `runtime`, within the task's
+/// timeout and the time `remaining` before its deadline (the earlier wins)
+/// and until it is cancelled.
+pub(crate) async fn native(
+    handler: &Arc<dyn NativeHandler>,
+    runtime: &tokio::runtime::Handle,
+    task: &LeasedTask,
+    remaining: Option<Duration>,
+    cancel: &CancellationToken,
+) -> Attempted {
+    let message = &task.message;
+    let limit = [message.timeout_ms.map(Duration::from_millis), remaining]
+        .into_iter()
+        .flatten()
+        .min();
+    let call = handler.handle(NativeTask {
+        message: message.clone(),
+        attempt: task.attempt,
+    });
+    let cancel = cancel.clone();
+    let started = Instant::now();
+    let running = runtime.spawn(async move {
+        let bounded = async {
+            match limit {
+                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+                    TaskFailure::new(
+                        FailureKind::Timeout,
+                        format!(
+                            "the native handler ran past {}",
+                            humantime::format_duration(limit)
+                        ),
+                    )
+                })?,
+                None => call.await,
+            }
+        };
+        tokio::select! {
+            result = bounded => result,
+            _ = cancel.cancelled() => Err(TaskFailure::new(
+                FailureKind::Cancelled,
+                "the task was cancelled while it ran",
+            )),
+        }
+    });
+    let outcome = running.await.unwrap_or_else(|err| {
+        Err(TaskFailure::new(
+            FailureKind::Panic,
+            format!("the native handler panicked: {err}"),
+        ))
+    });
+    Attempted {
+        outcome,
+        fuel_used: None,
+        instantiate_time: None,
+        total_time: started.elapsed(),
+    }
+}
