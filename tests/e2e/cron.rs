@@ -369,17 +369,27 @@ async fn a_singleton_runs_again_after_a_killed_holders_lock_expires() {
         .max_retry(0);
     let holder = env.client.enqueue(holder).await.unwrap().id;
     let mut first = env.worker(plugins.path(), &["--lease", "1s", "--no-scheduler"]);
-    wait_until(Duration::from_secs(20), "the holder to run", || async {
-        env.task("default", &holder).await.unwrap().state == TaskState::Active
-    })
+    // Leased first, then admitted: the holder runs once it holds the slot.
+    let redis = env.redis_connection().await;
+    let slot_expiry = || {
+        let mut redis = redis.clone();
+        let holder = holder.clone();
+        async move {
+            redis::cmd("ZSCORE")
+                .arg("wasmq:{limit:type:burn}:holders")
+                .arg(&holder)
+                .query_async::<Option<f64>>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the holder to take the slot",
+        || async { slot_expiry().await.is_some() },
+    )
     .await;
-    let mut redis = env.redis_connection().await;
-    let expires: f64 = redis::cmd("ZSCORE")
-        .arg("wasmq:{limit:type:burn}:holders")
-        .arg(&holder)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let expires = slot_expiry().await.expect("the holder holds the slot");
     first.kill9();
 
     let next = env

@@ -86,8 +86,8 @@ impl Default for ArchiveLimits {
 /// A task leased to a worker.
 #[derive(Debug, Clone)]
 pub struct LeasedTask {
-    /// The task as enqueued.
-    pub message: TaskMessage,
+    /// The task as enqueued (shared by every step of its path).
+    pub message: Arc<TaskMessage>,
     /// Which attempt this is (1-based).
     pub attempt: u32,
 }
@@ -329,7 +329,10 @@ impl Broker {
             })?;
             let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
             match serde_json::from_slice::<TaskMessage>(&msg) {
-                Ok(message) => dequeued.tasks.push(LeasedTask { message, attempt }),
+                Ok(message) => dequeued.tasks.push(LeasedTask {
+                    message: Arc::new(message),
+                    attempt,
+                }),
                 // A message wasmq cannot read can never run: the caller
                 // archives it, so it is visible instead of failing forever.
                 Err(err) => dequeued.unreadable.push(Unreadable {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::scripts::SCRIPTS;
 use super::{ArchiveLimits, Broker, Error, invocation, millis};
-use crate::task::ErrorRecord;
+use crate::task::{ErrorRecord, TaskMessage};
 
 /// What to record for a leased task.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +73,19 @@ pub struct Settle<'a> {
     pub unique_key: Option<&'a str>,
     /// What to record.
     pub settlement: &'a Settlement,
+}
+
+impl<'a> Settle<'a> {
+    /// The settlement of a task leased as `message`.
+    pub fn of(message: &'a TaskMessage, owner: &'a str, settlement: &'a Settlement) -> Self {
+        Settle {
+            id: &message.id,
+            owner,
+            retention_ms: message.retention_ms,
+            unique_key: message.unique_key.as_deref(),
+            settlement,
+        }
+    }
 }
 
 /// What bounds the writes of a settlement: the archive's caps and the
@@ -159,7 +172,7 @@ mod tests {
     use super::*;
     use crate::broker::{Client, LeasedTask, NewTask};
     use crate::dev::RedisServer;
-    use crate::task::{FailureKind, TaskMessage, TaskState};
+    use crate::task::{FailureKind, TaskState};
 
     const LEASE: Duration = Duration::from_secs(60);
 
@@ -167,19 +180,6 @@ mod tests {
         let redis = RedisServer::start().expect("redis-server starts (is it installed?)");
         let client = Client::connect(&redis.url()).await.expect("Redis answers");
         (redis, client)
-    }
-
-    impl<'a> Settle<'a> {
-        /// The settlement of a task leased as `message`.
-        fn of(message: &'a TaskMessage, owner: &'a str, settlement: &'a Settlement) -> Self {
-            Settle {
-                id: &message.id,
-                owner,
-                retention_ms: message.retention_ms,
-                unique_key: message.unique_key.as_deref(),
-                settlement,
-            }
-        }
     }
 
     fn limits() -> SettleLimits {

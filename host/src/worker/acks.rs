@@ -10,26 +10,52 @@
 //! settlements wait each time it is free, with no timer: a lone completion
 //! goes out at once, and under load the batches grow by themselves.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, Broker, Settle, SettleLimits, Settlement};
+use crate::task::TaskMessage;
 
 /// Most settlements taken in one round.
 const MAX_BATCH: usize = 256;
 
-/// The task a settlement is for.
-pub(crate) struct Ticket {
-    /// Its queue.
-    pub queue: String,
-    /// Its id.
-    pub id: String,
-    /// The lease token it is held under.
-    pub owner: String,
-    /// How long it is kept once completed (ms).
-    pub retention_ms: u64,
-    /// The unique lock it holds, if any.
-    pub unique_key: Option<String>,
+/// The task a settlement is for, and the lease token it is held under.
+pub(crate) enum Ticket {
+    /// A task leased as its message says.
+    Leased {
+        message: Arc<TaskMessage>,
+        owner: Arc<str>,
+    },
+    /// A task leased whose stored message does not decode.
+    Unreadable {
+        queue: String,
+        id: String,
+        owner: Arc<str>,
+    },
+}
+
+impl Ticket {
+    fn queue(&self) -> &str {
+        match self {
+            Ticket::Leased { message, .. } => &message.queue,
+            Ticket::Unreadable { queue, .. } => queue,
+        }
+    }
+
+    fn settle<'a>(&'a self, settlement: &'a Settlement) -> Settle<'a> {
+        match self {
+            Ticket::Leased { message, owner } => Settle::of(message, owner, settlement),
+            Ticket::Unreadable { id, owner, .. } => Settle {
+                id,
+                owner,
+                retention_ms: 0,
+                unique_key: None,
+                settlement,
+            },
+        }
+    }
 }
 
 /// One settlement waiting for the acker.
@@ -102,12 +128,12 @@ async fn acknowledge(
             }
         }
         // Stable: within a queue, settlements keep the order they came in.
-        batch.sort_by(|a, b| a.ticket.queue.cmp(&b.ticket.queue));
+        batch.sort_by(|a, b| a.ticket.queue().cmp(b.ticket.queue()));
         while !batch.is_empty() {
-            let queue = &batch[0].ticket.queue;
+            let queue = batch[0].ticket.queue();
             let same = batch
                 .iter()
-                .take_while(|pending| &pending.ticket.queue == queue)
+                .take_while(|pending| pending.ticket.queue() == queue)
                 .count();
             let group: Vec<Pending> = batch.drain(..same).collect();
             write_group(&broker, limits, group).await;
@@ -117,16 +143,10 @@ async fn acknowledge(
 
 /// Writes the settlements of one queue in one call, and answers each.
 async fn write_group(broker: &Broker, limits: SettleLimits, group: Vec<Pending>) {
-    let queue = group[0].ticket.queue.as_str();
+    let queue = group[0].ticket.queue();
     let settles: Vec<Settle<'_>> = group
         .iter()
-        .map(|pending| Settle {
-            id: &pending.ticket.id,
-            owner: &pending.ticket.owner,
-            retention_ms: pending.ticket.retention_ms,
-            unique_key: pending.ticket.unique_key.as_deref(),
-            settlement: &pending.settlement,
-        })
+        .map(|pending| pending.ticket.settle(&pending.settlement))
         .collect();
     let answers = broker.settle(queue, &settles, limits).await;
     drop(settles);

@@ -69,7 +69,7 @@ impl Fetch<'_> {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let mut leased: Vec<(LeasedTask, String)> = Vec::new();
+            let mut leased: Vec<(LeasedTask, Arc<str>)> = Vec::new();
             let mut wait = self.idle_poll;
             let mut failed = false;
             for queue in self.queues.fetch_order(&mut rng) {
@@ -78,7 +78,7 @@ impl Fetch<'_> {
                     break;
                 }
                 fetches += 1;
-                let token = format!("{}:{fetches}", self.worker_id);
+                let token: Arc<str> = format!("{}:{fetches}", self.worker_id).into();
                 match self.broker.dequeue(queue, wanted, self.lease, &token).await {
                     Ok(dequeued) => {
                         self.outage.recovered();
@@ -136,7 +136,7 @@ impl Fetch<'_> {
 
 /// A leased task whose stored message wasmq cannot read can never run: it
 /// is archived, so that it is visible instead of failing forever.
-async fn archive_unreadable(acker: Acker, queue: String, token: String, task: Unreadable) {
+async fn archive_unreadable(acker: Acker, queue: String, token: Arc<str>, task: Unreadable) {
     tracing::error!(
         queue,
         id = task.id,
@@ -149,12 +149,10 @@ async fn archive_unreadable(acker: Acker, queue: String, token: String, task: Un
         attempt: task.attempt,
         at_ms: broker::unix_ms(SystemTime::now()),
     };
-    let ticket = Ticket {
+    let ticket = Ticket::Unreadable {
         queue,
         id: task.id,
         owner: token,
-        retention_ms: 0,
-        unique_key: None,
     };
     if let Err(err) = acker.settle(ticket, Settlement::Archive { error }).await {
         tracing::warn!(%err, "could not archive the unreadable task; its lease will expire and it comes back");

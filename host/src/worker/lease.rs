@@ -34,7 +34,7 @@ pub struct RunningTask {
     /// When this attempt started (unix ms), for heartbeats.
     pub started_at_ms: i64,
     /// The lease token it was leased under.
-    pub token: String,
+    pub token: Arc<str>,
     /// Fires to stop the task's instance.
     pub cancel: CancellationToken,
     /// Why it was stopped, set once before `cancel` fires.
@@ -108,13 +108,13 @@ impl Running {
         queue: &str,
         id: &str,
         task_type: &str,
-        token: &str,
+        token: Arc<str>,
         lease: Duration,
     ) -> Arc<RunningTask> {
         let task = Arc::new(RunningTask {
             task_type: task_type.to_string(),
             started_at_ms: crate::broker::unix_ms(std::time::SystemTime::now()),
-            token: token.to_string(),
+            token,
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
             lease_until: Mutex::new(Instant::now() + lease),
@@ -174,7 +174,7 @@ impl Running {
         for ((queue, id), task) in self.lock().iter() {
             held.entry(queue.clone())
                 .or_default()
-                .push((id.clone(), task.token.clone()));
+                .push((id.clone(), task.token.to_string()));
         }
         held
     }
@@ -217,7 +217,7 @@ pub async fn keep_leases(
                         let Some(task) = running.get(&queue, id) else {
                             continue;
                         };
-                        if task.token != *token {
+                        if *task.token != **token {
                             // A later attempt of the same task, leased
                             // since the snapshot: not the one asked about.
                             continue;

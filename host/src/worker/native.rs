@@ -34,7 +34,7 @@ use crate::task::{FailureKind, TaskFailure, TaskMessage};
 #[derive(Debug, Clone)]
 pub struct NativeTask {
     /// The task as it was enqueued.
-    pub message: TaskMessage,
+    pub message: Arc<TaskMessage>,
     /// The attempt number (1-based).
     pub attempt: u32,
 }

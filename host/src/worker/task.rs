@@ -118,7 +118,7 @@ impl TaskPath {
     /// `slot` (one unit of the worker's concurrency) is given back as soon
     /// as the attempt has run, so the next fetch overlaps with recording
     /// its outcome, or as soon as the task parks for the probation lane.
-    pub async fn process(&self, task: LeasedTask, token: String, slot: OwnedSemaphorePermit) {
+    pub async fn process(&self, task: LeasedTask, token: Arc<str>, slot: OwnedSemaphorePermit) {
         let span = tracing::info_span!(
             "task",
             queue = task.message.queue,
@@ -131,13 +131,13 @@ impl TaskPath {
             .await
     }
 
-    async fn process_in_span(&self, task: LeasedTask, token: String, slot: OwnedSemaphorePermit) {
+    async fn process_in_span(&self, task: LeasedTask, token: Arc<str>, slot: OwnedSemaphorePermit) {
         let message = &task.message;
         let running = self.running.register(
             &message.queue,
             &message.id,
             &message.task_type,
-            &token,
+            token,
             self.lease,
         );
         let handler = self.handlers.resolve(&message.task_type);
@@ -425,12 +425,9 @@ impl TaskPath {
         running.set_settling();
         let mut delay = Duration::from_millis(50);
         loop {
-            let ticket = Ticket {
-                queue: message.queue.clone(),
-                id: message.id.clone(),
+            let ticket = Ticket::Leased {
+                message: message.clone(),
                 owner: running.token.clone(),
-                retention_ms: message.retention_ms,
-                unique_key: message.unique_key.clone(),
             };
             match self.acker.settle(ticket, settlement.clone()).await {
                 Ok(()) => {
