@@ -738,3 +738,45 @@ async fn stored_results_are_held_to_the_queue_budget() {
     );
     worker.terminate(Duration::from_secs(20)).await;
 }
+
+/// The metrics endpoint answers only requests that name its address (or a
+/// name allowed with `--metrics-allow-host`): a web page reaching it
+/// through DNS rebinding gets 421 and no series, with the security headers
+/// every response carries.
+#[tokio::test]
+async fn metrics_refuse_a_foreign_host_name() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let _worker = env.worker(
+        plugins.path(),
+        &[
+            "--metrics-addr",
+            &address,
+            "--metrics-allow-host",
+            "metrics.example",
+        ],
+    );
+    wait_for_http(&address, "/metrics").await;
+    let rebound = format!("rebind.example:{port}");
+    let (status, headers, body) = request("GET", &address, "/metrics", &[("Host", &rebound)], "");
+    assert_eq!(status, 421, "{body}");
+    assert!(
+        !body.contains("wasmq_"),
+        "no series for a foreign host: {body}"
+    );
+    assert!(body.contains("--metrics-allow-host"), "{body}");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    for host in [address.clone(), "metrics.example:9100".to_string()] {
+        let (status, _, body) = request("GET", &address, "/metrics", &[("Host", &host)], "");
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body.contains("# TYPE wasmq_plugin_loads counter"), "{body}");
+    }
+}

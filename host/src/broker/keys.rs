@@ -1,9 +1,14 @@
-//! Builds every Redis key and channel name wasmq uses.
+//! A queue's keys and channels, and the registry of queue names.
 //!
 //! A queue's keys all carry the hash tag `{<queue>}`, so that they live in
 //! one Redis Cluster slot and every script can declare all of them. The few
 //! keys that span queues (the queue registry) have no tag and are only used
-//! by single commands, never inside a script.
+//! by single commands, never inside a script. The keys of the other parts
+//! of the model live with the code that owns them, each under a tag of its
+//! own: the fleet's in `fleet.rs`, cron's in `cron.rs`, the registry's in
+//! `registry.rs`, plugins' stores in `kv.rs`, limits in `limits.rs`, trees
+//! of follow-ups and rate buckets in `lineage.rs` (docs/ARCHITECTURE.md has
+//! the whole table).
 
 use super::Error;
 
