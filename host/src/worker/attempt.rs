@@ -1,10 +1,13 @@
-//! One attempt of a task: in a fresh sandbox instance of its plugin, or in
-//! a native handler, on the runtime it was admitted to, within the task's
+//! One attempt of a task: in a fresh sandbox instance of its plugin (where
+//! the task's path runs, on the sandbox runtime, or on the probation lane),
+//! or in a native handler (where the task's path runs), within the task's
 //! timeout and deadline, until it ends or is cancelled.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::native::{NativeHandler, NativeTask};
@@ -43,9 +46,10 @@ impl Attempted {
 pub(crate) struct SandboxRun<'a> {
     /// The engine.
     pub sandbox: &'a Arc<Sandbox>,
-    /// The runtime the instance runs on (the sandbox's, or the probation
-    /// lane's).
-    pub runtime: &'a tokio::runtime::Handle,
+    /// The probation lane's runtime, for a plugin on probation: the attempt
+    /// runs there. Otherwise it runs where the task's path runs, the
+    /// worker's sandbox runtime.
+    pub lane: Option<&'a tokio::runtime::Handle>,
     /// The services behind the plugin's capabilities.
     pub services: &'a Arc<BrokerServices>,
 }
@@ -65,6 +69,34 @@ pub(crate) fn time_left(
             FailureKind::Timeout,
             "the task's deadline passed before this attempt could start",
         )),
+    }
+}
+
+/// Runs `attempt` here, or on `lane` when given; a panic inside it becomes
+/// the error `panicked` describes.
+async fn run_guarded<T: Send + 'static>(
+    lane: Option<&tokio::runtime::Handle>,
+    attempt: impl Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    let panicked = |panic: Box<dyn std::any::Any + Send>| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string())
+    };
+    match lane {
+        Some(lane) => lane.spawn(attempt).await.map_err(|err| {
+            if err.is_panic() {
+                panicked(err.into_panic())
+            } else {
+                err.to_string()
+            }
+        }),
+        None => AssertUnwindSafe(attempt)
+            .catch_unwind()
+            .await
+            .map_err(panicked),
     }
 }
 
@@ -95,7 +127,7 @@ pub(crate) async fn in_sandbox(
     );
     let (sandbox, plugin, message) = (run.sandbox.clone(), plugin.clone(), message.clone());
     let (attempt, cancel) = (task.attempt, cancel.clone());
-    let running = run.runtime.spawn(async move {
+    let running = async move {
         let invocation = Invocation {
             id: &message.id,
             task_type: &message.task_type,
@@ -115,27 +147,26 @@ pub(crate) async fn in_sandbox(
                 &cancel,
             )
             .await
-    });
-    match running.await {
+    };
+    match run_guarded(run.lane, running).await {
         Ok(outcome) => Attempted {
             outcome: outcome.result,
             fuel_used: outcome.fuel_used,
             instantiate_time: Some(outcome.instantiate_time),
             total_time: outcome.total_time,
         },
-        Err(err) => Attempted::refused(TaskFailure::new(
+        Err(panic) => Attempted::refused(TaskFailure::new(
             FailureKind::Trap,
-            format!("the sandbox failed unexpectedly: {err}"),
+            format!("the sandbox failed unexpectedly: {panic}"),
         )),
     }
 }
 
-/// Runs the attempt in a native handler on `runtime`, within the task's
-/// timeout and the time `remaining` before its deadline (the earlier wins)
-/// and until it is cancelled.
+/// Runs the attempt in a native handler, within the task's timeout and the
+/// time `remaining` before its deadline (the earlier wins) and until it is
+/// cancelled.
 pub(crate) async fn native(
     handler: &Arc<dyn NativeHandler>,
-    runtime: &tokio::runtime::Handle,
     task: &LeasedTask,
     remaining: Option<Duration>,
     cancel: &CancellationToken,
@@ -149,23 +180,22 @@ pub(crate) async fn native(
         message: message.clone(),
         attempt: task.attempt,
     });
-    let cancel = cancel.clone();
     let started = Instant::now();
-    let running = runtime.spawn(async move {
-        let bounded = async {
-            match limit {
-                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    TaskFailure::new(
-                        FailureKind::Timeout,
-                        format!(
-                            "the native handler ran past {}",
-                            humantime::format_duration(limit)
-                        ),
-                    )
-                })?,
-                None => call.await,
-            }
-        };
+    let bounded = async {
+        match limit {
+            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
+                TaskFailure::new(
+                    FailureKind::Timeout,
+                    format!(
+                        "the native handler ran past {}",
+                        humantime::format_duration(limit)
+                    ),
+                )
+            })?,
+            None => call.await,
+        }
+    };
+    let running = async {
         tokio::select! {
             result = bounded => result,
             _ = cancel.cancelled() => Err(TaskFailure::new(
@@ -173,13 +203,21 @@ pub(crate) async fn native(
                 "the task was cancelled while it ran",
             )),
         }
-    });
-    let outcome = running.await.unwrap_or_else(|err| {
-        Err(TaskFailure::new(
-            FailureKind::Panic,
-            format!("the native handler panicked: {err}"),
-        ))
-    });
+    };
+    let outcome = AssertUnwindSafe(running)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(TaskFailure::new(
+                FailureKind::Panic,
+                format!("the native handler panicked: {text}"),
+            ))
+        });
     Attempted {
         outcome,
         fuel_used: None,

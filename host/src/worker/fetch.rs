@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Acker, Ticket};
+use super::handlers::Handler;
 use super::outage::OutageLog;
 use super::queues::QueueSelection;
 use super::task::TaskPath;
@@ -31,6 +32,9 @@ pub(super) struct Fetch<'a> {
     pub outage: &'a OutageLog,
     pub path: &'a Arc<TaskPath>,
     pub acker: &'a Acker,
+    /// Where every task's path runs (the worker's sandbox runtime, apart
+    /// from the threads that talk to Redis and renew leases).
+    pub executor: &'a tokio::runtime::Handle,
 }
 
 impl Fetch<'_> {
@@ -110,7 +114,21 @@ impl Fetch<'_> {
             for (task, token) in leased {
                 let permit = permits.pop().expect("never more tasks than permits");
                 let path = self.path.clone();
-                executions.spawn(async move { path.process(task, token, permit).await });
+                // Resolved once, here: the handler decides where the
+                // task's path runs. A plugin's attempt runs a guest that
+                // may burn its whole budget: off the threads that talk to
+                // Redis and renew leases, on the sandbox runtime, where the
+                // path runs too so that the attempt needs no hop. A native
+                // handler is the embedding program's own async code, and
+                // runs where the rest of its tasks do: here.
+                let handler = path.handlers.resolve(&task.message.task_type);
+                let on_sandbox = matches!(handler, Handler::Plugin(_));
+                let process = async move { path.process(task, handler, token, permit).await };
+                if on_sandbox {
+                    executions.spawn_on(process, self.executor);
+                } else {
+                    executions.spawn(process);
+                }
             }
             drop(permits);
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outage::OutageLog;
 use crate::broker::Broker;
+use crate::task::TaskMessage;
 
 /// Why a running task was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +30,8 @@ pub enum CancelReason {
 
 /// One running task.
 pub struct RunningTask {
-    /// Its task type.
-    pub task_type: String,
+    /// The task as it was leased.
+    message: Arc<TaskMessage>,
     /// When this attempt started (unix ms), for heartbeats.
     pub started_at_ms: i64,
     /// The lease token it was leased under.
@@ -92,11 +93,15 @@ impl RunningTask {
 /// The registry of running tasks, by (queue, id).
 #[derive(Default)]
 pub struct Running {
-    tasks: Mutex<HashMap<(String, String), Arc<RunningTask>>>,
+    /// By queue, then by task id: looked up by `&str`, so that neither
+    /// finding nor forgetting a task allocates.
+    tasks: Mutex<HashMap<String, HashMap<String, Arc<RunningTask>>>>,
 }
 
+type ByQueue = HashMap<String, HashMap<String, Arc<RunningTask>>>;
+
 impl Running {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<RunningTask>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByQueue> {
         // Entries are inserted and removed whole: a panic elsewhere cannot
         // leave the map inconsistent.
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
@@ -105,14 +110,12 @@ impl Running {
     /// Registers a task that was just leased for `lease`.
     pub fn register(
         &self,
-        queue: &str,
-        id: &str,
-        task_type: &str,
+        message: &Arc<TaskMessage>,
         token: Arc<str>,
         lease: Duration,
     ) -> Arc<RunningTask> {
         let task = Arc::new(RunningTask {
-            task_type: task_type.to_string(),
+            message: message.clone(),
             started_at_ms: crate::broker::unix_ms(std::time::SystemTime::now()),
             token,
             cancel: CancellationToken::new(),
@@ -121,69 +124,86 @@ impl Running {
             parked: AtomicBool::new(false),
             settling: AtomicBool::new(false),
         });
-        self.lock()
-            .insert((queue.to_string(), id.to_string()), task.clone());
+        let mut tasks = self.lock();
+        let queue = match tasks.get_mut(message.queue.as_str()) {
+            Some(queue) => queue,
+            None => tasks.entry(message.queue.clone()).or_default(),
+        };
+        queue.insert(message.id.clone(), task.clone());
         task
     }
 
     /// Forgets a finished task.
     pub fn unregister(&self, queue: &str, id: &str) {
-        self.lock().remove(&(queue.to_string(), id.to_string()));
+        if let Some(tasks) = self.lock().get_mut(queue) {
+            tasks.remove(id);
+        }
+    }
+
+    /// Every running task.
+    fn each(&self, mut f: impl FnMut(&RunningTask)) {
+        for task in self.lock().values().flat_map(HashMap::values) {
+            f(task);
+        }
     }
 
     /// How many tasks are running.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(HashMap::len).sum()
     }
 
     /// Stops every running task. Returns how many.
     pub fn cancel_all(&self, reason: CancelReason) -> usize {
-        let tasks = self.lock();
-        for task in tasks.values() {
+        let mut stopped = 0;
+        self.each(|task| {
             task.stop(reason);
-        }
-        tasks.len()
+            stopped += 1;
+        });
+        stopped
     }
 
     /// How many tasks are parked, waiting for the probation lane or for
     /// their plugin's verdict.
     pub fn parked(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|task| task.parked.load(Ordering::Relaxed))
-            .count()
+        let mut parked = 0;
+        self.each(|task| parked += usize::from(task.parked.load(Ordering::Relaxed)));
+        parked
     }
 
     /// What runs here (parked tasks left out), for heartbeats.
     pub fn describe(&self) -> Vec<crate::ops::server::RunningTaskInfo> {
-        self.lock()
-            .iter()
-            .filter(|(_, task)| !task.parked.load(Ordering::Relaxed))
-            .map(|((queue, id), task)| crate::ops::server::RunningTaskInfo {
-                queue: queue.clone(),
-                id: id.clone(),
-                task_type: task.task_type.clone(),
-                started_at_ms: task.started_at_ms,
-            })
-            .collect()
+        let mut running = Vec::new();
+        self.each(|task| {
+            if !task.parked.load(Ordering::Relaxed) {
+                running.push(crate::ops::server::RunningTaskInfo {
+                    queue: task.message.queue.clone(),
+                    id: task.message.id.clone(),
+                    task_type: task.message.task_type.clone(),
+                    started_at_ms: task.started_at_ms,
+                });
+            }
+        });
+        running
     }
 
     /// The running tasks grouped by queue, as (id, token) pairs.
     fn held_by_queue(&self) -> HashMap<String, Vec<(String, String)>> {
-        let mut held: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for ((queue, id), task) in self.lock().iter() {
-            held.entry(queue.clone())
-                .or_default()
-                .push((id.clone(), task.token.to_string()));
-        }
-        held
+        self.lock()
+            .iter()
+            .filter(|(_, tasks)| !tasks.is_empty())
+            .map(|(queue, tasks)| {
+                let held = tasks
+                    .iter()
+                    .map(|(id, task)| (id.clone(), task.token.to_string()))
+                    .collect();
+                (queue.clone(), held)
+            })
+            .collect()
     }
 
     /// The running task `id` of `queue`, if it runs here.
     pub fn get(&self, queue: &str, id: &str) -> Option<Arc<RunningTask>> {
-        self.lock()
-            .get(&(queue.to_string(), id.to_string()))
-            .cloned()
+        self.lock().get(queue)?.get(id).cloned()
     }
 }
 

@@ -24,9 +24,12 @@
 //!   trims completed tasks, unique locks and the archive, and writes the
 //!   heartbeat.
 //!
-//! Wasm instances run on a tokio runtime of their own, so that guests
-//! burning CPU can never starve the loops above (a lease that is not renewed
-//! in time would hand a healthy task to another worker). Plugins whose
+//! The path of a plugin's task, and with it its Wasm instance, runs on a
+//! tokio runtime of its own, so that guests burning CPU can never starve
+//! the loops above (a lease that is not renewed in time would hand a
+//! healthy task to another worker), and so that its attempt starts and
+//! ends without a hop between threads. A native handler is the embedding
+//! program's own async code and runs with the rest of the worker. Plugins whose
 //! attempts keep ending at their limits run on a third, at the lowest OS
 //! priority, a few at a time, their other tasks parked (`probation`).
 //!

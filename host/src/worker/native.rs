@@ -4,7 +4,10 @@
 //! A native handler is trusted code: it runs without fuel, memory cap or
 //! capability checks. It still gets the task's timeout and deadline, and
 //! stops when the task is cancelled. A native handler for a type wins over
-//! a plugin declaring the same type.
+//! a plugin declaring the same type. It runs on the worker's runtime like
+//! any async code of the program: a handler that computes for long should
+//! do so in `tokio::task::spawn_blocking`, as any tokio task should, so
+//! that the worker's own loops (lease renewals among them) keep running.
 //!
 //! ```no_run
 //! # async fn run(broker: wasmq::Broker) -> Result<(), wasmq::WorkerError> {

@@ -143,7 +143,6 @@ pub(super) async fn run(
         broker: broker.clone(),
         handlers: handlers.clone(),
         sandbox,
-        executor: executor.handle().clone(),
         probation: probation.clone(),
         acker: acker.clone(),
         running: running.clone(),
@@ -250,6 +249,7 @@ pub(super) async fn run(
             outage: &outage,
             path: &path,
             acker: &acker,
+            executor: executor.handle(),
         };
         let fetching = fetch.run(notify, stopping.clone(), &mut executions);
         tokio::pin!(fetching);

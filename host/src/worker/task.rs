@@ -63,8 +63,6 @@ pub(crate) struct TaskPath {
     pub handlers: Handlers,
     /// The engine plugins run in.
     pub sandbox: Arc<Sandbox>,
-    /// The runtime Wasm instances and native handlers run on.
-    pub executor: tokio::runtime::Handle,
     /// The plugins' standing, and the lane for those on probation.
     pub probation: Probation,
     /// Where every outcome is recorded.
@@ -114,11 +112,18 @@ struct Held {
 }
 
 impl TaskPath {
-    /// Runs one leased task to its settlement, in a span that names it.
-    /// `slot` (one unit of the worker's concurrency) is given back as soon
-    /// as the attempt has run, so the next fetch overlaps with recording
-    /// its outcome, or as soon as the task parks for the probation lane.
-    pub async fn process(&self, task: LeasedTask, token: Arc<str>, slot: OwnedSemaphorePermit) {
+    /// Runs one leased task, resolved to `handler`, to its settlement, in
+    /// a span that names it. `slot` (one unit of the worker's concurrency)
+    /// is given back as soon as the attempt has run, so the next fetch
+    /// overlaps with recording its outcome, or as soon as the task parks
+    /// for the probation lane.
+    pub async fn process(
+        &self,
+        task: LeasedTask,
+        handler: Handler,
+        token: Arc<str>,
+        slot: OwnedSemaphorePermit,
+    ) {
         let span = tracing::info_span!(
             "task",
             queue = task.message.queue,
@@ -126,26 +131,24 @@ impl TaskPath {
             task_type = task.message.task_type,
             attempt = task.attempt,
         );
-        self.process_in_span(task, token, slot)
+        self.process_in_span(task, handler, token, slot)
             .instrument(span)
             .await
     }
 
-    async fn process_in_span(&self, task: LeasedTask, token: Arc<str>, slot: OwnedSemaphorePermit) {
+    async fn process_in_span(
+        &self,
+        task: LeasedTask,
+        handler: Handler,
+        token: Arc<str>,
+        slot: OwnedSemaphorePermit,
+    ) {
         let message = &task.message;
-        let running = self.running.register(
-            &message.queue,
-            &message.id,
-            &message.task_type,
-            token,
-            self.lease,
-        );
-        let handler = self.handlers.resolve(&message.task_type);
+        let running = self.running.register(message, token, self.lease);
         let mut slot = Some(slot);
         let (attempted, ran) = match self.admit(&task, &handler, &running, &mut slot).await {
             Admitted::Run { lane, held } => {
-                let runtime = lane.as_ref().unwrap_or(&self.executor);
-                let attempted = self.attempt(&task, &handler, &running, runtime).await;
+                let attempted = self.attempt(&task, &handler, &running, lane.as_ref()).await;
                 drop(slot.take());
                 self.release(held, &message.id).await;
                 (attempted, true)
@@ -349,13 +352,15 @@ impl TaskPath {
         }
     }
 
-    /// Runs the attempt with the task's handler on `runtime`.
+    /// Runs the attempt with the task's handler: here, on the worker's
+    /// sandbox runtime where every task's path runs, or on the probation
+    /// lane's runtime when `lane` is given.
     async fn attempt(
         &self,
         task: &LeasedTask,
         handler: &Handler,
         running: &RunningTask,
-        runtime: &tokio::runtime::Handle,
+        lane: Option<&tokio::runtime::Handle>,
     ) -> Attempted {
         let remaining = match attempt::time_left(task.message.deadline_ms, now_ms()) {
             Ok(remaining) => remaining,
@@ -363,12 +368,12 @@ impl TaskPath {
         };
         match handler {
             Handler::Native(native) => {
-                attempt::native(native, runtime, task, remaining, &running.cancel).await
+                attempt::native(native, task, remaining, &running.cancel).await
             }
             Handler::Plugin(plugin) => {
                 let run = SandboxRun {
                     sandbox: &self.sandbox,
-                    runtime,
+                    lane,
                     services: &self.services,
                 };
                 attempt::in_sandbox(run, plugin, task, remaining, &running.cancel).await
