@@ -1,6 +1,6 @@
 /** The client: enqueue tasks, look them up, wait for results. */
 import { DEFAULT_URL, defaultName, open, parseUrl, translate } from './connection.js';
-import { InvalidTaskError, NotReplicatedError, TaskFailedError, TaskNotFoundError, WaitTimeoutError, WasmqError, } from './errors.js';
+import { InvalidTaskError, NotReplicatedError, RedisUnreachableError, TaskFailedError, TaskNotFoundError, WaitTimeoutError, WasmqError, } from './errors.js';
 import { BATCH_CHUNK, DEFAULT_MAX_PAYLOAD_BYTES, ENQUEUE_SCRIPT, QUEUES_KEY, TIMED_STATES, checkQueue, decodeEnqueueReply, decodeTask, key, prepare, queueKeys, } from './protocol.js';
 /**
  * Enqueues tasks on the Redis a wasmq fleet serves, and reads them back.
@@ -34,15 +34,21 @@ export class Client {
     static async connect(url, options = {}) {
         const target = parseUrl(url ?? process.env.WASMQ_REDIS_URL ?? DEFAULT_URL, options);
         const redis = open(target, options.name ?? defaultName());
-        // Connection errors are reported by the commands that meet them.
-        redis.on('error', () => { });
+        // Connection errors are reported by the commands that meet them; the
+        // last one says why a first connection failed (a refused certificate,
+        // say) when connect() only reports that the connection closed.
+        let lastError;
+        redis.on('error', (err) => {
+            lastError = err;
+        });
         try {
             await redis.connect();
             await redis.ping();
         }
         catch (err) {
             redis.disconnect();
-            throw translate(err, target.shown);
+            const cause = translate(lastError ?? err, target.shown);
+            throw cause instanceof RedisUnreachableError && lastError === undefined ? translate(err, target.shown) : cause;
         }
         return new Client(target, redis, options);
     }

@@ -7,6 +7,7 @@ import type { ConnectOptions, Target } from './connection.js';
 import {
   InvalidTaskError,
   NotReplicatedError,
+  RedisUnreachableError,
   TaskFailedError,
   TaskNotFoundError,
   WaitTimeoutError,
@@ -77,14 +78,20 @@ export class Client {
   static async connect(url?: string, options: ClientOptions = {}): Promise<Client> {
     const target = parseUrl(url ?? process.env.WASMQ_REDIS_URL ?? DEFAULT_URL, options);
     const redis = open(target, options.name ?? defaultName());
-    // Connection errors are reported by the commands that meet them.
-    redis.on('error', () => {});
+    // Connection errors are reported by the commands that meet them; the
+    // last one says why a first connection failed (a refused certificate,
+    // say) when connect() only reports that the connection closed.
+    let lastError: unknown;
+    redis.on('error', (err: unknown) => {
+      lastError = err;
+    });
     try {
       await redis.connect();
       await redis.ping();
     } catch (err) {
       redis.disconnect();
-      throw translate(err, target.shown);
+      const cause = translate(lastError ?? err, target.shown);
+      throw cause instanceof RedisUnreachableError && lastError === undefined ? translate(err, target.shown) : cause;
     }
     return new Client(target, redis, options);
   }

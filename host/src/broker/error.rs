@@ -11,7 +11,7 @@ use crate::task::TaskState;
 pub enum Error {
     /// The Redis URL could not be parsed.
     #[error(
-        "invalid Redis URL {url:?}: {reason}; expected redis://[:PASSWORD@]HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,… or redis+sentinel://HOST:PORT,…/MASTER"
+        "invalid Redis URL {url:?}: {reason}; expected redis://[:PASSWORD@]HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,… or redis+sentinel://HOST:PORT,…/MASTER (rediss:// and rediss+… for TLS)"
     )]
     InvalidUrl {
         /// The URL, with any password hidden.
@@ -50,6 +50,34 @@ pub enum Error {
         /// True when no password was given (`NOAUTH`); false when the one
         /// given was refused (`WRONGPASS`).
         missing: bool,
+    },
+
+    /// A TLS connection could not be made: the server's certificate was
+    /// refused (say why), or the TLS options are unusable.
+    #[error("TLS connection to Redis at {url} failed: {problem}")]
+    Tls {
+        /// The URL, with any password hidden.
+        url: String,
+        /// What went wrong and what to do about it.
+        problem: String,
+    },
+
+    /// A write reached the master but fewer replicas than asked for
+    /// acknowledged it in time (`--wait-replicas`): it is in Redis, but a
+    /// failover now could lose it.
+    #[error(
+        "the write is on the master of {url} but only {acknowledged} of the {wanted} replica(s) asked for acknowledged it within {}: a failover now could lose it; check the replicas (`INFO replication`), or wait for fewer (--wait-replicas) or longer (--wait-timeout)",
+        humantime::format_duration(*timeout)
+    )]
+    NotReplicated {
+        /// The URL, with any password hidden.
+        url: String,
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that acknowledged the write.
+        acknowledged: u32,
+        /// How long the wait lasted.
+        timeout: Duration,
     },
 
     /// Redis answered with an error.
@@ -199,6 +227,9 @@ impl Error {
 fn refusal(url: &str, source: &redis::RedisError) -> Option<Error> {
     let text = source.to_string();
     let url = url.to_string();
+    if let Some(problem) = super::tls::explain(&text) {
+        return Some(Error::Tls { url, problem });
+    }
     if is_oom(source) || text.contains("OOM command not allowed") {
         return Some(Error::OutOfMemory { url });
     }

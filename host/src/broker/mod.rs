@@ -19,6 +19,7 @@ mod admin;
 mod client;
 pub mod connection;
 pub mod cron;
+mod durable;
 mod error;
 pub mod fleet;
 mod inspect;
@@ -29,6 +30,7 @@ pub mod lineage;
 mod notify;
 pub mod registry;
 mod scripts;
+mod tls;
 pub mod topology;
 
 use std::collections::HashMap;
@@ -40,6 +42,8 @@ use redis::{Script, ScriptInvocation, Value};
 pub use admin::{BulkAction, QueueStats};
 pub(crate) use client::unix_ms;
 pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued, NewTask};
+pub use connection::{ConnectOptions, TlsOptions};
+pub use durable::WaitReplicas;
 pub use error::Error;
 pub use inspect::{QueueCounts, TaskInfo};
 pub use keys::QueueKeys;
@@ -123,6 +127,13 @@ struct Inner {
     cluster: bool,
     /// The URL with any password hidden, for messages.
     url: String,
+    /// Where Redis is, to open the durable connection.
+    target: connection::Target,
+    /// The options connections were opened with.
+    options: ConnectOptions,
+    /// The connection durable writes (a script, then `WAIT`) go through,
+    /// opened on the first one.
+    durable: tokio::sync::OnceCell<connection::Connection>,
     /// Key names per queue, built once.
     keys: RwLock<HashMap<String, Arc<QueueKeys>>>,
 }
@@ -133,10 +144,20 @@ impl Broker {
     /// Fails at once with [`Error::Unreachable`] if Redis does not answer;
     /// once connected, the connection comes back by itself after outages.
     pub async fn connect(url: &str) -> Result<Broker, Error> {
+        Broker::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects to the Redis at `url` with options: TLS material, the name
+    /// connections carry in `CLIENT LIST`, and whether enqueues and
+    /// completions wait for replicas. URLs are
+    /// `redis[s]://[:PASSWORD@]HOST[:PORT][/DB]`,
+    /// `redis[s]+cluster://[:PASSWORD@]HOST:PORT,…` or
+    /// `redis[s]+sentinel://[:PASSWORD@]HOST:PORT,…/MASTER`.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Broker, Error> {
         let shown = redact(url);
-        let target = connection::Target::parse(url, &shown)?;
+        let target = connection::Target::parse(url, &shown, &options.tls)?;
         let conn = target
-            .connect()
+            .connect(options.name.as_deref())
             .await
             .map_err(|source| Error::connecting(&shown, source))?;
         let pubsub = target
@@ -148,6 +169,9 @@ impl Broker {
                 pubsub,
                 cluster: target.is_cluster(),
                 url: shown,
+                target,
+                options: options.clone(),
+                durable: tokio::sync::OnceCell::new(),
                 keys: RwLock::new(HashMap::new()),
             }),
         })
@@ -187,6 +211,31 @@ impl Broker {
 
     fn conn(&self) -> connection::Connection {
         self.inner.conn.clone()
+    }
+
+    /// The connection of durable writes, opened on first use.
+    async fn durable_conn(&self) -> Result<connection::Connection, Error> {
+        self.inner
+            .durable
+            .get_or_try_init(|| async {
+                self.inner
+                    .target
+                    .connect(self.inner.options.name.as_deref())
+                    .await
+                    .map_err(|err| self.redis_error(err))
+            })
+            .await
+            .cloned()
+    }
+
+    /// How many replicas enqueues and completions wait for, if any.
+    pub fn wait_replicas(&self) -> Option<WaitReplicas> {
+        self.inner.options.wait_replicas
+    }
+
+    /// The name this broker's connections carry (`CLIENT SETNAME`).
+    pub fn connection_name(&self) -> Option<&str> {
+        self.inner.options.name.as_deref()
     }
 
     fn redis_error(&self, err: redis::RedisError) -> Error {
@@ -359,7 +408,19 @@ impl Broker {
                 .arg(completion.result)
                 .arg(completion.unique_key.unwrap_or(""));
         }
-        let recorded: Vec<i64> = self.run(queue, None, &invocation).await?;
+        let recorded: Vec<i64> = match self.wait_replicas() {
+            // Durable completions: recorded once replicas have them. A
+            // shortfall is logged: the completions are on the master, and
+            // nothing the worker could do would make them more durable.
+            Some(wait) => {
+                let (recorded, shortfall) = self.run_durable(queue, &invocation, wait).await?;
+                if let Some(err) = shortfall {
+                    tracing::warn!(queue, tasks = completions.len(), "completions: {err}");
+                }
+                recorded
+            }
+            None => self.run(queue, None, &invocation).await?,
+        };
         Ok(per_task_answers(
             queue,
             completions.iter().map(|completion| completion.id),

@@ -18,6 +18,8 @@ pub struct DevArgs {
     /// Use the Redis at URL instead of starting a private redis-server.
     #[arg(long = "redis", value_name = "URL")]
     pub redis: Option<String>,
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
     /// A directory of plugins: every `*.wasm` component in it that loads is
     /// served (the others are skipped with a warning), and reloaded when
     /// its file changes.
@@ -83,7 +85,14 @@ pub async fn run(mut args: DevArgs) -> Result<(), Failure> {
             (Some(server), url)
         }
     };
-    let Some(broker) = connect(&url, false, &shutdown).await? else {
+    let worker_id = wasmq::worker::default_worker_id();
+    let options = wasmq::broker::ConnectOptions {
+        name: Some(format!("wasmq:worker:{worker_id}")),
+        tls: args.tls.options(),
+        wait_replicas: None,
+    };
+    args.serve.worker_id = Some(worker_id);
+    let Some(broker) = connect(&url, &options, false, &shutdown).await? else {
         return Ok(());
     };
 

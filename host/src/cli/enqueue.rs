@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use wasmq::{Client, NewTask};
 
-use super::RedisArgs;
 use super::parse::{self, Failure};
+use super::{DurabilityArgs, RedisArgs};
 
 /// Arguments of `wasmq enqueue`.
 #[derive(Debug, Args)]
@@ -37,6 +37,8 @@ pub struct EnqueueArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub redis: RedisArgs,
+    #[command(flatten)]
+    pub durability: DurabilityArgs,
     /// The queue to put the task on.
     #[arg(long, short = 'q')]
     pub queue: Option<String>,
@@ -76,6 +78,14 @@ pub struct EnqueueArgs {
 }
 
 impl EnqueueArgs {
+    /// A client on these Redis options, named `wasmq:cli:enqueue`, waiting
+    /// for replicas if asked.
+    pub async fn client(&self) -> Result<Client, wasmq::broker::Error> {
+        let mut options = self.redis.options(super::cli_name("enqueue"));
+        options.wait_replicas = self.durability.wait_replicas();
+        Client::connect_with(&self.redis.url, &options).await
+    }
+
     /// Applies the option flags to a task.
     pub fn apply_defaults(&self, mut task: NewTask) -> NewTask {
         if let Some(queue) = &self.queue {
@@ -124,7 +134,7 @@ pub async fn run(args: EnqueueArgs) -> Result<(), Failure> {
         .queue
         .clone()
         .unwrap_or_else(|| wasmq::broker::DEFAULT_QUEUE.to_string());
-    let client = Client::connect(&args.redis.url).await?;
+    let client = args.client().await?;
     let enqueued = client
         .enqueue(task)
         .await

@@ -2,7 +2,6 @@
 //! them, see where they run and what they did.
 
 use clap::{Args, Subcommand};
-use wasmq::broker::Broker;
 use wasmq::ops::stats;
 
 use super::RedisArgs;
@@ -118,7 +117,7 @@ pub async fn run(command: PluginCommand) -> Result<(), Failure> {
         PluginCommand::History(args) => return super::plugin_deploy::history(args).await,
         PluginCommand::Stats(args) => args,
     };
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("plugin").await?;
     let mut all: Vec<_> = broker.plugin_stats().await?.into_iter().collect();
     all.sort_by(|a, b| a.0.cmp(&b.0));
     let summaries: Vec<stats::TypeStats> = all

@@ -1,7 +1,6 @@
 //! `wasmq server ls`: the live workers, from their heartbeats.
 
 use clap::{Args, Subcommand};
-use wasmq::broker::Broker;
 use wasmq::ops::server::{ServerInfo, live_servers};
 
 use super::RedisArgs;
@@ -30,7 +29,7 @@ pub struct ListArgs {
 /// Runs a `wasmq server` subcommand.
 pub async fn run(command: ServerCommand) -> Result<(), Failure> {
     let ServerCommand::Ls(args) = command;
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("server").await?;
     let mut servers: Vec<ServerInfo> = live_servers(&broker).await?;
     servers.sort_by(|a, b| a.id.cmp(&b.id));
     if args.json {

@@ -1,7 +1,6 @@
 //! `wasmq stats`: every queue's numbers at a glance.
 
 use clap::Args;
-use wasmq::broker::Broker;
 
 use super::RedisArgs;
 use super::format;
@@ -20,7 +19,7 @@ pub struct StatsArgs {
 
 /// Runs `wasmq stats`.
 pub async fn run(args: StatsArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("stats").await?;
     let mut stats = Vec::new();
     for queue in broker.queues().await? {
         stats.push(broker.queue_stats(&queue).await?);

@@ -16,7 +16,7 @@ use wasmq::worker::{
 
 use super::cron::SchedulingArgs;
 use super::parse::{self, Failure};
-use super::{LimitArgs, RedisArgs};
+use super::{DurabilityArgs, LimitArgs, RedisArgs};
 
 /// A sandbox with the plugins of the worker's directory.
 pub struct Loaded {
@@ -35,6 +35,11 @@ pub struct Loaded {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
+    // --wait-replicas: each completion is recorded only once N replicas
+    // have it, so a failover right after cannot undo it and run the task
+    // again; a shortfall past --wait-timeout is logged.
+    #[command(flatten)]
+    pub durability: DurabilityArgs,
     /// A directory of plugins: every `*.wasm` component in it is loaded.
     /// Optional: a worker also serves every plugin deployed with `wasmq
     /// plugin deploy` (a deployed plugin replaces a local one of the same
@@ -179,6 +184,10 @@ pub struct ServeArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub scheduling: SchedulingArgs,
+    /// The worker's id, when the caller chose it (to name its Redis
+    /// connections `wasmq:worker:<id>`); otherwise one is made.
+    #[arg(skip)]
+    pub worker_id: Option<String>,
 }
 
 impl ServeArgs {
@@ -188,6 +197,9 @@ impl ServeArgs {
             return Err(anyhow::anyhow!("--concurrency must be at least 1").into());
         }
         let mut config = WorkerConfig::new(queues);
+        if let Some(id) = &self.worker_id {
+            config.worker_id = id.clone();
+        }
         config.concurrency = self.concurrency;
         config.lease = self.lease.max(Duration::from_millis(300));
         config.shutdown_timeout = self.shutdown_timeout;
@@ -365,12 +377,16 @@ impl ServeArgs {
 }
 
 /// Runs `wasmq worker`.
-pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
+pub async fn run(mut args: WorkerArgs) -> Result<(), Failure> {
     // Check every argument before touching plugins or Redis.
     args.serve.worker_config()?;
     let shutdown = shutdown_on_signal();
     let loaded = args.serve.load(args.plugins.as_deref(), false)?;
-    let Some(broker) = connect(&args.redis.url, args.fail_fast, &shutdown).await? else {
+    let worker_id = worker::default_worker_id();
+    let mut options = args.redis.options(format!("wasmq:worker:{worker_id}"));
+    options.wait_replicas = args.durability.wait_replicas();
+    args.serve.worker_id = Some(worker_id);
+    let Some(broker) = connect(&args.redis.url, &options, args.fail_fast, &shutdown).await? else {
         return Ok(());
     };
     args.serve.serve(broker, loaded, shutdown).await?;
@@ -381,6 +397,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
 /// `fail_fast`). Returns `None` if shutdown was requested meanwhile.
 pub async fn connect(
     url: &str,
+    options: &wasmq::broker::ConnectOptions,
     fail_fast: bool,
     shutdown: &CancellationToken,
 ) -> Result<Option<Broker>, Failure> {
@@ -389,7 +406,7 @@ pub async fn connect(
         // A connection can open without a command having run: ask the
         // server's time, so that a missing or wrong password (or a Redis
         // still loading) shows now, before the worker says it started.
-        let connected = match Broker::connect(url).await {
+        let connected = match Broker::connect_with(url, options).await {
             Ok(broker) => broker.server_time_ms().await.map(|_| broker),
             Err(err) => Err(err),
         };

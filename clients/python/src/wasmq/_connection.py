@@ -174,6 +174,7 @@ def explain_tls(text: str) -> Optional[str]:
 def translate(err: BaseException, shown: str) -> WasmqError:
     """A redis-py exception as the wasmq error a caller branches on."""
     import redis.exceptions as rex
+    from redis.sentinel import MasterNotFoundError
 
     if isinstance(err, WasmqError):
         return err
@@ -187,6 +188,6 @@ def translate(err: BaseException, shown: str) -> WasmqError:
         return WasmqError(
             f"Redis at {shown} is out of memory: it is at its maxmemory and refuses writes; nothing was written"
         )
-    if isinstance(err, (rex.ConnectionError, rex.TimeoutError, OSError, rex.ClusterDownError, rex.MasterNotFoundError)) or "READONLY" in text or "LOADING" in text:
+    if isinstance(err, (rex.ConnectionError, rex.TimeoutError, OSError, rex.ClusterDownError, MasterNotFoundError)) or "READONLY" in text or "LOADING" in text:
         return RedisUnreachableError(f"Redis at {shown} is unreachable: {text}")
     return WasmqError(f"Redis at {shown} refused a command: {text}")

@@ -8,6 +8,7 @@ queue, and the decoding of what Redis answers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -129,6 +130,7 @@ def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+@functools.lru_cache(maxsize=1024)
 def check_task_type(task_type: Any) -> str:
     if not isinstance(task_type, str):
         raise InvalidTaskError(f"the task type must be a string, not {type(task_type).__name__}")
@@ -149,6 +151,7 @@ def check_task_type(task_type: Any) -> str:
     return task_type
 
 
+@functools.lru_cache(maxsize=1024)
 def check_queue(queue: Any) -> str:
     if not isinstance(queue, str):
         raise InvalidTaskError(f"the queue name must be a string, not {type(queue).__name__}")
@@ -212,6 +215,12 @@ def _unix_ms(what: str, value: When) -> int:
     return math.floor(seconds * 1000)
 
 
+#: Compact JSON, as serde_json writes it; NaN and infinities refused.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: A JSON string.
+_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -230,7 +239,7 @@ def payload_text(payload: Any, payload_json: Optional[str], task_type: str) -> s
             ) from None
         return payload_json.strip(" \t\n\r")
     try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _compact(payload)
     except (TypeError, ValueError) as err:
         raise InvalidTaskError(
             f"the payload of a {task_type!r} task does not encode as JSON: {err}"
@@ -339,9 +348,9 @@ def prepare(task: Task, max_payload_bytes: int) -> Prepared:
     task_id = task.id if task.id is not None else str(uuid.uuid4())
 
     parts = [
-        '{"id":', json.dumps(task_id, ensure_ascii=False),
-        ',"type":', json.dumps(task_type, ensure_ascii=False),
-        ',"queue":', json.dumps(queue, ensure_ascii=False),
+        '{"id":', _string(task_id),
+        ',"type":', _string(task_type),
+        ',"queue":', _string(queue),
         ',"payload":', payload,
         ',"max_retry":', str(max_retry),
     ]
@@ -351,7 +360,7 @@ def prepare(task: Task, max_payload_bytes: int) -> Prepared:
         parts += [',"deadline_ms":', str(deadline_ms)]
     parts += [',"retention_ms":', str(retention_ms)]
     if lock is not None:
-        parts += [',"unique_key":', json.dumps(lock, ensure_ascii=False)]
+        parts += [',"unique_key":', _string(lock)]
     parts += [',"enqueued_at_ms":', str(math.floor(time.time() * 1000)), "}"]
     message = "".join(parts)
     args = (
