@@ -696,15 +696,7 @@ fn the_python_client_installs_with_pip_and_enqueues() {
     // `pip install ./clients/python`, into a directory of its own (the
     // package's one dependency, redis-py, is already installed).
     let installed = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-        ])
+        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
         .arg(target.path())
         .arg("./clients/python")
         .current_dir(repo())

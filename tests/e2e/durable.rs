@@ -90,7 +90,20 @@ async fn a_durable_enqueue_survives_its_master_killed_right_after() {
             || async { setup.master_port() != old_master },
         )
         .await;
-        let reader = Client::connect(&url).await.expect("the new master answers");
+        // The promoted replica answers once the Sentinels agree on it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let reader = loop {
+            if let Ok(client) = Client::connect(&url).await
+                && client.broker().queue_counts("default").await.is_ok()
+            {
+                break client;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{client}: the new master did not answer"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         let counts = reader
             .broker()
             .queue_counts("default")

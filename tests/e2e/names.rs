@@ -76,7 +76,10 @@ async fn every_wasmq_connection_says_what_it_is_in_client_list() {
             .expect("node runs"),
     );
     env.wait_for_workers(1).await;
-    let worker_id = env.broker().servers().await.expect("servers")[0].clone();
+    let server: serde_json::Value =
+        serde_json::from_str(&env.broker().servers().await.expect("servers")[0])
+            .expect("a heartbeat is JSON");
+    let worker_id = server["id"].as_str().expect("an id").to_string();
     let expected = [
         format!("wasmq:worker:{worker_id}"),
         "wasmq:cli:dashboard".to_string(),
@@ -84,17 +87,21 @@ async fn every_wasmq_connection_says_what_it_is_in_client_list() {
         "wasmq:client:python:".to_string(),
         "wasmq:client:node:".to_string(),
     ];
-    wait_until(
-        Duration::from_secs(30),
-        "every wasmq connection to be named",
-        || async {
-            let seen = names(port);
-            expected
-                .iter()
-                .all(|name| seen.iter().any(|seen| seen.starts_with(name.as_str())))
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = names(port);
+        if expected
+            .iter()
+            .all(|name| seen.iter().any(|seen| seen.starts_with(name.as_str())))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected connections named {expected:?}, CLIENT LIST has {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let seen = names(port);
     assert!(
         seen.iter()

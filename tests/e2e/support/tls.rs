@@ -33,14 +33,14 @@ impl Certs {
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
         let other = authority("some other CA");
         std::fs::write(dir.path().join("other-ca.pem"), other.pem()).unwrap();
-        let leaf = |name: &str, purpose: ExtendedKeyUsagePurpose, years: (i32, i32)| {
+        let leaf = |name: &str, purposes: &[ExtendedKeyUsagePurpose], years: (i32, i32)| {
             let mut params =
                 CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                     .expect("valid names");
             params
                 .distinguished_name
                 .push(DnType::CommonName, format!("wasmq test {name}"));
-            params.extended_key_usages = vec![purpose];
+            params.extended_key_usages = purposes.to_vec();
             params.key_usages = vec![
                 KeyUsagePurpose::DigitalSignature,
                 KeyUsagePurpose::KeyEncipherment,
@@ -52,9 +52,19 @@ impl Certs {
             std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).unwrap();
             std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
         };
-        leaf("server", ExtendedKeyUsagePurpose::ServerAuth, (2020, 2200));
-        leaf("expired", ExtendedKeyUsagePurpose::ServerAuth, (2019, 2020));
-        leaf("client", ExtendedKeyUsagePurpose::ClientAuth, (2020, 2200));
+        // Servers present their certificate as clients too (the cluster
+        // bus, replication, Sentinels monitoring over TLS).
+        let server = [
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        leaf("server", &server, (2020, 2200));
+        leaf("expired", &server, (2019, 2020));
+        leaf(
+            "client",
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+            (2020, 2200),
+        );
         Certs { dir }
     }
 
