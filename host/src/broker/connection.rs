@@ -134,7 +134,7 @@ impl TlsOptions {
 #[derive(Clone)]
 pub enum Target {
     /// One server.
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     /// A cluster, and clients for its seed nodes (for pub/sub).
     Cluster(Arc<ClusterClient>, Vec<redis::Client>),
     /// A master found through Sentinels.
@@ -289,7 +289,7 @@ impl Target {
                 Ok(Target::Sentinel(Arc::new(config)))
             }
             "redis" | "rediss" => single_client(url, &certificates, tls.skip_hostname_check)
-                .map(Target::Single)
+                .map(|client| Target::Single(Box::new(client)))
                 .map_err(|err| invalid(err.to_string())),
             other => Err(invalid(format!("unknown scheme {other}://"))),
         }
@@ -299,7 +299,7 @@ impl Target {
     pub async fn connect(&self, name: Option<&str>) -> Result<Connection, redis::RedisError> {
         match self {
             Target::Single(client) => {
-                let conn = Reconnecting::new(Source::Server(client.clone()), name);
+                let conn = Reconnecting::new(Source::Server(client.as_ref().clone()), name);
                 // Fail now if Redis does not answer.
                 conn.connection().await?;
                 Ok(Connection::Single(Arc::new(conn)))
@@ -332,7 +332,7 @@ impl Target {
     /// in turn, or the current master.
     pub fn pubsub(&self) -> Result<Arc<PubSubClients>, redis::RedisError> {
         let clients = match self {
-            Target::Single(client) => vec![client.clone()],
+            Target::Single(client) => vec![client.as_ref().clone()],
             Target::Cluster(_, seeds) => seeds.clone(),
             Target::Sentinel(config) => {
                 return Ok(Arc::new(PubSubClients {
