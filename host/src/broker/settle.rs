@@ -451,4 +451,62 @@ mod tests {
             .unwrap();
         assert_eq!((owners, attempts), (101, 651));
     }
+
+    #[tokio::test]
+    async fn a_durable_settle_records_first_then_says_how_many_replicas_have_it() {
+        let (_redis, client) = start().await;
+        let broker = client.broker();
+        enqueue(
+            &client,
+            vec![
+                NewTask::new("echo", "{}").unwrap().id("a"),
+                NewTask::new("echo", "{}").unwrap().id("b"),
+            ],
+        )
+        .await;
+        let mine = lease(broker, 2, "me").await;
+        let complete = Settlement::Complete {
+            result: b"done".to_vec(),
+        };
+        let settles: Vec<Settle<'_>> = mine
+            .iter()
+            .map(|task| Settle::of(&task.message, "me", &complete))
+            .collect();
+        // A server with no replica: WAIT answers 0 once its timeout passes.
+        let wait = WaitReplicas {
+            replicas: 1,
+            timeout: Duration::from_millis(50),
+        };
+        let (answers, shortfall) = broker
+            .settle_durably("default", &settles, limits(), wait)
+            .await
+            .unwrap();
+        assert!(refused(&answers).is_empty(), "both recorded");
+        match shortfall {
+            Some(Error::NotReplicated {
+                wanted: 1,
+                acknowledged: 0,
+                ..
+            }) => {}
+            other => panic!("the shortfall is reported: {other:?}"),
+        }
+        for id in ["a", "b"] {
+            assert_eq!(
+                state(&client, id).await.0,
+                TaskState::Completed,
+                "{id} is completed on the master all the same"
+            );
+        }
+        // Without replicas to wait for, nothing falls short.
+        let none = WaitReplicas {
+            replicas: 0,
+            timeout: Duration::from_millis(50),
+        };
+        let (answers, shortfall) = broker
+            .settle_durably("default", &settles, limits(), none)
+            .await
+            .unwrap();
+        assert_eq!(refused(&answers), [0, 1], "already settled: refused");
+        assert!(shortfall.is_none(), "{shortfall:?}");
+    }
 }
