@@ -642,6 +642,47 @@ fn the_clients_ship_the_hosts_scripts() {
         "{}",
         String::from_utf8_lossy(&node.stderr)
     );
+
+    // The same script text is not enough: the clients must also pass the
+    // queue's keys the host passes, in its order (prelude.lua lists them).
+    let prelude = std::fs::read_to_string(scripts.join("prelude.lua")).unwrap();
+    let hosts: Vec<&str> = prelude
+        .lines()
+        .filter(|line| line.starts_with("-- KEYS["))
+        .filter_map(|line| line.split("wasmq:{<queue>}:").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        hosts.len(),
+        17,
+        "prelude.lua lists a queue's keys: {hosts:?}"
+    );
+    let python = Command::new("python3")
+        .args([
+            "-c",
+            "from wasmq._protocol import QUEUE_PARTS; print(' '.join(QUEUE_PARTS))",
+        ])
+        .env("PYTHONPATH", repo().join("clients/python/src"))
+        .output()
+        .expect("python3 runs");
+    let node = Command::new("node")
+        .args([
+            "--input-type=module",
+            "-e",
+            "import { QUEUE_PARTS } from './clients/node/dist/protocol.js'; console.log(QUEUE_PARTS.join(' '))",
+        ])
+        .current_dir(repo())
+        .output()
+        .expect("node runs");
+    for (client, output) in [("python", python), ("node", node)] {
+        let parts = String::from_utf8_lossy(&output.stdout).to_string();
+        assert_eq!(
+            parts.split_whitespace().collect::<Vec<_>>(),
+            hosts,
+            "the {client} client's queue keys differ from prelude.lua's: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]
