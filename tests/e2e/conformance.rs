@@ -18,8 +18,8 @@ use wasmq::Error as BrokerError;
 use wasmq::{Client, NewTask};
 use wasmq_testkit::{ECHO_COMPONENT, FLAKY_COMPONENT, PluginDir, WasmqProcess};
 
-use crate::support::WASMQ;
 use crate::support::cluster::RedisCluster;
+use crate::support::{WASMQ, WORKER_STARTED};
 use wasmq::dev::RedisServer;
 
 /// The repository's root.
@@ -488,7 +488,8 @@ impl World {
     }
 }
 
-/// Starts a worker serving every case queue, with `extra` arguments.
+/// Starts a worker serving every case queue, with `extra` arguments;
+/// returns once it serves (or has exited).
 pub fn start_worker(url: &str, plugins: &Path, extra: &[&str]) -> WasmqProcess {
     let queues: Vec<String> = cases()["queues"]
         .as_array()
@@ -505,7 +506,9 @@ pub fn start_worker(url: &str, plugins: &Path, extra: &[&str]) -> WasmqProcess {
         .args(["--queues", &queues.join(",")])
         .args(["--concurrency", "20", "--no-scheduler"])
         .args(extra);
-    WasmqProcess::spawn(command)
+    let mut worker = WasmqProcess::spawn(command);
+    worker.wait_ready_blocking(WORKER_STARTED, Duration::from_secs(120));
+    worker
 }
 
 /// Runs every flavour, each on a fresh world, and checks each report and

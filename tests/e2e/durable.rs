@@ -12,7 +12,7 @@ use wasmq_testkit::{ECHO_COMPONENT, PluginDir};
 
 use crate::conformance::repo;
 use crate::support::sentinel::SentinelSetup;
-use crate::support::{WASMQ, WasmqProcess, stderr, wait_until};
+use crate::support::{WASMQ, WORKER_STARTED, WasmqProcess, stderr, wait_until};
 
 /// Tasks each client enqueues before the master is killed.
 const TASKS: usize = 300;
@@ -163,7 +163,8 @@ async fn a_worker_asked_to_waits_for_a_replica_before_a_completion_counts() {
             "300ms",
             "--no-scheduler",
         ]);
-    let worker = WasmqProcess::spawn(command);
+    let mut worker = WasmqProcess::spawn(command);
+    worker.wait_ready_blocking(WORKER_STARTED, Duration::from_secs(120));
     let client = Client::connect(&url).await.expect("Redis answers");
     let run = |id: &'static str| {
         let client = client.clone();
