@@ -244,6 +244,9 @@ async fn a_wrong_ca_an_expired_certificate_or_no_client_certificate_is_refused_s
             seen.contains("not signed by a CA") && !seen.contains("connected"),
             "{who} with the wrong CA: {seen}"
         );
+        if *who == "cli" {
+            assert!(seen.contains("--tls-ca"), "the CLI names its flag: {seen}");
+        }
     }
     for (who, seen) in
         ["cli", "python", "node"]
@@ -267,7 +270,7 @@ async fn a_wrong_ca_an_expired_certificate_or_no_client_certificate_is_refused_s
     }
     let [cli, ..] = refusals(&strict.url(), &certs, "ca.pem", false);
     assert!(
-        cli.contains("requires a client certificate") || cli.contains("--tls-cert"),
-        "the CLI without a client certificate: {cli}"
+        cli.contains("requires a client certificate") && cli.contains("--tls-cert"),
+        "the CLI without a client certificate says so and names its flags: {cli}"
     );
 }
