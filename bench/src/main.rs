@@ -35,7 +35,11 @@
 //!
 //! `idle`: the commands per second that idle workers send Redis (`INFO
 //! commandstats` deltas), 10 worker processes × 50 empty queues by default.
+//!
+//! `clients`: the bulk-enqueue rate of the Rust, Python and Node clients
+//! beside Celery's `apply_async` and BullMQ's `addBulk`, on one redis-server.
 
+mod clients;
 mod compare;
 mod cron;
 mod drain;
@@ -71,6 +75,8 @@ enum Bench {
     Sandbox(sandbox::SandboxArgs),
     /// Commands per second idle workers send Redis.
     Idle(idle::IdleArgs),
+    /// Bulk-enqueue rate of each wasmq client beside Celery and BullMQ.
+    Clients(clients::ClientsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Sandbox(args) => sandbox::run(&args).await?,
         Bench::Hostile(args) => hostile::run(&args).await?,
         Bench::Idle(args) => idle::run(&args).await?,
+        Bench::Clients(args) => clients::run(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,

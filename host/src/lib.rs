@@ -10,7 +10,10 @@ tasks or to embed a worker.
 
 # Brief overview
 - [`Client`] and [`NewTask`] enqueue (one task or a batch) and read tasks
-  back ([`TaskInfo`]); they speak to Redis through a [`Broker`].
+  back ([`TaskInfo`]); they speak to Redis through a [`Broker`]: one
+  server, a Cluster or a Sentinel-watched master, over TLS with
+  [`TlsOptions`], every connection named, and enqueues that wait for
+  replicas with [`WaitReplicas`] (all in [`ConnectOptions`]).
 - [`Worker::builder`] starts from a [`Broker`] and adds what a worker
   serves: a plugin directory, the plugin registry, native handlers, a
   metrics endpoint, a cron scheduler replica. `wasmq worker` runs this same
@@ -86,8 +89,9 @@ mod worker;
 pub mod cli;
 
 pub use broker::{
-    ArchiveLimits, Broker, Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued,
-    Error, NewTask, QueueCounts, TaskInfo,
+    ArchiveLimits, Broker, Client, ConnectOptions, DEFAULT_MAX_RETRY, DEFAULT_QUEUE,
+    DEFAULT_RETENTION, Enqueued, Error, NewTask, QueueCounts, TaskInfo, TlsFailure, TlsOptions,
+    WaitReplicas,
 };
 pub use ops::metrics::Metrics;
 pub use scheduler::{Cron, CronEntry, MisfirePolicy, SchedulerConfig, TickOutcome, TickRecord};

@@ -38,3 +38,11 @@ mod faults;
 mod cluster;
 // Bad input gets an error that names the problem.
 mod errors;
+// The Rust, Python and Node clients run the same cases against real workers.
+mod conformance;
+// TLS for one server, a Cluster and Sentinels; refused certificates named.
+mod tls;
+// Durable enqueues and completions wait for replicas.
+mod durable;
+// Connections are named in CLIENT LIST.
+mod names;

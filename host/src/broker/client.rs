@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::keys::validate_queue_name;
 use super::scripts::SCRIPTS;
-use super::{Broker, Error, QueueCounts, TaskInfo, invocation, millis};
+use super::{Broker, ConnectOptions, Error, QueueCounts, TaskInfo, invocation, millis};
 use crate::task::{
     ConcurrencyLimit, Lineage, MAX_JSON_DEPTH, TaskMessage, TaskState, WhenBusy, check_duration,
     check_time, json_depth,
@@ -347,9 +347,22 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the Redis at `url`.
+    /// Connects to the Redis at `url`, naming its connections
+    /// `wasmq:client:rust:<host>:<pid>`.
     pub async fn connect(url: &str) -> Result<Client, Error> {
-        Ok(Client::new(Broker::connect(url).await?))
+        Client::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects to the Redis at `url` with options: TLS, a connection name
+    /// (default `wasmq:client:rust:<host>:<pid>`), and
+    /// [`wait_replicas`](ConnectOptions::wait_replicas), which makes every
+    /// enqueue return only once that many replicas have it.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client, Error> {
+        let mut options = options.clone();
+        if options.name.is_none() {
+            options.name = Some(default_connection_name());
+        }
+        Ok(Client::new(Broker::connect_with(url, &options).await?))
     }
 
     /// A client sharing an existing connection.
@@ -464,7 +477,10 @@ impl Client {
                 invocation.arg(arg);
             }
         }
-        let replies: Vec<Vec<Value>> = self.broker.run(queue, None, &invocation).await?;
+        let (replies, shortfall): (Vec<Vec<Value>>, _) = match self.broker.wait_replicas() {
+            Some(wait) => self.broker.run_durable(queue, &invocation, wait).await?,
+            None => (self.broker.run(queue, None, &invocation).await?, None),
+        };
         if replies.len() != chunk.len() {
             return Err(Error::Corrupt(format!(
                 "enqueue on {queue:?} answered {} of {} tasks",
@@ -475,7 +491,14 @@ impl Client {
         Ok(chunk
             .iter()
             .zip(replies)
-            .map(|((_, message, _), reply)| decode_enqueue_reply(message, reply))
+            .map(|((_, message, _), reply)| {
+                // An accepted task that replicas did not confirm in time is
+                // reported as such: it is on the master.
+                match (decode_enqueue_reply(message, reply), &shortfall) {
+                    (Ok(_), Some(err)) => Err(err.clone()),
+                    (outcome, _) => outcome,
+                }
+            })
             .collect())
     }
 
@@ -522,6 +545,15 @@ fn decode_enqueue_reply(message: &TaskMessage, reply: Vec<Value>) -> Result<Task
         }
         other => Err(Error::Corrupt(format!("enqueue answered {other:?}"))),
     }
+}
+
+/// `wasmq:client:rust:<host>:<pid>`: the name a [`Client`]'s connections
+/// carry unless told otherwise.
+fn default_connection_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("wasmq:client:rust:{host}:{}", std::process::id())
 }
 
 /// A time as unix milliseconds.

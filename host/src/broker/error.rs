@@ -11,7 +11,7 @@ use crate::task::TaskState;
 pub enum Error {
     /// The Redis URL could not be parsed.
     #[error(
-        "invalid Redis URL {url:?}: {reason}; expected redis://[:PASSWORD@]HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,… or redis+sentinel://HOST:PORT,…/MASTER"
+        "invalid Redis URL {url:?}: {reason}; expected redis://[:PASSWORD@]HOST[:PORT][/DB], redis+cluster://HOST:PORT,HOST:PORT,… or redis+sentinel://HOST:PORT,…/MASTER (rediss:// and rediss+… for TLS)"
     )]
     InvalidUrl {
         /// The URL, with any password hidden.
@@ -50,6 +50,36 @@ pub enum Error {
         /// True when no password was given (`NOAUTH`); false when the one
         /// given was refused (`WRONGPASS`).
         missing: bool,
+    },
+
+    /// A TLS connection could not be made: the server's certificate was
+    /// refused (say why), or the TLS options are unusable.
+    #[error("TLS connection to Redis at {url} failed: {problem}")]
+    Tls {
+        /// The URL, with any password hidden.
+        url: String,
+        /// Which kind of failure it is.
+        kind: TlsFailure,
+        /// What went wrong and what to do about it.
+        problem: String,
+    },
+
+    /// A write reached the master but fewer replicas than asked for
+    /// acknowledged it in time ([`WaitReplicas`](super::WaitReplicas)): it
+    /// is in Redis, but a failover now could lose it.
+    #[error(
+        "the write is on the master of {url} but only {acknowledged} of the {wanted} replica(s) asked for acknowledged it within {}: a failover now could lose it; check the replicas (`INFO replication`), or wait for fewer replicas or longer",
+        humantime::format_duration(*timeout)
+    )]
+    NotReplicated {
+        /// The URL, with any password hidden.
+        url: String,
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that acknowledged the write.
+        acknowledged: u32,
+        /// How long the wait lasted.
+        timeout: Duration,
     },
 
     /// Redis answered with an error.
@@ -158,6 +188,29 @@ pub enum Error {
     Corrupt(String),
 }
 
+/// What kind of TLS failure an [`Error::Tls`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate is signed by no CA this client trusts.
+    UnknownIssuer,
+    /// The server's certificate has expired.
+    Expired,
+    /// The server's certificate is not valid yet.
+    NotValidYet,
+    /// The server's certificate does not name the host connected to.
+    WrongName,
+    /// The server requires a client certificate, and none was given.
+    ClientCertificateRequired,
+    /// The server's certificate was refused for another reason.
+    Refused,
+    /// The server does not speak TLS there.
+    NotTls,
+    /// A certificate, key or CA file cannot be read, or a client
+    /// certificate was given without its key (or the other way round).
+    Files,
+}
+
 impl Error {
     /// True when Redis refused a write because it is at its memory limit:
     /// retrying once memory is freed may succeed.
@@ -215,6 +268,9 @@ impl Error {
 fn refusal(url: &str, source: &redis::RedisError) -> Option<Error> {
     let text = source.to_string();
     let url = url.to_string();
+    if let Some((kind, problem)) = super::tls::explain(&text) {
+        return Some(Error::Tls { url, kind, problem });
+    }
     if is_oom(source) || text.contains("OOM command not allowed") {
         return Some(Error::OutOfMemory { url });
     }

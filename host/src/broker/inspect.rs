@@ -199,13 +199,27 @@ impl Broker {
             return self.task_info(queue, id).await;
         }
         let queues = self.queues().await?;
-        let mut pipe = redis::pipe();
-        for queue in &queues {
-            pipe.hexists(self.queue_keys(queue).state(), id);
-        }
         let found: Vec<bool> = if queues.is_empty() {
             Vec::new()
+        } else if self.is_cluster() {
+            // Each queue lives in a slot of its own: no pipeline spans them.
+            let mut found = Vec::with_capacity(queues.len());
+            for queue in &queues {
+                found.push(
+                    self.query(
+                        redis::cmd("HEXISTS")
+                            .arg(self.queue_keys(queue).state())
+                            .arg(id),
+                    )
+                    .await?,
+                );
+            }
+            found
         } else {
+            let mut pipe = redis::pipe();
+            for queue in &queues {
+                pipe.hexists(self.queue_keys(queue).state(), id);
+            }
             self.query_pipeline(&pipe).await?
         };
         let holders: Vec<&String> = queues

@@ -19,6 +19,7 @@ mod admin;
 mod client;
 pub mod connection;
 pub mod cron;
+mod durable;
 mod error;
 pub mod fleet;
 mod inspect;
@@ -30,6 +31,7 @@ mod notify;
 pub mod registry;
 mod scripts;
 mod settle;
+mod tls;
 pub mod topology;
 
 use std::collections::HashMap;
@@ -41,7 +43,9 @@ use redis::{Script, ScriptInvocation, Value};
 pub use admin::BulkAction;
 pub(crate) use client::unix_ms;
 pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued, NewTask};
-pub use error::Error;
+pub use connection::{ConnectOptions, TlsOptions};
+pub use durable::WaitReplicas;
+pub use error::{Error, TlsFailure};
 pub use inspect::{QueueCounts, TaskInfo};
 pub use keys::QueueKeys;
 pub use notify::{QueueEvent, listen, subscribe};
@@ -137,20 +141,38 @@ struct Inner {
     cluster: bool,
     /// The URL with any password hidden, for messages.
     url: String,
+    /// Where Redis is, to open the durable connection.
+    target: connection::Target,
+    /// The options connections were opened with.
+    options: ConnectOptions,
+    /// The connection durable writes (a script, then `WAIT`) go through,
+    /// opened on the first one.
+    durable: tokio::sync::OnceCell<connection::Connection>,
     /// Key names per queue, built once.
     keys: RwLock<HashMap<String, Arc<QueueKeys>>>,
 }
 
 impl Broker {
-    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`).
+    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`;
+    /// see [`Broker::connect_with`] for the others).
     ///
     /// Fails at once with [`Error::Unreachable`] if Redis does not answer;
     /// once connected, the connection comes back by itself after outages.
     pub async fn connect(url: &str) -> Result<Broker, Error> {
+        Broker::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects to the Redis at `url` with options: TLS material, the name
+    /// connections carry in `CLIENT LIST`, and whether enqueues wait for
+    /// replicas. URLs are
+    /// `redis[s]://[:PASSWORD@]HOST[:PORT][/DB]`,
+    /// `redis[s]+cluster://[:PASSWORD@]HOST:PORT,…` or
+    /// `redis[s]+sentinel://[:PASSWORD@]HOST:PORT,…/MASTER`.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Broker, Error> {
         let shown = redact(url);
-        let target = connection::Target::parse(url, &shown)?;
+        let target = connection::Target::parse(url, &shown, &options.tls)?;
         let conn = target
-            .connect()
+            .connect(options.name.as_deref())
             .await
             .map_err(|source| Error::connecting(&shown, source))?;
         let pubsub = target
@@ -162,6 +184,9 @@ impl Broker {
                 pubsub,
                 cluster: target.is_cluster(),
                 url: shown,
+                target,
+                options: options.clone(),
+                durable: tokio::sync::OnceCell::new(),
                 keys: RwLock::new(HashMap::new()),
             }),
         })
@@ -201,6 +226,37 @@ impl Broker {
 
     fn conn(&self) -> connection::Connection {
         self.inner.conn.clone()
+    }
+
+    /// The connection of durable writes, opened on first use.
+    async fn durable_conn(&self) -> Result<connection::Connection, Error> {
+        self.inner
+            .durable
+            .get_or_try_init(|| async {
+                // Opening a connection is a deeply nested future; behind a
+                // `dyn` it does not make every future that may write
+                // durably (an enqueue, a settle) too deep for the compiler
+                // to prove it `Send` in callers' crates.
+                let opening: std::pin::Pin<
+                    Box<
+                        dyn Future<Output = Result<connection::Connection, redis::RedisError>>
+                            + Send
+                            + '_,
+                    >,
+                > = Box::pin(
+                    self.inner
+                        .target
+                        .connect(self.inner.options.name.as_deref()),
+                );
+                opening.await.map_err(|err| self.redis_error(err))
+            })
+            .await
+            .cloned()
+    }
+
+    /// How many replicas enqueues wait for, if any.
+    pub(crate) fn wait_replicas(&self) -> Option<WaitReplicas> {
+        self.inner.options.wait_replicas
     }
 
     fn redis_error(&self, err: redis::RedisError) -> Error {

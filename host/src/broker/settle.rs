@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
+use redis::ScriptInvocation;
+
 use super::scripts::SCRIPTS;
-use super::{ArchiveLimits, Broker, Error, invocation, millis};
+use super::{ArchiveLimits, Broker, Error, QueueKeys, WaitReplicas, invocation, millis};
 use crate::task::{ErrorRecord, TaskMessage};
 
 /// What to record for a leased task.
@@ -110,53 +112,91 @@ impl Broker {
         limits: SettleLimits,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         let keys = self.queue_keys(queue);
-        let mut call = invocation(&SCRIPTS.settle, &keys);
-        call.arg(limits.result_budget)
-            .arg(limits.archive.max_size)
-            .arg(millis(limits.archive.max_age));
-        for settle in settlements {
-            call.arg(settle.settlement.kind())
-                .arg(settle.id)
-                .arg(settle.owner);
-            let unique_key = settle.unique_key.unwrap_or("");
-            match settle.settlement {
-                Settlement::Complete { result } => {
-                    call.arg(settle.retention_ms).arg(result).arg(unique_key);
-                }
-                Settlement::Retry { delay, error } => {
-                    call.arg(millis(*delay)).arg(encode_error(error)).arg("");
-                }
-                Settlement::Archive { error } => {
-                    call.arg("").arg(encode_error(error)).arg(unique_key);
-                }
-                Settlement::Postpone { delay, note } => {
-                    call.arg(millis(*delay)).arg(encode_error(note)).arg("");
-                }
-                Settlement::Requeue => {
-                    call.arg("").arg("").arg("");
-                }
+        let call = settle_call(&keys, settlements, limits);
+        let answers: Vec<i64> = self.run(queue, None, &call).await?;
+        per_settlement(queue, settlements, answers)
+    }
+
+    /// As [`Broker::settle`], then `WAIT` for `wait.replicas` replicas, in
+    /// one pipeline on the durable connection (`durable.rs`), so that the
+    /// settlements (and every write before them) are on the replicas when
+    /// this returns. Also returns the [`Error::NotReplicated`] that says so
+    /// when fewer replicas acknowledged them in time; they are recorded on
+    /// the master either way.
+    pub(crate) async fn settle_durably(
+        &self,
+        queue: &str,
+        settlements: &[Settle<'_>],
+        limits: SettleLimits,
+        wait: WaitReplicas,
+    ) -> Result<(Vec<Result<(), Error>>, Option<Error>), Error> {
+        let keys = self.queue_keys(queue);
+        let call = settle_call(&keys, settlements, limits);
+        let (answers, shortfall) = self.run_durable(queue, &call, wait).await?;
+        Ok((per_settlement(queue, settlements, answers)?, shortfall))
+    }
+}
+
+/// The `settle.lua` call that records `settlements`.
+fn settle_call(
+    keys: &QueueKeys,
+    settlements: &[Settle<'_>],
+    limits: SettleLimits,
+) -> ScriptInvocation<'static> {
+    let mut call = invocation(&SCRIPTS.settle, keys);
+    call.arg(limits.result_budget)
+        .arg(limits.archive.max_size)
+        .arg(millis(limits.archive.max_age));
+    for settle in settlements {
+        call.arg(settle.settlement.kind())
+            .arg(settle.id)
+            .arg(settle.owner);
+        let unique_key = settle.unique_key.unwrap_or("");
+        match settle.settlement {
+            Settlement::Complete { result } => {
+                call.arg(settle.retention_ms).arg(result).arg(unique_key);
+            }
+            Settlement::Retry { delay, error } => {
+                call.arg(millis(*delay)).arg(encode_error(error)).arg("");
+            }
+            Settlement::Archive { error } => {
+                call.arg("").arg(encode_error(error)).arg(unique_key);
+            }
+            Settlement::Postpone { delay, note } => {
+                call.arg(millis(*delay)).arg(encode_error(note)).arg("");
+            }
+            Settlement::Requeue => {
+                call.arg("").arg("").arg("");
             }
         }
-        let answers: Vec<i64> = self.run(queue, None, &call).await?;
-        if answers.len() != settlements.len() {
-            return Err(Error::Corrupt(format!(
-                "settle on {queue:?} answered {} times for {} tasks",
-                answers.len(),
-                settlements.len()
-            )));
-        }
-        Ok(settlements
-            .iter()
-            .zip(answers)
-            .map(|(settle, answer)| match answer {
-                1 => Ok(()),
-                _ => Err(Error::LeaseLost {
-                    queue: queue.to_string(),
-                    id: settle.id.to_string(),
-                }),
-            })
-            .collect())
     }
+    call
+}
+
+/// `settle.lua`'s answers (1: recorded, 0: not held), one per settlement.
+fn per_settlement(
+    queue: &str,
+    settlements: &[Settle<'_>],
+    answers: Vec<i64>,
+) -> Result<Vec<Result<(), Error>>, Error> {
+    if answers.len() != settlements.len() {
+        return Err(Error::Corrupt(format!(
+            "settle on {queue:?} answered {} times for {} tasks",
+            answers.len(),
+            settlements.len()
+        )));
+    }
+    Ok(settlements
+        .iter()
+        .zip(answers)
+        .map(|(settle, answer)| match answer {
+            1 => Ok(()),
+            _ => Err(Error::LeaseLost {
+                queue: queue.to_string(),
+                id: settle.id.to_string(),
+            }),
+        })
+        .collect())
 }
 
 fn encode_error(error: &ErrorRecord) -> String {
@@ -410,5 +450,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((owners, attempts), (101, 651));
+    }
+
+    #[tokio::test]
+    async fn a_durable_settle_records_first_then_says_how_many_replicas_have_it() {
+        let (_redis, client) = start().await;
+        let broker = client.broker();
+        enqueue(
+            &client,
+            vec![
+                NewTask::new("echo", "{}").unwrap().id("a"),
+                NewTask::new("echo", "{}").unwrap().id("b"),
+            ],
+        )
+        .await;
+        let mine = lease(broker, 2, "me").await;
+        let complete = Settlement::Complete {
+            result: b"done".to_vec(),
+        };
+        let settles: Vec<Settle<'_>> = mine
+            .iter()
+            .map(|task| Settle::of(&task.message, "me", &complete))
+            .collect();
+        // A server with no replica: WAIT answers 0 once its timeout passes.
+        let wait = WaitReplicas {
+            replicas: 1,
+            timeout: Duration::from_millis(50),
+        };
+        let (answers, shortfall) = broker
+            .settle_durably("default", &settles, limits(), wait)
+            .await
+            .unwrap();
+        assert!(refused(&answers).is_empty(), "both recorded");
+        match shortfall {
+            Some(Error::NotReplicated {
+                wanted: 1,
+                acknowledged: 0,
+                ..
+            }) => {}
+            other => panic!("the shortfall is reported: {other:?}"),
+        }
+        for id in ["a", "b"] {
+            assert_eq!(
+                state(&client, id).await.0,
+                TaskState::Completed,
+                "{id} is completed on the master all the same"
+            );
+        }
+        // Without replicas to wait for, nothing falls short.
+        let none = WaitReplicas {
+            replicas: 0,
+            timeout: Duration::from_millis(50),
+        };
+        let (answers, shortfall) = broker
+            .settle_durably("default", &settles, limits(), none)
+            .await
+            .unwrap();
+        assert_eq!(refused(&answers), [0, 1], "already settled: refused");
+        assert!(shortfall.is_none(), "{shortfall:?}");
     }
 }

@@ -113,6 +113,10 @@ struct Tally {
     /// Set when Redis went away, is out of memory or refused the password:
     /// the remaining lines were not sent.
     unreachable: Option<broker::Error>,
+    /// Tasks accepted by the master that fewer replicas than asked for
+    /// confirmed (--wait-replicas), and the first such error.
+    unreplicated: u64,
+    unreplicated_error: Option<broker::Error>,
 }
 
 impl Tally {
@@ -134,6 +138,11 @@ impl Tally {
     ) {
         match outcome {
             Ok(_) => self.accepted += 1,
+            Err(err @ broker::Error::NotReplicated { .. }) => {
+                self.accepted += 1;
+                self.unreplicated += 1;
+                self.unreplicated_error.get_or_insert(err);
+            }
             Err(err)
                 if err.is_unreachable()
                     || matches!(
@@ -168,7 +177,7 @@ pub(crate) async fn run(args: &EnqueueArgs, file: &Path) -> Result<(), Failure> 
         let size = opened.metadata().ok().map(|meta| meta.len());
         (Box::new(opened), size)
     };
-    let client = Client::connect(&args.redis.url).await?;
+    let client = args.client().await?;
     let progress = progress_bar(size);
 
     let mut tally = Tally::default();
@@ -285,6 +294,16 @@ fn report(args: &EnqueueArgs, file: &Path, tally: &Tally) -> Result<(), Failure>
                 tally.accepted
             ),
             hint: None,
+        });
+    }
+    if let Some(err) = &tally.unreplicated_error {
+        return Err(Failure {
+            code: ExitCode::Error,
+            error: anyhow::anyhow!(
+                "{} of the accepted tasks are not confirmed by replicas: {err}",
+                tally.unreplicated
+            ),
+            hint: parse::hint(err),
         });
     }
     match (tally.invalid, tally.duplicates) {

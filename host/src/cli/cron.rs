@@ -224,7 +224,8 @@ impl SchedulingArgs {
 pub(crate) async fn run_scheduler(args: SchedulerArgs) -> Result<(), Failure> {
     args.scheduling.check()?;
     let shutdown = shutdown_on_signal();
-    let Some(broker) = connect(&args.redis.url, false, &shutdown).await? else {
+    let options = args.redis.options(super::cli_name("scheduler"));
+    let Some(broker) = connect(&args.redis.url, &options, false, &shutdown).await? else {
         return Ok(());
     };
     let mut tasks = args.scheduling.spawn(&broker, &shutdown);
@@ -239,7 +240,7 @@ pub(crate) async fn run(command: CronCommand) -> Result<(), Failure> {
         CronCommand::Ls(args) => list(args).await,
         CronCommand::History(args) => history(args).await,
         CronCommand::Rm(args) => {
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("cron").await?;
             if broker.cron_remove(&args.name).await? {
                 println!("cron entry {:?} removed", args.name);
                 Ok(())
@@ -273,7 +274,7 @@ async fn add(args: AddArgs) -> Result<(), Failure> {
     let schedule = entry
         .check()
         .map_err(|err| anyhow::anyhow!("cron entry {:?} refused: {err}", args.name))?;
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("cron").await?;
     broker
         .cron_put(&entry.name, &entry.to_json(), !args.replace)
         .await
@@ -294,7 +295,7 @@ fn time(ms: i64) -> String {
 }
 
 async fn list(args: ListArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("cron").await?;
     let entries = status::entries(&broker).await?;
     if args.json {
         format::print_json(&entries)?;
@@ -341,7 +342,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
 }
 
 async fn history(args: HistoryArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("cron").await?;
     let Some(ticks) = status::history(&broker, &args.name, args.limit).await? else {
         return Err(Failure::not_found(format!(
             "no cron entry named {:?}",

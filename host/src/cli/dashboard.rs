@@ -114,7 +114,8 @@ pub(crate) async fn start(
 /// Runs `wasmq dashboard`.
 pub(crate) async fn run(args: DashboardArgs) -> Result<(), Failure> {
     let shutdown = shutdown_on_signal();
-    let Some(broker) = connect(&args.redis.url, false, &shutdown).await? else {
+    let options = args.redis.options(super::cli_name("dashboard"));
+    let Some(broker) = connect(&args.redis.url, &options, false, &shutdown).await? else {
         return Ok(());
     };
     let (bound, server) = start(args.listen, &args.access, broker, shutdown).await?;

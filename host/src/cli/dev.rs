@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::broker::ConnectOptions;
 use crate::dev::RedisServer;
 use crate::{Client, NewTask};
 use anyhow::Context;
@@ -18,6 +19,8 @@ pub(crate) struct DevArgs {
     /// Use the Redis at URL instead of starting a private redis-server.
     #[arg(long = "redis", value_name = "URL")]
     pub(crate) redis: Option<String>,
+    #[command(flatten)]
+    pub(crate) tls: super::TlsArgs,
     /// A directory of plugins: every `*.wasm` component in it that loads is
     /// served (the others are skipped with a warning), and reloaded when
     /// its file changes.
@@ -69,7 +72,14 @@ pub(crate) async fn run(mut args: DevArgs) -> Result<(), Failure> {
             (Some(server), url)
         }
     };
-    let Some(broker) = connect(&url, false, &shutdown).await? else {
+    // Connections are named after the worker, so its id comes first.
+    let worker_id = crate::worker::default_worker_id();
+    let options = ConnectOptions {
+        name: Some(format!("wasmq:worker:{worker_id}")),
+        tls: args.tls.options(),
+        wait_replicas: None,
+    };
+    let Some(broker) = connect(&url, &options, false, &shutdown).await? else {
         return Ok(());
     };
 
@@ -97,6 +107,7 @@ pub(crate) async fn run(mut args: DevArgs) -> Result<(), Failure> {
     let worker = args
         .serve
         .builder(broker.clone(), Some(&args.plugins), true)?
+        .worker_id(worker_id)
         .build()
         .map_err(worker_error)?;
     let types = worker.task_types();

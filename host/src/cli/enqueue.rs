@@ -8,8 +8,8 @@ use crate::{Client, NewTask};
 use anyhow::Context;
 use clap::Args;
 
-use super::RedisArgs;
 use super::parse::{self, Failure};
+use super::{DurabilityArgs, RedisArgs};
 
 /// Arguments of `wasmq enqueue`.
 #[derive(Debug, Args)]
@@ -37,6 +37,8 @@ pub(crate) struct EnqueueArgs {
     pub(crate) file: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
+    #[command(flatten)]
+    pub(crate) durability: DurabilityArgs,
     /// The queue to put the task on.
     #[arg(long, short = 'q')]
     pub(crate) queue: Option<String>,
@@ -76,6 +78,14 @@ pub(crate) struct EnqueueArgs {
 }
 
 impl EnqueueArgs {
+    /// A client on these Redis options, named `wasmq:cli:enqueue`, waiting
+    /// for replicas if asked.
+    pub(crate) async fn client(&self) -> Result<Client, crate::broker::Error> {
+        let mut options = self.redis.options(super::cli_name("enqueue"));
+        options.wait_replicas = self.durability.wait_replicas();
+        Client::connect_with(&self.redis.url, &options).await
+    }
+
     /// Applies the option flags to a task.
     pub(crate) fn apply_defaults(&self, mut task: NewTask) -> NewTask {
         if let Some(queue) = &self.queue {
@@ -124,7 +134,7 @@ pub(crate) async fn run(args: EnqueueArgs) -> Result<(), Failure> {
         .queue
         .clone()
         .unwrap_or_else(|| crate::broker::DEFAULT_QUEUE.to_string());
-    let client = Client::connect(&args.redis.url).await?;
+    let client = args.client().await?;
     let enqueued = client
         .enqueue(task)
         .await

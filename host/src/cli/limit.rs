@@ -1,6 +1,5 @@
 //! `wasmq limit`: fleet-wide concurrency limits per task type.
 
-use crate::broker::Broker;
 use clap::{Args, Subcommand};
 
 use super::RedisArgs;
@@ -59,7 +58,7 @@ pub(crate) async fn run(command: LimitCommand) -> Result<(), Failure> {
             let Some(limit) = args.limit.limit(format!("type:{}", args.task_type))? else {
                 return Err(anyhow::anyhow!("give --max-running N or --singleton").into());
             };
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("limit").await?;
             broker.set_type_limit(&args.task_type, &limit).await?;
             println!(
                 "at most {} {:?} task(s) run at once from now on (workers pick this up within seconds)",
@@ -68,7 +67,7 @@ pub(crate) async fn run(command: LimitCommand) -> Result<(), Failure> {
             Ok(())
         }
         LimitCommand::Ls(args) => {
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("limit").await?;
             let mut limits: Vec<_> = broker.type_limits().await?.into_iter().collect();
             limits.sort_by(|a, b| a.0.cmp(&b.0));
             let mut rows = Vec::new();
@@ -122,7 +121,7 @@ pub(crate) async fn run(command: LimitCommand) -> Result<(), Failure> {
             Ok(())
         }
         LimitCommand::Rm(args) => {
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("limit").await?;
             if broker.remove_type_limit(&args.task_type).await? {
                 println!("the limit of {:?} is removed", args.task_type);
                 Ok(())

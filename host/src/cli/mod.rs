@@ -27,6 +27,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::broker::{Broker, ConnectOptions, TlsOptions, WaitReplicas};
+
 /// Run background tasks from Redis queues in sandboxed WebAssembly plugins.
 ///
 /// Producers enqueue tasks; workers lease them and run each in a fresh
@@ -117,9 +119,103 @@ pub(crate) struct RedisArgs {
     /// one server; redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,… for a
     /// Redis Cluster (any reachable nodes of it: the rest are discovered);
     /// redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,…/MASTER for the
-    /// master that the listed Sentinels know as MASTER.
+    /// master that the listed Sentinels know as MASTER. Over TLS: rediss://,
+    /// rediss+cluster://, rediss+sentinel:// (see the --tls-* options).
     #[arg(long = "redis", env = "WASMQ_REDIS_URL", default_value = crate::broker::DEFAULT_URL, value_name = "URL")]
     pub(crate) url: String,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+impl RedisArgs {
+    /// Connects as `wasmq:cli:<command>` (its name in `CLIENT LIST`).
+    pub(crate) async fn broker(&self, command: &str) -> Result<Broker, crate::broker::Error> {
+        Broker::connect_with(&self.url, &self.options(cli_name(command))).await
+    }
+
+    /// The connection options: these TLS settings and `name`.
+    pub(crate) fn options(&self, name: String) -> ConnectOptions {
+        ConnectOptions {
+            name: Some(name),
+            tls: self.tls.options(),
+            wait_replicas: None,
+        }
+    }
+}
+
+/// The name a CLI command's connections carry: `wasmq:cli:<command>`.
+pub(crate) fn cli_name(command: &str) -> String {
+    format!("wasmq:cli:{command}")
+}
+
+/// TLS settings for rediss://, rediss+cluster:// and rediss+sentinel://
+/// URLs (without --tls-ca, the system's trusted roots are used).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TlsArgs {
+    /// A PEM file of the CA certificate(s) that sign the Redis server's
+    /// certificate, instead of the system's trusted roots.
+    #[arg(long = "tls-ca", env = "WASMQ_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// A PEM file of this client's certificate, for a Redis that requires
+    /// client certificates (tls-auth-clients yes); with --tls-key.
+    #[arg(
+        long = "tls-cert",
+        env = "WASMQ_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM file of the private key of --tls-cert.
+    #[arg(
+        long = "tls-key",
+        env = "WASMQ_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Accept a server certificate that does not name the host connected
+    /// to (it must still be signed by a trusted CA and be valid): for
+    /// cluster or Sentinel nodes announced by addresses their certificates
+    /// do not list. The rest of the check still holds.
+    #[arg(long = "tls-skip-hostname-check", env = "WASMQ_TLS_SKIP_HOSTNAME_CHECK", value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false, num_args = 0, default_missing_value = "true")]
+    pub(crate) tls_skip_hostname_check: bool,
+}
+
+impl TlsArgs {
+    /// The library's TLS options.
+    pub(crate) fn options(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.tls_ca.clone(),
+            cert_file: self.tls_cert.clone(),
+            key_file: self.tls_key.clone(),
+            skip_hostname_check: self.tls_skip_hostname_check,
+        }
+    }
+}
+
+/// Durable writes: wait until replicas have them.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DurabilityArgs {
+    /// Return only once N replicas have the write (Redis `WAIT`), so a
+    /// failover right after cannot lose it. If fewer confirm within
+    /// --wait-timeout, the command says so (the write is on the master).
+    #[arg(long = "wait-replicas", env = "WASMQ_WAIT_REPLICAS", value_name = "N")]
+    pub(crate) wait_replicas: Option<u32>,
+    /// How long to wait for --wait-replicas.
+    #[arg(long = "wait-timeout", default_value = "5s", value_parser = parse::duration, value_name = "DURATION")]
+    pub(crate) wait_timeout: Duration,
+}
+
+impl DurabilityArgs {
+    /// The library's setting.
+    pub(crate) fn wait_replicas(&self) -> Option<WaitReplicas> {
+        self.wait_replicas
+            .filter(|replicas| *replicas > 0)
+            .map(|replicas| WaitReplicas {
+                replicas,
+                timeout: self.wait_timeout,
+            })
+    }
 }
 
 /// The per-task limits loaded plugins get when their manifests set none,

@@ -99,7 +99,7 @@ impl From<broker::Error> for Failure {
 
 /// What to do about a broker error on the command line, where the
 /// library's own words (which know no flags) cannot say it.
-fn hint(error: &broker::Error) -> Option<&'static str> {
+pub(crate) fn hint(error: &broker::Error) -> Option<&'static str> {
     match error {
         broker::Error::Unreachable { .. } | broker::Error::Auth { .. } => {
             Some("give the URL with --redis URL (or WASMQ_REDIS_URL)")
@@ -111,6 +111,24 @@ fn hint(error: &broker::Error) -> Option<&'static str> {
             Some("to remove it with its unfinished tasks, pass --force")
         }
         broker::Error::AmbiguousId { .. } => Some("pass --queue NAME"),
+        broker::Error::Tls { kind, .. } => match kind {
+            broker::TlsFailure::UnknownIssuer => {
+                Some("pass it with --tls-ca FILE (or WASMQ_TLS_CA)")
+            }
+            broker::TlsFailure::WrongName => {
+                Some("--tls-skip-hostname-check (or WASMQ_TLS_SKIP_HOSTNAME_CHECK=true) skips it")
+            }
+            broker::TlsFailure::ClientCertificateRequired => Some(
+                "pass --tls-cert FILE and --tls-key FILE (or WASMQ_TLS_CERT and WASMQ_TLS_KEY)",
+            ),
+            broker::TlsFailure::Files => {
+                Some("check the files given with --tls-ca, --tls-cert and --tls-key")
+            }
+            _ => None,
+        },
+        broker::Error::NotReplicated { .. } => {
+            Some("wait for fewer replicas (--wait-replicas) or longer (--wait-timeout)")
+        }
         _ => None,
     }
 }

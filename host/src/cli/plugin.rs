@@ -1,7 +1,6 @@
 //! `wasmq plugin`: deploy plugins to the fleet, roll them back, remove
 //! them, see where they run and what they did.
 
-use crate::broker::Broker;
 use crate::ops::stats;
 use clap::{Args, Subcommand};
 
@@ -118,7 +117,7 @@ pub(crate) async fn run(command: PluginCommand) -> Result<(), Failure> {
         PluginCommand::History(args) => return super::plugin_deploy::history(args).await,
         PluginCommand::Stats(args) => args,
     };
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("plugin").await?;
     let mut all: Vec<_> = broker.plugin_stats().await?.into_iter().collect();
     all.sort_by(|a, b| a.0.cmp(&b.0));
     let summaries: Vec<stats::TypeStats> = all

@@ -32,7 +32,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
         ..SandboxConfig::default()
     })
     .map_err(anyhow::Error::from)?;
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("plugin").await?;
     let registry::Deployed {
         plugin,
         previous,
@@ -65,7 +65,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
 
 /// Runs `wasmq plugin rollback`.
 pub(crate) async fn rollback(args: NameArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("plugin").await?;
     let deployment = registry::rollback(&broker, &args.name)
         .await
         .map_err(refused)?;
@@ -81,7 +81,7 @@ pub(crate) async fn rollback(args: NameArgs) -> Result<(), Failure> {
 
 /// Runs `wasmq plugin rm`.
 pub(crate) async fn remove(args: NameArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("plugin").await?;
     let digest = registry::remove(&broker, &args.name)
         .await
         .map_err(refused)?;
@@ -186,7 +186,7 @@ fn short(digest: &str) -> String {
 
 /// Runs `wasmq plugin ls`.
 pub(crate) async fn list(args: ListArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("plugin").await?;
     let plugins = registry::list(&broker).await?;
     if args.json {
         format::print_json(&plugins)?;
@@ -240,7 +240,7 @@ pub(crate) async fn list(args: ListArgs) -> Result<(), Failure> {
 
 /// Runs `wasmq plugin history`.
 pub(crate) async fn history(args: NameArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("plugin").await?;
     let past = registry::history(&broker, &args.name).await?;
     if past.is_empty() {
         return Err(Failure::not_found(format!(

@@ -78,7 +78,7 @@ pub(crate) struct RemoveArgs {
 pub(crate) async fn run(command: QueueCommand) -> Result<(), Failure> {
     match command {
         QueueCommand::Ls(args) => {
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("queue").await?;
             let mut queues = Vec::new();
             for name in broker.queues().await? {
                 let counts = broker.queue_counts(&name).await?;
@@ -134,7 +134,7 @@ pub(crate) async fn run(command: QueueCommand) -> Result<(), Failure> {
         }
         QueueCommand::Inspect(args) => {
             validate_queue_name(&args.name)?;
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("queue").await?;
             if !broker.queues().await?.contains(&args.name) {
                 return Err(Failure::not_found(format!(
                     "no queue named {:?}; `wasmq queue ls` lists them",
@@ -185,7 +185,7 @@ pub(crate) async fn run(command: QueueCommand) -> Result<(), Failure> {
         }
         QueueCommand::Pause(args) => {
             validate_queue_name(&args.name)?;
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("queue").await?;
             require_queue(&broker, &args.name).await?;
             broker
                 .pause(&args.name)
@@ -198,7 +198,7 @@ pub(crate) async fn run(command: QueueCommand) -> Result<(), Failure> {
         }
         QueueCommand::Resume(args) => {
             validate_queue_name(&args.name)?;
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("queue").await?;
             require_queue(&broker, &args.name).await?;
             broker
                 .resume(&args.name)
@@ -207,7 +207,7 @@ pub(crate) async fn run(command: QueueCommand) -> Result<(), Failure> {
             println!("queue {:?} resumed", args.name);
         }
         QueueCommand::Rm(args) => {
-            let broker = Broker::connect(&args.redis.url).await?;
+            let broker = args.redis.broker("queue").await?;
             let tasks = broker
                 .remove_queue(&args.name, args.force)
                 .await

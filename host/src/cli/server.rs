@@ -1,6 +1,5 @@
 //! `wasmq server ls`: the live workers, from their heartbeats.
 
-use crate::broker::Broker;
 use crate::ops::server::{ServerInfo, live_servers};
 use clap::{Args, Subcommand};
 
@@ -30,7 +29,7 @@ pub(crate) struct ListArgs {
 /// Runs a `wasmq server` subcommand.
 pub(crate) async fn run(command: ServerCommand) -> Result<(), Failure> {
     let ServerCommand::Ls(args) = command;
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("server").await?;
     let mut servers: Vec<ServerInfo> = live_servers(&broker).await?;
     servers.sort_by(|a, b| a.id.cmp(&b.id));
     if args.json {

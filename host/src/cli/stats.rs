@@ -1,6 +1,5 @@
 //! `wasmq stats`: every queue's numbers at a glance.
 
-use crate::broker::Broker;
 use clap::Args;
 
 use super::RedisArgs;
@@ -20,7 +19,7 @@ pub(crate) struct StatsArgs {
 
 /// Runs `wasmq stats`.
 pub(crate) async fn run(args: StatsArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("stats").await?;
     let mut stats = Vec::new();
     for queue in broker.queues().await? {
         stats.push(broker.queue_stats(&queue).await?);

@@ -129,7 +129,7 @@ pub(crate) async fn run(command: TaskCommand) -> Result<(), Failure> {
 }
 
 async fn show(args: ShowArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("task").await?;
     let info = find(&broker, &args.id, args.queue.as_deref()).await?;
     if args.json {
         println!("{}", info.to_json());
@@ -148,7 +148,7 @@ fn verb(action: BulkAction) -> (&'static str, &'static str) {
 }
 
 async fn act(args: DeleteArgs, action: BulkAction) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("task").await?;
     let info = find(&broker, &args.id, args.queue.as_deref()).await?;
     let queue = &info.message.queue;
     let (doing, done) = verb(action);
@@ -169,7 +169,7 @@ async fn act(args: DeleteArgs, action: BulkAction) -> Result<(), Failure> {
 }
 
 async fn act_all(args: AllArgs, action: BulkAction) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("task").await?;
     let (doing, done) = verb(action);
     let count = broker
         .act_on_state(&args.queue, args.state, action)
@@ -183,7 +183,7 @@ async fn act_all(args: AllArgs, action: BulkAction) -> Result<(), Failure> {
 }
 
 async fn list(args: ListArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("task").await?;
     let size = args.size.clamp(1, 1000);
     let ids = broker
         .task_ids(&args.queue, args.state, args.page * size, size)
@@ -230,7 +230,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
 }
 
 async fn cancel(args: DeleteArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("task").await?;
     let info = find(&broker, &args.id, args.queue.as_deref()).await?;
     let queue = &info.message.queue;
     let state = broker
@@ -278,7 +278,7 @@ fn state_name(state: Option<TaskState>) -> &'static str {
 }
 
 async fn tree(args: ShowArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("task").await?;
     let info = find(&broker, &args.id, args.queue.as_deref()).await?;
     let ancestry = info.message.ancestry();
     let tree = broker
@@ -347,7 +347,7 @@ async fn tree(args: ShowArgs) -> Result<(), Failure> {
 }
 
 async fn stop_tree(args: ShowArgs) -> Result<(), Failure> {
-    let broker = Broker::connect(&args.redis.url).await?;
+    let broker = args.redis.broker("task").await?;
     let info = find(&broker, &args.id, args.queue.as_deref()).await?;
     let root = info.message.ancestry().root;
     let stopped_at = broker

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::broker::{ArchiveLimits, Broker};
+use crate::broker::{ArchiveLimits, Broker, ConnectOptions};
 use crate::sandbox::{Rate, SandboxConfig};
 use crate::scheduler::SchedulerConfig;
 use crate::worker::{
@@ -15,13 +15,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::cron::SchedulingArgs;
 use super::parse::{self, Failure};
-use super::{LimitArgs, RedisArgs};
+use super::{DurabilityArgs, LimitArgs, RedisArgs};
 
 /// Arguments of `wasmq worker`.
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
+    // --wait-replicas: each completion is recorded only once N replicas
+    // have it, so a failover right after cannot undo it and run the task
+    // again; a shortfall past --wait-timeout is logged.
+    #[command(flatten)]
+    pub(crate) durability: DurabilityArgs,
     /// A directory of plugins: every `*.wasm` component in it is loaded.
     /// Optional: a worker also serves every plugin deployed with `wasmq
     /// plugin deploy` (a deployed plugin replaces a local one of the same
@@ -333,14 +338,20 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<(), Failure> {
     // Check every argument before touching plugins or Redis.
     args.serve.check()?;
     let shutdown = shutdown_on_signal();
-    let Some(broker) = connect(&args.redis.url, args.fail_fast, &shutdown).await? else {
+    // Connections are named after the worker, so its id comes first.
+    let worker_id = worker::default_worker_id();
+    let options = args.redis.options(format!("wasmq:worker:{worker_id}"));
+    let Some(broker) = connect(&args.redis.url, &options, args.fail_fast, &shutdown).await? else {
         return Ok(());
     };
-    let worker = args
+    let mut builder = args
         .serve
         .builder(broker, args.plugins.as_deref(), false)?
-        .build()
-        .map_err(worker_error)?;
+        .worker_id(worker_id);
+    if let Some(wait) = args.durability.wait_replicas() {
+        builder = builder.wait_replicas(wait);
+    }
+    let worker = builder.build().map_err(worker_error)?;
     serve(worker, shutdown).await?;
     Ok(())
 }
@@ -349,6 +360,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<(), Failure> {
 /// `fail_fast`). Returns `None` if shutdown was requested meanwhile.
 pub(crate) async fn connect(
     url: &str,
+    options: &ConnectOptions,
     fail_fast: bool,
     shutdown: &CancellationToken,
 ) -> Result<Option<Broker>, Failure> {
@@ -357,7 +369,7 @@ pub(crate) async fn connect(
         // A connection can open without a command having run: ask the
         // server's time, so that a missing or wrong password (or a Redis
         // still loading) shows now, before the worker says it started.
-        let connected = match Broker::connect(url).await {
+        let connected = match Broker::connect_with(url, options).await {
             Ok(broker) => broker.server_time_ms().await.map(|_| broker),
             Err(err) => Err(err),
         };

@@ -9,13 +9,19 @@
 //! (at-least-once, as with one call per task). The acker takes whatever
 //! settlements wait each time it is free, with no timer: a lone completion
 //! goes out at once, and under load the batches grow by themselves.
+//!
+//! With durable completions ([`WaitReplicas`]), a call that completes tasks
+//! is followed by `WAIT` on the broker's durable connection, and answers
+//! only once the replicas have it (or the wait timed out: logged, since the
+//! completions are on the master and nothing the worker could do would make
+//! them more durable). Calls that complete nothing do not wait.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Broker, Settle, SettleLimits, Settlement};
+use crate::broker::{self, Broker, Settle, SettleLimits, Settlement, WaitReplicas};
 use crate::task::TaskMessage;
 
 /// Most settlements taken in one round.
@@ -72,17 +78,21 @@ pub(crate) struct Acker {
 }
 
 impl Acker {
-    /// Starts the acker; it runs until `stop`, writing within `limits`.
+    /// Starts the acker; it runs until `stop`, writing within `limits`,
+    /// and waiting for replicas after completions when `durable` says so.
     pub fn start(
         broker: Broker,
         limits: SettleLimits,
+        durable: Option<WaitReplicas>,
         stop: CancellationToken,
     ) -> (Acker, impl Future<Output = ()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (
-            Acker { sender },
-            acknowledge(broker, limits, receiver, stop),
-        )
+        let writer = Writer {
+            broker,
+            limits,
+            durable,
+        };
+        (Acker { sender }, acknowledge(writer, receiver, stop))
     }
 
     /// Records `settlement` for the task of `ticket`; returns once Redis has
@@ -105,9 +115,16 @@ impl Acker {
     }
 }
 
-async fn acknowledge(
+/// How the acker writes: on which broker, within which limits, waiting
+/// for replicas after completions or not.
+struct Writer {
     broker: Broker,
     limits: SettleLimits,
+    durable: Option<WaitReplicas>,
+}
+
+async fn acknowledge(
+    writer: Writer,
     mut receiver: mpsc::UnboundedReceiver<Pending>,
     stop: CancellationToken,
 ) {
@@ -136,19 +153,35 @@ async fn acknowledge(
                 .take_while(|pending| pending.ticket.queue() == queue)
                 .count();
             let group: Vec<Pending> = batch.drain(..same).collect();
-            write_group(&broker, limits, group).await;
+            write_group(&writer, group).await;
         }
     }
 }
 
 /// Writes the settlements of one queue in one call, and answers each.
-async fn write_group(broker: &Broker, limits: SettleLimits, group: Vec<Pending>) {
+async fn write_group(writer: &Writer, group: Vec<Pending>) {
     let queue = group[0].ticket.queue();
     let settles: Vec<Settle<'_>> = group
         .iter()
         .map(|pending| pending.ticket.settle(&pending.settlement))
         .collect();
-    let answers = broker.settle(queue, &settles, limits).await;
+    let completions = settles
+        .iter()
+        .filter(|settle| matches!(settle.settlement, Settlement::Complete { .. }))
+        .count();
+    let answers = match writer.durable.filter(|_| completions > 0) {
+        Some(wait) => writer
+            .broker
+            .settle_durably(queue, &settles, writer.limits, wait)
+            .await
+            .map(|(answers, shortfall)| {
+                if let Some(err) = shortfall {
+                    tracing::warn!(queue, completions, "completions: {err}");
+                }
+                answers
+            }),
+        None => writer.broker.settle(queue, &settles, writer.limits).await,
+    };
     drop(settles);
     match answers {
         Ok(answers) => {

@@ -66,7 +66,7 @@ pub use probation::ProbationConfig;
 pub use queues::QueueSelection;
 pub use services::FollowUpCeilings;
 
-use crate::broker::{self, ArchiveLimits, Broker};
+use crate::broker::{self, ArchiveLimits, Broker, WaitReplicas};
 use crate::ops::metrics::Metrics;
 use crate::plugins::{LoadOptions, PluginError, PluginSet, Plugins};
 use crate::sandbox::{LoadError, Sandbox, SandboxConfig};
@@ -126,6 +126,7 @@ struct Settings {
     sandbox_threads: usize,
     probation: ProbationConfig,
     follow_ups: FollowUpCeilings,
+    wait_replicas: Option<WaitReplicas>,
 }
 
 /// Where the plugins of a directory come from, and what to do with one
@@ -201,6 +202,7 @@ impl Worker {
                 sandbox_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 probation: ProbationConfig::default(),
                 follow_ups: FollowUpCeilings::default(),
+                wait_replicas: None,
             },
             sandbox: SandboxConfig::default(),
             load: LoadOptions::default(),
@@ -328,6 +330,17 @@ impl WorkerBuilder {
     /// lower them.
     pub fn follow_up_ceilings(mut self, ceilings: FollowUpCeilings) -> Self {
         self.settings.follow_ups = ceilings;
+        self
+    }
+
+    /// Records completions durably: each `settle.lua` call that completes
+    /// tasks is followed by `WAIT` for `wait.replicas` replicas (within
+    /// `wait.timeout`), so that a failover right after cannot undo a
+    /// completion and run its task again (default: no waiting). Fewer
+    /// replicas in time is logged: the completions are on the master
+    /// all the same.
+    pub fn wait_replicas(mut self, wait: WaitReplicas) -> Self {
+        self.settings.wait_replicas = Some(wait);
         self
     }
 
@@ -474,7 +487,7 @@ impl WorkerBuilder {
 }
 
 /// `host:pid:random`, unique per worker process.
-fn default_worker_id() -> String {
+pub(crate) fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());

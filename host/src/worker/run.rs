@@ -137,6 +137,7 @@ pub(super) async fn run(
             archive: settings.archive,
             result_budget: settings.result_budget,
         },
+        settings.wait_replicas,
         stop_background.clone(),
     );
     let path = Arc::new(TaskPath {

@@ -6,17 +6,21 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use super::tls::Certs;
 use super::{distinct_free_ports, redis_cli, wait_blocking};
 
 /// One node of the cluster.
 struct Node {
     port: u16,
+    /// Its TLS port, when the cluster serves TLS.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
 /// A running 6-node cluster.
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -25,11 +29,28 @@ impl RedisCluster {
     /// the cluster (3 masters, one replica each) and waits until every node
     /// reports `cluster_state:ok`.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(None)
+    }
+
+    /// The same, with every node also serving TLS on a port of its own
+    /// (the cluster bus and replication over TLS too, so TLS clients are
+    /// told TLS ports) when `certs` are given.
+    pub fn start_with(certs: Option<&Certs>) -> RedisCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut nodes = Vec::new();
-        let ports = distinct_free_ports(12);
-        for pair in ports.chunks(2) {
-            let (port, bus) = (pair[0], pair[1]);
+        let ports = distinct_free_ports(18);
+        for triple in ports.chunks(3) {
+            let (port, bus) = (triple[0], triple[1]);
+            let tls_port = certs.map(|_| triple[2]);
+            let tls_args: Vec<String> = match certs {
+                Some(certs) => certs
+                    .server_args("server", triple[2], "optional")
+                    .into_iter()
+                    .flat_map(|(name, value)| [format!("--{name}"), value])
+                    .chain(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from))
+                    .collect(),
+                None => Vec::new(),
+            };
             let node_dir: PathBuf = dir.path().join(port.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
             let child = Command::new("redis-server")
@@ -47,16 +68,22 @@ impl RedisCluster {
                 .args(["--save", ""])
                 .arg("--dir")
                 .arg(&node_dir)
+                .args(&tls_args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server starts (is it installed?)");
             nodes.push(Node {
                 port,
+                tls_port,
                 child: Some(child),
             });
         }
-        let cluster = RedisCluster { nodes, _dir: dir };
+        let cluster = RedisCluster {
+            nodes,
+            tls: certs.is_some(),
+            _dir: dir,
+        };
         for node in &cluster.nodes {
             wait_blocking(&format!("node {} to answer PING", node.port), || {
                 redis_cli(node.port, &["PING"]).is_some_and(|reply| reply.trim() == "PONG")
@@ -65,9 +92,10 @@ impl RedisCluster {
         let addresses: Vec<String> = cluster
             .nodes
             .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
+            .map(|node| format!("127.0.0.1:{}", node.tls_port.unwrap_or(node.port)))
             .collect();
         let created = Command::new("redis-cli")
+            .args(certs.map(Certs::cli_args).unwrap_or_default())
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -96,14 +124,21 @@ impl RedisCluster {
         cluster
     }
 
-    /// The `redis+cluster://` URL naming every node as a seed.
+    /// The `redis+cluster://` URL naming every node as a seed
+    /// (`rediss+cluster://` with the TLS ports, for a TLS cluster).
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self
             .nodes
             .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
+            .map(|node| format!("127.0.0.1:{}", node.tls_port.unwrap_or(node.port)))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}+cluster://{}", seeds.join(","))
+    }
+
+    /// The plain ports of the nodes.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|node| node.port).collect()
     }
 
     /// A `redis://` URL per node, for a plain cluster client.

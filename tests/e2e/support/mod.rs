@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod sentinel;
+pub mod tls;
 
 use std::future::Future;
 use std::path::Path;

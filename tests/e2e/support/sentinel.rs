@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use super::tls::Certs;
 use super::{distinct_free_ports, redis_cli, wait_blocking};
 
 /// The name the Sentinels know the master by.
@@ -12,6 +13,8 @@ pub const MASTER_NAME: &str = "mymaster";
 
 struct Process {
     port: u16,
+    /// The TLS port, when the setup serves TLS.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -27,9 +30,27 @@ impl SentinelSetup {
     /// Starts everything and waits until the replica has synced and every
     /// Sentinel knows the master and the two other Sentinels.
     pub fn start() -> SentinelSetup {
+        SentinelSetup::start_with(None)
+    }
+
+    /// The same, every process also serving TLS on a port of its own (and
+    /// replicating and monitoring over TLS) when `certs` are given.
+    pub fn start_with(certs: Option<&Certs>) -> SentinelSetup {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let ports = distinct_free_ports(5);
-        let server = |port: u16, extra: &[&str]| {
+        let ports = distinct_free_ports(10);
+        let tls_port = |index: usize| certs.map(|_| ports[5 + index]);
+        let tls_args = |index: usize| -> Vec<String> {
+            match certs {
+                Some(certs) => certs
+                    .server_args("server", ports[5 + index], "optional")
+                    .into_iter()
+                    .flat_map(|(name, value)| [format!("--{name}"), value])
+                    .chain(["--tls-replication", "yes"].map(String::from))
+                    .collect(),
+                None => Vec::new(),
+            }
+        };
+        let server = |port: u16, tls_port: Option<u16>, tls: Vec<String>, extra: &[&str]| {
             let data = dir.path().join(port.to_string());
             std::fs::create_dir_all(&data).unwrap();
             let child = Command::new("redis-server")
@@ -38,6 +59,7 @@ impl SentinelSetup {
                 .args(["--repl-diskless-sync-delay", "0"])
                 .arg("--dir")
                 .arg(&data)
+                .args(&tls)
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -45,21 +67,34 @@ impl SentinelSetup {
                 .expect("redis-server starts (is it installed?)");
             Process {
                 port,
+                tls_port,
                 child: Some(child),
             }
         };
-        let master = server(ports[0], &[]);
+        // Replicas and Sentinels reach the master by its TLS port in a TLS
+        // setup, so that what Sentinels report is a TLS address.
+        let master_port = tls_port(0).unwrap_or(ports[0]);
+        let master = server(ports[0], tls_port(0), tls_args(0), &[]);
         let replica = server(
             ports[1],
-            &["--replicaof", "127.0.0.1", &ports[0].to_string()],
+            tls_port(1),
+            tls_args(1),
+            &["--replicaof", "127.0.0.1", &master_port.to_string()],
         );
         wait_blocking("the replica to sync", || {
             redis_cli(replica.port, &["INFO", "replication"])
                 .is_some_and(|info| info.contains("master_link_status:up"))
         });
-        let sentinels = ports[2..]
-            .iter()
-            .map(|&port| sentinel(dir.path(), port, master.port))
+        let sentinels = (2..5)
+            .map(|index| {
+                sentinel(
+                    dir.path(),
+                    ports[index],
+                    tls_port(index),
+                    master_port,
+                    certs,
+                )
+            })
             .collect();
         let setup = SentinelSetup {
             master,
@@ -80,14 +115,31 @@ impl SentinelSetup {
         setup
     }
 
-    /// The `redis+sentinel://` URL of the master.
+    /// The `redis+sentinel://` URL of the master (`rediss+sentinel://`
+    /// with the Sentinels' TLS ports, in a TLS setup).
     pub fn url(&self) -> String {
         let sentinels: Vec<String> = self
             .sentinels
             .iter()
-            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port))
+            .map(|sentinel| format!("127.0.0.1:{}", sentinel.tls_port.unwrap_or(sentinel.port)))
             .collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", sentinels.join(","))
+        let scheme = if self.master.tls_port.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}+sentinel://{}/{MASTER_NAME}", sentinels.join(","))
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the replica.
+    pub fn freeze_replica(&self, frozen: bool) {
+        if let Some(child) = &self.replica.child {
+            let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
     }
 
     /// The port of the master as the first live Sentinel reports it.
@@ -135,19 +187,28 @@ impl Drop for SentinelSetup {
     }
 }
 
-fn sentinel(dir: &Path, port: u16, master_port: u16) -> Process {
+fn sentinel(
+    dir: &Path,
+    port: u16,
+    tls_port: Option<u16>,
+    master_port: u16,
+    certs: Option<&Certs>,
+) -> Process {
     let config = dir.join(format!("sentinel-{port}.conf"));
-    std::fs::write(
-        &config,
-        format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\n\
-             sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
-             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-             sentinel failover-timeout {MASTER_NAME} 5000\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "port {port}\nbind 127.0.0.1\ndir {}\n\
+         sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
+         sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+         sentinel failover-timeout {MASTER_NAME} 5000\n",
+        dir.display()
+    );
+    if let (Some(certs), Some(tls_port)) = (certs, tls_port) {
+        for (name, value) in certs.server_args("server", tls_port, "optional") {
+            text.push_str(&format!("{name} {value}\n"));
+        }
+        text.push_str("tls-replication yes\n");
+    }
+    std::fs::write(&config, text).unwrap();
     let child = Command::new("redis-server")
         .arg(&config)
         .arg("--sentinel")
@@ -157,6 +218,7 @@ fn sentinel(dir: &Path, port: u16, master_port: u16) -> Process {
         .expect("redis-server starts in Sentinel mode");
     Process {
         port,
+        tls_port,
         child: Some(child),
     }
 }

@@ -1,0 +1,221 @@
+/** The client: enqueue tasks, look them up, wait for results. */
+import { DEFAULT_URL, defaultName, open, parseUrl, translate } from './connection.js';
+import { InvalidTaskError, NotReplicatedError, RedisUnreachableError, TaskFailedError, TaskNotFoundError, WaitTimeoutError, WasmqError, } from './errors.js';
+import { BATCH_CHUNK, DEFAULT_MAX_PAYLOAD_BYTES, ENQUEUE_SCRIPT, QUEUES_KEY, TIMED_STATES, checkQueue, decodeEnqueueReply, decodeTask, key, prepare, queueKeys, } from './protocol.js';
+/**
+ * Enqueues tasks on the Redis a wasmq fleet serves, and reads them back.
+ *
+ * ```ts
+ * const client = await Client.connect('redis://127.0.0.1:6379');
+ * const task = await client.enqueue({ type: 'email:send', payload: { to: 'a@example.com' } });
+ * ```
+ */
+export class Client {
+    target;
+    redis;
+    /** How many replicas an enqueue waits for (0: none). */
+    waitReplicas;
+    waitTimeoutMs;
+    maxPayloadBytes;
+    registered = new Set();
+    constructor(target, redis, options) {
+        this.target = target;
+        this.redis = redis;
+        this.waitReplicas = options.waitReplicas ?? 0;
+        this.waitTimeoutMs = options.waitTimeoutMs ?? 5000;
+        this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+        redis.defineCommand('wasmqEnqueue', { numberOfKeys: 17, lua: ENQUEUE_SCRIPT });
+    }
+    /**
+     * Connects to `url`: `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`,
+     * `redis+sentinel://…/MASTER` or `rediss+sentinel://…/MASTER` (default `$WASMQ_REDIS_URL`,
+     * then `redis://127.0.0.1:6379`). Throws RedisUnreachableError or TlsError when it cannot.
+     */
+    static async connect(url, options = {}) {
+        const target = parseUrl(url ?? process.env.WASMQ_REDIS_URL ?? DEFAULT_URL, options);
+        const redis = open(target, options.name ?? defaultName());
+        // Connection errors are reported by the commands that meet them; the
+        // last one says why a first connection failed (a refused certificate,
+        // say) when connect() only reports that the connection closed.
+        let lastError;
+        redis.on('error', (err) => {
+            lastError = err;
+        });
+        try {
+            await redis.connect();
+            await redis.ping();
+        }
+        catch (err) {
+            redis.disconnect();
+            const cause = translate(lastError ?? err, target.shown);
+            throw cause instanceof RedisUnreachableError && lastError === undefined ? translate(err, target.shown) : cause;
+        }
+        return new Client(target, redis, options);
+    }
+    /** Closes the connection. */
+    async close() {
+        try {
+            await this.redis.quit();
+        }
+        catch {
+            this.redis.disconnect();
+        }
+    }
+    /** Enqueues one task; throws the error when it is refused. */
+    async enqueue(task) {
+        const [outcome] = await this.enqueueBatch([task]);
+        if (outcome instanceof Error)
+            throw outcome;
+        return outcome;
+    }
+    /**
+     * Enqueues many tasks in one round trip per queue (500 per script call). Each task is
+     * accepted or refused on its own: the outcomes come back in order, an Enqueued or the
+     * error (not thrown).
+     */
+    async enqueueBatch(tasks) {
+        const outcomes = [];
+        const byQueue = new Map();
+        tasks.forEach((task, index) => {
+            try {
+                const prepared = prepare(task, this.maxPayloadBytes);
+                outcomes.push(undefined);
+                const entries = byQueue.get(prepared.queue) ?? [];
+                entries.push({ index, prepared });
+                byQueue.set(prepared.queue, entries);
+            }
+            catch (err) {
+                outcomes.push(err instanceof WasmqError ? err : new InvalidTaskError(String(err)));
+            }
+        });
+        await Promise.all([...byQueue].map(async ([queue, entries]) => {
+            let replies;
+            try {
+                await this.register(queue);
+                replies = await this.runEnqueue(queue, entries.map((entry) => entry.prepared));
+            }
+            catch (err) {
+                const error = translate(err, this.target.shown);
+                replies = entries.map(() => error);
+            }
+            entries.forEach((entry, i) => {
+                outcomes[entry.index] = replies[i];
+            });
+        }));
+        return outcomes;
+    }
+    async register(queue) {
+        if (this.registered.has(queue))
+            return;
+        await this.redis.sadd(QUEUES_KEY, queue);
+        this.registered.add(queue);
+    }
+    async runEnqueue(queue, prepared) {
+        const keys = queueKeys(queue);
+        const batches = [];
+        for (let i = 0; i < prepared.length; i += BATCH_CHUNK)
+            batches.push(prepared.slice(i, i + BATCH_CHUNK));
+        // One pipeline on the queue's node (a cluster sends a pipeline whose keys share a slot to
+        // that slot's master), so that WAIT follows the scripts on the same connection.
+        const pipe = this.redis.pipeline();
+        for (const batch of batches)
+            pipe.wasmqEnqueue(...keys, ...batch.flatMap((task) => task.args));
+        if (this.waitReplicas > 0)
+            pipe.wait(this.waitReplicas, Math.max(Math.trunc(this.waitTimeoutMs), 1));
+        const replies = (await pipe.exec()) ?? [];
+        let shortfall;
+        if (this.waitReplicas > 0) {
+            const [err, acknowledged] = replies[replies.length - 1] ?? [];
+            if (err)
+                throw err;
+            if (Number(acknowledged) < this.waitReplicas)
+                shortfall = Number(acknowledged);
+        }
+        const outcomes = [];
+        batches.forEach((batch, i) => {
+            const [err, reply] = replies[i] ?? [new WasmqError('no reply'), undefined];
+            if (err) {
+                const error = translate(err, this.target.shown);
+                batch.forEach(() => outcomes.push(error));
+                return;
+            }
+            const answers = reply;
+            if (!Array.isArray(answers) || answers.length !== batch.length) {
+                const error = new WasmqError(`enqueue on ${JSON.stringify(queue)} answered ${String(answers?.length)} of ${batch.length} tasks`);
+                batch.forEach(() => outcomes.push(error));
+                return;
+            }
+            batch.forEach((task, j) => {
+                const outcome = decodeEnqueueReply(task, answers[j]);
+                outcomes.push(shortfall !== undefined && !(outcome instanceof Error)
+                    ? new NotReplicatedError(this.waitReplicas, shortfall, this.waitTimeoutMs, outcome)
+                    : outcome);
+            });
+        });
+        return outcomes;
+    }
+    /**
+     * The task's record (state, attempts, last error, result), or undefined when there is no
+     * such task. Without a queue, every known queue is searched.
+     */
+    async task(id, queue) {
+        try {
+            const found = queue ?? (await this.findQueue(id));
+            if (found === undefined)
+                return undefined;
+            checkQueue(found);
+            const pipe = this.redis.pipeline();
+            for (const part of ['msg', 'state', 'attempts', 'error'])
+                pipe.hget(key(found, part), id);
+            pipe.hgetBuffer(key(found, 'result'), id);
+            for (const state of TIMED_STATES)
+                pipe.zscore(key(found, state), id);
+            const replies = (await pipe.exec()) ?? [];
+            const values = replies.map(([err, value]) => {
+                if (err)
+                    throw err;
+                return value;
+            });
+            return decodeTask(found, id, values);
+        }
+        catch (err) {
+            throw translate(err, this.target.shown);
+        }
+    }
+    async findQueue(id) {
+        const queues = (await this.redis.smembers(QUEUES_KEY)).sort();
+        const held = await Promise.all(queues.map((queue) => this.redis.hexists(key(queue, 'state'), id)));
+        const found = queues.filter((_, i) => held[i] === 1);
+        if (found.length > 1)
+            throw new InvalidTaskError(`task id ${JSON.stringify(id)} exists in several queues (${found.join(', ')}): name one`);
+        return found[0];
+    }
+    /**
+     * Waits until the task is completed and returns its record (with its result). Throws
+     * TaskFailedError if it ends archived, TaskNotFoundError if it is (or becomes) gone,
+     * WaitTimeoutError after `timeoutMs`.
+     */
+    async wait(id, options = {}) {
+        const timeoutMs = options.timeoutMs ?? 30_000;
+        const deadline = Date.now() + timeoutMs;
+        let pause = 50;
+        for (;;) {
+            const info = await this.task(id, options.queue);
+            if (info === undefined) {
+                throw new TaskNotFoundError(`no task ${JSON.stringify(id)}${options.queue ? ` in queue ${JSON.stringify(options.queue)}` : ''}: never enqueued, or gone (completed with retention 0, past its retention, or deleted)`);
+            }
+            if (info.state === 'completed')
+                return info;
+            if (info.state === 'archived')
+                throw new TaskFailedError(info);
+            if (Date.now() + pause > deadline)
+                throw new WaitTimeoutError(`task ${JSON.stringify(id)} is still ${info.state} after ${timeoutMs} ms`);
+            await new Promise((resolve) => setTimeout(resolve, pause));
+            pause = Math.min(pause * 2, 500);
+        }
+    }
+    /** The result bytes of the task once it completed (see {@link Client.wait}). */
+    async waitResult(id, options = {}) {
+        return (await this.wait(id, options)).result;
+    }
+}
