@@ -27,7 +27,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
     /// What handles the no-op: the `echo` Wasm plugin (a fresh instance per
-    /// task, every limit on) or a native Rust handler registered through the
+    /// task, every limit on), the same echo written in Python (`py:echo` of
+    /// plugins/python/example) or JavaScript (`js:echo` of
+    /// plugins/js/example), or a native Rust handler registered through the
     /// library.
     #[arg(long, value_enum, default_value_t = Handler::Wasm)]
     pub handler: Handler,
@@ -46,6 +48,11 @@ pub struct Args {
 pub enum Handler {
     /// The `echo` plugin, in a fresh Wasm instance per task.
     Wasm,
+    /// The Python example plugin's `py:echo`, in a fresh instance per task.
+    Python,
+    /// The JavaScript example plugin's `js:echo`, in a fresh instance per
+    /// task.
+    Js,
     /// The same no-op as a native Rust handler.
     Native,
 }
@@ -67,10 +74,14 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let (_private, url) = redis_or_private(args.redis.as_deref())?;
     let client = Client::connect(&url).await?;
 
-    let (task_type, payload) = if args.failing {
-        ("flaky", r#"{"fail_times":1}"#)
-    } else {
-        ("echo", "{}")
+    let (task_type, payload) = match args.handler {
+        _ if args.failing && matches!(args.handler, Handler::Python | Handler::Js) => {
+            anyhow::bail!("--failing is measured with the Rust plugin or a native handler")
+        }
+        _ if args.failing => ("flaky", r#"{"fail_times":1}"#),
+        Handler::Python => ("py:echo", "{}"),
+        Handler::Js => ("js:echo", "{}"),
+        _ => ("echo", "{}"),
     };
     let enqueue_started = Instant::now();
     let mut remaining = args.tasks;
@@ -102,6 +113,16 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
                 wasmq_testkit::ECHO_COMPONENT
             };
             load(&sandbox, &[component], &LoadOptions::default())?
+        }
+        Handler::Python | Handler::Js => {
+            use wasmq_testkit::polyglot::{self, JS_EXAMPLE, PYTHON_EXAMPLE};
+            let plugin = if args.handler == Handler::Python {
+                PYTHON_EXAMPLE
+            } else {
+                JS_EXAMPLE
+            };
+            let component = polyglot::component(plugin, &polyglot::built_wasmq());
+            load(&sandbox, &[component.to_str().unwrap_or_default()], &LoadOptions::default())?
         }
         Handler::Native if args.failing => {
             config

@@ -592,3 +592,48 @@ fn a_plugin_using_atomics_is_refused_at_load() {
         Ok(_) => panic!("a component using atomics was accepted"),
     }
 }
+
+/// The Python and JavaScript example plugins, built with the real
+/// toolchains, fit what a worker allows one task by default (core
+/// instances, memories and tables per component, the pool sized from
+/// them, the default memory cap), say what language they are, and run a
+/// task in a fresh instance.
+#[tokio::test]
+async fn python_and_javascript_plugins_fit_a_default_worker() {
+    use wasmq::plugins::Language;
+    use wasmq::plugins::sections::build_info;
+    use wasmq_testkit::polyglot::{self, JS_EXAMPLE, PYTHON_EXAMPLE};
+
+    let config = SandboxConfig {
+        max_instances: 4,
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::new(config.clone()).unwrap();
+    for (plugin, task_type, language) in [
+        (PYTHON_EXAMPLE, "py:echo", Language::Python),
+        (JS_EXAMPLE, "js:echo", Language::JavaScript),
+    ] {
+        let path = polyglot::component(plugin, Path::new(env!("CARGO_BIN_EXE_wasmq")));
+        let wasm = std::fs::read(&path).unwrap();
+        let info = build_info(&wasm).unwrap();
+        assert_eq!(info.language, language);
+        assert!(!info.toolchain.is_empty(), "{info:?}");
+        let footprint = sandbox.footprint(&wasm).unwrap();
+        eprintln!("{plugin}: {footprint:?}");
+        assert!(
+            footprint.core_instances <= u64::from(config.max_core_instances_per_component)
+                && footprint.memories <= u64::from(config.max_memories_per_component)
+                && footprint.tables <= u64::from(config.max_tables_per_component)
+                && footprint.min_bytes < Limits::default().memory_bytes,
+            "{plugin}: {footprint:?}"
+        );
+        let loaded = load(&sandbox, path.to_str().unwrap(), Limits::default());
+        for _ in 0..3 {
+            let result = run(&sandbox, &loaded, task_type, r#"{"x":[1,"two"]}"#, 1)
+                .await
+                .unwrap();
+            let result: serde_json::Value = serde_json::from_slice(&result).unwrap();
+            assert_eq!(result, serde_json::json!({"x": [1, "two"]}));
+        }
+    }
+}

@@ -11,6 +11,7 @@
 mod manifest;
 pub mod registry;
 mod reload;
+pub mod sections;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use manifest::{
     CapabilitySpec, Ceilings, EnvAccess, LimitSpec, Manifest, SECTION as MANIFEST_SECTION,
 };
 pub use reload::{load_deployed, reconcile_deployed, watch_dir};
+pub use sections::{BuildInfo, Language};
 
 use crate::sandbox::{CompileBounds, ComponentCache, Grants, Limits, LoadError, Prepared, Sandbox};
 
@@ -163,6 +165,19 @@ impl Plugin {
                 size: wasm.len(),
                 limit: options.max_component_bytes,
             }));
+        }
+        // Refused before a compile (most of a minute for a Python or
+        // JavaScript component): an import the manifest does not grant.
+        if let Ok(manifest) = Manifest::from_component(wasm) {
+            let caps = &manifest.capabilities;
+            let granted = crate::sandbox::Granted {
+                http: caps.http.is_some(),
+                kv: caps.kv.is_some(),
+                enqueue: caps.enqueue.is_some(),
+            };
+            sandbox
+                .check_import_names(wasm, granted)
+                .map_err(load_error)?;
         }
         let component = sandbox
             .compile_bounded(wasm, options.cache.as_ref(), &options.compile)
@@ -410,6 +425,21 @@ impl Plugins {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The deployed versions being fetched and compiled now: (name, digest,
+    /// since when).
+    pub fn loading(&self) -> Vec<(String, String, std::time::SystemTime)> {
+        let loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loading: Vec<_> = loads
+            .iter()
+            .filter_map(|((name, digest), load)| match load {
+                reload::Load::Pending(since) => Some((name.clone(), digest.clone(), *since)),
+                _ => None,
+            })
+            .collect();
+        loading.sort();
+        loading
     }
 
     /// Completes when the set is replaced or a failure is recorded.

@@ -35,6 +35,7 @@ mod grants;
 mod host;
 mod limits;
 mod load;
+mod output;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +56,7 @@ pub use grants::{
 };
 pub use host::TaskLabel;
 pub use limits::{Limits, MAX_NAME_BYTES};
-pub use load::{CompileBounds, Footprint, LoadError, WORLD_VERSION};
+pub use load::{CompileBounds, Footprint, Granted, LoadError, WORLD_VERSION, import_names};
 
 use crate::task::{FailureKind, TaskFailure};
 use host::{ComponentCounts, HostSetup, HostState, MemoryLimiter, Stop};
@@ -261,6 +262,20 @@ impl Sandbox {
         load::compile(&self.engine, wasm, cache)
     }
 
+    /// What one instance of a component creates (core instances, memories,
+    /// tables, bytes at their minimum sizes), read from its binary.
+    pub fn footprint(&self, wasm: &[u8]) -> Result<Footprint, LoadError> {
+        load::footprint(wasm)
+    }
+
+    /// Checks, from the binary and without compiling it, that every
+    /// interface a component imports is one every plugin gets or one
+    /// `grants` allows: a plugin importing what its manifest does not grant
+    /// is refused before a costly compile.
+    pub fn check_import_names(&self, wasm: &[u8], granted: Granted) -> Result<(), LoadError> {
+        load::check_import_names(&load::import_names(wasm)?, granted)
+    }
+
     /// Checks that what a component allocates as soon as it is instantiated
     /// (the minimum sizes of its memories and tables) fits within `limits`.
     pub fn check_footprint(&self, wasm: &[u8], limits: &Limits) -> Result<(), LoadError> {
@@ -434,6 +449,7 @@ impl Sandbox {
         let fuel_used =
             fuel_budget.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let state = store.data();
+        state.finish_output();
         let result = match raced {
             Some(Ok(Ok(bytes))) if bytes.len() > limits.max_result_bytes => Err(TaskFailure::new(
                 FailureKind::ResultTooLarge,

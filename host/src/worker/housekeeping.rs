@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::broker;
-use crate::ops::server::{PluginFailureInfo, PluginInfo, ServerInfo};
+use crate::ops::server::{PluginCompilingInfo, PluginFailureInfo, PluginInfo, ServerInfo};
 
 /// Most expired leases taken back per queue and round.
 const RECLAIM_BATCH: usize = 1000;
@@ -160,6 +160,16 @@ async fn heartbeat(shared: &Shared) {
                 name,
                 digest: failure.digest,
                 error: failure.error,
+            })
+            .collect(),
+        compiling: shared
+            .plugins
+            .loading()
+            .into_iter()
+            .map(|(name, digest, since)| PluginCompilingInfo {
+                name,
+                digest,
+                since_ms: broker::unix_ms(since),
             })
             .collect(),
     };
