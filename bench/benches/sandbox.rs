@@ -243,12 +243,20 @@ fn languages(c: &mut Criterion) {
     let cancel = CancellationToken::new();
     let mut group = c.benchmark_group("sandbox/language");
     for (language, component, task_type) in [
-        ("rust", std::path::PathBuf::from(wasmq_testkit::ECHO_COMPONENT), "echo"),
-        ("python", polyglot::component(PYTHON_EXAMPLE, &wasmq), "py:echo"),
+        (
+            "rust",
+            std::path::PathBuf::from(wasmq_testkit::ECHO_COMPONENT),
+            "echo",
+        ),
+        (
+            "python",
+            polyglot::component(PYTHON_EXAMPLE, &wasmq),
+            "py:echo",
+        ),
         ("js", polyglot::component(JS_EXAMPLE, &wasmq), "js:echo"),
     ] {
-        let plugin = Plugin::load_file(&sandbox, &component, &options)
-            .expect("the echo plugin loads");
+        let plugin =
+            Plugin::load_file(&sandbox, &component, &options).expect("the echo plugin loads");
         let task = SandboxTask {
             sandbox: &sandbox,
             limits: &plugin.limits,

@@ -122,7 +122,11 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
                 JS_EXAMPLE
             };
             let component = polyglot::component(plugin, &polyglot::built_wasmq());
-            load(&sandbox, &[component.to_str().unwrap_or_default()], &LoadOptions::default())?
+            load(
+                &sandbox,
+                &[component.to_str().unwrap_or_default()],
+                &LoadOptions::default(),
+            )?
         }
         Handler::Native if args.failing => {
             config

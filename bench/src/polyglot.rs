@@ -78,16 +78,22 @@ pub fn run(args: &PolyglotArgs) -> anyhow::Result<()> {
         report,
         "| concurrency | wasmq Python (tasks/s) | Celery -P threads (tasks/s) | Python ÷ Celery | wasmq JS (tasks/s) | BullMQ (jobs/s) | JS ÷ BullMQ | peak RSS: wasmq Python / Celery / wasmq JS / BullMQ |"
     )?;
-    writeln!(report, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+    writeln!(
+        report,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )?;
     for &concurrency in &args.concurrency {
         let c = concurrency.to_string();
         let mut runs: [Vec<Value>; 4] = Default::default();
         for _ in 0..args.repeats.max(1) {
-            runs[0].push(runner.measure(
-                runner
-                    .ours("drain")
-                    .args(["--tasks", &tasks, "--concurrency", &c, "--handler", "python"]),
-            )?);
+            runs[0].push(runner.measure(runner.ours("drain").args([
+                "--tasks",
+                &tasks,
+                "--concurrency",
+                &c,
+                "--handler",
+                "python",
+            ]))?);
             runs[1].push(
                 runner.measure(
                     Command::new(&python)
@@ -96,11 +102,14 @@ pub fn run(args: &PolyglotArgs) -> anyhow::Result<()> {
                         .args(["drain", "--tasks", &tasks, "--concurrency", &c]),
                 )?,
             );
-            runs[2].push(runner.measure(
-                runner
-                    .ours("drain")
-                    .args(["--tasks", &tasks, "--concurrency", &c, "--handler", "js"]),
-            )?);
+            runs[2].push(runner.measure(runner.ours("drain").args([
+                "--tasks",
+                &tasks,
+                "--concurrency",
+                &c,
+                "--handler",
+                "js",
+            ]))?);
             runs[3].push(runner.measure(runner.peer("drain").args([
                 "--tasks",
                 &tasks,

@@ -27,6 +27,19 @@ class Handler(exports.Handler):
             return _run(task)
         except Failure as failure:
             raise Err(_failure(failure)) from None
+        except ModuleNotFoundError as err:
+            # Only what was imported while the plugin was built is in the
+            # component: say so where the error is read.
+            try:
+                raise ModuleNotFoundError(
+                    f"{err}: a Python plugin holds only the modules imported while it "
+                    f"was built; import {err.name!r} at the top of app.py (or of a "
+                    "module it imports)",
+                    name=err.name,
+                ) from err
+            except ModuleNotFoundError:
+                traceback.print_exc()
+                raise
         except BaseException:
             # The traceback goes to the task log; the host reads its last
             # lines to name the exception when the instance traps.

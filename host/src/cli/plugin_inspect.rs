@@ -65,7 +65,14 @@ pub async fn run(args: InspectArgs) -> Result<(), Failure> {
     } else {
         print!(
             "{}",
-            describe(&args.file, &wasm, built.as_ref(), &manifest, &interfaces, &verdict)
+            describe(
+                &args.file,
+                &wasm,
+                built.as_ref(),
+                &manifest,
+                &interfaces,
+                &verdict
+            )
         );
     }
     match verdict {

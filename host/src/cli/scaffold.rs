@@ -86,17 +86,29 @@ pub async fn run(command: NewCommand) -> Result<(), Failure> {
         Language::Python => vec![
             ("wasmq.toml", manifest(Language::Python, name)),
             ("app.py", app_py(name)),
-            ("README.md", readme(name, &format!("target/wasmq/{name}.wasm"))),
+            (
+                "README.md",
+                readme(name, &format!("target/wasmq/{name}.wasm")),
+            ),
             (".gitignore", "/target\n__pycache__/\n".to_string()),
         ],
         Language::JavaScript => {
-            let sdk = sdk_dir(&args.sdk, "js", "package.json", "the wasmq JavaScript package").ok();
+            let sdk = sdk_dir(
+                &args.sdk,
+                "js",
+                "package.json",
+                "the wasmq JavaScript package",
+            )
+            .ok();
             vec![
                 ("wasmq.toml", manifest(Language::JavaScript, name)),
                 ("package.json", package_json(name, sdk.as_deref())),
                 ("src/index.ts", index_ts(name)),
                 ("tsconfig.json", TSCONFIG.to_string()),
-                ("README.md", readme(name, &format!("target/wasmq/{name}.wasm"))),
+                (
+                    "README.md",
+                    readme(name, &format!("target/wasmq/{name}.wasm")),
+                ),
                 (".gitignore", "/target\nnode_modules/\n".to_string()),
             ]
         }
@@ -316,7 +328,7 @@ fn readme(name: &str, wasm: &str) -> String {
 
 fn app_py(name: &str) -> String {
     format!(
-        r#"""The `{name}` plugin: handles task type `{name}`.
+        r#""""The `{name}` plugin: handles task type `{name}`.
 
 Payload: {{"name": "world"}}. Result: a greeting and the plugin's version.
 Change `Input` and `greet` to do real work; register more task types with
@@ -392,6 +404,9 @@ fn package_json(name: &str, sdk: Option<&Path>) -> String {
   "devDependencies": {{
     "@bytecodealliance/componentize-js": "0.23.0",
     "@bytecodealliance/jco": "1.35.0"
+  }},
+  "overrides": {{
+    "@bytecodealliance/preview2-shim": "0.25.0"
   }}{sdk}
 }}
 "#

@@ -161,8 +161,10 @@ pub fn trap(
 /// traceback) or an uncaught JavaScript error (as the JavaScript SDK
 /// writes it).
 fn panic_message(stderr: &str) -> Option<String> {
-    rust_panic(stderr)
-        .or_else(|| python_exception(stderr))
+    // componentize-py's runtime panics after the traceback, with a message
+    // that names no exception: the traceback says more.
+    python_exception(stderr)
+        .or_else(|| rust_panic(stderr))
         .or_else(|| javascript_error(stderr))
 }
 

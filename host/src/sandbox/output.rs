@@ -284,15 +284,12 @@ impl AsyncWrite for OutputPipe {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let written = self
-            .write_bytes(buf)
-            .map(|()| buf.len())
-            .map_err(|over| {
-                io::Error::other(format!(
-                    "the plugin wrote more than its log limit of {} bytes",
-                    over.limit
-                ))
-            });
+        let written = self.write_bytes(buf).map(|()| buf.len()).map_err(|over| {
+            io::Error::other(format!(
+                "the plugin wrote more than its log limit of {} bytes",
+                over.limit
+            ))
+        });
         Poll::Ready(written)
     }
 

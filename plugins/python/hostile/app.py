@@ -35,7 +35,8 @@ def recurse(task: Task, payload):
 
 @handler("py:import")
 def late_import(task: Task, payload):
-    """Imports a module that raises while it is imported."""
+    """Imports, at run time, a module nothing imported while the plugin was
+    built: it is not in the component (and would raise if it were)."""
     importlib.import_module("broken")
 
 

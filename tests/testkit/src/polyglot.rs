@@ -40,7 +40,10 @@ pub const JS_HOSTILE: &str = "js/hostile";
 pub fn component(plugin: &str, wasmq: &Path) -> PathBuf {
     let root = root();
     let dir = root.join("plugins").join(plugin);
-    let language = plugin.split('/').next().expect("plugin paths are LANG/NAME");
+    let language = plugin
+        .split('/')
+        .next()
+        .expect("plugin paths are LANG/NAME");
     let mut inputs: Vec<PathBuf> = Vec::new();
     collect(&dir, &mut inputs);
     match language {
@@ -56,7 +59,13 @@ pub fn component(plugin: &str, wasmq: &Path) -> PathBuf {
     inputs.push(root.join("host/src/plugins/sections.rs"));
     let mut hasher = Sha256::new();
     for input in &inputs {
-        hasher.update(input.strip_prefix(&root).unwrap_or(input).to_string_lossy().as_bytes());
+        hasher.update(
+            input
+                .strip_prefix(&root)
+                .unwrap_or(input)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         hasher.update([0]);
         let mut bytes = Vec::new();
         if let Ok(mut file) = std::fs::File::open(input) {
@@ -109,7 +118,9 @@ fn collect(dir: &Path, into: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|e| e.path())).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
     paths.sort();
     for path in paths {
         let name = path.file_name().unwrap_or_default().to_string_lossy();

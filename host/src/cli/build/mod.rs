@@ -189,10 +189,12 @@ fn read_manifest(dir: &Path) -> anyhow::Result<(Manifest, String)> {
     Ok((manifest, text))
 }
 
-/// Runs a toolchain command, streaming its output, and fails with `what`
-/// and its exit status when it fails.
+/// Runs a toolchain command, streaming its output to stderr (stdout is
+/// the component's path alone), and fails with `what` and its exit status
+/// when it fails.
 fn run_tool(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .with_context(|| format!("running {what}"))?;
     if !status.success() {

@@ -13,16 +13,31 @@ const WASMQ_WIT: &str = include_str!("../../../../wit/wasmq.wit");
 
 /// WASI 0.2.12, for `wasi:http` (the Python SDK's HTTP client).
 const WASI_WIT: &[(&str, &str)] = &[
-    ("cli", include_str!("../../../../guest-sdk/wasi-wit/cli.wit")),
-    ("clocks", include_str!("../../../../guest-sdk/wasi-wit/clocks.wit")),
+    (
+        "cli",
+        include_str!("../../../../guest-sdk/wasi-wit/cli.wit"),
+    ),
+    (
+        "clocks",
+        include_str!("../../../../guest-sdk/wasi-wit/clocks.wit"),
+    ),
     (
         "filesystem",
         include_str!("../../../../guest-sdk/wasi-wit/filesystem.wit"),
     ),
-    ("http", include_str!("../../../../guest-sdk/wasi-wit/http.wit")),
+    (
+        "http",
+        include_str!("../../../../guest-sdk/wasi-wit/http.wit"),
+    ),
     ("io", include_str!("../../../../guest-sdk/wasi-wit/io.wit")),
-    ("random", include_str!("../../../../guest-sdk/wasi-wit/random.wit")),
-    ("sockets", include_str!("../../../../guest-sdk/wasi-wit/sockets.wit")),
+    (
+        "random",
+        include_str!("../../../../guest-sdk/wasi-wit/random.wit"),
+    ),
+    (
+        "sockets",
+        include_str!("../../../../guest-sdk/wasi-wit/sockets.wit"),
+    ),
 ];
 
 /// The name of the generated world.
