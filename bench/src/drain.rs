@@ -41,6 +41,11 @@ pub struct Args {
     /// recording failures costs.
     #[arg(long)]
     pub failing: bool,
+    /// Compile the Python example plugin (no cache) on a thread of its own
+    /// while the worker drains, as a worker does when a new version is
+    /// deployed: what a compile costs the tasks running meanwhile.
+    #[arg(long)]
+    pub compile_beside: bool,
 }
 
 /// What handles the benchmark's no-op tasks.
@@ -148,9 +153,31 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             Plugins::new(PluginSet::new(Vec::new())?)
         }
     };
+    let sandbox = Arc::new(sandbox);
+    let compile = args.compile_beside.then(|| {
+        let wasm = std::fs::read(wasmq_testkit::polyglot::component(
+            wasmq_testkit::polyglot::PYTHON_EXAMPLE,
+            &wasmq_testkit::polyglot::built_wasmq(),
+        ));
+        let sandbox = sandbox.clone();
+        std::thread::spawn(move || -> anyhow::Result<Duration> {
+            let started = Instant::now();
+            sandbox.compile(&wasm?, None)?;
+            Ok(started.elapsed())
+        })
+    });
     let redis_cpu_before = redis_cpu_seconds(&url);
     let worker_cpu_before = own_cpu_seconds();
-    let (drain_time, summary) = drain(&client, Arc::new(sandbox), plugins, config).await?;
+    let (drain_time, summary) = drain(&client, sandbox, plugins, config).await?;
+    let compile_s = match compile {
+        Some(thread) => Some(
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the compile thread panicked"))??
+                .as_secs_f64(),
+        ),
+        None => None,
+    };
     let per_task_us = |seconds: f64| (seconds * 1e6 / args.tasks as f64 * 10.0).round() / 10.0;
     let redis_cpu = per_task_us(redis_cpu_seconds(&url) - redis_cpu_before);
     let worker_cpu = per_task_us(own_cpu_seconds() - worker_cpu_before);
@@ -179,6 +206,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
             "redis_cpu_us_per_task": redis_cpu,
             "worker_cpu_us_per_task": worker_cpu,
+            "compile_beside_s": compile_s,
         })
     );
     Ok(())

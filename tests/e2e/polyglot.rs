@@ -356,6 +356,19 @@ async fn a_hostile_python_plugin_fails_only_its_own_tasks() {
                 kind: FailureKind::Panic,
                 message: "ValueError: the hostile plugin raised this",
             },
+            // wasi:sockets is linked (CPython imports it) and refuses
+            // every address, recording it.
+            Misbehaviour {
+                task_type: "py:socket",
+                kind: FailureKind::CapabilityDenied,
+                message: "TCP socket to 0.0.0.0:0 (plugins get no sockets",
+            },
+            // wasi:filesystem is linked with no directory preopened.
+            Misbehaviour {
+                task_type: "py:file",
+                kind: FailureKind::Panic,
+                message: "FileNotFoundError",
+            },
         ],
     )
     .await;

@@ -83,19 +83,22 @@ class Task:
         return self.attempt > self.max_retry
 
 
-# Task type -> the function that handles it.
-_handlers: typing.Dict[str, typing.Callable] = {}
+# Task type -> (the function that handles it, the dataclass its payload
+# decodes into or None). Filled when app.py is imported, which is at build
+# time: every task starts from that snapshot and pays nothing for it.
+_handlers: typing.Dict[str, typing.Tuple[typing.Callable, typing.Optional[type]]] = {}
 
 
 def _register(task_types, function, owner):
     if not task_types:
         raise TypeError(f"{owner} handles no task type: name at least one")
+    payload_type = _payload_type(function)
     for task_type in task_types:
         if not isinstance(task_type, str) or not task_type:
             raise TypeError(f"{owner}: task types are non-empty strings, not {task_type!r}")
         if task_type in _handlers:
             raise ValueError(f"task type {task_type!r} has two handlers")
-        _handlers[task_type] = function
+        _handlers[task_type] = (function, payload_type)
 
 
 def handler(*task_types: str):
@@ -155,14 +158,13 @@ def _payload_type(function):
     return None
 
 
-def _decode(task_type, function, raw: bytes):
+def _decode(task_type, wanted, raw: bytes):
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise Failure.bad_payload(
             f"the payload of task type {task_type!r} is not JSON: {err}"
         ) from None
-    wanted = _payload_type(function)
     if wanted is None:
         return value
     if not isinstance(value, dict):
@@ -190,13 +192,14 @@ def _encode(output) -> bytes:
 
 def _run(task) -> bytes:
     """Runs one task: the entry point the component exports."""
-    function = _handlers.get(task.task_type)
-    if function is None:
+    found = _handlers.get(task.task_type)
+    if found is None:
         raise Failure.give_up(
             f"no handler for task type {task.task_type!r} in this plugin "
             f"(it handles: {', '.join(sorted(_handlers)) or 'nothing'})"
         )
-    payload = _decode(task.task_type, function, task.payload)
+    function, payload_type = found
+    payload = _decode(task.task_type, payload_type, task.payload)
     view = Task(
         id=task.id,
         task_type=task.task_type,

@@ -263,7 +263,7 @@ fn manifest(lang: Language, name: &str) -> String {
                  version = \"0.1.0\"\n\
                  task_types = [\"{name}\"]          # each needs a handler in app.py\n"
             ),
-            "# memory = \"128MiB\"           # a Python instance starts at about 30 MiB",
+            "# memory = \"256MiB\"           # the default for Python; an instance starts at about 13 MiB",
             "wasmq.http",
             "wasmq.kv",
             "wasmq.enqueue",
@@ -275,7 +275,7 @@ fn manifest(lang: Language, name: &str) -> String {
                  version = \"0.1.0\"\n\
                  task_types = [\"{name}\"]          # each needs a handler in src/index.ts\n"
             ),
-            "# memory = \"128MiB\"           # a JavaScript instance starts at about 10 MiB",
+            "# memory = \"256MiB\"           # the default for JavaScript; an instance starts at about 10 MiB",
             "fetch()",
             "kv from \"wasmq\"",
             "enqueue from \"wasmq\"",

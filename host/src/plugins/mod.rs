@@ -48,6 +48,29 @@ pub struct LoadOptions {
     pub access: Option<EnvAccess>,
 }
 
+/// The least memory a plugin written in a language with a runtime in its
+/// component (Python, JavaScript) gets when its manifest sets none: its
+/// instance starts at 10 to 15 MiB, and its objects take several times
+/// what Rust values do.
+pub const RUNTIME_MEMORY_DEFAULT: u64 = 256 * 1024 * 1024;
+
+impl LoadOptions {
+    /// The limits a plugin in `language` gets where its manifest sets
+    /// none: the worker's defaults, with at least
+    /// [`RUNTIME_MEMORY_DEFAULT`] of memory for Python and JavaScript
+    /// (never above the worker's ceiling).
+    pub fn defaults_for(&self, language: Option<Language>) -> Limits {
+        let mut limits = self.defaults.clone();
+        if matches!(language, Some(Language::Python | Language::JavaScript)) {
+            limits.memory_bytes = limits
+                .memory_bytes
+                .max(RUNTIME_MEMORY_DEFAULT)
+                .min(self.ceilings.memory_bytes);
+        }
+        limits
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
@@ -187,8 +210,9 @@ impl Plugin {
         if let Some(access) = &options.access {
             manifest.check_access(access).map_err(bad_manifest)?;
         }
+        let language = sections::build_info(wasm).map(|info| info.language);
         let limits = manifest
-            .limits(&options.defaults, &options.ceilings)
+            .limits(&options.defaults_for(language), &options.ceilings)
             .map_err(bad_manifest)?;
         sandbox.check_footprint(wasm, &limits).map_err(load_error)?;
         let grants = manifest
@@ -469,4 +493,42 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
         )));
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_with_a_language_runtime_get_more_memory_by_default() {
+        let options = LoadOptions::default();
+        let worker = options.defaults.memory_bytes;
+        assert_eq!(
+            options.defaults_for(Some(Language::Rust)).memory_bytes,
+            worker
+        );
+        assert_eq!(options.defaults_for(None).memory_bytes, worker);
+        for language in [Language::Python, Language::JavaScript] {
+            assert_eq!(
+                options.defaults_for(Some(language)).memory_bytes,
+                RUNTIME_MEMORY_DEFAULT.max(worker)
+            );
+        }
+        // Never above the worker's ceiling.
+        let tight = LoadOptions {
+            ceilings: Ceilings {
+                memory_bytes: 64 << 20,
+                ..Ceilings::default()
+            },
+            defaults: Limits {
+                memory_bytes: 32 << 20,
+                ..Limits::default()
+            },
+            ..LoadOptions::default()
+        };
+        assert_eq!(
+            tight.defaults_for(Some(Language::Python)).memory_bytes,
+            64 << 20
+        );
+    }
 }

@@ -110,6 +110,11 @@ pub struct SandboxConfig {
     /// `max_instances`). A task beyond it fails as
     /// [`FailureKind::WorkerBusy`], which is no attempt.
     pub max_instances_per_plugin: Option<u32>,
+    /// Bytes of each linear memory slot the pool keeps resident between
+    /// instances (reset in place, only the pages a task dirtied where the
+    /// kernel tells them); beyond, memory goes back to the kernel and
+    /// faults in again from the component's image.
+    pub memory_keep_resident: usize,
 }
 
 impl Default for SandboxConfig {
@@ -126,6 +131,7 @@ impl Default for SandboxConfig {
             max_tables_per_component: 8,
             max_table_elements: 100_000,
             max_instances_per_plugin: None,
+            memory_keep_resident: 4 << 20,
         }
     }
 }
@@ -208,7 +214,7 @@ impl Sandbox {
                 .total_memories(n.saturating_mul(config.max_memories_per_component))
                 .total_tables(n.saturating_mul(config.max_tables_per_component))
                 .total_stacks(n)
-                .linear_memory_keep_resident(4 << 20)
+                .linear_memory_keep_resident(config.memory_keep_resident)
                 .table_keep_resident(64 << 10)
                 .pagemap_scan(wasmtime::Enabled::Auto)
                 .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));

@@ -1,6 +1,7 @@
 """A hostile Python plugin: one misbehaviour per task type."""
 
 import importlib
+import socket
 import sys
 
 from wasmq import Task, handler
@@ -52,3 +53,17 @@ def flood(task: Task, payload):
 def fail(task: Task, payload):
     """An uncaught exception."""
     raise ValueError("the hostile plugin raised this")
+
+
+@handler("py:socket")
+def connect(task: Task, payload):
+    """Opens a socket to the worker's Redis: refused (plugins get none)."""
+    connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    connection.connect(("127.0.0.1", 6379))
+
+
+@handler("py:file")
+def read_file(task: Task, payload):
+    """Reads a file of the worker's host: there are none."""
+    with open("/etc/hostname") as file:
+        return file.read()

@@ -44,19 +44,40 @@ pub fn component(plugin: &str, wasmq: &Path) -> PathBuf {
         .split('/')
         .next()
         .expect("plugin paths are LANG/NAME");
-    let mut inputs: Vec<PathBuf> = Vec::new();
-    collect(&dir, &mut inputs);
+    // What the wasmq binary compiles in (its SDK, the WIT, the build code).
+    let mut compiled_in: Vec<PathBuf> = Vec::new();
     match language {
-        "python" => collect(&root.join("guest-sdk/python/wasmq"), &mut inputs),
-        _ => {
-            collect(&root.join("guest-sdk/js/src"), &mut inputs);
-            inputs.push(root.join("plugins/js/package-lock.json"));
+        "python" => collect(&root.join("guest-sdk/python/wasmq"), &mut compiled_in),
+        _ => collect(&root.join("guest-sdk/js/src"), &mut compiled_in),
+    }
+    compiled_in.push(root.join("wit/wasmq.wit"));
+    collect(&root.join("guest-sdk/wasi-wit"), &mut compiled_in);
+    collect(&root.join("host/src/cli/build"), &mut compiled_in);
+    compiled_in.push(root.join("host/src/plugins/sections.rs"));
+    // A binary older than them would build with an older SDK under the
+    // new sources' name.
+    let built_at = std::fs::metadata(wasmq)
+        .and_then(|meta| meta.modified())
+        .ok();
+    for input in &compiled_in {
+        let changed = std::fs::metadata(input)
+            .and_then(|meta| meta.modified())
+            .ok();
+        if let (Some(built_at), Some(changed)) = (built_at, changed) {
+            assert!(
+                changed <= built_at,
+                "{} is older than {}: rebuild it (cargo build -p wasmq, with --release for the benchmarks)",
+                wasmq.display(),
+                input.display()
+            );
         }
     }
-    inputs.push(root.join("wit/wasmq.wit"));
-    collect(&root.join("guest-sdk/wasi-wit"), &mut inputs);
-    collect(&root.join("host/src/cli/build"), &mut inputs);
-    inputs.push(root.join("host/src/plugins/sections.rs"));
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    collect(&dir, &mut inputs);
+    inputs.extend(compiled_in);
+    if language == "js" {
+        inputs.push(root.join("plugins/js/package-lock.json"));
+    }
     let mut hasher = Sha256::new();
     for input in &inputs {
         hasher.update(
