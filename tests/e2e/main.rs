@@ -38,3 +38,5 @@ mod faults;
 mod cluster;
 // Bad input gets an error that names the problem.
 mod errors;
+// Plugins in Python and JavaScript: end to end, hostile, hot deploys.
+mod polyglot;
