@@ -1,6 +1,9 @@
 //! One task's sandbox cost, measured by criterion: a fresh Store and
 //! instance of the `echo` plugin, the call, the drop; with fuel metering on
-//! and off, and with the pooling allocator on and off.
+//! and off, and with the pooling allocator on and off. Then the same no-op
+//! echo written in each language (Rust, Python, JavaScript), as a worker
+//! runs it (`sandbox/language`; the Python and JavaScript plugins are
+//! built with `target/release/wasmq plugin build`, so build wasmq first).
 //!
 //! The floor beside it: the same task in wasmtime alone (the same engine, a
 //! bare Store, no wasmq code), for `echo` and for the smallest component of
@@ -40,16 +43,21 @@ impl SandboxTask<'_> {
     /// Runs one no-op task (`echo`, payload `{}`) of `prepared` in a fresh
     /// instance, as the worker does.
     async fn run(&self, plugin: &str, prepared: &Prepared) {
+        self.run_type(plugin, prepared, "echo").await
+    }
+
+    /// Runs one no-op task of `task_type` (payload `{}`).
+    async fn run_type(&self, plugin: &str, prepared: &Prepared, task_type: &str) {
         let label = TaskLabel {
             plugin: plugin.to_string(),
             task_id: "t".into(),
-            task_type: "echo".into(),
+            task_type: task_type.into(),
             attempt: 1,
             queue: "default".into(),
         };
         let invocation = Invocation {
             id: "t",
-            task_type: "echo",
+            task_type,
             payload: b"{}",
             queue: "default",
             attempt: 1,
@@ -212,5 +220,63 @@ fn instance_floor(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sandbox_cost, instance_floor);
+/// The same no-op echo in each language, in wasmq's sandbox as a worker
+/// runs it (fuel on, pooling on): instance, call, drop.
+fn languages(c: &mut Criterion) {
+    use wasmq_testkit::polyglot::{self, JS_EXAMPLE, PYTHON_EXAMPLE};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: 8,
+        ..SandboxConfig::default()
+    })
+    .expect("the sandbox starts");
+    let options = LoadOptions {
+        cache: Some(ComponentCache::new(wasmq_testkit::component_cache_dir())),
+        ..LoadOptions::default()
+    };
+    let wasmq = polyglot::built_wasmq();
+    let services: Arc<dyn Services> = Arc::new(NoServices);
+    let cancel = CancellationToken::new();
+    // The same sandbox keeping 32 MiB of each memory resident between
+    // instances instead of 4 MiB: for the Python and JavaScript images.
+    let resident = Sandbox::new(SandboxConfig {
+        max_instances: 8,
+        memory_keep_resident: 32 << 20,
+        ..SandboxConfig::default()
+    })
+    .expect("the sandbox starts");
+    let python = polyglot::component(PYTHON_EXAMPLE, &wasmq);
+    let js = polyglot::component(JS_EXAMPLE, &wasmq);
+    let rust = std::path::PathBuf::from(wasmq_testkit::ECHO_COMPONENT);
+    let mut group = c.benchmark_group("sandbox/language");
+    for (language, sandbox, component, task_type) in [
+        ("rust", &sandbox, &rust, "echo"),
+        ("python", &sandbox, &python, "py:echo"),
+        ("python, 32 MiB resident", &resident, &python, "py:echo"),
+        ("js", &sandbox, &js, "js:echo"),
+        ("js, 32 MiB resident", &resident, &js, "js:echo"),
+    ] {
+        let plugin =
+            Plugin::load_file(sandbox, component, &options).expect("the echo plugin loads");
+        let task = SandboxTask {
+            sandbox,
+            limits: &plugin.limits,
+            grants: &plugin.grants,
+            services: &services,
+            cancel: &cancel,
+        };
+        group.bench_function(BenchmarkId::from_parameter(language), |bench| {
+            bench.iter(|| {
+                runtime.block_on(task.run_type(&plugin.manifest.name, &plugin.prepared, task_type))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sandbox_cost, instance_floor, languages);
 criterion_main!(benches);

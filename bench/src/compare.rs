@@ -78,10 +78,10 @@ struct Drain {
     peak_rss_mb: f64,
 }
 
-struct Runner {
-    redis: RedisServer,
-    exe: PathBuf,
-    bullmq: PathBuf,
+pub(crate) struct Runner {
+    pub(crate) redis: RedisServer,
+    pub(crate) exe: PathBuf,
+    pub(crate) bullmq: PathBuf,
 }
 
 impl Runner {
@@ -96,7 +96,7 @@ impl Runner {
     }
 
     /// Runs one measurement and returns the JSON line it printed last.
-    fn measure(&self, command: &mut Command) -> anyhow::Result<Value> {
+    pub(crate) fn measure(&self, command: &mut Command) -> anyhow::Result<Value> {
         self.flush()?;
         let output = command
             .output()
@@ -118,13 +118,13 @@ impl Runner {
         Ok(value)
     }
 
-    fn ours(&self, subcommand: &str) -> Command {
+    pub(crate) fn ours(&self, subcommand: &str) -> Command {
         let mut command = Command::new(&self.exe);
         command.arg(subcommand).args(["--redis", &self.redis.url()]);
         command
     }
 
-    fn peer(&self, mode: &str) -> Command {
+    pub(crate) fn peer(&self, mode: &str) -> Command {
         let mut command = Command::new("node");
         command
             .arg(self.bullmq.join("bench.mjs"))
@@ -186,7 +186,7 @@ impl Runner {
     }
 }
 
-fn install_bullmq(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn install_bullmq(dir: &Path) -> anyhow::Result<()> {
     if dir.join("node_modules/bullmq").exists() {
         return Ok(());
     }

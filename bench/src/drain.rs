@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use wasmq::dev::RedisServer;
 use wasmq::plugins::LoadOptions;
-use wasmq::sandbox::ComponentCache;
+use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
 use wasmq::{
     Client, FailureKind, NativeTask, NewTask, Summary, TaskFailure, Worker, WorkerBuilder,
 };
@@ -26,7 +26,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
     /// What handles the no-op: the `echo` Wasm plugin (a fresh instance per
-    /// task, every limit on) or a native Rust handler registered through the
+    /// task, every limit on), the same echo written in Python (`py:echo` of
+    /// plugins/python/example) or JavaScript (`js:echo` of
+    /// plugins/js/example), or a native Rust handler registered through the
     /// library.
     #[arg(long, value_enum, default_value_t = Handler::Wasm)]
     pub handler: Handler,
@@ -38,6 +40,11 @@ pub struct Args {
     /// recording failures costs.
     #[arg(long)]
     pub failing: bool,
+    /// Compile the Python example plugin (no cache) on a thread of its own
+    /// while the worker drains, as a worker does when a new version is
+    /// deployed: what a compile costs the tasks running meanwhile.
+    #[arg(long)]
+    pub compile_beside: bool,
 }
 
 /// What handles the benchmark's no-op tasks.
@@ -45,6 +52,11 @@ pub struct Args {
 pub enum Handler {
     /// The `echo` plugin, in a fresh Wasm instance per task.
     Wasm,
+    /// The Python example plugin's `py:echo`, in a fresh instance per task.
+    Python,
+    /// The JavaScript example plugin's `js:echo`, in a fresh instance per
+    /// task.
+    Js,
     /// The same no-op as a native Rust handler.
     Native,
 }
@@ -66,10 +78,14 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let (_private, url) = redis_or_private(args.redis.as_deref())?;
     let client = Client::connect(&url).await?;
 
-    let (task_type, payload) = if args.failing {
-        ("flaky", r#"{"fail_times":1}"#)
-    } else {
-        ("echo", "{}")
+    let (task_type, payload) = match args.handler {
+        _ if args.failing && matches!(args.handler, Handler::Python | Handler::Js) => {
+            anyhow::bail!("--failing is measured with the Rust plugin or a native handler")
+        }
+        _ if args.failing => ("flaky", r#"{"fail_times":1}"#),
+        Handler::Python => ("py:echo", "{}"),
+        Handler::Js => ("js:echo", "{}"),
+        _ => ("echo", "{}"),
     };
     let enqueue_started = Instant::now();
     let mut remaining = args.tasks;
@@ -97,6 +113,19 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             };
             with_plugins(worker, &[component], LoadOptions::default())
         }
+        Handler::Python | Handler::Js => {
+            use wasmq_testkit::polyglot::{self, JS_EXAMPLE, PYTHON_EXAMPLE};
+            let plugin = if args.handler == Handler::Python {
+                PYTHON_EXAMPLE
+            } else {
+                JS_EXAMPLE
+            };
+            let component = polyglot::component(plugin, &polyglot::built_wasmq());
+            let component = component
+                .to_str()
+                .context("the built component's path is not UTF-8")?;
+            with_plugins(worker, &[component], LoadOptions::default())
+        }
         Handler::Native if args.failing => {
             let worker = worker.native(task_type, |_task: NativeTask| async {
                 Err(TaskFailure::new(
@@ -113,9 +142,36 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             (worker, PluginDir::with(&[]))
         }
     };
+    // The worker's engine is its own: the compile beside gets an engine of
+    // its own with the same settings, in the same process, on the same
+    // cores.
+    let compile = args.compile_beside.then(|| {
+        let wasm = std::fs::read(wasmq_testkit::polyglot::component(
+            wasmq_testkit::polyglot::PYTHON_EXAMPLE,
+            &wasmq_testkit::polyglot::built_wasmq(),
+        ));
+        std::thread::spawn(move || -> anyhow::Result<Duration> {
+            let sandbox = Sandbox::new(SandboxConfig {
+                max_instances: 1,
+                ..SandboxConfig::default()
+            })?;
+            let started = Instant::now();
+            sandbox.compile(&wasm?, None)?;
+            Ok(started.elapsed())
+        })
+    });
     let redis_cpu_before = redis_cpu_seconds(&url);
     let worker_cpu_before = own_cpu_seconds();
     let (drain_time, summary) = drain(&client, worker).await?;
+    let compile_s = match compile {
+        Some(thread) => Some(
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the compile thread panicked"))??
+                .as_secs_f64(),
+        ),
+        None => None,
+    };
     let per_task_us = |seconds: f64| (seconds * 1e6 / args.tasks as f64 * 10.0).round() / 10.0;
     let redis_cpu = per_task_us(redis_cpu_seconds(&url) - redis_cpu_before);
     let worker_cpu = per_task_us(own_cpu_seconds() - worker_cpu_before);
@@ -144,6 +200,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
             "redis_cpu_us_per_task": redis_cpu,
             "worker_cpu_us_per_task": worker_cpu,
+            "compile_beside_s": compile_s,
         })
     );
     Ok(())

@@ -33,6 +33,10 @@
 //! `sandbox`: the cost of one task's sandbox (Store, instance, call), with
 //! fuel metering, epoch interruption and the pooling allocator on and off.
 //!
+//! `polyglot`: the no-op handler in wasmq's Python SDK against Celery
+//! (`-P threads`), and in its JavaScript SDK against BullMQ, same Redis,
+//! same run.
+//!
 //! `idle`: the commands per second that idle workers send Redis (`INFO
 //! commandstats` deltas), 10 worker processes × 50 empty queues by default.
 //!
@@ -47,6 +51,7 @@ mod hostile;
 mod idle;
 mod isolation;
 mod latency;
+mod polyglot;
 mod sandbox;
 
 use std::time::Duration;
@@ -77,6 +82,8 @@ enum Bench {
     Idle(idle::IdleArgs),
     /// Bulk-enqueue rate of each wasmq client beside Celery and BullMQ.
     Clients(clients::ClientsArgs),
+    /// Python plugin against Celery, JavaScript plugin against BullMQ.
+    Polyglot(polyglot::PolyglotArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Hostile(args) => hostile::run(&args).await?,
         Bench::Idle(args) => idle::run(&args).await?,
         Bench::Clients(args) => clients::run(&args).await?,
+        Bench::Polyglot(args) => polyglot::run(&args)?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,

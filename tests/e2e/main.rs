@@ -46,3 +46,5 @@ mod tls;
 mod durable;
 // Connections are named in CLIENT LIST.
 mod names;
+// Plugins in Python and JavaScript: end to end, hostile, hot deploys.
+mod polyglot;

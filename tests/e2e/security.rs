@@ -361,7 +361,7 @@ async fn an_enqueue_flood_enqueues_exactly_its_quota() {
 }
 
 /// A tiny HTTP server on loopback: `/small` answers 12 bytes, `/big` 100 KiB.
-fn serve_http() -> u16 {
+pub(crate) fn serve_http() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

@@ -589,3 +589,40 @@ fn a_plugin_using_atomics_is_refused_at_load() {
         Ok(_) => panic!("a component using atomics was accepted"),
     }
 }
+
+/// The Python and JavaScript example plugins, built with the real
+/// toolchains, load in a sandbox configured as a worker is by default
+/// (core instances, memories and tables per component, the pool sized from
+/// them) with a worker's default limits (which give them 256 MiB of
+/// memory), say what language they are, and run a task in a fresh
+/// instance.
+#[tokio::test]
+async fn python_and_javascript_plugins_fit_a_default_worker() {
+    use wasmq::plugins::{Language, build_info};
+    use wasmq_testkit::polyglot::{self, JS_EXAMPLE, PYTHON_EXAMPLE};
+
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: 4,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    for (plugin, task_type, language) in [
+        (PYTHON_EXAMPLE, "py:echo", Language::Python),
+        (JS_EXAMPLE, "js:echo", Language::JavaScript),
+    ] {
+        let path = polyglot::component(plugin, Path::new(env!("CARGO_BIN_EXE_wasmq")));
+        let wasm = std::fs::read(&path).unwrap();
+        let info = build_info(&wasm).unwrap();
+        assert_eq!(info.language, language);
+        assert!(!info.toolchain.is_empty(), "{info:?}");
+        let loaded = load(&sandbox, path.to_str().unwrap(), Limits::default());
+        assert_eq!(loaded.limits.memory_bytes, 256 << 20, "{plugin}");
+        for _ in 0..3 {
+            let result = run(&sandbox, &loaded, task_type, r#"{"x":[1,"two"]}"#, 1)
+                .await
+                .unwrap();
+            let result: serde_json::Value = serde_json::from_slice(&result).unwrap();
+            assert_eq!(result, serde_json::json!({"x": [1, "two"]}));
+        }
+    }
+}

@@ -17,7 +17,7 @@ fn main() {
     let plugins = root.join("plugins");
 
     for path in [
-        "guest-sdk",
+        "guest-sdk/rust",
         "wit",
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",

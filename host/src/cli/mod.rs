@@ -3,6 +3,7 @@
 //! into exit codes by `main`.
 
 mod batch;
+mod build;
 mod cron;
 mod dashboard;
 mod dev;

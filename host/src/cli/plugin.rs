@@ -12,6 +12,19 @@ use super::table::Table;
 /// The `wasmq plugin` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginCommand {
+    /// Build a plugin (Rust, Python or JavaScript/TypeScript) from its
+    /// directory into a component carrying its manifest; prints the
+    /// component's path.
+    ///
+    /// Rust runs cargo (the `plugin!` macro embeds the manifest). Python
+    /// runs componentize-py on app.py; JavaScript runs jco's componentize
+    /// on src/index.ts or src/index.js; for both, wasmq.toml (name,
+    /// version, task_types, limits, capabilities) is checked, the
+    /// component imports only what it grants, and it is embedded. A
+    /// missing toolchain is named with the command that installs it.
+    ///
+    /// Example: wasmq plugin deploy "$(wasmq plugin build ./thumbnailer)"
+    Build(super::build::BuildArgs),
     /// Show a plugin file's manifest, limits, capabilities, imports and
     /// exports, and whether this host can load it (exit code 1 if not).
     Inspect(super::plugin_inspect::InspectArgs),
@@ -109,6 +122,7 @@ pub(crate) struct StatsArgs {
 /// Runs a `wasmq plugin` subcommand.
 pub(crate) async fn run(command: PluginCommand) -> Result<(), Failure> {
     let args = match command {
+        PluginCommand::Build(args) => return super::build::run(args).await,
         PluginCommand::Inspect(args) => return super::plugin_inspect::run(args).await,
         PluginCommand::Deploy(args) => return super::plugin_deploy::deploy(args).await,
         PluginCommand::Ls(args) => return super::plugin_deploy::list(args).await,

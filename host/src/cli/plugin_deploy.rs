@@ -95,7 +95,11 @@ pub(crate) async fn remove(args: NameArgs) -> Result<(), Failure> {
 
 /// Waits until every live worker runs `digest` of `name` (or, for `None`,
 /// none of it), or refused it, and reports. Fails if a worker refused it or
-/// did not take it in time.
+/// did not take it in time. A worker still compiling it (a large component,
+/// such as a Python or JavaScript plugin, takes most of a minute) is
+/// reported as such, with how long it has been at it: it serves the
+/// previous version meanwhile and takes the new one when it is compiled,
+/// so waiting only for compiles is no failure.
 async fn rollout(
     broker: &Broker,
     name: &str,
@@ -103,10 +107,21 @@ async fn rollout(
     wait: Duration,
 ) -> Result<(), Failure> {
     let started = Instant::now();
+    let mut said_compiling = false;
     loop {
         let servers = live_servers(broker).await?;
         let (done, refused, waiting) = progress(&servers, name, digest);
+        let compiling: Vec<(String, i64)> = digest
+            .map(|digest| compiling_on(&servers, name, digest))
+            .unwrap_or_default();
         let over = started.elapsed() >= wait;
+        if !said_compiling && !compiling.is_empty() && !over {
+            said_compiling = true;
+            println!(
+                "{} worker(s) compiling it in the background (the previous version serves meanwhile)...",
+                compiling.len()
+            );
+        }
         if waiting.is_empty() || over {
             if servers.is_empty() {
                 println!("no worker is running: workers take it when they start");
@@ -121,8 +136,19 @@ async fn rollout(
             for (worker, error) in &refused {
                 println!("  refused by {worker}: {error}");
             }
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut stalled = 0;
             for worker in &waiting {
-                println!("  not yet taken by {worker}");
+                match compiling.iter().find(|(id, _)| id == worker) {
+                    Some((_, since_ms)) => println!(
+                        "  still compiling on {worker} (for {:.0} s; it serves the previous version until then)",
+                        (now - since_ms).max(0) as f64 / 1000.0
+                    ),
+                    None => {
+                        stalled += 1;
+                        println!("  not yet taken by {worker}");
+                    }
+                }
             }
             if !refused.is_empty() {
                 return Err(anyhow::anyhow!(
@@ -131,18 +157,36 @@ async fn rollout(
                 )
                 .into());
             }
-            if !waiting.is_empty() {
+            if stalled > 0 {
                 return Err(anyhow::anyhow!(
-                    "{} worker(s) did not take it within {}",
-                    waiting.len(),
+                    "{stalled} worker(s) did not take it within {}",
                     humantime::format_duration(wait)
                 )
                 .into());
+            }
+            if !waiting.is_empty() {
+                println!(
+                    "the rest take it as soon as they have compiled it: `wasmq plugin ls` follows the rollout"
+                );
             }
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The workers compiling `digest` of `name`, with since when (unix ms).
+fn compiling_on(servers: &[ServerInfo], name: &str, digest: &str) -> Vec<(String, i64)> {
+    servers
+        .iter()
+        .filter_map(|server| {
+            server
+                .compiling
+                .iter()
+                .find(|load| load.name == name && load.digest == digest)
+                .map(|load| (server.id.clone(), load.since_ms))
+        })
+        .collect()
 }
 
 type Progress = (Vec<String>, Vec<(String, String)>, Vec<String>);

@@ -35,6 +35,7 @@ pub(crate) async fn run(args: InspectArgs) -> Result<(), Failure> {
     })
     .map_err(anyhow::Error::from)?;
     let manifest = Manifest::from_component(&wasm);
+    let built = crate::plugins::build_info(&wasm);
     let interfaces = sandbox
         .compile_bounded(&wasm, options.cache.as_ref(), &options.compile)
         .map(|component| sandbox.interfaces(&component));
@@ -45,6 +46,8 @@ pub(crate) async fn run(args: InspectArgs) -> Result<(), Failure> {
         let json = serde_json::json!({
             "file": args.file,
             "bytes": wasm.len(),
+            "language": built.as_ref().map(|info| info.language.name()),
+            "toolchain": built.as_ref().map(|info| info.toolchain.as_str()).filter(|t| !t.is_empty()),
             "manifest": manifest.as_ref().ok(),
             "imports": imports,
             "exports": exports,
@@ -62,7 +65,14 @@ pub(crate) async fn run(args: InspectArgs) -> Result<(), Failure> {
     } else {
         print!(
             "{}",
-            describe(&args.file, &wasm, &manifest, &interfaces, &verdict)
+            describe(
+                &args.file,
+                &wasm,
+                built.as_ref(),
+                &manifest,
+                &interfaces,
+                &verdict
+            )
         );
     }
     match verdict {
@@ -74,6 +84,7 @@ pub(crate) async fn run(args: InspectArgs) -> Result<(), Failure> {
 fn describe(
     file: &Path,
     wasm: &[u8],
+    built: Option<&crate::plugins::BuildInfo>,
     manifest: &Result<Manifest, crate::plugins::PluginError>,
     interfaces: &Result<(Vec<String>, Vec<String>), crate::sandbox::LoadError>,
     verdict: &Result<Plugin, crate::plugins::PluginError>,
@@ -86,6 +97,13 @@ fn describe(
         file.display(),
         format::bytes(wasm.len() as u64)
     );
+    let _ = match built {
+        Some(info) if !info.toolchain.is_empty() => {
+            writeln!(out, "language:      {} ({})", info.language, info.toolchain)
+        }
+        Some(info) => writeln!(out, "language:      {}", info.language),
+        None => writeln!(out, "language:      unknown"),
+    };
     match manifest {
         Ok(manifest) => {
             let _ = writeln!(out, "plugin:        {} {}", manifest.name, manifest.version);

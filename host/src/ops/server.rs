@@ -46,6 +46,21 @@ pub struct ServerInfo {
     /// Deployed plugin versions it refused to load.
     #[serde(default)]
     pub plugin_errors: Vec<PluginFailureInfo>,
+    /// Deployed plugin versions it is fetching and compiling (in the
+    /// background: the previous version serves meanwhile).
+    #[serde(default)]
+    pub compiling: Vec<PluginCompilingInfo>,
+}
+
+/// A deployed plugin version a worker is compiling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginCompilingInfo {
+    /// The plugin.
+    pub name: String,
+    /// The component's SHA-256.
+    pub digest: String,
+    /// Since when (unix ms).
+    pub since_ms: i64,
 }
 
 /// A deployed plugin version a worker refused.

@@ -11,6 +11,7 @@
 mod manifest;
 pub(crate) mod registry;
 mod reload;
+pub(crate) mod sections;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use manifest::{
     SECTION as MANIFEST_SECTION,
 };
 pub(crate) use reload::{load_deployed, reconcile_deployed, watch_dir};
+pub use sections::{BuildInfo, Language, build_info};
 
 use crate::sandbox::{CompileBounds, ComponentCache, Grants, Limits, LoadError, Prepared, Sandbox};
 
@@ -31,7 +33,9 @@ use crate::sandbox::{CompileBounds, ComponentCache, Grants, Limits, LoadError, P
 /// cached.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Limits for plugins whose manifests leave them out.
+    /// Limits for plugins whose manifests leave them out. A Python or
+    /// JavaScript plugin (its runtime is in its component) gets at least
+    /// 256 MiB of memory whatever this says, within `ceilings`.
     pub defaults: Limits,
     /// The most a manifest may ask for.
     pub ceilings: Ceilings,
@@ -45,6 +49,29 @@ pub struct LoadOptions {
     /// (for `wasmq plugin deploy` and `inspect`, which run no task) checks
     /// nothing.
     pub access: Option<EnvAccess>,
+}
+
+/// The least memory a plugin written in a language with a runtime in its
+/// component (Python, JavaScript) gets when its manifest sets none: its
+/// instance starts at 10 to 15 MiB, and its objects take several times
+/// what Rust values do.
+pub(crate) const RUNTIME_MEMORY_DEFAULT: u64 = 256 * 1024 * 1024;
+
+impl LoadOptions {
+    /// The limits a plugin in `language` gets where its manifest sets
+    /// none: the worker's defaults, with at least
+    /// [`RUNTIME_MEMORY_DEFAULT`] of memory for Python and JavaScript
+    /// (never above the worker's ceiling).
+    pub(crate) fn defaults_for(&self, language: Option<Language>) -> Limits {
+        let mut limits = self.defaults.clone();
+        if matches!(language, Some(Language::Python | Language::JavaScript)) {
+            limits.memory_bytes = limits
+                .memory_bytes
+                .max(RUNTIME_MEMORY_DEFAULT)
+                .min(self.ceilings.memory_bytes);
+        }
+        limits
+    }
 }
 
 impl Default for LoadOptions {
@@ -181,6 +208,19 @@ impl Plugin {
                 limit: options.max_component_bytes,
             }));
         }
+        // Refused before a compile (most of a minute for a Python or
+        // JavaScript component): an import the manifest does not grant.
+        if let Ok(manifest) = Manifest::from_component(wasm) {
+            let caps = &manifest.capabilities;
+            let granted = crate::sandbox::Granted {
+                http: caps.http.is_some(),
+                kv: caps.kv.is_some(),
+                enqueue: caps.enqueue.is_some(),
+            };
+            sandbox
+                .check_import_names(wasm, granted)
+                .map_err(load_error)?;
+        }
         let component = sandbox
             .compile_bounded(wasm, options.cache.as_ref(), &options.compile)
             .map_err(load_error)?;
@@ -196,8 +236,9 @@ impl Plugin {
                 name,
             });
         }
+        let language = sections::build_info(wasm).map(|info| info.language);
         let limits = manifest
-            .limits(&options.defaults, &options.ceilings)
+            .limits(&options.defaults_for(language), &options.ceilings)
             .map_err(bad_manifest)?;
         sandbox.check_footprint(wasm, &limits).map_err(load_error)?;
         let grants = manifest
@@ -419,6 +460,21 @@ impl Plugins {
             .clone()
     }
 
+    /// The deployed versions being fetched and compiled now: (name, digest,
+    /// since when).
+    pub fn loading(&self) -> Vec<(String, String, std::time::SystemTime)> {
+        let loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loading: Vec<_> = loads
+            .iter()
+            .filter_map(|((name, digest), load)| match load {
+                reload::Load::Pending(since) => Some((name.clone(), digest.clone(), *since)),
+                _ => None,
+            })
+            .collect();
+        loading.sort();
+        loading
+    }
+
     /// Completes when the set is replaced or a failure is recorded.
     pub async fn changed(&self) {
         self.changed.notified().await
@@ -446,4 +502,42 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
         )));
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_with_a_language_runtime_get_more_memory_by_default() {
+        let options = LoadOptions::default();
+        let worker = options.defaults.memory_bytes;
+        assert_eq!(
+            options.defaults_for(Some(Language::Rust)).memory_bytes,
+            worker
+        );
+        assert_eq!(options.defaults_for(None).memory_bytes, worker);
+        for language in [Language::Python, Language::JavaScript] {
+            assert_eq!(
+                options.defaults_for(Some(language)).memory_bytes,
+                RUNTIME_MEMORY_DEFAULT.max(worker)
+            );
+        }
+        // Never above the worker's ceiling.
+        let tight = LoadOptions {
+            ceilings: Ceilings {
+                memory_bytes: 64 << 20,
+                ..Ceilings::default()
+            },
+            defaults: Limits {
+                memory_bytes: 32 << 20,
+                ..Limits::default()
+            },
+            ..LoadOptions::default()
+        };
+        assert_eq!(
+            tight.defaults_for(Some(Language::Python)).memory_bytes,
+            64 << 20
+        );
+    }
 }

@@ -33,7 +33,8 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// refused for a reason of its own (it is not loaded again).
 #[derive(Clone)]
 pub(super) enum Load {
-    Pending,
+    /// Being fetched and compiled since then.
+    Pending(SystemTime),
     Ready(Arc<Plugin>),
     Refused(String),
 }
@@ -269,7 +270,9 @@ impl Context<'_> {
             if loads.contains_key(&key) {
                 continue;
             }
-            loads.insert(key.clone(), Load::Pending);
+            loads.insert(key.clone(), Load::Pending(SystemTime::now()));
+            // The heartbeat says at once that this worker is compiling it.
+            self.plugins.changed.notify_one();
             let (broker, sandbox, options) = (
                 self.broker.clone(),
                 self.sandbox.clone(),

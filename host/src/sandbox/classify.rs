@@ -92,7 +92,13 @@ pub fn trap(
     limits: &Limits,
     hostcall_bytes: usize,
 ) -> TaskFailure {
-    match state.stop {
+    // A write to stdout or stderr past the log budget fails inside a WASI
+    // call, where the host cannot set its stop reason.
+    let stop = match state.stop {
+        None if state.over_log_budget() => Some(Stop::LogLimit),
+        stop => stop,
+    };
+    match stop {
         Some(Stop::Timeout) => return timeout(limits),
         Some(Stop::LogLimit) => {
             return TaskFailure::new(
@@ -150,8 +156,71 @@ pub fn trap(
     }
 }
 
-/// The message of a Rust panic, from what the guest wrote to stderr.
+/// What the handler's language reported before the trap, from the end of
+/// the guest's stderr: a Rust panic, an uncaught Python exception (its
+/// traceback) or an uncaught JavaScript error (as the JavaScript SDK
+/// writes it).
 fn panic_message(stderr: &str) -> Option<String> {
+    // componentize-py's runtime panics after the traceback, with a message
+    // that names no exception: the traceback says more.
+    python_exception(stderr)
+        .or_else(|| rust_panic(stderr))
+        .or_else(|| javascript_error(stderr))
+}
+
+/// `ValueError: boom (app.py, line 12, in resize)` from the last traceback
+/// in `stderr`.
+fn python_exception(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("Traceback (most recent call last):")?;
+    let mut location = None;
+    for line in stderr[start..].lines().skip(1) {
+        if let Some(frame) = line.strip_prefix("  File ") {
+            location = Some(frame.trim().to_string());
+            continue;
+        }
+        if line.starts_with(' ') || line.trim().is_empty() {
+            continue;
+        }
+        let exception = line.trim();
+        let text = match &location {
+            Some(location) => format!("the handler raised {exception} (at {location})"),
+            None => format!("the handler raised {exception}"),
+        };
+        return Some(shorten(text));
+    }
+    None
+}
+
+/// `TypeError: boom (at handle@...)` from the last `Uncaught` line the
+/// JavaScript SDK wrote to stderr, with the first frame of its stack.
+fn javascript_error(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("Uncaught ")?;
+    let mut lines = stderr[start..].lines();
+    let error = lines.next()?.trim_start_matches("Uncaught ").trim();
+    let frame = lines
+        .map(str::trim)
+        .find(|line| !line.is_empty() && line.contains('@') || line.starts_with("at "));
+    let text = match frame {
+        Some(frame) => format!("the handler threw {error} (at {frame})"),
+        None => format!("the handler threw {error}"),
+    };
+    Some(shorten(text))
+}
+
+fn shorten(mut text: String) -> String {
+    if text.len() > MAX_PANIC_MESSAGE {
+        let mut cut = MAX_PANIC_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// The message of a Rust panic, from what the guest wrote to stderr.
+fn rust_panic(stderr: &str) -> Option<String> {
     let start = stderr.find("panicked at")?;
     let text: String = stderr[start..]
         .lines()
@@ -186,5 +255,23 @@ mod tests {
             "the handler panicked at src/lib.rs:12:9: width must be positive"
         );
         assert_eq!(panic_message("just some output\n"), None);
+    }
+
+    #[test]
+    fn an_uncaught_python_exception_is_read_from_its_traceback() {
+        let stderr = "printed first\nTraceback (most recent call last):\n  File \"/0/wasmq/_export.py\", line 30, in handle\n    return _run(task)\n  File \"/1/app.py\", line 9, in fail\n    raise ValueError(\"boom\")\nValueError: boom\n";
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "the handler raised ValueError: boom (at \"/1/app.py\", line 9, in fail)"
+        );
+    }
+
+    #[test]
+    fn an_uncaught_javascript_error_is_read_from_its_report() {
+        let stderr = "Uncaught TypeError: boom\nhandle@entry.js:12:11\nrun@entry.js:40:3\n";
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "the handler threw TypeError: boom (at handle@entry.js:12:11)"
+        );
     }
 }

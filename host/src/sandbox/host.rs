@@ -1,7 +1,9 @@
 //! What one task's Store holds: its WASI context (with no ambient
-//! authority: only what the plugin's grants allow), its memory limiter, and
-//! the host side of the plugin's imports (logging, the key-value store,
-//! enqueuing, outgoing HTTP), each checked against the grants.
+//! authority: only what the plugin's grants allow; no preopened
+//! directories, sockets refused, stdout and stderr into the task log), its
+//! memory limiter, and the host side of the plugin's imports (logging, the
+//! key-value store, enqueuing, outgoing HTTP), each checked against the
+//! grants.
 
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -17,17 +19,17 @@ use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::wasmq::plugin::{enqueue, kv, log};
 use super::grants::{EnqueueError, FollowUpRequest, Grants, HttpGrant, Services};
-use super::limits::{self, Limits, MAX_NAME_BYTES};
+use super::limits::{Limits, MAX_NAME_BYTES};
+use super::output::{self, OutputPipe, Stream, Tail, TaskLog};
 
-/// Bytes of stdout and of stderr kept from one attempt (for panic messages
-/// and debugging); writes beyond fail in the guest.
-const CAPTURED_OUTPUT_BYTES: usize = 16 * 1024;
+/// Bytes kept of the end of an attempt's stderr, to explain a trap (a Rust
+/// panic message, a Python traceback, a JavaScript error).
+const KEPT_STDERR_BYTES: usize = 16 * 1024;
 
 /// Handles (resources) one task may hold at once, in wasmtime's component
 /// tables and in the host's table of WASI resources.
@@ -85,18 +87,19 @@ pub struct HostState {
     grants: Arc<Grants>,
     /// Where the key-value store and enqueuing go.
     services: Arc<dyn Services>,
-    /// Log bytes the task may still write.
-    log_budget: usize,
+    /// The attempt's log: `log` calls, stdout and stderr, under one budget.
+    pub log: Arc<TaskLog>,
+    /// The guest's stdout and stderr, into the log.
+    stdout: OutputPipe,
+    stderr_pipe: OutputPipe,
     /// The plugin's limits, for the caps on what it passes the host.
     limits: Limits,
-    /// The log budget, for the message when it runs out.
-    log_limit: usize,
     /// Follow-up tasks enqueued by this attempt.
     enqueued: u32,
     /// What the host refused.
     pub denials: Denials,
-    /// The guest's stderr, kept to explain panics.
-    pub stderr: MemoryOutputPipe,
+    /// The end of the guest's stderr, kept to explain traps.
+    pub stderr: Tail,
     /// When the attempt must end.
     pub deadline: Instant,
     /// Fires when the task is cancelled.
@@ -137,7 +140,12 @@ impl HostState {
             cancel,
         } = setup;
         let denials: Denials = Arc::default();
-        let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
+        let stderr = Tail::new(KEPT_STDERR_BYTES);
+        let log = Arc::new(TaskLog::new(
+            label.clone(),
+            limits.max_log_bytes,
+            limits.max_log_line_bytes,
+        ));
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
         HostState {
@@ -153,8 +161,9 @@ impl HostState {
             label,
             grants,
             services,
-            log_budget: limits.max_log_bytes,
-            log_limit: limits.max_log_bytes,
+            stdout: OutputPipe::new(log.clone(), Stream::Stdout, None),
+            stderr_pipe: OutputPipe::new(log.clone(), Stream::Stderr, Some(stderr.clone())),
+            log,
             limits,
             enqueued: 0,
             denials,
@@ -165,9 +174,20 @@ impl HostState {
         }
     }
 
-    /// What the guest wrote to stderr, lossily decoded.
+    /// The end of what the guest wrote to stderr, lossily decoded.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+        self.stderr.text()
+    }
+
+    /// Writes the last lines of stdout and stderr that had no newline.
+    pub fn finish_output(&self) {
+        self.stdout.finish();
+        self.stderr_pipe.finish();
+    }
+
+    /// Whether the attempt wrote more than its log budget.
+    pub fn over_log_budget(&self) -> bool {
+        self.stop == Some(Stop::LogLimit) || self.log.exceeded()
     }
 
     /// What the host refused, in order.
@@ -190,7 +210,7 @@ impl WasiView for HostState {
             wasi_context(
                 &self.grants,
                 &self.denials,
-                &self.stderr,
+                (&self.stdout, &self.stderr_pipe),
                 &self.label,
                 MAX_RANDOM_BYTES,
             )
@@ -203,20 +223,20 @@ impl WasiView for HostState {
 }
 
 /// The WASI context of one attempt: no arguments, no preopened
-/// directories, empty stdin, captured stdout and `stderr`, no sockets
+/// directories, empty stdin, stdout and stderr into the task log, no sockets
 /// (every address is refused and recorded in `denials`), only the
 /// environment values granted, and real clocks and randomness only when
 /// granted (else a fixed clock and randomness seeded from the task id).
 fn wasi_context(
     grants: &Grants,
     denials: &Denials,
-    stderr: &MemoryOutputPipe,
+    (stdout, stderr): (&OutputPipe, &OutputPipe),
     label: &TaskLabel,
     max_random_bytes: u64,
 ) -> WasiCtx {
     let mut builder = WasiCtx::builder();
     builder
-        .stdout(MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES))
+        .stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_ip_name_lookup(false)
         .allow_tcp(true)
@@ -276,40 +296,21 @@ impl WasiHttpView for HostState {
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        if message.len() > self.log_budget {
+        let level = match level {
+            log::Level::Trace => output::Level::Trace,
+            log::Level::Debug => output::Level::Debug,
+            log::Level::Info => output::Level::Info,
+            log::Level::Warn => output::Level::Warn,
+            log::Level::Error => output::Level::Error,
+        };
+        // All of a long line counts against the budget; only its start is
+        // written.
+        if let Err(over) = self.log.line(level, message) {
             self.stop = Some(Stop::LogLimit);
             wasmtime::bail!(
                 "the plugin logged more than its limit of {} bytes",
-                self.log_limit
+                over.limit
             );
-        }
-        self.log_budget -= message.len();
-        // All of a long line counts against the budget; only its start is
-        // written.
-        let message = limits::cut(message, self.limits.max_log_line_bytes);
-        let TaskLabel {
-            plugin,
-            task_id,
-            task_type,
-            attempt,
-            ..
-        } = &self.label;
-        match level {
-            log::Level::Trace => {
-                tracing::trace!(target: "wasmq::plugin", plugin, task_id, task_type, attempt, "{message}")
-            }
-            log::Level::Debug => {
-                tracing::debug!(target: "wasmq::plugin", plugin, task_id, task_type, attempt, "{message}")
-            }
-            log::Level::Info => {
-                tracing::info!(target: "wasmq::plugin", plugin, task_id, task_type, attempt, "{message}")
-            }
-            log::Level::Warn => {
-                tracing::warn!(target: "wasmq::plugin", plugin, task_id, task_type, attempt, "{message}")
-            }
-            log::Level::Error => {
-                tracing::error!(target: "wasmq::plugin", plugin, task_id, task_type, attempt, "{message}")
-            }
         }
         Ok(())
     }

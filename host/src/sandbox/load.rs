@@ -553,16 +553,70 @@ pub fn check_imports(
     component: &Component,
     grants: &super::Grants,
 ) -> Result<(), LoadError> {
-    for (name, _) in component.component_type().imports(engine) {
+    let names: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    check_import_names(&names, Granted::from(grants))
+}
+
+/// Which capabilities behind imports a plugin is granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Granted {
+    /// `wasi:http`.
+    pub http: bool,
+    /// `wasmq:plugin/kv`.
+    pub kv: bool,
+    /// `wasmq:plugin/enqueue`.
+    pub enqueue: bool,
+}
+
+impl From<&super::Grants> for Granted {
+    fn from(grants: &super::Grants) -> Granted {
+        Granted {
+            http: grants.http.is_some(),
+            kv: grants.kv.is_some(),
+            enqueue: grants.enqueue.is_some(),
+        }
+    }
+}
+
+/// The names a component's top level imports, read from its binary
+/// without compiling it.
+pub fn import_names(wasm: &[u8]) -> Result<Vec<String>, LoadError> {
+    use wasmparser::Payload;
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.map_err(|err| LoadError::Invalid(format!("{err}")))? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    let import = import.map_err(|err| LoadError::Invalid(format!("{err}")))?;
+                    names.push(import.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+/// Checks import names against the grants: each must be one every plugin
+/// gets or one its manifest grants.
+pub fn check_import_names(names: &[String], grants: Granted) -> Result<(), LoadError> {
+    for name in names {
         if ALWAYS_LINKED.iter().any(|prefix| name.starts_with(prefix)) {
             continue;
         }
         let (capability, granted) = if name.starts_with("wasi:http/") {
-            ("http", grants.http.is_some())
+            ("http", grants.http)
         } else if name.starts_with("wasmq:plugin/kv@") {
-            ("kv", grants.kv.is_some())
+            ("kv", grants.kv)
         } else if name.starts_with("wasmq:plugin/enqueue@") {
-            ("enqueue", grants.enqueue.is_some())
+            ("enqueue", grants.enqueue)
         } else {
             return Err(LoadError::UnsatisfiedImport(format!(
                 "the component imports {name}, which this host does not provide to plugins (it provides WASI 0.2, wasi:http, and wasmq:plugin@{WORLD_VERSION})"

@@ -26,8 +26,9 @@
 //! treats as no attempt at all.
 //!
 //! The guest gets no ambient authority: no preopened directories, no
-//! environment, no arguments, no sockets, empty stdin. It may import WASI's
-//! clocks and random numbers and the host's `log` interface.
+//! environment, no arguments, no sockets, empty stdin; what it writes to
+//! stdout and stderr goes to the task's log, under its log budget. It may
+//! import WASI's clocks and random numbers and the host's `log` interface.
 
 mod cache;
 mod classify;
@@ -35,6 +36,7 @@ mod grants;
 mod host;
 mod limits;
 mod load;
+mod output;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +57,7 @@ pub use grants::{
 };
 pub use host::TaskLabel;
 pub use limits::Limits;
+pub(crate) use load::Granted;
 pub use load::{CompileBounds, LoadError};
 
 use crate::task::{FailureKind, TaskFailure};
@@ -111,6 +114,11 @@ pub struct SandboxConfig {
     /// `max_instances`). A task beyond it fails as
     /// [`FailureKind::WorkerBusy`], which is no attempt.
     pub max_instances_per_plugin: Option<u32>,
+    /// Bytes of each linear memory slot the pool keeps resident between
+    /// instances (reset in place, only the pages a task dirtied where the
+    /// kernel tells them); beyond, memory goes back to the kernel and
+    /// faults in again from the component's image.
+    pub memory_keep_resident: usize,
 }
 
 impl Default for SandboxConfig {
@@ -127,6 +135,7 @@ impl Default for SandboxConfig {
             max_tables_per_component: 8,
             max_table_elements: 100_000,
             max_instances_per_plugin: None,
+            memory_keep_resident: 4 << 20,
         }
     }
 }
@@ -209,7 +218,7 @@ impl Sandbox {
                 .total_memories(n.saturating_mul(config.max_memories_per_component))
                 .total_tables(n.saturating_mul(config.max_tables_per_component))
                 .total_stacks(n)
-                .linear_memory_keep_resident(4 << 20)
+                .linear_memory_keep_resident(config.memory_keep_resident)
                 .table_keep_resident(64 << 10)
                 .pagemap_scan(wasmtime::Enabled::Auto)
                 .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
@@ -261,6 +270,18 @@ impl Sandbox {
         load::check_bytes(wasm)?;
         load::check_counts(&load::footprint(wasm)?, &self.config)?;
         load::compile(&self.engine, wasm, cache)
+    }
+
+    /// Checks, from the binary and without compiling it, that every
+    /// interface a component imports is one every plugin gets or one
+    /// `grants` allows: a plugin importing what its manifest does not grant
+    /// is refused before a costly compile.
+    pub(crate) fn check_import_names(
+        &self,
+        wasm: &[u8],
+        granted: Granted,
+    ) -> Result<(), LoadError> {
+        load::check_import_names(&load::import_names(wasm)?, granted)
     }
 
     /// Checks that what a component allocates as soon as it is instantiated
@@ -436,6 +457,7 @@ impl Sandbox {
         let fuel_used =
             fuel_budget.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let state = store.data();
+        state.finish_output();
         let result = match raced {
             Some(Ok(Ok(bytes))) if bytes.len() > limits.max_result_bytes => Err(TaskFailure::new(
                 FailureKind::ResultTooLarge,

@@ -18,7 +18,7 @@ use super::probation::Probation;
 use super::queues::QueueSelection;
 use super::task::TypeLimits;
 use crate::broker::{self, ArchiveLimits, Broker};
-use crate::ops::server::{PluginFailureInfo, PluginInfo, ServerInfo};
+use crate::ops::server::{PluginCompilingInfo, PluginFailureInfo, PluginInfo, ServerInfo};
 use crate::plugins::Plugins;
 
 /// What upkeep needs from its worker.
@@ -190,6 +190,16 @@ async fn heartbeat(shared: &Upkeep) {
                 name,
                 digest: failure.digest,
                 error: failure.error,
+            })
+            .collect(),
+        compiling: shared
+            .plugins
+            .loading()
+            .into_iter()
+            .map(|(name, digest, since)| PluginCompilingInfo {
+                name,
+                digest,
+                since_ms: broker::unix_ms(since),
             })
             .collect(),
     };

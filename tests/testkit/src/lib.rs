@@ -1,11 +1,12 @@
 //! Test support shared by wasmq's end-to-end tests and benchmarks: the
 //! plugins of `plugins/`, built once by this crate's build script;
 //! directories holding chosen ones for a worker's `--plugins`; `wasmq`
-//! child processes; the fault-injection run; and hostile components
-//! written in WAT.
+//! child processes; the fault-injection run; hostile components written in
+//! WAT; and the Python and JavaScript plugins, built once (`polyglot`).
 
 pub mod faults;
 pub mod hostile_wat;
+pub mod polyglot;
 mod process;
 
 use std::path::{Path, PathBuf};

@@ -87,7 +87,7 @@ extern crate self as wasmq_guest;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "task-handler",
         pub_export_macro: true,
         default_bindings_module: "::wasmq_guest::bindings",
@@ -292,6 +292,14 @@ macro_rules! plugin {
             #[used]
             static __WASMQ_MANIFEST: [u8; __MANIFEST.len()] =
                 $crate::__private::bytes_of::<{ __MANIFEST.len() }>(__MANIFEST);
+
+            // What built it, for `wasmq plugin inspect`.
+            #[unsafe(link_section = "wasmq-build")]
+            #[used]
+            static __WASMQ_BUILD: [u8; $crate::__private::BUILD_INFO.len()] =
+                $crate::__private::bytes_of::<{ $crate::__private::BUILD_INFO.len() }>(
+                    $crate::__private::BUILD_INFO,
+                );
         };
     };
 }
@@ -302,6 +310,14 @@ pub mod __private {
     pub use wit_bindgen;
 
     use super::{Failure, Handler, Task, wit};
+
+    /// The `wasmq-build` section of a Rust plugin: its language and this
+    /// SDK's version.
+    pub const BUILD_INFO: &str = concat!(
+        "language = \"rust\"\ntoolchain = \"wasmq-guest ",
+        env!("CARGO_PKG_VERSION"),
+        "\"\n"
+    );
 
     /// Copies a string into a fixed-size array, so it can be a static placed
     /// in a custom section.

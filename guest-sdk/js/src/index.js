@@ -1,0 +1,219 @@
+// Write wasmq task handlers in JavaScript or TypeScript.
+//
+// Register a function for each task type with `handler`; the payload, JSON,
+// is decoded for you, and what you return (or the promise resolves to) is
+// encoded as JSON as the task's result. Throw a `Failure` to ask the host
+// to retry later or give up now. The plugin's manifest, `wasmq.toml`, names
+// it, lists its task types and asks for limits and capabilities;
+// `wasmq plugin build` makes the component and embeds the manifest.
+//
+// The capabilities a manifest may leave out (`kv`, `enqueue`) come from
+// "wasmq:capabilities", a module `wasmq plugin build` writes for each
+// plugin: a component imports only what its manifest grants.
+
+import { log as hostLog } from "wasmq:plugin/log@0.1.0";
+import { kv as hostKv, enqueue as hostEnqueue } from "wasmq:capabilities";
+
+/** Why a handler produced no result, and what the host should do. */
+export class Failure extends Error {
+  constructor(kind, message) {
+    super(String(message));
+    this.name = "Failure";
+    this.kind = kind;
+  }
+
+  /** Worth retrying: the host retries with backoff while retries are left. */
+  static retry(message) {
+    return new Failure("retry", message);
+  }
+
+  /** No retry can help: the host archives the task now. */
+  static giveUp(message) {
+    return new Failure("give-up", message);
+  }
+
+  /** The payload cannot be handled: archived now as `bad-payload`. */
+  static badPayload(message) {
+    return new Failure("bad-payload", message);
+  }
+}
+
+/**
+ * A capability call the host refused or could not carry out (not granted,
+ * over a cap, Redis unavailable). Uncaught, the attempt is retried.
+ */
+export class CapabilityError extends Failure {
+  constructor(message) {
+    super("retry", message);
+    this.name = "CapabilityError";
+  }
+}
+
+const handlers = new Map();
+
+/**
+ * Registers `fn(task, payload)` as the handler of one task type or a list
+ * of them. It may return a value or a promise of one.
+ */
+export function handler(taskTypes, fn) {
+  const types = Array.isArray(taskTypes) ? taskTypes : [taskTypes];
+  if (types.length === 0) throw new TypeError("handler: name at least one task type");
+  if (typeof fn !== "function") throw new TypeError("handler: the second argument is the function");
+  for (const type of types) {
+    if (typeof type !== "string" || type === "") {
+      throw new TypeError(`handler: task types are non-empty strings, not ${JSON.stringify(type)}`);
+    }
+    if (handlers.has(type)) throw new Error(`task type ${JSON.stringify(type)} has two handlers`);
+    handlers.set(type, fn);
+  }
+  return fn;
+}
+
+function text(message) {
+  return typeof message === "string" ? message : String(message);
+}
+
+/** Logging into the host's log, tagged with the plugin and the task. */
+export const log = {
+  trace: (message) => hostLog("trace", text(message)),
+  debug: (message) => hostLog("debug", text(message)),
+  info: (message) => hostLog("info", text(message)),
+  warn: (message) => hostLog("warn", text(message)),
+  error: (message) => hostLog("error", text(message)),
+};
+
+// What a host refusal carries: the error string of the WIT result.
+function refusal(err) {
+  if (typeof err === "string") return err;
+  if (err && typeof err.payload === "string") return err.payload;
+  if (err && typeof err.message === "string") return err.message;
+  return String(err);
+}
+
+function call(what, fn) {
+  try {
+    return fn();
+  } catch (err) {
+    throw new CapabilityError(refusal(err));
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function grantedKv() {
+  if (!hostKv) {
+    throw new CapabilityError(
+      "kv: the plugin's manifest does not grant `kv`; add [capabilities.kv] to wasmq.toml",
+    );
+  }
+  return hostKv;
+}
+
+/** The plugin's key-value store (capability `kv`). */
+export const kv = {
+  /** The value of `key` as bytes, or undefined. */
+  get(key) {
+    return call("kv.get", () => grantedKv().get(key));
+  },
+  /** The value of `key` as text, or undefined. */
+  getText(key) {
+    const value = kv.get(key);
+    return value === undefined ? undefined : decoder.decode(value);
+  },
+  /** Sets `key` to `value` (a Uint8Array, or text stored as UTF-8). */
+  set(key, value) {
+    const bytes = typeof value === "string" ? encoder.encode(value) : value;
+    call("kv.set", () => grantedKv().set(key, bytes));
+  },
+  /** Removes `key`; true if it was set. */
+  delete(key) {
+    return call("kv.delete", () => grantedKv().delete(key));
+  },
+  /** Adds `by` to the integer at `key` (0 when unset) and returns the sum. */
+  increment(key, by = 1) {
+    return Number(call("kv.increment", () => grantedKv().increment(key, BigInt(by))));
+  },
+};
+
+/**
+ * Enqueues a follow-up task (capability `enqueue`) and returns its id.
+ * `options`: `queue` (default: the current task's), `delayMs`, `id`.
+ */
+export function enqueue(taskType, payload = null, options = {}) {
+  if (!hostEnqueue) {
+    throw new CapabilityError(
+      "enqueue: the plugin's manifest does not grant `enqueue`; add [capabilities.enqueue] to wasmq.toml",
+    );
+  }
+  const followUp = {
+    taskType,
+    payload: encoder.encode(JSON.stringify(payload) ?? "null"),
+    queue: options.queue,
+    delayMs: options.delayMs === undefined ? undefined : BigInt(Math.max(0, Math.floor(options.delayMs))),
+    id: options.id,
+  };
+  return call("enqueue", () => hostEnqueue.enqueue(followUp));
+}
+
+function decode(taskType, bytes) {
+  try {
+    return JSON.parse(decoder.decode(bytes));
+  } catch (err) {
+    throw Failure.badPayload(`the payload of task type ${JSON.stringify(taskType)} is not JSON: ${err.message}`);
+  }
+}
+
+function encode(output) {
+  let json;
+  try {
+    json = JSON.stringify(output === undefined ? null : output);
+  } catch (err) {
+    throw Failure.giveUp(`the handler's result is not encodable as JSON: ${err.message}`);
+  }
+  return encoder.encode(json);
+}
+
+/** Runs one task (used by the component's export). */
+export function run(task) {
+  const fn = handlers.get(task.taskType);
+  if (!fn) {
+    const known = [...handlers.keys()].sort().join(", ") || "nothing";
+    throw Failure.giveUp(
+      `no handler for task type ${JSON.stringify(task.taskType)} in this plugin (it handles: ${known})`,
+    );
+  }
+  const payload = decode(task.taskType, task.payload);
+  const view = Object.freeze({
+    id: task.id,
+    taskType: task.taskType,
+    queue: task.queue,
+    attempt: task.attempt,
+    maxRetry: task.maxRetry,
+    isLastAttempt: task.attempt > task.maxRetry,
+  });
+  const output = fn(view, payload);
+  if (output && typeof output.then === "function") {
+    return output.then(encode);
+  }
+  return encode(output);
+}
+
+/**
+ * Fails the build when the manifest's task types and the registered
+ * handlers differ (called by the build, at pre-initialisation).
+ */
+export function checkTaskTypes(declared) {
+  const problems = [];
+  const missing = declared.filter((type) => !handlers.has(type)).sort();
+  const extra = [...handlers.keys()].filter((type) => !declared.includes(type)).sort();
+  if (missing.length) {
+    problems.push(`the manifest lists task types no handler is registered for: ${missing.join(", ")}`);
+  }
+  if (extra.length) {
+    problems.push(
+      `handlers are registered for task types the manifest does not list (the host would never route them here): ${extra.join(", ")}`,
+    );
+  }
+  if (problems.length) throw new Error(problems.join("; "));
+}
