@@ -46,5 +46,7 @@ mod tls;
 mod durable;
 // Connections are named in CLIENT LIST.
 mod names;
+// Keeping the plugin registry small: rollback --to, gc, retention.
+mod retention;
 // Plugins in Python and JavaScript: end to end, hostile, hot deploys.
 mod polyglot;

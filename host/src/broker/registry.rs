@@ -18,6 +18,11 @@ pub const CURRENT: &str = "wasmq:{plugins}:current";
 pub const TYPES: &str = "wasmq:{plugins}:types";
 /// The channel that tells workers plugins changed.
 pub const CHANGED: &str = "wasmq:{plugins}:changed";
+/// The SET of every stored component's digest (garbage collection reads it).
+pub const BLOBS: &str = "wasmq:{plugins}:blobs";
+/// The versions per plugin the fleet keeps (STRING, a count; absent: keep
+/// everything). Workers collect the registry's garbage by it.
+pub const RETENTION: &str = "wasmq:{plugins}:retention";
 /// Deployments kept per plugin.
 const HISTORY_KEPT: usize = 50;
 
@@ -53,6 +58,15 @@ pub struct Deployed {
     /// The task types the name held before, when the deployment replaced a
     /// different plugin.
     pub replaced: Option<Vec<String>>,
+}
+
+/// What a garbage collection of the registry did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// History entries trimmed.
+    pub trimmed: u64,
+    /// Components deleted: (digest, bytes).
+    pub deleted: Vec<(String, u64)>,
 }
 
 /// A script's refusal, if the error is one.
@@ -99,6 +113,7 @@ impl Broker {
             .key(history_key(name))
             .key(blob_key(digest))
             .key(TYPES)
+            .key(BLOBS)
             .arg(name)
             .arg(digest)
             .arg(wasm)
@@ -210,5 +225,116 @@ impl Broker {
     pub(crate) async fn plugin_history(&self, name: &str) -> Result<Vec<String>, Error> {
         self.query(redis::cmd("LRANGE").arg(history_key(name)).arg(0).arg(-1))
             .await
+    }
+
+    /// Trims each plugin's history to its newest `keep` versions and
+    /// deletes the components nothing needs any more: no plugin's current
+    /// version, no history entry kept, none of `in_use` (what live workers
+    /// run or compile). With `dry_run`, changes nothing and says what it
+    /// would do.
+    pub(crate) async fn collect_plugin_garbage(
+        &self,
+        keep: usize,
+        in_use: &[String],
+        dry_run: bool,
+    ) -> Result<Collected, Error> {
+        let keep = keep.max(1);
+        // The script refuses (STALE) if a name or component appeared since
+        // they were read; a few tries outlast any burst of deploys.
+        for _ in 0..5 {
+            let mut names: Vec<String> = self.query(redis::cmd("HKEYS").arg(TYPES)).await?;
+            let current: HashMap<String, String> = self.deployed_plugins().await?;
+            names.extend(current.keys().cloned());
+            names.sort();
+            names.dedup();
+            let mut digests: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(BLOBS)).await?;
+            // Components stored before the SET existed are known by the
+            // records that name them.
+            digests.extend(current.into_values());
+            for name in &names {
+                for json in self.plugin_history(name).await? {
+                    if let Ok(record) = serde_json::from_str::<serde_json::Value>(&json)
+                        && let Some(digest) = record["digest"].as_str()
+                    {
+                        digests.push(digest.to_string());
+                    }
+                }
+            }
+            digests.sort();
+            digests.dedup();
+            let mut invocation = SCRIPTS.plugin_gc.prepare_invoke();
+            invocation.key(CURRENT).key(TYPES).key(BLOBS);
+            invocation
+                .arg(keep)
+                .arg(if dry_run { "1" } else { "0" })
+                .arg(names.len());
+            for name in &names {
+                invocation.key(history_key(name)).arg(name);
+            }
+            invocation.arg(digests.len());
+            for digest in &digests {
+                invocation.key(blob_key(digest)).arg(digest);
+            }
+            for digest in in_use {
+                invocation.arg(digest);
+            }
+            match self
+                .run::<Vec<redis::Value>>("plugins", None, &invocation)
+                .await
+            {
+                Ok(reply) => return Ok(collected(&reply)),
+                Err(Error::Redis { source, .. }) if script_error_name(&source) == Some("STALE") => {
+                    continue;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(Error::Corrupt(
+            "the plugin registry kept changing while its garbage was collected; try again".into(),
+        ))
+    }
+
+    /// The versions per plugin the fleet keeps, if set.
+    pub(crate) async fn plugin_retention(&self) -> Result<Option<usize>, Error> {
+        let kept: Option<String> = self.query(redis::cmd("GET").arg(RETENTION)).await?;
+        Ok(kept.and_then(|kept| kept.parse().ok()))
+    }
+
+    /// Sets (or, with `None`, clears) the versions per plugin the fleet
+    /// keeps.
+    pub(crate) async fn set_plugin_retention(&self, keep: Option<usize>) -> Result<(), Error> {
+        match keep {
+            Some(keep) => self.query(redis::cmd("SET").arg(RETENTION).arg(keep)).await,
+            None => self
+                .query::<i64>(redis::cmd("DEL").arg(RETENTION))
+                .await
+                .map(drop),
+        }
+    }
+}
+
+/// plugin_gc.lua's reply: {trimmed, digest, bytes, ...}.
+fn collected(reply: &[redis::Value]) -> Collected {
+    let number = |value: &redis::Value| match value {
+        redis::Value::Int(n) => (*n).max(0) as u64,
+        _ => 0,
+    };
+    let text = |value: &redis::Value| match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(text) => text.clone(),
+        _ => String::new(),
+    };
+    let Some((trimmed, rest)) = reply.split_first() else {
+        return Collected::default();
+    };
+    let mut deleted: Vec<(String, u64)> = rest
+        .chunks(2)
+        .filter(|pair| pair.len() == 2)
+        .map(|pair| (text(&pair[0]), number(&pair[1])))
+        .collect();
+    deleted.sort();
+    Collected {
+        trimmed: number(trimmed),
+        deleted,
     }
 }

@@ -13,6 +13,7 @@ mod limit;
 mod parse;
 mod plugin;
 mod plugin_deploy;
+mod plugin_gc;
 mod plugin_inspect;
 mod queue;
 mod scaffold;

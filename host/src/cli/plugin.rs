@@ -43,13 +43,33 @@ pub(crate) enum PluginCommand {
     /// List deployed plugins: version, content hash, task types, when
     /// deployed, and which workers run it.
     Ls(ListArgs),
-    /// Put back the version deployed before the current one, fleet-wide.
-    Rollback(NameArgs),
+    /// Put back an earlier version, fleet-wide: the one deployed before the
+    /// current one, or the one --to names.
+    ///
+    /// Example: wasmq plugin rollback greeter --to 0.3.1
+    Rollback(RollbackArgs),
     /// Remove a deployed plugin: workers unload it, and its task types wait
     /// in retry ("no plugin handles TYPE") until a plugin handles them.
     Rm(NameArgs),
     /// A deployed plugin's history: every deploy, rollback and removal.
     History(NameArgs),
+    /// Delete the components nothing needs any more, and trim histories.
+    ///
+    /// Keeps each plugin's newest --keep versions (its current one always;
+    /// history entries of older versions are dropped, and those versions
+    /// can no longer be rolled back to) and every component a live worker
+    /// runs or is compiling; deletes every other stored component. Safe
+    /// while deploys run: nothing being deployed is deleted.
+    ///
+    /// Example: wasmq plugin gc --keep 5 --dry-run
+    Gc(GcArgs),
+    /// Show or set how many versions per plugin the fleet keeps: workers
+    /// then collect the registry's garbage themselves (as `wasmq plugin gc
+    /// --keep N` would) after each deploy, rollback or removal and every
+    /// 10 minutes. `off` keeps everything (the default).
+    ///
+    /// Example: wasmq plugin retention 10
+    Retention(RetentionArgs),
     /// Per plugin and task type: runs, failures by class (fuel, timeout,
     /// memory, trap, handler error, lease-expired...), fuel and time
     /// percentiles. Counts attempts that ended, as workers report them every
@@ -99,6 +119,70 @@ pub(crate) struct NameArgs {
     pub(crate) redis: RedisArgs,
 }
 
+/// Arguments of `wasmq plugin rollback`.
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The plugin's name.
+    pub(crate) name: String,
+    /// The version to put back (as its manifest says, e.g. 0.3.1), or the
+    /// start of its content hash (6 hex digits or more, as `wasmq plugin
+    /// history` shows). Without it: the version before the current one.
+    #[arg(long, value_name = "VERSION|HASH")]
+    pub(crate) to: Option<String>,
+    /// How long to wait for the workers to take the change.
+    #[arg(long, default_value = "15s", value_parser = super::parse::duration, value_name = "DURATION")]
+    pub(crate) wait: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+}
+
+/// Arguments of `wasmq plugin gc`.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Versions kept per plugin (distinct components, newest first).
+    /// Default: the fleet's retention (`wasmq plugin retention`), or 10.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub(crate) keep: Option<u32>,
+    /// Say what would be deleted; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+}
+
+/// Arguments of `wasmq plugin retention`.
+#[derive(Debug, Args)]
+pub(crate) struct RetentionArgs {
+    /// Versions kept per plugin (1 or more), or `off`. Without it, shows
+    /// the current setting.
+    #[arg(value_name = "N|off", value_parser = kept_versions)]
+    pub(crate) keep: Option<KeptVersions>,
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+}
+
+/// What `wasmq plugin retention` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeptVersions {
+    /// Keep this many versions per plugin.
+    Newest(u32),
+    /// Keep everything.
+    Off,
+}
+
+fn kept_versions(text: &str) -> Result<KeptVersions, String> {
+    match text.trim() {
+        "off" => Ok(KeptVersions::Off),
+        number => match number.parse::<u32>() {
+            Ok(0) => Err("0 would delete every version, the current ones' history included; keep 1 or more, or say `off` to keep everything".into()),
+            Ok(n) => Ok(KeptVersions::Newest(n)),
+            Err(_) => Err(format!(
+                "{number:?} is not a number of versions; write one (e.g. 10), or `off` to keep everything"
+            )),
+        },
+    }
+}
+
 /// What `wasmq plugin stats` counts, printed under its table.
 const COVERAGE: &str = "\
 RUNS counts attempts that ended on a worker (attempts, not tasks: a retried task runs more than
@@ -129,6 +213,8 @@ pub(crate) async fn run(command: PluginCommand) -> Result<(), Failure> {
         PluginCommand::Rollback(args) => return super::plugin_deploy::rollback(args).await,
         PluginCommand::Rm(args) => return super::plugin_deploy::remove(args).await,
         PluginCommand::History(args) => return super::plugin_deploy::history(args).await,
+        PluginCommand::Gc(args) => return super::plugin_gc::collect(args).await,
+        PluginCommand::Retention(args) => return super::plugin_gc::retention(args).await,
         PluginCommand::Stats(args) => args,
     };
     let broker = args.redis.broker("plugin").await?;

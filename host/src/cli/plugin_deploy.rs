@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use super::format;
 use super::parse::Failure;
-use super::plugin::{DeployArgs, ListArgs, NameArgs};
+use super::plugin::{DeployArgs, ListArgs, NameArgs, RollbackArgs};
 use super::table::Table;
 
 fn refused(err: RegistryError) -> Failure {
@@ -64,9 +64,9 @@ pub(crate) async fn deploy(args: DeployArgs) -> Result<(), Failure> {
 }
 
 /// Runs `wasmq plugin rollback`.
-pub(crate) async fn rollback(args: NameArgs) -> Result<(), Failure> {
+pub(crate) async fn rollback(args: RollbackArgs) -> Result<(), Failure> {
     let broker = args.redis.broker("plugin").await?;
-    let deployment = registry::rollback(&broker, &args.name)
+    let deployment = registry::rollback(&broker, &args.name, args.to.as_deref())
         .await
         .map_err(refused)?;
     let digest = deployment.digest.clone().unwrap_or_default();
@@ -225,7 +225,7 @@ fn progress(servers: &[ServerInfo], name: &str, digest: Option<&str>) -> Progres
 }
 
 fn short(digest: &str) -> String {
-    format!("sha256:{}", &digest[..12.min(digest.len())])
+    format!("sha256:{}", digest.get(..12).unwrap_or(digest))
 }
 
 /// Runs `wasmq plugin ls`.

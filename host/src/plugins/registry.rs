@@ -137,20 +137,29 @@ pub async fn history(broker: &Broker, name: &str) -> Result<Vec<Deployment>, bro
         .collect())
 }
 
-/// Switches `name` back to the version deployed before its current one (or
-/// to its last version, after a removal). Returns the deployment made.
-pub async fn rollback(broker: &Broker, name: &str) -> Result<Deployment, RegistryError> {
+/// Switches `name` back to an earlier version: with `to`, the newest
+/// entry of its history whose version is `to` or whose content hash starts
+/// with it; without, the version deployed before its current one (or its
+/// last version, after a removal). Returns the deployment made.
+pub async fn rollback(
+    broker: &Broker,
+    name: &str,
+    to: Option<&str>,
+) -> Result<Deployment, RegistryError> {
     let current = broker.deployed_plugins().await?.remove(name);
     let past = history(broker, name).await?;
-    let target = past
-        .iter()
-        .find(|entry| entry.digest.is_some() && entry.digest != current)
-        .cloned()
-        .ok_or_else(|| {
-            RegistryError::Nothing(format!(
-                "plugin {name:?} has no earlier version to roll back to (`wasmq plugin ls` shows what is deployed)"
-            ))
-        })?;
+    let target = match to {
+        None => past
+            .iter()
+            .find(|entry| entry.digest.is_some() && entry.digest != current)
+            .cloned()
+            .ok_or_else(|| {
+                RegistryError::Nothing(format!(
+                    "plugin {name:?} has no earlier version to roll back to (`wasmq plugin ls` shows what is deployed)"
+                ))
+            })?,
+        Some(to) => rollback_target(name, &past, current.as_deref(), to)?,
+    };
     let deployment = Deployment {
         action: "rollback".into(),
         at_ms: broker::unix_ms(SystemTime::now()),
@@ -170,6 +179,103 @@ pub async fn rollback(broker: &Broker, name: &str) -> Result<Deployment, Registr
         .await?
         .map_err(|refusal| refused(name, &task_types, refusal))?;
     Ok(deployment)
+}
+
+/// The entry of `past` (newest first) that `to` names: a version, or the
+/// start of a content hash (at least 6 hex digits).
+fn rollback_target(
+    name: &str,
+    past: &[Deployment],
+    current: Option<&str>,
+    to: &str,
+) -> Result<Deployment, RegistryError> {
+    let stored = || past.iter().filter(|entry| entry.digest.is_some());
+    let by_version = stored().find(|entry| entry.version.as_deref() == Some(to));
+    let by_hash: Vec<&Deployment> = if to.len() >= 6 && to.chars().all(|c| c.is_ascii_hexdigit()) {
+        let prefix = to.to_ascii_lowercase();
+        let mut seen = Vec::<&Deployment>::new();
+        for entry in stored() {
+            if entry
+                .digest
+                .as_deref()
+                .is_some_and(|d| d.starts_with(&prefix))
+                && !seen.iter().any(|other| other.digest == entry.digest)
+            {
+                seen.push(entry);
+            }
+        }
+        seen
+    } else {
+        Vec::new()
+    };
+    let target = match (by_version, by_hash.as_slice()) {
+        (Some(entry), _) => entry.clone(),
+        (None, [entry]) => (*entry).clone(),
+        (None, []) => {
+            let mut kept: Vec<String> = Vec::new();
+            for entry in stored() {
+                let line = format!(
+                    "{} ({})",
+                    entry.version.as_deref().unwrap_or("?"),
+                    entry.digest.as_deref().map(short_digest).unwrap_or("?")
+                );
+                if !kept.contains(&line) {
+                    kept.push(line);
+                }
+            }
+            return Err(RegistryError::Nothing(format!(
+                "plugin {name:?} has no version or content hash {to:?} in its history{}; name a version or the start of a hash (at least 6 hex digits) from `wasmq plugin history {name}`",
+                if kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it keeps {})", kept.join(", "))
+                }
+            )));
+        }
+        (None, several) => {
+            return Err(RegistryError::Nothing(format!(
+                "{to:?} starts {} content hashes in {name:?}'s history ({}); give more of the hash",
+                several.len(),
+                several
+                    .iter()
+                    .filter_map(|entry| entry.digest.as_deref().map(short_digest))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    if target.digest.as_deref() == current {
+        return Err(RegistryError::Nothing(format!(
+            "{name:?} already runs {} ({}); nothing was changed",
+            target.version.as_deref().unwrap_or("?"),
+            target.digest.as_deref().map(short_digest).unwrap_or("?")
+        )));
+    }
+    Ok(target)
+}
+
+/// The first 12 hex digits of a content hash, as listings show it.
+fn short_digest(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// Collects the registry's garbage: trims each plugin's history to its
+/// newest `keep` versions and deletes every stored component that no
+/// current version, no history entry kept and no live worker (running it,
+/// or still compiling it) needs. With `dry_run`, says what it would do.
+pub async fn collect_garbage(
+    broker: &Broker,
+    keep: usize,
+    dry_run: bool,
+) -> Result<broker::registry::Collected, broker::Error> {
+    let mut in_use: Vec<String> = Vec::new();
+    for server in live_servers(broker).await? {
+        in_use.extend(server.plugins.into_iter().map(|plugin| plugin.digest));
+        in_use.extend(server.compiling.into_iter().map(|plugin| plugin.digest));
+    }
+    in_use.sort();
+    in_use.dedup();
+    broker.collect_plugin_garbage(keep, &in_use, dry_run).await
 }
 
 /// Removes a deployed plugin: workers unload it, and its task types wait

@@ -61,6 +61,11 @@ const RECLAIM_BATCH: usize = 1000;
 /// written.
 const TRIM_PERIOD: Duration = Duration::from_secs(5);
 
+/// How often a worker collects the plugin registry's garbage when the fleet
+/// keeps a number of versions (`wasmq plugin retention`), besides after
+/// each change of its plugins.
+const REGISTRY_GC_PERIOD: Duration = Duration::from_secs(600);
+
 /// How long a heartbeat says the worker is alive.
 const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
 
@@ -78,6 +83,7 @@ pub async fn run(shared: Arc<Upkeep>, stop: CancellationToken) {
     let queues = shared.queues.names();
     let id = shared.worker_id.clone();
     let mut last_trim: Option<Instant> = None;
+    let mut last_registry_gc: Option<Instant> = None;
     loop {
         match shared.broker.type_limits().await {
             Ok(limits) => shared.type_limits.replace(limits),
@@ -117,12 +123,47 @@ pub async fn run(shared: Arc<Upkeep>, stop: CancellationToken) {
             }
             last_trim = Some(Instant::now());
         }
+        if last_registry_gc.is_none_or(|at| at.elapsed() >= REGISTRY_GC_PERIOD) {
+            apply_plugin_retention(&shared).await;
+            last_registry_gc = Some(Instant::now());
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
-            // A plugin changed: say so at once, so deploys see it.
-            _ = shared.plugins.changed() => heartbeat(&shared).await,
+            // A plugin changed: say so at once, so deploys see it; then the
+            // version it replaced may be garbage.
+            _ = shared.plugins.changed() => {
+                heartbeat(&shared).await;
+                apply_plugin_retention(&shared).await;
+                last_registry_gc = Some(Instant::now());
+            }
         }
+    }
+}
+
+/// Collects the plugin registry's garbage if the fleet keeps a number of
+/// versions per plugin. Every worker may do it: the script is atomic and
+/// idempotent, and it keeps what any live worker's heartbeat says it runs
+/// (this worker's heartbeat is written first).
+async fn apply_plugin_retention(shared: &Upkeep) {
+    let keep = match shared.broker.plugin_retention().await {
+        Ok(Some(keep)) => keep,
+        Ok(None) => return,
+        Err(err) => return shared.outage.failed(&err),
+    };
+    match crate::plugins::registry::collect_garbage(&shared.broker, keep, false).await {
+        Ok(collected) if !collected.deleted.is_empty() => tracing::info!(
+            components = collected.deleted.len(),
+            bytes = collected
+                .deleted
+                .iter()
+                .map(|(_, bytes)| bytes)
+                .sum::<u64>(),
+            keep,
+            "deleted plugin components no kept version needs (plugin retention)"
+        ),
+        Ok(_) => {}
+        Err(err) => shared.outage.failed(&err),
     }
 }
 

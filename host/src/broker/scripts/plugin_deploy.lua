@@ -12,6 +12,7 @@
 -- KEYS[2] -> wasmq:{plugins}:history:<name>   LIST of deployments (JSON), newest first
 -- KEYS[3] -> wasmq:{plugins}:blob:<sha256>    STRING the component's bytes
 -- KEYS[4] -> wasmq:{plugins}:types            HASH plugin name -> its task types (JSON array, sorted)
+-- KEYS[5] -> wasmq:{plugins}:blobs            SET  SHA-256 of every component stored (plugin_gc.lua)
 -- ARGV[1] -> plugin name
 -- ARGV[2] -> SHA-256 of the component, hex
 -- ARGV[3] -> the component's bytes
@@ -36,6 +37,7 @@ if conflict then
 end
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[2])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[7])
 redis.call('LPUSH', KEYS[2], ARGV[4])
