@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use wasmq::{Cron, TickOutcome, TickRecord};
 use wasmq::{FailureKind, NewTask, TaskState};
-use wasmq_testkit::{BURN_COMPONENT, PluginDir, WasmqProcess};
+use wasmq_testkit::{BURN_COMPONENT, ECHO_COMPONENT, PluginDir, WasmqProcess};
 
 use crate::support::{Env, WASMQ, stderr, stdout, wait_until};
 
@@ -523,4 +523,72 @@ type = "charger:poll"
     let entries = Cron::new(env.broker().clone()).entries().await.unwrap();
     let poll = entries.iter().find(|entry| entry.name == "poll").unwrap();
     assert_eq!(poll.schedule, "*/5 * * * * *", "{poll:?}");
+}
+
+/// Each tick record names the queue its task went to, so the history
+/// finds the state of tasks enqueued before the entry moved to another
+/// queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tick_records_name_the_queue_their_task_went_to() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let add = |queue: &str, extra: &[&str]| {
+        let mut args = vec![
+            "cron",
+            "add",
+            "moving",
+            "* * * * * *",
+            "echo",
+            "{}",
+            "--queue",
+            queue,
+        ];
+        args.extend_from_slice(extra);
+        let added = env.wasmq(&args);
+        assert!(added.status.success(), "{}", stderr(&added));
+    };
+    add("alpha", &[]);
+    let _worker = env.worker(plugins.path(), &["--queues", "alpha,beta"]);
+    let fired_to = |queue: &'static str| {
+        let env = &env;
+        move || async move {
+            env.ticks("moving")
+                .await
+                .iter()
+                .any(|tick| tick.queue.as_deref() == Some(queue))
+        }
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "a tick into alpha",
+        fired_to("alpha"),
+    )
+    .await;
+    add("beta", &["--replace"]);
+    wait_until(
+        Duration::from_secs(30),
+        "a tick into beta",
+        fired_to("beta"),
+    )
+    .await;
+    env.wait_for_counts("alpha", Duration::from_secs(30), "alpha's ticks run", |c| {
+        c.pending == 0 && c.active == 0 && c.completed >= 1
+    })
+    .await;
+
+    let history = env.wasmq(&["cron", "history", "moving", "--json"]);
+    let ticks: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
+    let into_alpha: Vec<&serde_json::Value> = ticks
+        .iter()
+        .filter(|status| status["tick"]["queue"] == "alpha")
+        .collect();
+    assert!(!into_alpha.is_empty(), "{ticks:?}");
+    for status in into_alpha {
+        assert_eq!(
+            status["task_state"], "completed",
+            "found in its own queue, not the entry's new one: {status}"
+        );
+    }
+    let text = stdout(&env.wasmq(&["cron", "history", "moving"]));
+    assert!(text.contains("QUEUE") && text.contains("beta"), "{text}");
 }

@@ -353,7 +353,15 @@ async fn history(args: HistoryArgs) -> Result<(), Failure> {
         format::print_json(&ticks)?;
         return Ok(());
     }
-    let mut table = Table::new(&["TICK", "HANDLED", "BY", "OUTCOME", "TASK", "TASK STATE"]);
+    let mut table = Table::new(&[
+        "TICK",
+        "HANDLED",
+        "BY",
+        "OUTCOME",
+        "QUEUE",
+        "TASK",
+        "TASK STATE",
+    ]);
     for status in ticks {
         let record = &status.tick;
         let what = match record.skipped {
@@ -365,6 +373,7 @@ async fn history(args: HistoryArgs) -> Result<(), Failure> {
             format!("+{} ms", record.at_ms - record.tick_ms),
             record.host.clone(),
             what,
+            record.queue.clone().unwrap_or_else(|| "-".into()),
             record.task_id.clone().unwrap_or_else(|| "-".into()),
             status.task_state,
         ]);

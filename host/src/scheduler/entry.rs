@@ -165,6 +165,10 @@ pub struct TickRecord {
     /// The task enqueued for it, if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// The queue that task went to (the entry's queue at the tick; ticks
+    /// recorded before queues were recorded have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// For skipped misfires: how many ticks were skipped (this tick is the
     /// most recent of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -278,6 +278,7 @@ async fn handle_due_ticks(
                 host: config.host.clone(),
                 outcome: TickOutcome::Skipped,
                 task_id: None,
+                queue: None,
                 skipped: Some(skipped),
             };
             tracing::warn!(
@@ -335,6 +336,7 @@ async fn fire(
                 host: config.host.clone(),
                 outcome,
                 task_id: Some(id.clone()),
+                queue: Some(entry.queue.clone()),
                 skipped: None,
             };
             tracing::debug!(entry = entry.name, task_id = id, "tick fired");

@@ -81,7 +81,8 @@ async fn history_of(
         .collect();
     let mut statuses = Vec::with_capacity(records.len());
     for tick in records {
-        let task_state = task_state(broker, &entry.queue, &tick).await?;
+        let queue = tick.queue.as_deref().unwrap_or(&entry.queue);
+        let task_state = task_state(broker, queue, &tick).await?;
         statuses.push(TickStatus { tick, task_state });
     }
     Ok(statuses)

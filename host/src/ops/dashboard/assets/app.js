@@ -1244,7 +1244,7 @@
     if (!history.ticks) return [head, h('p', { class: 'pad bad' }, history.missing)];
     const queue = entry ? entry.entry.queue : null;
     return [head, h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
-      h('thead', null, h('tr', null, ['Tick', 'Handled', 'By', 'Outcome', 'Task', 'Task state'].map((t) => h('th', null, t)))),
+      h('thead', null, h('tr', null, ['Tick', 'Handled', 'By', 'Outcome', 'Queue', 'Task', 'Task state'].map((t) => h('th', null, t)))),
       h('tbody', null, history.ticks.length ? history.ticks.map((item) => {
         const t = item.tick;
         const late = t.at_ms - t.tick_ms;
@@ -1253,11 +1253,12 @@
           h('td', { class: `num${late > 1000 ? ' warn' : ''}`, title: isoTitle(t.at_ms) }, `+${fmtCount(late)} ms`),
           h('td', { class: 'mono' }, t.host || '—'),
           h('td', null, outcomeBadge(t.outcome), t.skipped ? h('span', { class: 'muted' }, ` ${t.skipped} skipped`) : null),
+          h('td', null, t.queue ? mono(t.queue) : h('span', { class: 'muted' }, '—')),
           h('td', null, t.task_id
-            ? (queue ? h('a', { href: '#', class: 'mono', 'data-act': 'open-task-link', 'data-queue': queue, 'data-id': t.task_id }, t.task_id) : mono(t.task_id))
+            ? ((t.queue || queue) ? h('a', { href: '#', class: 'mono', 'data-act': 'open-task-link', 'data-queue': t.queue || queue, 'data-id': t.task_id }, t.task_id) : mono(t.task_id))
             : h('span', { class: 'muted' }, '—')),
           h('td', null, item.task_state ? stateBadge(item.task_state) : h('span', { class: 'muted', title: 'the task record is gone (expired or deleted)' }, 'gone')));
-      }) : h('tr', { class: 'empty' }, h('td', { colspan: 6 }, 'No ticks yet.'))))) ];
+      }) : h('tr', { class: 'empty' }, h('td', { colspan: 7 }, 'No ticks yet.'))))) ];
   }
 
   // ------------------------------------------------------------------ plugins
