@@ -8,6 +8,9 @@
 //   EXPECT_COMPLETED  /
 //   TASK_ID           an archived task in QUEUE that completes when run (optional:
 //                     without it the archived-task steps are skipped)
+//   EXPECT_HISTORY    1: after a reload, the throughput chart must draw the
+//                     server's history at once (points from before the page
+//                     opened, with completions in them)
 //   SCREENSHOT        a path: save a full-page screenshot at 1280x800 there
 //   SCREENSHOT_WAIT   seconds to let the throughput chart fill before the
 //                     screenshot (default 20)
@@ -29,6 +32,7 @@ const url = env.DASHBOARD_URL;
 const queue = env.QUEUE || 'default';
 const taskId = env.TASK_ID || '';
 const screenshot = env.SCREENSHOT || '';
+const expectHistory = env.EXPECT_HISTORY === '1';
 const screenshotWait = Number(env.SCREENSHOT_WAIT ?? 20);
 const expected = {};
 for (const state of ['pending', 'archived', 'completed']) {
@@ -112,6 +116,20 @@ async function run(page) {
     const result = await waitFor(read, same, 10000);
     if (!result.ok) fail(`counts of queue ${queue}: expected ${JSON.stringify(expected)}, saw ${JSON.stringify(result.value)} after 10 s`);
     log(`counts match: ${JSON.stringify(expected)}`);
+  }
+
+  if (expectHistory) {
+    step = 'reloading: the chart draws the history the server keeps';
+    await page.reload({ waitUntil: 'load', timeout: 20000 });
+    const chart = '[data-testid="throughput-chart"]';
+    const read = async () => {
+      const attr = (name) => page.locator(chart).getAttribute(name, { timeout: 5000 }).catch(() => null);
+      return { points: Number(await attr('data-history-points')), max: Number(await attr('data-history-max')) };
+    };
+    // A point from before the page opened, with completions in it.
+    const result = await waitFor(read, (v) => v.points >= 1 && v.max > 0, 10000);
+    if (!result.ok) fail(`after a reload the chart should show the server's history; saw ${JSON.stringify(result.value)} after 10 s`);
+    log(`history drawn after a reload: ${JSON.stringify(result.value)}`);
   }
 
   if (screenshot && screenshotWait > 0) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use wasmq::NewTask;
 use wasmq_testkit::{ECHO_COMPONENT, FLAKY_COMPONENT, PluginDir, WasmqProcess};
 
-use crate::support::{Env, WASMQ, free_port, wait_for_http};
+use crate::support::{Env, WASMQ, free_port, wait_for_http, wait_until};
 
 /// The browser check and its dependencies.
 fn browser_check() -> PathBuf {
@@ -24,12 +24,27 @@ fn browser_check() -> PathBuf {
 
 /// In headless Chromium: the dashboard shows a queue with the right counts;
 /// an archived task opens with its error; Retry runs it and the page shows
-/// it completed.
+/// it completed; after a reload, the throughput chart draws the history the
+/// server keeps at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_retries_an_archived_task_in_a_real_browser() {
     let script = browser_check();
     let env = Env::start().await;
     let plugins = PluginDir::with(&[ECHO_COMPONENT, FLAKY_COMPONENT]);
+    // The worker first samples the queue's counters (its throughput
+    // history); the tasks then complete after that sample, so the history
+    // the chart draws on a reload has them.
+    let _worker = env.worker(plugins.path(), &["--no-scheduler"]);
+    wait_until(Duration::from_secs(30), "a throughput sample", || async {
+        let mut redis = env.redis_connection().await;
+        redis::cmd("LLEN")
+            .arg("wasmq:{default}:history")
+            .query_async::<i64>(&mut redis)
+            .await
+            .unwrap()
+            >= 1
+    })
+    .await;
     for n in 0..3 {
         env.client
             .enqueue(NewTask::new("echo", format!(r#"{{"n":{n}}}"#)).unwrap())
@@ -47,7 +62,6 @@ async fn the_dashboard_retries_an_archived_task_in_a_real_browser() {
         .await
         .unwrap()
         .id;
-    let _worker = env.worker(plugins.path(), &["--no-scheduler"]);
     env.wait_for_counts(
         "default",
         Duration::from_secs(30),
@@ -70,6 +84,7 @@ async fn the_dashboard_retries_an_archived_task_in_a_real_browser() {
         .env("EXPECT_PENDING", "0")
         .env("EXPECT_ARCHIVED", "1")
         .env("EXPECT_COMPLETED", "3")
+        .env("EXPECT_HISTORY", "1")
         .env("TASK_ID", &archived);
     // Refresh docs/dashboard.png with WASMQ_UPDATE_SCREENSHOT=1.
     if std::env::var_os("WASMQ_UPDATE_SCREENSHOT").is_some() {
@@ -475,6 +490,7 @@ async fn a_page_on_another_origin_cannot_change_or_read_the_dashboard() {
         .env("DASHBOARD_URL", format!("http://{address}/"))
         .env("QUEUE", "default")
         .env("EXPECT_COMPLETED", "3")
+        .env("EXPECT_HISTORY", "1")
         .env("ATTACK", "1");
     let output = tokio::task::spawn_blocking(move || check.output())
         .await

@@ -780,3 +780,94 @@ async fn metrics_refuse_a_foreign_host_name() {
         assert!(body.contains("# TYPE wasmq_plugin_loads counter"), "{body}");
     }
 }
+
+/// `wasmq stats --history` counts, from the samples workers take once a
+/// minute, exactly the attempts that ended since the first sample, per
+/// queue; and bad spans are refused naming what is kept.
+#[tokio::test]
+async fn stats_history_counts_what_ended_since_the_first_sample() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, FLAKY_COMPONENT]);
+    let _worker = env.worker(
+        plugins.path(),
+        &["--queues", "default,other", "--no-scheduler"],
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "a sample of both queues",
+        || async {
+            let mut redis = env.redis_connection().await;
+            let mut sampled = 0;
+            for queue in ["default", "other"] {
+                let len: i64 = redis::cmd("LLEN")
+                    .arg(format!("wasmq:{{{queue}}}:history"))
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                sampled += (len >= 1) as usize;
+            }
+            sampled == 2
+        },
+    )
+    .await;
+    for n in 0..5 {
+        env.client
+            .enqueue(NewTask::new("echo", format!(r#"{{"n":{n}}}"#)).unwrap())
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        env.client
+            .enqueue(
+                NewTask::new("flaky", r#"{"fail_times":1}"#)
+                    .unwrap()
+                    .queue("other")
+                    .max_retry(0),
+            )
+            .await
+            .unwrap();
+    }
+    env.wait_for_counts("default", Duration::from_secs(30), "5 completed", |c| {
+        c.completed == 5
+    })
+    .await;
+    env.wait_for_counts("other", Duration::from_secs(30), "2 archived", |c| {
+        c.archived == 2
+    })
+    .await;
+
+    let history = json(&env.wasmq(&["stats", "--history", "--json"]));
+    let sum = |queue: &str, field: &str| -> u64 {
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["queue"] == queue)
+            .flat_map(|q| q["intervals"].as_array().unwrap().clone())
+            .map(|interval| interval[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (sum("default", "processed"), sum("default", "failed")),
+        (5, 0),
+        "{history}"
+    );
+    assert_eq!(
+        (sum("other", "processed"), sum("other", "failed")),
+        (0, 2),
+        "{history}"
+    );
+    let table = stdout(&env.wasmq(&["stats", "--history", "30m"]));
+    assert!(
+        table.contains("PER SECOND") && table.contains("other"),
+        "{table}"
+    );
+
+    let refused = env.wasmq(&["stats", "--history", "3d"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("a minute to a day"),
+        "{}",
+        stderr(&refused)
+    );
+}

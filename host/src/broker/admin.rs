@@ -343,6 +343,7 @@ impl Broker {
         let tasks: u64 = self.run(queue, None, &invocation).await?;
         self.query::<()>(redis::cmd("SREM").arg(keys::QUEUES).arg(queue))
             .await?;
+        self.forget_history(queue).await?;
         Ok(tasks)
     }
 }

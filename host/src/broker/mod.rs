@@ -22,6 +22,7 @@ pub mod cron;
 mod durable;
 mod error;
 pub mod fleet;
+pub mod history;
 mod inspect;
 pub mod keys;
 pub mod kv;

@@ -84,6 +84,7 @@ pub async fn run(shared: Arc<Upkeep>, stop: CancellationToken) {
     let id = shared.worker_id.clone();
     let mut last_trim: Option<Instant> = None;
     let mut last_registry_gc: Option<Instant> = None;
+    let mut last_sampled_minute: Option<u64> = None;
     loop {
         match shared.broker.type_limits().await {
             Ok(limits) => shared.type_limits.replace(limits),
@@ -115,6 +116,17 @@ pub async fn run(shared: Arc<Upkeep>, stop: CancellationToken) {
                         shared.outage.failed(&err);
                     }
                 }
+                // The throughput history: a sample per queue and minute
+                // (the script keeps the first of a minute).
+                let minute = minute_now();
+                if last_sampled_minute != Some(minute) {
+                    for queue in &queues {
+                        if let Err(err) = shared.broker.sample_throughput(queue).await {
+                            shared.outage.failed(&err);
+                        }
+                    }
+                    last_sampled_minute = Some(minute);
+                }
             }
             heartbeat(&shared).await;
             flush_plugin_stats(&shared).await;
@@ -139,6 +151,15 @@ pub async fn run(shared: Arc<Upkeep>, stop: CancellationToken) {
             }
         }
     }
+}
+
+/// The minute it is by this host's clock (only to sample once a minute;
+/// samples carry Redis's time).
+fn minute_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs() / 60)
+        .unwrap_or(0)
 }
 
 /// Collects the plugin registry's garbage if the fleet keeps a number of

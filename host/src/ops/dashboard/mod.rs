@@ -154,6 +154,7 @@ fn router(state: Shared) -> Router {
             }),
         )
         .route("/api/overview", get(overview))
+        .route("/api/throughput", get(throughput))
         .route("/api/queues/{queue}/tasks", get(list_tasks))
         .route("/api/queues/{queue}/tasks/{id}", get(show_task))
         .route("/api/queues/{queue}/tasks/{id}/{action}", post(task_action))
@@ -238,6 +239,27 @@ async fn overview(State(state): State<Shared>) -> ApiResult {
         "token_required": state.config.token.is_some(),
         "queues": queues,
         "servers": servers,
+    })))
+}
+
+/// Minutes of history the chart draws when the page opens.
+const CHART_HISTORY_MINUTES: usize = 30;
+
+/// Each queue's throughput over the chart's window, from the history
+/// workers sample once a minute.
+async fn throughput(State(state): State<Shared>) -> ApiResult {
+    let broker = &state.broker;
+    let mut queues = Vec::new();
+    for queue in broker.queues().await? {
+        let intervals = broker
+            .throughput_history(&queue, CHART_HISTORY_MINUTES)
+            .await?;
+        queues.push(json!({ "queue": queue, "intervals": intervals }));
+    }
+    Ok(Json(json!({
+        "now_ms": broker.server_time_ms().await?,
+        "minutes": CHART_HISTORY_MINUTES,
+        "queues": queues,
     })))
 }
 

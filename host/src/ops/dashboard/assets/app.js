@@ -12,7 +12,8 @@
   const PLUGINS_EVERY_MS = 5000;
   const DETAIL_EVERY_MS = 1000;
   const REQUEST_TIMEOUT_MS = 8000;
-  const CHART_WINDOW_MS = 120000;
+  const CHART_WINDOW_MS = 30 * 60000; // the server keeps a day; the chart shows this much
+  const THROUGHPUT_EVERY_MS = 60000; // the server's history gains a point a minute
   const CHART_MAX_SERIES = 6;
   const CHART_SMOOTHING = 4; // polls averaged per point (8 s)
   const PAGE_SIZES = [10, 20, 50, 100];
@@ -55,6 +56,7 @@
     history: null,
     plugins: null,
     samples: [], // {t, processed: {queue: n}, failed: {queue: n}} from /api/overview
+    throughput: null, // {queue: [{end_ms, length_ms, processed, failed}]} from /api/throughput
     detail: null, // {queue, id, task, gone, gen}
     openDetails: new Set(), // <details> kept open across re-renders
     busy: new Set(), // actions in flight
@@ -639,6 +641,22 @@
   const viewLoop = loop(pollView, VIEW_EVERY_MS);
   const pluginsLoop = loop(pollPlugins, PLUGINS_EVERY_MS);
   const detailLoop = loop(pollDetail, DETAIL_EVERY_MS);
+  const throughputLoop = loop(pollThroughput, THROUGHPUT_EVERY_MS);
+
+  // The chart's past, from the history the server keeps: drawn as soon as
+  // the page opens, before this page has polled twice.
+  async function pollThroughput() {
+    let answer;
+    try {
+      answer = await api('/api/throughput');
+    } catch (err) {
+      return; // the live samples still draw; the overview reports outages
+    }
+    const byQueue = {};
+    for (const q of answer.queues) byQueue[q.queue] = q.intervals;
+    S.throughput = byQueue;
+    if (S.route.tab === 'queues') renderChart();
+  }
 
   function refreshView() {
     viewLoop.kick();
@@ -836,14 +854,45 @@
     return ms > 0 ? count / (ms / 1000) : null;
   }
 
+  // Points from the server's history, per queue and for all queues, for
+  // the intervals that began before this page's first live sample (the
+  // newest of them runs to when the history was read): [{t, v}] of
+  // completions (or failures) per second over each interval.
+  function historyPoints(names, field) {
+    const firstLive = S.samples.length > 1 ? S.samples[0].t : Infinity;
+    const perQueue = {};
+    const total = new Map(); // minute -> {t, v}
+    for (const name of names) {
+      const intervals = (S.throughput && S.throughput[name]) || [];
+      perQueue[name] = [];
+      for (const it of intervals) {
+        if (it.end_ms - it.length_ms >= firstLive || it.length_ms <= 0) continue;
+        const v = it[field] / (it.length_ms / 1000);
+        perQueue[name].push({ t: it.end_ms, v });
+        const minute = Math.round(it.end_ms / 60000);
+        const sum = total.get(minute) || { t: it.end_ms, v: 0 };
+        sum.v += v;
+        total.set(minute, sum);
+      }
+    }
+    const all = Object.values(perQueue).flat();
+    const max = all.reduce((m, p) => Math.max(m, p.v), 0);
+    return { perQueue, total: [...total.values()].sort((a, b) => a.t - b.t), count: all.length, max };
+  }
+
   function chartSeries() {
     const ov = S.overview;
-    const names = ov ? ov.queues.map((q) => q.queue) : [];
+    const names = ov ? ov.queues.map((q) => q.queue) : Object.keys(S.throughput || {});
     const perQueue = names.length <= CHART_MAX_SERIES;
     const series = perQueue
       ? names.map((name, i) => ({ name, color: COLORS[i % COLORS.length], points: [] }))
       : [{ name: 'all queues', color: COLORS[0], points: [] }];
     const failed = { name: 'failed (all)', color: FAILED_COLOR, dashed: true, points: [] };
+    const past = historyPoints(names, 'processed');
+    S.historyPoints = { count: past.count, max: past.max };
+    if (perQueue) names.forEach((name, k) => series[k].points.push(...past.perQueue[name]));
+    else series[0].points.push(...past.total);
+    failed.points.push(...historyPoints(names, 'failed').total);
     for (let i = 1; i < S.samples.length; i += 1) {
       const next = S.samples[i];
       let total = 0;
@@ -895,6 +944,7 @@
     const x = (t) => m.left + ((t - start) / CHART_WINDOW_MS) * pw;
     const y = (v) => m.top + ph - (v / max) * ph;
     const pointCount = series.reduce((n, s) => n + s.points.filter(visible).length, 0);
+    const past = S.historyPoints || { count: 0, max: 0 };
 
     const grid = [];
     for (let i = 0; i <= 4; i += 1) {
@@ -903,10 +953,10 @@
       grid.push(svg('line', { x1: m.left, x2: width - m.right, y1: yy, y2: yy, class: i ? 'grid-line' : 'axis-line' }));
       grid.push(svg('text', { x: m.left - 6, y: (y(v) + 3.5).toFixed(1), class: 'axis-label', 'text-anchor': 'end' }, String(Number(v.toFixed(2)))));
     }
-    for (const [offset, label] of [[120, '2m ago'], [90, '90s'], [60, '1m'], [30, '30s'], [0, 'now']]) {
+    for (const [offset, label] of [[1800, '30m ago'], [1200, '20m'], [600, '10m'], [0, 'now']]) {
       const xx = x(end - offset * 1000).toFixed(1);
       grid.push(svg('line', { x1: xx, x2: xx, y1: m.top, y2: m.top + ph, class: 'grid-line v' }));
-      grid.push(svg('text', { x: xx, y: height - 7, class: 'axis-label', 'text-anchor': offset === 120 ? 'start' : offset === 0 ? 'end' : 'middle' }, label));
+      grid.push(svg('text', { x: xx, y: height - 7, class: 'axis-label', 'text-anchor': offset === 1800 ? 'start' : offset === 0 ? 'end' : 'middle' }, label));
     }
     const lines = series.map((s) => {
       const pts = s.points.filter(visible);
@@ -922,7 +972,7 @@
       ? null
       : svg('text', { x: m.left + pw / 2, y: m.top + ph / 2, class: 'chart-note', 'text-anchor': 'middle' },
         S.samples.length ? 'Collecting data: one point every 2 s…' : 'Waiting for the first overview…');
-    const chart = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Completed tasks per second', 'data-testid': 'throughput-chart', 'data-points': pointCount },
+    const chart = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Completed tasks per second', 'data-testid': 'throughput-chart', 'data-points': pointCount, 'data-history-points': past.count, 'data-history-max': past.max.toFixed(3) },
       grid, lines, note);
     box.replaceChildren(chart);
 
@@ -1437,6 +1487,7 @@
     viewLoop.start();
     pluginsLoop.start();
     detailLoop.start();
+    throughputLoop.start();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
