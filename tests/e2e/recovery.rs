@@ -49,14 +49,16 @@ async fn tasks_of_a_killed_worker_are_completed_by_another() {
 
     // Without probation, so that all twelve start at once (a worker that
     // has not run `burn` yet would otherwise try three first, and put the
-    // others back for a while).
+    // others back for a while). Its own leases are long enough that a
+    // loaded machine cannot make it lose one of its tasks: only the killed
+    // worker's tasks may run twice.
     let _second = env.worker(
         plugins.path(),
         &[
             "--concurrency",
             "12",
             "--lease",
-            "1s",
+            "5s",
             "--fuel",
             AMPLE_FUEL,
             "--probation-strikes",
