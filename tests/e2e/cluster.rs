@@ -337,3 +337,94 @@ async fn workers_follow_a_sentinel_failover_and_lose_no_task() {
     );
     assert_ne!(setup.master_port(), setup.original_master_port());
 }
+
+/// On a cluster, each deployed component's bytes live in a slot of their
+/// own, so components spread over the masters while the registry's index
+/// stays on one slot: workers serve what was deployed, rollbacks find it,
+/// and `plugin gc` deletes the copies on the other masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployed_components_spread_over_the_masters() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let queues = vec![("default".to_string(), String::new())];
+    let _worker = worker(&url, plugins.path(), &queues);
+    let mut redis = redis::cluster::ClusterClient::new(cluster.node_urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let stored = |redis: &mut redis::cluster_async::ClusterConnection| {
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd("HGETALL")
+                .arg("wasmq:{plugins}:stored")
+                .query_async::<std::collections::HashMap<String, String>>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut masters = std::collections::BTreeSet::new();
+    let mut digests = Vec::new();
+    for n in 0..12u8 {
+        // The same plugin with a byte more: another component each time.
+        let mut bytes = std::fs::read(GREETER_COMPONENT).unwrap();
+        bytes.extend_from_slice(&[0, 3, 1, b'v', n]);
+        let path = dir.path().join(format!("greeter-{n}.wasm"));
+        std::fs::write(&path, &bytes).unwrap();
+        let deployed = cli(&url, &["plugin", "deploy", path.to_str().unwrap()]);
+        assert!(deployed.status.success(), "{}", stderr(&deployed));
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        let copy = stored(&mut redis).await.remove(&digest).expect("indexed");
+        masters.insert(cluster.master_of(&format!("wasmq:{{blob:{digest}}}:{copy}")));
+        digests.push(digest);
+        if masters.len() >= 2 && digests.len() >= 3 {
+            break;
+        }
+    }
+    assert!(masters.len() >= 2, "copies on {masters:?}");
+
+    let client = Client::connect(&url).await.unwrap();
+    let greet = client
+        .enqueue(NewTask::new("greet", r#"{"name":"spread"}"#).unwrap())
+        .await
+        .unwrap()
+        .id;
+    wait_until(Duration::from_secs(30), "the greet task", || async {
+        client
+            .task(&greet, Some("default"))
+            .await
+            .is_ok_and(|info| info.is_some_and(|info| info.state == TaskState::Completed))
+    })
+    .await;
+    let back = cli(
+        &url,
+        &["plugin", "rollback", "greeter", "--to", &digests[0][..10]],
+    );
+    assert!(back.status.success(), "{}", stderr(&back));
+
+    let index = stored(&mut redis).await;
+    let gc = cli(&url, &["plugin", "gc", "--keep", "1"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let kept = stored(&mut redis).await;
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        [&digests[0]],
+        "only the current one"
+    );
+    for (digest, copy) in &index {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(format!("wasmq:{{blob:{digest}}}:{copy}"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(exists == 1, digest == &digests[0], "the copy of {digest}");
+    }
+}

@@ -514,7 +514,7 @@ async fn a_refused_deploy_leaves_the_registry_as_it_was() {
     let current = env.deployed_plugins().await;
     assert_eq!(
         current.into_iter().collect::<Vec<_>>(),
-        [("greeter".to_string(), greeter)],
+        [("greeter".to_string(), greeter.clone())],
         "the refused deploys changed nothing"
     );
     assert!(
@@ -524,6 +524,16 @@ async fn a_refused_deploy_leaves_the_registry_as_it_was() {
     );
     let history = assert_success(&env.wasmq(&["plugin", "history", "greeter"]));
     assert_eq!(history.lines().count(), 2, "one deploy: {history}");
+    // The refused components' bytes were stored before the checks, and
+    // deleted again: only the deployed one's copy is left.
+    let mut redis = env.redis_connection().await;
+    let copies: Vec<String> = redis::cmd("KEYS")
+        .arg("wasmq:{blob:*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0].contains(&greeter), "{copies:?}");
 
     let replaced = assert_success(&env.wasmq(&["plugin", "deploy", "--replace", &squatter]));
     assert!(

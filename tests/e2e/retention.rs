@@ -60,8 +60,15 @@ async fn current(env: &Env) -> Option<String> {
 
 async fn stored(env: &Env, digest: &str) -> bool {
     let mut redis = env.redis_connection().await;
+    let copy: Option<String> = redis::cmd("HGET")
+        .arg("wasmq:{plugins}:stored")
+        .arg(digest)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let Some(copy) = copy else { return false };
     redis::cmd("EXISTS")
-        .arg(format!("wasmq:{{plugins}}:blob:{digest}"))
+        .arg(format!("wasmq:{{blob:{digest}}}:{copy}"))
         .query_async::<i64>(&mut redis)
         .await
         .unwrap()

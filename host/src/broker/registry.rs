@@ -1,10 +1,18 @@
 //! The plugin registry: deployed components, content-addressed, with each
 //! plugin's current version and its history of deployments.
 //!
-//! All under the hash tag `{plugins}`, so a deployment is one atomic script
-//! on one Redis Cluster slot. The registry stores opaque bytes and JSON
-//! records; the plugins module checks components and owns the records'
-//! shape.
+//! The index (current versions, histories, names, and which copy holds
+//! each stored component) lives under the hash tag `{plugins}`, so a
+//! deployment is one atomic script on one Redis Cluster slot. The bytes of
+//! each component live under a tag of their own
+//! (`wasmq:{blob:<sha256>}:<copy>`), so on a Cluster they spread over the
+//! masters instead of filling one. A copy is written once, before the
+//! script that records it, and never rewritten: the index says which copy
+//! holds a component, and garbage collection drops a component from the
+//! index before deleting its copy, so no deletion can reach bytes that a
+//! deployment relies on (see plugin_deploy.lua). The registry stores opaque
+//! bytes and JSON records; the plugins module checks components and owns
+//! the records' shape.
 
 use std::collections::HashMap;
 
@@ -18,8 +26,8 @@ pub const CURRENT: &str = "wasmq:{plugins}:current";
 pub const TYPES: &str = "wasmq:{plugins}:types";
 /// The channel that tells workers plugins changed.
 pub const CHANGED: &str = "wasmq:{plugins}:changed";
-/// The SET of every stored component's digest (garbage collection reads it).
-pub const BLOBS: &str = "wasmq:{plugins}:blobs";
+/// The HASH of stored components: SHA-256 -> the copy holding its bytes.
+pub const STORED: &str = "wasmq:{plugins}:stored";
 /// The versions per plugin the fleet keeps (STRING, a count; absent: keep
 /// everything). Workers collect the registry's garbage by it.
 pub const RETENTION: &str = "wasmq:{plugins}:retention";
@@ -31,8 +39,14 @@ pub fn history_key(name: &str) -> String {
     format!("wasmq:{{plugins}}:history:{name}")
 }
 
-/// The key of a stored component.
-pub fn blob_key(digest: &str) -> String {
+/// The key of one copy of a component's bytes (a slot of its own).
+pub fn blob_key(digest: &str, copy: &str) -> String {
+    format!("wasmq:{{blob:{digest}}}:{copy}")
+}
+
+/// Where registries from before the index of stored components kept a
+/// component's bytes (in the `{plugins}` slot); still read, and collected.
+pub fn legacy_blob_key(digest: &str) -> String {
     format!("wasmq:{{plugins}}:blob:{digest}")
 }
 
@@ -107,26 +121,35 @@ impl Broker {
     ) -> Result<Result<Deployed, Refusal>, Error> {
         self.backfill_types().await?;
         let types = serde_json::to_string(task_types).unwrap_or_else(|_| "[]".into());
+        // A copy of its own, written before the index names it: nothing
+        // else ever writes or deletes this key unless the index held it.
+        let copy = uuid::Uuid::new_v4().simple().to_string();
+        let key = blob_key(digest, &copy);
+        self.query::<()>(redis::cmd("SET").arg(&key).arg(wasm))
+            .await?;
         let mut invocation = SCRIPTS.plugin_deploy.prepare_invoke();
         invocation
             .key(CURRENT)
             .key(history_key(name))
-            .key(blob_key(digest))
+            .key(STORED)
             .key(TYPES)
-            .key(BLOBS)
             .arg(name)
             .arg(digest)
-            .arg(wasm)
+            .arg(&copy)
             .arg(record_json)
             .arg(HISTORY_KEPT)
             .arg(CHANGED)
             .arg(&types)
             .arg(if replace { "1" } else { "0" });
-        match self
-            .run::<(Option<String>, Option<String>)>("plugins", Some(name), &invocation)
-            .await
-        {
-            Ok((previous, replaced)) => Ok(Ok(Deployed {
+        let outcome = self
+            .run::<(Option<String>, Option<String>, i64)>("plugins", Some(name), &invocation)
+            .await;
+        // Unless the index now names this copy, nothing ever will.
+        if !matches!(outcome, Ok((_, _, 1))) {
+            let _ = self.query::<i64>(redis::cmd("DEL").arg(&key)).await;
+        }
+        match outcome {
+            Ok((previous, replaced, _)) => Ok(Ok(Deployed {
                 previous,
                 replaced: replaced.map(|json| serde_json::from_str(&json).unwrap_or_default()),
             })),
@@ -189,8 +212,9 @@ impl Broker {
         invocation
             .key(CURRENT)
             .key(history_key(name))
-            .key(blob_key(digest.unwrap_or("none")))
+            .key(legacy_blob_key(digest.unwrap_or("none")))
             .key(TYPES)
+            .key(STORED)
             .arg(name)
             .arg(digest.unwrap_or(""))
             .arg(record_json)
@@ -216,9 +240,17 @@ impl Broker {
         self.query(redis::cmd("HGETALL").arg(CURRENT)).await
     }
 
-    /// A stored component's bytes.
+    /// A stored component's bytes: the copy the index names, or where
+    /// registries from before the index kept it.
     pub(crate) async fn plugin_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.query(redis::cmd("GET").arg(blob_key(digest))).await
+        let copy: Option<String> = self
+            .query(redis::cmd("HGET").arg(STORED).arg(digest))
+            .await?;
+        let key = match copy {
+            Some(copy) => blob_key(digest, &copy),
+            None => legacy_blob_key(digest),
+        };
+        self.query(redis::cmd("GET").arg(key)).await
     }
 
     /// A plugin's deployment records (JSON), newest first.
@@ -247,10 +279,9 @@ impl Broker {
             names.extend(current.keys().cloned());
             names.sort();
             names.dedup();
-            let mut digests: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(BLOBS)).await?;
-            // Components stored before the SET existed are known by the
-            // records that name them.
-            digests.extend(current.into_values());
+            // Copies from before the index are known by the records that
+            // name them.
+            let mut digests: Vec<String> = current.into_values().collect();
             for name in &names {
                 for json in self.plugin_history(name).await? {
                     if let Ok(record) = serde_json::from_str::<serde_json::Value>(&json)
@@ -263,7 +294,7 @@ impl Broker {
             digests.sort();
             digests.dedup();
             let mut invocation = SCRIPTS.plugin_gc.prepare_invoke();
-            invocation.key(CURRENT).key(TYPES).key(BLOBS);
+            invocation.key(CURRENT).key(TYPES).key(STORED);
             invocation
                 .arg(keep)
                 .arg(if dry_run { "1" } else { "0" })
@@ -273,7 +304,7 @@ impl Broker {
             }
             invocation.arg(digests.len());
             for digest in &digests {
-                invocation.key(blob_key(digest)).arg(digest);
+                invocation.key(legacy_blob_key(digest)).arg(digest);
             }
             for digest in in_use {
                 invocation.arg(digest);
@@ -282,7 +313,7 @@ impl Broker {
                 .run::<Vec<redis::Value>>("plugins", None, &invocation)
                 .await
             {
-                Ok(reply) => return Ok(collected(&reply)),
+                Ok(reply) => return self.delete_dropped_copies(&reply, dry_run).await,
                 Err(Error::Redis { source, .. }) if script_error_name(&source) == Some("STALE") => {
                     continue;
                 }
@@ -313,28 +344,44 @@ impl Broker {
     }
 }
 
-/// plugin_gc.lua's reply: {trimmed, digest, bytes, ...}.
-fn collected(reply: &[redis::Value]) -> Collected {
-    let number = |value: &redis::Value| match value {
-        redis::Value::Int(n) => (*n).max(0) as u64,
-        _ => 0,
-    };
-    let text = |value: &redis::Value| match value {
-        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        redis::Value::SimpleString(text) => text.clone(),
-        _ => String::new(),
-    };
-    let Some((trimmed, rest)) = reply.split_first() else {
-        return Collected::default();
-    };
-    let mut deleted: Vec<(String, u64)> = rest
-        .chunks(2)
-        .filter(|pair| pair.len() == 2)
-        .map(|pair| (text(&pair[0]), number(&pair[1])))
-        .collect();
-    deleted.sort();
-    Collected {
-        trimmed: number(trimmed),
-        deleted,
+impl Broker {
+    /// Deletes the copies plugin_gc.lua dropped from the index (they live
+    /// in slots of their own), and says what went: its reply is {trimmed,
+    /// then digest, copy ('' for an old-style copy it deleted), bytes}.
+    async fn delete_dropped_copies(
+        &self,
+        reply: &[redis::Value],
+        dry_run: bool,
+    ) -> Result<Collected, Error> {
+        let number = |value: &redis::Value| match value {
+            redis::Value::Int(n) => (*n).max(0) as u64,
+            _ => 0,
+        };
+        let text = |value: &redis::Value| match value {
+            redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            redis::Value::SimpleString(text) => text.clone(),
+            _ => String::new(),
+        };
+        let Some((trimmed, rest)) = reply.split_first() else {
+            return Ok(Collected::default());
+        };
+        let mut deleted = Vec::new();
+        for dropped in rest.chunks(3).filter(|entry| entry.len() == 3) {
+            let (digest, copy) = (text(&dropped[0]), text(&dropped[1]));
+            let mut bytes = number(&dropped[2]);
+            if !copy.is_empty() {
+                let key = blob_key(&digest, &copy);
+                bytes = self.query(redis::cmd("STRLEN").arg(&key)).await?;
+                if !dry_run {
+                    self.query::<i64>(redis::cmd("DEL").arg(&key)).await?;
+                }
+            }
+            deleted.push((digest, bytes));
+        }
+        deleted.sort();
+        Ok(Collected {
+            trimmed: number(trimmed),
+            deleted,
+        })
     }
 }

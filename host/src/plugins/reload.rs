@@ -362,7 +362,7 @@ async fn fetch_and_load(
         .ok_or_else(|| Fetch::Refused(format!("the component {digest} is no longer stored")))?;
     let source = PathBuf::from(format!(
         "deployed:{name}@{}",
-        &digest[..12.min(digest.len())]
+        digest.get(..12).unwrap_or(digest)
     ));
     let (sandbox, options) = (sandbox.clone(), options.clone());
     let plugin =

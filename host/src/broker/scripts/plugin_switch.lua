@@ -5,8 +5,10 @@
 --
 -- KEYS[1] -> wasmq:{plugins}:current          HASH plugin name -> SHA-256 of its current component
 -- KEYS[2] -> wasmq:{plugins}:history:<name>   LIST of deployments (JSON), newest first
--- KEYS[3] -> wasmq:{plugins}:blob:<sha256>    STRING the component to switch to (unused for a removal)
+-- KEYS[3] -> wasmq:{plugins}:blob:<sha256>    STRING the component's bytes as registries before the
+--                                             index stored them (unused for a removal)
 -- KEYS[4] -> wasmq:{plugins}:types            HASH plugin name -> its task types (JSON array, sorted)
+-- KEYS[5] -> wasmq:{plugins}:stored           HASH SHA-256 -> the copy holding its bytes
 -- ARGV[1] -> plugin name
 -- ARGV[2] -> SHA-256 to make current, or '' to remove the plugin
 -- ARGV[3] -> the history record (JSON)
@@ -23,7 +25,7 @@ local previous = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[2] == '' then
     redis.call('HDEL', KEYS[1], ARGV[1])
 else
-    if redis.call('EXISTS', KEYS[3]) == 0 then
+    if redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
         return redis.error_reply('NO_BLOB')
     end
     if ARGV[6] ~= '' then
