@@ -359,7 +359,10 @@ async fn fetch_and_load(
         .plugin_blob(digest)
         .await
         .map_err(|err| Fetch::Unreadable(err.to_string()))?
-        .ok_or_else(|| Fetch::Refused(format!("the component {digest} is no longer stored")))?;
+        // Tried again on the next pass, not remembered as refused: the copy
+        // read may have just been collected while the same component was
+        // deployed again under a new copy.
+        .ok_or_else(|| Fetch::Unreadable(format!("the component {digest} is not stored")))?;
     let source = PathBuf::from(format!(
         "deployed:{name}@{}",
         digest.get(..12).unwrap_or(digest)
