@@ -200,6 +200,21 @@ export function run(task) {
 }
 
 /**
+ * Runs the SDK's own per-task path (decode, the task view, encode) a few
+ * times without calling any handler (called by the build, at
+ * pre-initialisation): SpiderMonkey compiles a function's bytecode on its
+ * first call, so doing it here puts the bytecode in the snapshot every task
+ * starts from instead of every task compiling it again.
+ */
+export function warmUp() {
+  const samples = ["{}", '{"a":[1,2.5,"x",null,true,false,{"b":{}}]}', "[]", '"x"', "1"];
+  for (let i = 0; i < 16; i++) {
+    for (const sample of samples) encode(decode("", encoder.encode(sample)));
+    handlers.get("");
+  }
+}
+
+/**
  * Fails the build when the manifest's task types and the registered
  * handlers differ (called by the build, at pre-initialisation).
  */

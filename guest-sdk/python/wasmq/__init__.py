@@ -210,6 +210,20 @@ def _run(task) -> bytes:
     return _encode(function(view, payload))
 
 
+def _warm_up():
+    """Runs the SDK's own per-task path (decode, the task view, encode) a few
+    times without calling any handler (run by the build, at
+    pre-initialisation): what CPython does on the first runs of a code path
+    (specialising its bytecode, filling caches) is then in the snapshot every
+    task starts from instead of being redone by every task."""
+    samples = (b"{}", b'{"a": [1, 2.5, "x", null, true, false, {"b": {}}]}', b"[]", b'"x"', b"1")
+    for _ in range(16):
+        for raw in samples:
+            _encode(_decode("", None, raw))
+        _handlers.get("")
+        Task(id="", task_type="", queue="", attempt=1, max_retry=0)
+
+
 def _check_task_types(declared):
     """Fails the build when the manifest's task types and the registered
     handlers differ (run by the build, at pre-initialisation)."""
