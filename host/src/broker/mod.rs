@@ -28,6 +28,7 @@ pub mod kv;
 pub mod limits;
 pub mod lineage;
 mod notify;
+pub mod rate_limits;
 pub mod registry;
 mod scripts;
 mod settle;

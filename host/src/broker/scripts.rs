@@ -41,6 +41,7 @@ pub struct Scripts {
     pub lineage_release: Script,
     pub lineage_stop: Script,
     pub rate_take: Script,
+    pub rate_limit: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -78,4 +79,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lineage_release: Script::new(include_str!("scripts/lineage_release.lua")),
     lineage_stop: Script::new(include_str!("scripts/lineage_stop.lua")),
     rate_take: Script::new(include_str!("scripts/rate_take.lua")),
+    rate_limit: Script::new(include_str!("scripts/rate_limit.lua")),
 });
