@@ -36,6 +36,10 @@ pub const WHOLE: &str = "*";
 /// The bucket of a keyed limit's tasks whose payload has no key.
 pub const NO_KEY: &str = "?";
 
+/// How often every worker reads the rate limits again: a limit set,
+/// changed or removed applies fleet-wide within this (and a round trip).
+pub const REFRESH: Duration = Duration::from_millis(500);
+
 /// The longest key used as is in a bucket's name.
 const MAX_KEY_IN_NAME: usize = 200;
 
@@ -82,29 +86,70 @@ pub struct BucketUse {
 }
 
 impl Broker {
-    /// Sets the rate limit of `target`, replacing any it had.
+    /// Sets the rate limit of `target`, replacing any it had. Every worker
+    /// applies it within [`REFRESH`]; once they have, the tasks waiting for
+    /// their turn under a previous limit are woken to be checked against
+    /// this one. Returns how many were woken.
     pub async fn set_rate_limit(
         &self,
         target: &RateTarget,
         limit: &RateLimit,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         // A RateLimit holds only strings and numbers.
         let json = serde_json::to_string(limit).expect("a RateLimit always encodes");
-        self.query(
+        let previous: Option<String> = self
+            .query(redis::cmd("HGET").arg(RATE_LIMITS).arg(target.key()))
+            .await?;
+        self.query::<()>(
             redis::cmd("HSET")
                 .arg(RATE_LIMITS)
                 .arg(target.key())
-                .arg(json),
+                .arg(&json),
         )
-        .await
+        .await?;
+        if previous.is_none_or(|previous| previous == json) {
+            return Ok(0);
+        }
+        self.wake_rate_limited(target).await
     }
 
-    /// Removes the rate limit of `target`. Returns whether there was one.
-    pub async fn remove_rate_limit(&self, target: &RateTarget) -> Result<bool, Error> {
+    /// Removes the rate limit of `target`, and (once every worker has seen
+    /// it go, after [`REFRESH`]) wakes the tasks waiting for their turn.
+    /// Returns whether there was one, and how many tasks were woken.
+    pub async fn remove_rate_limit(&self, target: &RateTarget) -> Result<(bool, u64), Error> {
         let removed: i64 = self
             .query(redis::cmd("HDEL").arg(RATE_LIMITS).arg(target.key()))
             .await?;
-        Ok(removed == 1)
+        if removed == 0 {
+            return Ok((false, 0));
+        }
+        Ok((true, self.wake_rate_limited(target).await?))
+    }
+
+    /// After every worker has read the limits again, puts the tasks waiting
+    /// for a turn of `target`'s limit back in pending, in each queue they
+    /// may be in.
+    async fn wake_rate_limited(&self, target: &RateTarget) -> Result<u64, Error> {
+        tokio::time::sleep(REFRESH * 2).await;
+        let queues: Vec<String> = match target {
+            RateTarget::Queue(queue) => vec![queue.clone()],
+            RateTarget::TaskType(_) => {
+                self.query(redis::cmd("SMEMBERS").arg(super::keys::QUEUES))
+                    .await?
+            }
+        };
+        let needle = format!("the rate limit of {target} (");
+        let mut woken = 0;
+        for queue in queues {
+            if super::keys::validate_queue_name(&queue).is_err() {
+                continue;
+            }
+            let keys = self.queue_keys(&queue);
+            let mut invocation = super::invocation(&SCRIPTS.rate_wake, &keys);
+            invocation.arg(&needle);
+            woken += self.run::<u64>(&queue, None, &invocation).await?;
+        }
+        Ok(woken)
     }
 
     /// Every rate limit set.

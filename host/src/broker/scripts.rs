@@ -42,6 +42,7 @@ pub struct Scripts {
     pub lineage_stop: Script,
     pub rate_take: Script,
     pub rate_limit: Script,
+    pub rate_wake: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -65,6 +66,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     run_now: with_prelude(include_str!("scripts/run_now.lua")),
     archive_now: with_prelude(include_str!("scripts/archive_now.lua")),
     remove_queue: with_prelude(include_str!("scripts/remove_queue.lua")),
+    rate_wake: with_prelude(include_str!("scripts/rate_wake.lua")),
     // The scripts below do not work on a queue: they take no prelude.
     slot_acquire: Script::new(include_str!("scripts/slot_acquire.lua")),
     slot_release: Script::new(include_str!("scripts/slot_release.lua")),

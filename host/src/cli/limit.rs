@@ -249,7 +249,10 @@ async fn set(args: SetArgs) -> Result<(), Failure> {
         );
     }
     if let Some(limit) = &rate {
-        broker.set_rate_limit(&target, limit).await?;
+        let woken = broker.set_rate_limit(&target, limit).await?;
+        if woken > 0 {
+            println!("{woken} task(s) waiting for a turn under the old limit were woken");
+        }
         let per_key = match &limit.key {
             Some(path) => format!(" per value of {}", path.as_str()),
             None => String::new(),
@@ -273,8 +276,13 @@ async fn remove(args: RemoveArgs) -> Result<(), Failure> {
     {
         removed.push("concurrency limit");
     }
-    if !args.max_running && broker.remove_rate_limit(&target).await? {
-        removed.push("rate limit");
+    let mut woken = 0;
+    if !args.max_running {
+        let (had, waiting) = broker.remove_rate_limit(&target).await?;
+        if had {
+            removed.push("rate limit");
+        }
+        woken = waiting;
     }
     if removed.is_empty() {
         return Err(Failure::not_found(format!(
@@ -292,6 +300,9 @@ async fn remove(args: RemoveArgs) -> Result<(), Failure> {
         "the {} of {target} removed (every worker applies this within a second)",
         removed.join(" and ")
     );
+    if woken > 0 {
+        println!("{woken} task(s) waiting for a turn were woken");
+    }
     Ok(())
 }
 

@@ -14,13 +14,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::outage::OutageLog;
-use crate::broker::rate_limits::{self, Take};
+use crate::broker::rate_limits::{self, REFRESH, Take};
 use crate::broker::{Broker, Error};
 use crate::rate::{RateLimit, RateTarget};
 use crate::task::TaskMessage;
-
-/// How often every worker reads the rate limits again.
-pub(crate) const REFRESH: Duration = Duration::from_millis(500);
 
 /// The rate limits in force, as last read.
 #[derive(Default)]

@@ -6,13 +6,20 @@
 --   * the window: fewer than `count` starts in the last `interval` (the log
 --     of starts is exact: no window of `interval` ever sees more);
 --   * the burst (GCRA): at most `burst` starts back to back, then one per
---     `interval / count` (with `burst == count` the window alone decides).
+--     `interval / count`, give or take the margin below, so that a task
+--     back a few ms late for its turn still starts (with `burst == count`
+--     the window alone decides).
 -- A start refused is given a turn in the bucket's waiting line: the first
--- turn is when the window and the burst next allow a start, plus 3% of the
--- interval (at most 25 ms), and later turns follow every `interval / count`
--- plus that share, so that tasks put back come back one at a time, a little
--- after their start is free (a worker that picks one up a few ms late still
--- finds it free), instead of all at once.
+-- turn is when the window and the burst next allow a start plus a margin
+-- (5% of the interval, at most 50 ms), and later turns follow every
+-- `interval / count` plus a `count`th of the margin, so that tasks put back
+-- come back one at a time, a little after their start is free, instead of
+-- all at once. The margin is what keeps the limit where it matters, at the
+-- handlers: a handler starts a moment after its grant (a few ms, more on a
+-- loaded machine), and a turn taken right at the window's edge could put
+-- one start too many in a window of handler starts. It costs a twentieth of
+-- the rate while tasks wait. A task early by less than the margin is told
+-- to come back a margin after its start frees, keeping the line as it is.
 --
 -- KEYS[1] -> wasmq:{ratelimit:<target>}:log:<bucket>    ZSET start number -> server µs of the start
 -- KEYS[2] -> wasmq:{ratelimit:<target>}:state:<bucket>  HASH seq (last start number), tat (µs, GCRA's
@@ -33,7 +40,7 @@ local count = tonumber(ARGV[2])
 local interval = tonumber(ARGV[3]) * 1000
 local burst = tonumber(ARGV[4])
 local spacing = interval / count
-local margin = math.min(interval * 0.03, 25000)
+local margin = math.min(interval * 0.05, 50000)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
@@ -64,7 +71,7 @@ if used >= count then
     local oldest = redis.call('ZRANGE', log, used - count, used - count, 'WITHSCORES')
     window_free = tonumber(oldest[2]) + interval
 end
-local burst_free = tat - (burst - 1) * spacing
+local burst_free = tat - (burst - 1) * spacing - margin
 local free_at = math.max(window_free, burst_free)
 local keep_ms
 
@@ -85,6 +92,12 @@ if free_at <= now then
     return {0, seq}
 end
 
+-- Just early (within the margin): back a margin after the start frees,
+-- keeping the line as it is, so that a task a little early for its turn
+-- does not lose it.
+if free_at - now <= margin then
+    return {1, math.ceil(free_at + margin - now)}
+end
 local turn = math.max(line, free_at + margin)
 line = turn + spacing + margin / count
 redis.call('HSET', state, 'seq', seq, 'tat', string.format('%.0f', tat),
