@@ -363,6 +363,10 @@ async fn bad_rate_specs_are_refused_with_what_to_write() {
         ),
         (&["burn", "--rate", "10/s", "--burst", "0"][..], "--burst 1"),
         (
+            &["burn", "--rate", "10/s", "--burst", "-1"][..],
+            "a burst of -1 lets nothing start",
+        ),
+        (
             &["burn", "--rate", "10/s", "--burst", "11"][..],
             "--burst 10 or less",
         ),
@@ -379,7 +383,10 @@ async fn bad_rate_specs_are_refused_with_what_to_write() {
             &["--queue", "q", "--max-running", "2"][..],
             "a queue takes --rate",
         ),
-        (&["--queue", "a=b", "--rate", "1/s"][..], "queue"),
+        (
+            &["--queue", "a=b", "--rate", "1/s"][..],
+            "queue name \"a=b\" contains '='",
+        ),
         (&["burn", "--burst", "3"][..], "--rate"),
     ] {
         let mut all = vec!["limit", "set"];

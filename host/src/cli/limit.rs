@@ -64,7 +64,12 @@ pub(crate) struct RateArgs {
     pub(crate) rate: Option<String>,
     /// How many of the COUNT may start back to back; fewer spreads starts
     /// out (1: one every INTERVAL/COUNT) [default: COUNT].
-    #[arg(long, value_name = "B", requires = "rate")]
+    #[arg(
+        long,
+        value_name = "B",
+        requires = "rate",
+        allow_negative_numbers = true
+    )]
     pub(crate) burst: Option<i64>,
     /// Count starts per value of this path into the payload ($.tenant_id,
     /// $.customer.id, $.items[0].sku): each key gets the whole rate. Tasks
@@ -80,9 +85,16 @@ impl RateArgs {
             return Ok(None);
         };
         let rate = Rate::parse(rate).map_err(|err| anyhow::anyhow!("--rate {err}"))?;
-        let burst = self
-            .burst
-            .map(|burst| u32::try_from(burst.max(0)).unwrap_or(u32::MAX));
+        let burst = match self.burst {
+            Some(burst) if burst < 1 => {
+                return Err(anyhow::anyhow!(
+                    "--burst: a burst of {burst} lets nothing start; write --burst 1 (starts evenly spread) up to --burst {} (the whole count at once)",
+                    rate.count
+                )
+                .into());
+            }
+            burst => burst.map(|burst| u32::try_from(burst).unwrap_or(u32::MAX)),
+        };
         let key = self
             .key
             .as_deref()
@@ -369,6 +381,8 @@ fn rate_table(
             let key = match bucket.bucket.as_str() {
                 WHOLE => key_path.to_string(),
                 NO_KEY => format!("{key_path} (nothing there)"),
+                // A long key, named by its SHA-256.
+                hashed if hashed.starts_with('#') => format!("{key_path} = {hashed}"),
                 other => format!("{key_path} = {}", &other[1..]),
             };
             table.row(vec![
