@@ -341,8 +341,10 @@ async fn a_killed_worker_leaks_no_starts() {
     let after: Vec<i64> = starts.into_iter().filter(|at| *at > killed_at).collect();
     assert_eq!(after.len(), 55, "every start after the kill");
     let rate = steady_rate(&after, 10);
+    // Each leaked start would cost a start per second for good (4/s for
+    // one); paced at 95% of the limit, the rate stays well above that.
     assert!(
-        (4.5..=5.5).contains(&rate),
+        (4.25..=5.5).contains(&rate),
         "{rate:.2} starts per second under 5/s after a kill -9"
     );
 }
