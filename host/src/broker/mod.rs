@@ -19,6 +19,7 @@ mod admin;
 mod client;
 pub mod connection;
 pub mod cron;
+mod debounce;
 mod durable;
 mod error;
 pub mod fleet;

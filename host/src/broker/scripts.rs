@@ -43,6 +43,7 @@ pub struct Scripts {
     pub rate_take: Script,
     pub rate_limit: Script,
     pub rate_wake: Script,
+    pub debounce: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -67,6 +68,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     archive_now: with_prelude(include_str!("scripts/archive_now.lua")),
     remove_queue: with_prelude(include_str!("scripts/remove_queue.lua")),
     rate_wake: with_prelude(include_str!("scripts/rate_wake.lua")),
+    debounce: with_prelude(include_str!("scripts/debounce.lua")),
     // The scripts below do not work on a queue: they take no prelude.
     slot_acquire: Script::new(include_str!("scripts/slot_acquire.lua")),
     slot_release: Script::new(include_str!("scripts/slot_release.lua")),
