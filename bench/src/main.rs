@@ -40,6 +40,9 @@
 //! `idle`: the commands per second that idle workers send Redis (`INFO
 //! commandstats` deltas), 10 worker processes × 50 empty queues by default.
 //!
+//! `rate`: what a fleet-wide rate limit costs per start, and its
+//! precision (the busiest second of handler starts) across workers.
+//!
 //! `clients`: the bulk-enqueue rate of the Rust, Python and Node clients
 //! beside Celery's `apply_async` and BullMQ's `addBulk`, on one redis-server.
 
@@ -52,6 +55,7 @@ mod idle;
 mod isolation;
 mod latency;
 mod polyglot;
+mod rate;
 mod sandbox;
 
 use std::time::Duration;
@@ -84,6 +88,8 @@ enum Bench {
     Clients(clients::ClientsArgs),
     /// Python plugin against Celery, JavaScript plugin against BullMQ.
     Polyglot(polyglot::PolyglotArgs),
+    /// A rate limit's cost per start and its precision across workers.
+    Rate(rate::RateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Idle(args) => idle::run(&args).await?,
         Bench::Clients(args) => clients::run(&args).await?,
         Bench::Polyglot(args) => polyglot::run(&args)?,
+        Bench::Rate(args) => rate::run(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,

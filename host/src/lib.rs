@@ -78,6 +78,7 @@ mod broker;
 pub mod dev;
 mod ops;
 pub mod plugins;
+mod rate;
 pub mod sandbox;
 mod scheduler;
 mod task;
@@ -88,12 +89,14 @@ mod worker;
 #[doc(hidden)]
 pub mod cli;
 
+pub use broker::rate_limits::BucketUse;
 pub use broker::{
     ArchiveLimits, Broker, Client, ConnectOptions, DEFAULT_MAX_RETRY, DEFAULT_QUEUE,
     DEFAULT_RETENTION, Enqueued, Error, NewTask, QueueCounts, TaskInfo, TlsFailure, TlsOptions,
     WaitReplicas,
 };
 pub use ops::metrics::Metrics;
+pub use rate::{KeyPath, Rate, RateLimit, RateTarget};
 pub use scheduler::{Cron, CronEntry, MisfirePolicy, SchedulerConfig, TickOutcome, TickRecord};
 pub use task::{
     ConcurrencyLimit, ErrorRecord, FailureKind, Lineage, TaskFailure, TaskMessage, TaskRef,

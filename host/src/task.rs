@@ -337,6 +337,9 @@ pub enum FailureKind {
     /// of instances was in use, or the instance pool was full), so the task
     /// went back to its queue without counting an attempt.
     WorkerBusy,
+    /// A note on a postponed task, never an attempt's failure: a fleet-wide
+    /// rate limit had no start free, so the task went back until its turn.
+    RateLimited,
 }
 
 impl FailureKind {
@@ -376,6 +379,7 @@ impl FailureKind {
             FailureKind::LogLimit => "log-limit",
             FailureKind::Probation => "probation",
             FailureKind::WorkerBusy => "worker-busy",
+            FailureKind::RateLimited => "rate-limited",
         }
     }
 }

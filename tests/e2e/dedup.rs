@@ -83,3 +83,65 @@ async fn a_unique_task_is_refused_within_its_ttl_and_accepted_after() {
     assert!(later.status.success(), "after the ttl: {}", stderr(&later));
     assert_eq!(env.counts("default").await.pending, 3);
 }
+
+/// Debounce: 100 rapid duplicates under one key, with a worker serving the
+/// queue all along, make one run, with the last payload; the next task
+/// under the key, once that one ran, is a task of its own. The command
+/// line prints the id of the task that will run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_debounced_duplicates_make_one_run_with_the_last_payload() {
+    use wasmq::{NewTask, TaskState};
+    use wasmq_testkit::{ECHO_COMPONENT, PluginDir};
+
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let _worker = env.worker(plugins.path(), &["--no-scheduler"]);
+    let mut ids = std::collections::BTreeSet::new();
+    for n in 0..100 {
+        let task = NewTask::new("echo", format!(r#"{{"n":{n}}}"#))
+            .unwrap()
+            .debounce("user-7", Duration::from_secs(1));
+        let enqueued = env.client.enqueue(task).await.unwrap();
+        assert_eq!(enqueued.state, TaskState::Scheduled);
+        ids.insert(enqueued.id);
+    }
+    assert_eq!(ids.len(), 1, "every duplicate went to one task: {ids:?}");
+    let id = ids.into_iter().next().unwrap();
+    let done = env
+        .wait_for_state(
+            "default",
+            &id,
+            TaskState::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(done.result.as_deref(), Some(br#"{"n":99}"#.as_slice()));
+    assert_eq!(done.attempts, 1);
+    // Once it ran, the key makes a new task (here from the command line).
+    let output = env.wasmq(&[
+        "enqueue",
+        "echo",
+        r#"{"n":100}"#,
+        "--debounce",
+        "user-7",
+        "--in",
+        "200ms",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let next = stdout(&output);
+    assert_ne!(next, id);
+    env.wait_for_state(
+        "default",
+        &next,
+        TaskState::Completed,
+        Duration::from_secs(30),
+    )
+    .await;
+    let counts = env.counts("default").await;
+    assert_eq!(counts.completed, 2, "{counts:?}");
+
+    // A debounced task needs a delay and takes no id of its own.
+    let refused = env.wasmq(&["enqueue", "echo", "{}", "--debounce", "k"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--in"), "{}", stderr(&refused));
+}

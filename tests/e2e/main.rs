@@ -14,6 +14,8 @@ mod dedup;
 mod semantics;
 // Cron: exactly once per tick across replicas, misfires, limits, files.
 mod cron;
+// Fleet-wide rate limits: per type, queue and key; changed live; refused specs.
+mod rate;
 // Operating: stats, listings, bulk actions, servers, plugin stats, metrics, dashboard API.
 mod ops;
 // The web dashboard, in headless Chromium.

@@ -66,6 +66,7 @@ pub struct NewTask {
     reserve_id: Option<Duration>,
     limit: Option<ConcurrencyLimit>,
     lineage: Option<Lineage>,
+    debounce: Option<String>,
 }
 
 impl NewTask {
@@ -111,6 +112,7 @@ impl NewTask {
             reserve_id: None,
             limit: None,
             lineage: None,
+            debounce: None,
         })
     }
 
@@ -194,6 +196,18 @@ impl NewTask {
         self
     }
 
+    /// Debounces the task under `key` (per queue and type): it runs `delay`
+    /// from now, and a task enqueued under the same key before it starts
+    /// replaces its payload (keeping its id) and waits `delay` again, so a
+    /// burst of duplicates makes one run, with the last payload. Once the
+    /// task has started, the next one under the key is a new task.
+    pub fn debounce(mut self, key: impl Into<String>, delay: Duration) -> Self {
+        self.debounce = Some(key.into());
+        self.due = Due::In(delay);
+        self.unique = Some(delay.saturating_add(Duration::from_secs(86_400)));
+        self
+    }
+
     /// Subjects the task to a fleet-wide concurrency limit.
     pub fn limit(mut self, limit: ConcurrencyLimit) -> Self {
         self.limit = Some(limit);
@@ -227,6 +241,24 @@ impl NewTask {
                 "the payload of this {:?} task is {size} bytes, over the {max_payload_bytes}-byte limit; store large data elsewhere and enqueue a reference to it",
                 self.task_type
             )));
+        }
+        if let Some(key) = &self.debounce {
+            if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+                return Err(Error::InvalidTask(format!(
+                    "debounce key {key:?} must be 1 to 256 bytes with no control characters"
+                )));
+            }
+            if !matches!(self.due, Due::In(delay) if delay >= Duration::from_millis(1)) {
+                return Err(Error::InvalidTask(
+                    "a debounced task waits a delay of at least 1ms (during which duplicates replace it)".into(),
+                ));
+            }
+            if self.id.is_some() {
+                return Err(Error::InvalidTask(
+                    "a debounced task takes no id of its own: duplicates keep the first one's"
+                        .into(),
+                ));
+            }
         }
         if matches!(self.unique, Some(ttl) if ttl < Duration::from_millis(1)) {
             return Err(Error::InvalidTask(
@@ -283,13 +315,19 @@ impl NewTask {
     /// The stored message and the script arguments for this task.
     fn into_message(self) -> (TaskMessage, [String; 7]) {
         let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let unique_key = self.unique.map(|_| {
-            let digest = Sha256::new()
-                .chain_update(self.task_type.as_bytes())
-                .chain_update([0])
-                .chain_update(self.payload.get().as_bytes())
-                .finalize();
-            format!("{}:{}", self.task_type, hex::encode(&digest[..16]))
+        let debounce_key = self
+            .debounce
+            .as_ref()
+            .map(|key| format!("debounce:{}:{key}", self.task_type));
+        let unique_key = debounce_key.or_else(|| {
+            self.unique.map(|_| {
+                let digest = Sha256::new()
+                    .chain_update(self.task_type.as_bytes())
+                    .chain_update([0])
+                    .chain_update(self.payload.get().as_bytes())
+                    .finalize();
+                format!("{}:{}", self.task_type, hex::encode(&digest[..16]))
+            })
         });
         let (delay_ms, due_at_ms) = match self.due {
             Due::Now => (0, 0),
@@ -401,8 +439,14 @@ impl Client {
         // their positions in the input.
         let mut by_queue: BTreeMap<String, Vec<(usize, TaskMessage, [String; 7])>> =
             BTreeMap::new();
+        let mut debounced = Vec::new();
         for (index, task) in tasks.into_iter().enumerate() {
             match task.validate(self.max_payload_bytes) {
+                Ok(()) if task.debounce.is_some() => {
+                    let (message, args) = task.into_message();
+                    debounced.push((index, message, args));
+                    outcomes.push(None);
+                }
                 Ok(()) => {
                     let (message, args) = task.into_message();
                     by_queue
@@ -439,6 +483,17 @@ impl Client {
                     }
                 }
             }
+        }
+        for (index, message, args) in debounced {
+            let outcome = match self.ensure_registered(&message.queue).await {
+                Ok(()) => self.broker.enqueue_debounced(&message.queue, &args).await,
+                Err(err) => Err(err),
+            };
+            outcomes[index] = Some(outcome.map(|id| Enqueued {
+                id,
+                queue: message.queue.clone(),
+                state: TaskState::Scheduled,
+            }));
         }
         outcomes
             .into_iter()

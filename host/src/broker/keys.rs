@@ -6,9 +6,9 @@
 //! by single commands, never inside a script. The keys of the other parts
 //! of the model live with the code that owns them, each under a tag of its
 //! own: the fleet's in `fleet.rs`, cron's in `cron.rs`, the registry's in
-//! `registry.rs`, plugins' stores in `kv.rs`, limits in `limits.rs`, trees
-//! of follow-ups and rate buckets in `lineage.rs` (docs/ARCHITECTURE.md has
-//! the whole table).
+//! `registry.rs`, plugins' stores in `kv.rs`, limits in `limits.rs`, rate
+//! limits in `rate_limits.rs`, trees of follow-ups and follow-up rate
+//! buckets in `lineage.rs` (docs/ARCHITECTURE.md has the whole table).
 
 use super::Error;
 

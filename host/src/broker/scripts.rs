@@ -43,6 +43,9 @@ pub struct Scripts {
     pub lineage_release: Script,
     pub lineage_stop: Script,
     pub rate_take: Script,
+    pub rate_limit: Script,
+    pub rate_wake: Script,
+    pub debounce: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -66,6 +69,8 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     run_now: with_prelude(include_str!("scripts/run_now.lua")),
     archive_now: with_prelude(include_str!("scripts/archive_now.lua")),
     remove_queue: with_prelude(include_str!("scripts/remove_queue.lua")),
+    rate_wake: with_prelude(include_str!("scripts/rate_wake.lua")),
+    debounce: with_prelude(include_str!("scripts/debounce.lua")),
     // The scripts below do not work on a queue: they take no prelude.
     slot_acquire: Script::new(include_str!("scripts/slot_acquire.lua")),
     slot_release: Script::new(include_str!("scripts/slot_release.lua")),
@@ -82,4 +87,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lineage_release: Script::new(include_str!("scripts/lineage_release.lua")),
     lineage_stop: Script::new(include_str!("scripts/lineage_stop.lua")),
     rate_take: Script::new(include_str!("scripts/rate_take.lua")),
+    rate_limit: Script::new(include_str!("scripts/rate_limit.lua")),
 });

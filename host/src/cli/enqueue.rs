@@ -72,6 +72,13 @@ pub(crate) struct EnqueueArgs {
     /// early when that task completes, is archived or is deleted.
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
     pub(crate) unique: Option<Duration>,
+    /// Debounce under KEY: the task runs --in DURATION from now, and a
+    /// task enqueued under the same KEY (same queue and type) before it
+    /// starts replaces its payload and waits DURATION again, so a burst of
+    /// duplicates runs once, with the last payload (the id printed is the
+    /// task that will run it).
+    #[arg(long, value_name = "KEY", requires = "process_in", conflicts_with_all = ["id", "unique"])]
+    pub(crate) debounce: Option<String>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -105,6 +112,9 @@ impl EnqueueArgs {
         }
         if let Some(ttl) = self.unique {
             task = task.unique(ttl);
+        }
+        if let (Some(key), Some(delay)) = (&self.debounce, self.process_in) {
+            task = task.debounce(key, delay);
         }
         task
     }

@@ -51,6 +51,7 @@ mod observe;
 mod outage;
 mod probation;
 mod queues;
+mod rate;
 mod run;
 mod services;
 mod task;

@@ -15,6 +15,7 @@ use super::lease::{self, CancelReason, Running};
 use super::observe::Observer;
 use super::outage::OutageLog;
 use super::probation::{Probation, start_lane_runtime};
+use super::rate::{self, RateLimits};
 use super::services::BrokerServices;
 use super::task::{TaskPath, TypeLimits};
 use super::{Error, Summary, Worker, fetch};
@@ -130,6 +131,7 @@ pub(super) async fn run(
     let running = Arc::new(Running::default());
     let observer = Arc::new(Observer::new(recorded));
     let type_limits = Arc::new(TypeLimits::default());
+    let rate_limits = Arc::new(RateLimits::default());
     let probation = Probation::new(settings.probation, lane.handle().clone());
     let (acker, acknowledging) = Acker::start(
         broker.clone(),
@@ -149,6 +151,7 @@ pub(super) async fn run(
         running: running.clone(),
         observer: observer.clone(),
         type_limits: type_limits.clone(),
+        rate_limits: rate_limits.clone(),
         services: Arc::new(BrokerServices::with_ceilings(
             broker.clone(),
             settings.follow_ups,
@@ -212,17 +215,24 @@ pub(super) async fn run(
         stop_background.clone(),
     ));
     background.spawn(housekeeping::run(upkeep.clone(), stop_background.clone()));
+    background.spawn(rate::refresh(
+        broker.clone(),
+        rate_limits.clone(),
+        outage.clone(),
+        stop_background.clone(),
+    ));
 
     // Fused: it is polled again after it may have completed.
     let shutdown = futures::FutureExt::fuse(shutdown);
     tokio::pin!(shutdown);
-    // The limits per task type must be known before the first task runs,
-    // or a limited type could start unchecked.
+    // The limits per task type and the rate limits must be known before
+    // the first task runs, or a limited type could start unchecked.
     let mut stopped_early = false;
     loop {
-        match broker.type_limits().await {
-            Ok(limits) => {
+        match futures::future::try_join(broker.type_limits(), broker.rate_limits()).await {
+            Ok((limits, rates)) => {
                 type_limits.replace(limits);
+                rate_limits.replace(rates);
                 break;
             }
             Err(err) => {

@@ -1,5 +1,6 @@
 //! The path of one leased task: resolve its handler once, admit it (its
-//! plugin's standing, its concurrency limit, its deadline and tree), run
+//! plugin's standing, its concurrency limit, its deadline and tree, its
+//! rate limits), run
 //! the attempt, decide what follows, and settle it through the acker.
 //!
 //! Every step reads the one [`Handler`] the task was resolved to when it
@@ -26,6 +27,7 @@ use super::lease::{CancelReason, Running, RunningTask};
 use super::observe::{AttemptReport, Observer};
 use super::outage::OutageLog;
 use super::probation::{Admission, Parking, Probation};
+use super::rate::{RateAdmission, RateLimits};
 use super::services::BrokerServices;
 use crate::broker::{self, Broker, LeasedTask, Settlement};
 use crate::sandbox::Sandbox;
@@ -73,6 +75,8 @@ pub(crate) struct TaskPath {
     pub observer: Arc<Observer>,
     /// Limits set per task type.
     pub type_limits: Arc<TypeLimits>,
+    /// Fleet-wide rate limits per task type and queue.
+    pub rate_limits: Arc<RateLimits>,
     /// What plugins reach through their capabilities.
     pub services: Arc<BrokerServices>,
     /// Redis outages, logged once each.
@@ -229,7 +233,7 @@ impl TaskPath {
     }
 
     /// Admits the task: its plugin's standing (which may park it), its
-    /// concurrency-limit slot, its deadline and its tree.
+    /// concurrency-limit slot, its deadline, its tree and its rate limits.
     async fn admit(
         &self,
         task: &LeasedTask,
@@ -283,7 +287,19 @@ impl TaskPath {
             self.release(held, &message.id).await;
             return Admitted::Refuse(failure);
         }
-        Admitted::Run { lane, held }
+        // Last, so that a start is counted only for a task that starts.
+        match self.rate_limits.admit(&self.broker, message).await {
+            RateAdmission::Start => Admitted::Run { lane, held },
+            RateAdmission::Wait { delay, why } => {
+                self.release(held, &message.id).await;
+                Admitted::Record(self.postponement(task, delay, FailureKind::RateLimited, why))
+            }
+            RateAdmission::Unknown(err) => {
+                self.outage.failed(&err);
+                self.release(held, &message.id).await;
+                Admitted::Abandon
+            }
+        }
     }
 
     /// Takes a slot of the task's concurrency limit, or says what becomes
