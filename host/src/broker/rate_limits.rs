@@ -36,9 +36,17 @@ pub const WHOLE: &str = "*";
 /// The bucket of a keyed limit's tasks whose payload has no key.
 pub const NO_KEY: &str = "?";
 
-/// How often every worker reads the rate limits again: a limit set,
-/// changed or removed applies fleet-wide within this (and a round trip).
-pub const REFRESH: Duration = Duration::from_millis(500);
+/// The channel that tells workers the rate limits changed: they read
+/// them again at once.
+pub const CHANGED: &str = "wasmq:rate-limits:changed";
+
+/// How often every worker reads the rate limits again regardless (a
+/// change whose message it missed, while reconnecting, say).
+pub const REFRESH: Duration = Duration::from_secs(30);
+
+/// How long a change waits for every worker to have read it before the
+/// tasks waiting under the old limit are woken.
+pub const PICKUP: Duration = Duration::from_secs(1);
 
 /// The longest key used as is in a bucket's name.
 const MAX_KEY_IN_NAME: usize = 200;
@@ -87,7 +95,8 @@ pub struct BucketUse {
 
 impl Broker {
     /// Sets the rate limit of `target`, replacing any it had. Every worker
-    /// applies it within [`REFRESH`]; once they have, the tasks waiting for
+    /// is told at once (and reads the limits every [`REFRESH`] regardless);
+    /// after [`PICKUP`], the tasks waiting for
     /// their turn under a previous limit are woken to be checked against
     /// this one. Returns how many were woken.
     pub async fn set_rate_limit(
@@ -107,6 +116,7 @@ impl Broker {
                 .arg(&json),
         )
         .await?;
+        self.announce_rate_limits().await?;
         if previous.is_none_or(|previous| previous == json) {
             return Ok(0);
         }
@@ -114,7 +124,7 @@ impl Broker {
     }
 
     /// Removes the rate limit of `target`, and (once every worker has seen
-    /// it go, after [`REFRESH`]) wakes the tasks waiting for their turn.
+    /// it go, after [`PICKUP`]) wakes the tasks waiting for their turn.
     /// Returns whether there was one, and how many tasks were woken.
     pub async fn remove_rate_limit(&self, target: &RateTarget) -> Result<(bool, u64), Error> {
         let removed: i64 = self
@@ -123,14 +133,22 @@ impl Broker {
         if removed == 0 {
             return Ok((false, 0));
         }
+        self.announce_rate_limits().await?;
         Ok((true, self.wake_rate_limited(target).await?))
+    }
+
+    /// Tells every worker the rate limits changed.
+    async fn announce_rate_limits(&self) -> Result<(), Error> {
+        self.query::<i64>(redis::cmd("PUBLISH").arg(CHANGED).arg("1"))
+            .await
+            .map(drop)
     }
 
     /// After every worker has read the limits again, puts the tasks waiting
     /// for a turn of `target`'s limit back in pending, in each queue they
     /// may be in.
     async fn wake_rate_limited(&self, target: &RateTarget) -> Result<u64, Error> {
-        tokio::time::sleep(REFRESH * 2).await;
+        tokio::time::sleep(PICKUP).await;
         let queues: Vec<String> = match target {
             RateTarget::Queue(queue) => vec![queue.clone()],
             RateTarget::TaskType(_) => {

@@ -66,6 +66,10 @@ const TRIM_PERIOD: Duration = Duration::from_secs(5);
 /// each change of its plugins.
 const REGISTRY_GC_PERIOD: Duration = Duration::from_secs(600);
 
+/// How long the turn to sample the queues' throughput is held: under a
+/// minute, so that it has lapsed when the next minute's first worker asks.
+const HISTORY_TURN: Duration = Duration::from_secs(50);
+
 /// How long a heartbeat says the worker is alive.
 const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
 
@@ -116,16 +120,19 @@ pub async fn run(shared: Arc<Upkeep>, stop: CancellationToken) {
                         shared.outage.failed(&err);
                     }
                 }
-                // The throughput history: a sample per queue and minute
-                // (the script keeps the first of a minute).
-                let minute = minute_now();
-                if last_sampled_minute != Some(minute) {
+            }
+            // The throughput history: a sample per queue and minute, taken
+            // by one worker of those serving the same queues (the script
+            // also keeps only the first of a minute).
+            let minute = minute_now();
+            if last_sampled_minute != Some(minute) {
+                last_sampled_minute = Some(minute);
+                if take_turn(&shared, "history", &queues, &id, HISTORY_TURN).await {
                     for queue in &queues {
                         if let Err(err) = shared.broker.sample_throughput(queue).await {
                             shared.outage.failed(&err);
                         }
                     }
-                    last_sampled_minute = Some(minute);
                 }
             }
             heartbeat(&shared).await;

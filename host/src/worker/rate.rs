@@ -2,9 +2,10 @@
 //! (its type's, its queue's), the bucket its payload's key puts it in, and
 //! one start taken from each, or the time until its turn.
 //!
-//! The limits are read from Redis every [`REFRESH`], so a limit set,
-//! changed or removed applies to every worker within a second, without a
-//! restart. A task that finds no start free holds nothing: it is put back
+//! The limits are read again whenever `wasmq limit` announces a change
+//! (and every [`REFRESH`] regardless), so a limit set, changed or removed
+//! applies to every worker within a moment, without a restart, and an idle
+//! worker does not poll for them. A task that finds no start free holds nothing: it is put back
 //! (`Settlement::Postpone`) until its turn in the bucket's waiting line.
 
 use std::collections::BTreeMap;
@@ -120,16 +121,28 @@ async fn refund(broker: &Broker, taken: &[(&RateTarget, &RateLimit, String, u64)
     }
 }
 
-/// Reads the rate limits into `limits` every [`REFRESH`] until `stop`.
+/// Reads the rate limits into `limits` whenever they are announced to have
+/// changed, and every [`REFRESH`] regardless, until `stop`.
 pub(crate) async fn refresh(
     broker: Broker,
     limits: Arc<RateLimits>,
     outage: Arc<OutageLog>,
     stop: CancellationToken,
 ) {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let listener = {
+        let changed = changed.clone();
+        tokio::spawn(crate::broker::subscribe(
+            broker.clone(),
+            vec![rate_limits::CHANGED.to_string()],
+            stop.clone(),
+            move |_| changed.notify_one(),
+        ))
+    };
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
+            _ = changed.notified() => {}
             _ = tokio::time::sleep(REFRESH) => {}
         }
         match broker.rate_limits().await {
@@ -137,4 +150,5 @@ pub(crate) async fn refresh(
             Err(err) => outage.failed(&err),
         }
     }
+    let _ = listener.await;
 }
