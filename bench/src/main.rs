@@ -43,6 +43,9 @@
 //! `rate`: what a fleet-wide rate limit costs per start, and its
 //! precision (the busiest second of handler starts) across workers.
 //!
+//! `rollout`: from `wasmq plugin deploy` to every one of 10 workers serving
+//! it, for a small Rust component and a 12–18 MB Python or JavaScript one.
+//!
 //! `clients`: the bulk-enqueue rate of the Rust, Python and Node clients
 //! beside Celery's `apply_async` and BullMQ's `addBulk`, on one redis-server.
 
@@ -56,6 +59,7 @@ mod isolation;
 mod latency;
 mod polyglot;
 mod rate;
+mod rollout;
 mod sandbox;
 
 use std::time::Duration;
@@ -84,6 +88,8 @@ enum Bench {
     Sandbox(sandbox::SandboxArgs),
     /// Commands per second idle workers send Redis.
     Idle(idle::IdleArgs),
+    /// Deploy to every worker serving it: 10 workers, any component.
+    Rollout(rollout::RolloutArgs),
     /// Bulk-enqueue rate of each wasmq client beside Celery and BullMQ.
     Clients(clients::ClientsArgs),
     /// Python plugin against Celery, JavaScript plugin against BullMQ.
@@ -136,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Sandbox(args) => sandbox::run(&args).await?,
         Bench::Hostile(args) => hostile::run(&args).await?,
         Bench::Idle(args) => idle::run(&args).await?,
+        Bench::Rollout(args) => rollout::run(&args).await?,
         Bench::Clients(args) => clients::run(&args).await?,
         Bench::Polyglot(args) => polyglot::run(&args)?,
         Bench::Rate(args) => rate::run(&args).await?,
