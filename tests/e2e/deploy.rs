@@ -427,11 +427,6 @@ fn write_component(dir: &Path, name: &str, bytes: &[u8]) -> String {
     path.display().to_string()
 }
 
-fn digest_of(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 /// Puts a component into the registry as `name`'s current version without
 /// any check, as a registry written before deploys were checked holds it.
 async fn put_unchecked(env: &Env, name: &str, bytes: &[u8]) {
@@ -729,4 +724,28 @@ async fn compile_cost_is_bounded_and_reported() {
         },
     )
     .await;
+}
+
+/// A registry entry whose hash is not what wasmq writes (a Redis anyone can
+/// write, say: here a non-ASCII string cut mid-character at 12 bytes) is
+/// listed as it is; `plugin ls` does not panic, and a worker started beside
+/// it serves.
+#[tokio::test]
+async fn a_stored_hash_wasmq_did_not_write_is_listed_without_a_panic() {
+    let env = Env::start().await;
+    let mut redis = env.redis_connection().await;
+    let odd = "aéééééé";
+    let _: i64 = redis::cmd("HSET")
+        .arg("wasmq:{plugins}:current")
+        .arg("ghost")
+        .arg(odd)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let listed = assert_success(&env.wasmq(&["plugin", "ls"]));
+    assert!(listed.contains(odd), "{listed}");
+    let _worker = env.bare_worker(&[]);
+    env.wait_for_workers(1).await;
+    let listed = assert_success(&env.wasmq(&["plugin", "ls"]));
+    assert!(listed.contains("ghost"), "{listed}");
 }
