@@ -66,15 +66,11 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<()> {
     }
 
     for component in &args.component {
-        let mut bytes =
-            std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
         let tag = format!("{:x}", unique());
-        let name = b"wasmq-bench-rollout";
-        bytes.push(0);
-        bytes.push((1 + name.len() + tag.len()) as u8);
-        bytes.push(name.len() as u8);
-        bytes.extend_from_slice(name);
-        bytes.extend_from_slice(tag.as_bytes());
+        let built =
+            std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+        let bytes =
+            wasmq_testkit::with_custom_section(&built, "wasmq-bench-rollout", tag.as_bytes());
         let fresh = scratch.join(format!("fresh-{tag}.wasm"));
         std::fs::write(&fresh, &bytes)?;
         let megabytes = bytes.len() as f64 / (1024.0 * 1024.0);

@@ -372,16 +372,16 @@ async fn deployed_components_spread_over_the_masters() {
     let mut digests = Vec::new();
     for n in 0..12u8 {
         // The same plugin with a byte more: another component each time.
-        let mut bytes = std::fs::read(GREETER_COMPONENT).unwrap();
-        bytes.extend_from_slice(&[0, 3, 1, b'v', n]);
+        let bytes = wasmq_testkit::with_custom_section(
+            &std::fs::read(GREETER_COMPONENT).unwrap(),
+            "v",
+            &[n],
+        );
         let path = dir.path().join(format!("greeter-{n}.wasm"));
         std::fs::write(&path, &bytes).unwrap();
         let deployed = cli(&url, &["plugin", "deploy", path.to_str().unwrap()]);
         assert!(deployed.status.success(), "{}", stderr(&deployed));
-        let digest = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&bytes))
-        };
+        let digest = wasmq_testkit::digest_of(&bytes);
         let copy = stored(&mut redis).await.remove(&digest).expect("indexed");
         masters.insert(cluster.master_of(&format!("wasmq:{{blob:{digest}}}:{copy}")));
         digests.push(digest);

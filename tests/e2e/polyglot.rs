@@ -431,10 +431,7 @@ async fn a_new_python_version_deploys_into_a_running_worker_failing_no_task() {
     // The worker's own cache holds the first version (as if it had served
     // it before), not the second.
     let wasm = std::fs::read(&first).unwrap();
-    let digest = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&wasm))
-    };
+    let digest = wasmq_testkit::digest_of(&wasm);
     let cache = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(wasmq_testkit::component_cache_dir()).unwrap() {
         let path = entry.unwrap().path();

@@ -8,22 +8,11 @@ use wasmq_testkit::*;
 
 use crate::support::{Env, stderr, stdout, wait_until, wasmq};
 
-/// The component at `component` with a custom section appended: the same plugin and version,
-/// another component (another content hash), as a rebuild makes.
+/// The component at `component` rebuilt: the same plugin and version,
+/// another content hash.
 fn variant(component: &str, n: u8) -> Vec<u8> {
-    let name = b"wasmq-test-variant";
-    let mut out = std::fs::read(component).expect("the test kit built it");
-    out.push(0); // a custom section
-    out.push((1 + name.len() + 1) as u8);
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out.push(n);
-    out
-}
-
-fn digest_of(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+    let bytes = std::fs::read(component).expect("the test kit built it");
+    with_custom_section(&bytes, "wasmq-test-variant", &[n])
 }
 
 /// Runs `wasmq ARGS --redis URL`; returns (success, stdout, stderr).

@@ -225,7 +225,7 @@ fn progress(servers: &[ServerInfo], name: &str, digest: Option<&str>) -> Progres
 }
 
 fn short(digest: &str) -> String {
-    format!("sha256:{}", digest.get(..12).unwrap_or(digest))
+    format!("sha256:{}", registry::short_digest(digest))
 }
 
 /// Runs `wasmq plugin ls`.

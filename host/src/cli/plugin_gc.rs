@@ -27,7 +27,7 @@ pub(crate) async fn collect(args: GcArgs) -> Result<(), Failure> {
     for (digest, bytes) in &collected.deleted {
         println!(
             "{verb} sha256:{} ({})",
-            digest.get(..12).unwrap_or(digest),
+            registry::short_digest(digest),
             format::bytes(*bytes)
         );
     }

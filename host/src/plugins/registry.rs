@@ -254,8 +254,9 @@ fn rollback_target(
     Ok(target)
 }
 
-/// The first 12 hex digits of a content hash, as listings show it.
-fn short_digest(digest: &str) -> &str {
+/// The first 12 hex digits of a content hash, as listings and logs show it
+/// (whole, if a stored one is shorter or not ASCII).
+pub fn short_digest(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 

@@ -237,7 +237,7 @@ impl Context<'_> {
                         self.metrics.plugin_reloaded(&plugin.manifest.name);
                         tracing::info!(
                             plugin = plugin.display_name(),
-                            digest = &plugin.digest[..12],
+                            digest = super::registry::short_digest(&plugin.digest),
                             "deployed version now serving"
                         );
                     }
@@ -365,7 +365,7 @@ async fn fetch_and_load(
         .ok_or_else(|| Fetch::Unreadable(format!("the component {digest} is not stored")))?;
     let source = PathBuf::from(format!(
         "deployed:{name}@{}",
-        digest.get(..12).unwrap_or(digest)
+        super::registry::short_digest(digest)
     ));
     let (sandbox, options) = (sandbox.clone(), options.clone());
     let plugin =

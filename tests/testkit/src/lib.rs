@@ -57,3 +57,24 @@ pub fn component_cache_dir() -> PathBuf {
         .join("../../target/wasmq-test-cache")
         .to_path_buf()
 }
+
+/// A component's content hash as the registry names it (SHA-256, hex).
+pub fn digest_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `component` with a custom section `name` holding `payload` appended: the
+/// same plugin and version as another build of it, under another content
+/// hash. `name` and `payload` together stay under 127 bytes.
+pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128, "a one-byte section size");
+    let mut out = component.to_vec();
+    out.push(0); // a custom section
+    out.push(size as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(payload);
+    out
+}
