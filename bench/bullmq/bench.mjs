@@ -5,6 +5,7 @@
 //   node bench.mjs PORT addbulk --tasks N --batch B
 //   node bench.mjs PORT drain   --tasks N --concurrency C --batch B
 //   node bench.mjs PORT latency --rate R --seconds S --concurrency C
+//   node bench.mjs PORT flows   --flows F --children N --concurrency C
 //
 // addbulk: enqueue/s of N no-op jobs through Queue.addBulk in batches of B.
 // drain:   jobs/s of a Worker (no-op async processor, removeOnComplete)
@@ -13,8 +14,11 @@
 // latency: a Worker runs while jobs are added at R/s (addBulk once per
 //          millisecond) for S seconds; each job carries its enqueue time,
 //          and the processor records how long it waited before starting.
+// flows:   F flows of a parent and N children added with FlowProducer, then
+//          drained by a Worker: flows/s, and the time from each flow's last
+//          child ending to its parent starting (p50, p99).
 
-import { Queue, Worker } from 'bullmq';
+import { FlowProducer, Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 
 const [port, mode, ...rest] = process.argv.slice(2);
@@ -22,7 +26,7 @@ const options = {};
 for (let i = 0; i < rest.length; i += 2) {
   options[rest[i].replace(/^--/, '')] = Number(rest[i + 1]);
 }
-if (!port || !['addbulk', 'drain', 'latency'].includes(mode)) {
+if (!port || !['addbulk', 'drain', 'latency', 'flows'].includes(mode)) {
   console.error('usage: node bench.mjs PORT addbulk|drain|latency [--tasks N] [--batch B] [--concurrency C] [--rate R] [--seconds S]');
   process.exit(2);
 }
@@ -118,8 +122,52 @@ async function latency(queue) {
   };
 }
 
+async function flows() {
+  const producer = new FlowProducer({ connection: new IORedis(connection) });
+  const enqueueStarted = performance.now();
+  for (let f = 0; f < options.flows; f++) {
+    const children = Array.from({ length: options.children }, () => ({ name: 'child', queueName, data: {}, opts: jobOptions }));
+    await producer.add({ name: 'parent', queueName, data: {}, opts: jobOptions, children });
+  }
+  const enqueueSeconds = (performance.now() - enqueueStarted) / 1000;
+  const lastChildEnd = new Map();
+  const waits = [];
+  let done;
+  const finished = new Promise((resolve) => { done = resolve; });
+  const started = performance.now();
+  const worker = new Worker(queueName, async (job) => {
+    if (job.name === 'child') {
+      const parent = job.parent ? job.parent.id : job.parentKey;
+      const end = nowUs();
+      lastChildEnd.set(parent, Math.max(lastChildEnd.get(parent) || 0, end));
+    } else {
+      const start = nowUs();
+      const last = lastChildEnd.get(job.id);
+      if (last !== undefined) waits.push(start - last);
+      if (waits.length === options.flows) done();
+    }
+  }, { connection: new IORedis(connection), concurrency: options.concurrency });
+  await finished;
+  const seconds = (performance.now() - started) / 1000;
+  await worker.close();
+  await producer.close();
+  waits.sort((a, b) => a - b);
+  const at = (q) => waits[Math.min(waits.length - 1, Math.floor(q * waits.length))] / 1000;
+  const round = (v) => Math.round(v * 100) / 100;
+  return {
+    flows: options.flows,
+    children: options.children,
+    concurrency: options.concurrency,
+    flows_per_s: Math.round((options.flows / seconds) * 10) / 10,
+    tasks_per_s: Math.round((options.flows * (options.children + 1)) / seconds),
+    enqueue_flows_per_s: Math.round((options.flows / enqueueSeconds) * 10) / 10,
+    parent_wait_p50_ms: round(at(0.5)),
+    parent_wait_p99_ms: round(at(0.99)),
+  };
+}
+
 const queue = new Queue(queueName, { connection: new IORedis(connection) });
-const result = await { addbulk, drain, latency }[mode](queue);
+const result = await { addbulk, drain, latency, flows }[mode](queue);
 await queue.obliterate({ force: true });
 await queue.close();
 console.log(JSON.stringify({ peer: 'bullmq', mode, ...result }));

@@ -10,7 +10,8 @@ use wasmq::dev::RedisServer;
 use wasmq::plugins::LoadOptions;
 use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
 use wasmq::{
-    Client, FailureKind, NativeTask, NewTask, Summary, TaskFailure, Worker, WorkerBuilder,
+    Client, FailureKind, NativeTask, NewTask, Summary, TaskFailure, TraceContext, Tracing, Worker,
+    WorkerBuilder,
 };
 use wasmq_testkit::PluginDir;
 
@@ -45,6 +46,14 @@ pub struct Args {
     /// deployed: what a compile costs the tasks running meanwhile.
     #[arg(long)]
     pub compile_beside: bool,
+    /// Export the worker's traces over OTLP to this endpoint (`wasmq
+    /// worker --otlp-endpoint`): what tracing costs per task.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Every task carries this W3C trace context, as from a traced
+    /// producer.
+    #[arg(long, value_name = "TRACEPARENT")]
+    pub traceparent: Option<String>,
 }
 
 /// What handles the benchmark's no-op tasks.
@@ -87,13 +96,24 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         Handler::Js => ("js:echo", "{}"),
         _ => ("echo", "{}"),
     };
+    let trace = match &args.traceparent {
+        Some(traceparent) => {
+            Some(TraceContext::new(traceparent, None).map_err(|err| anyhow::anyhow!(err))?)
+        }
+        None => None,
+    };
     let enqueue_started = Instant::now();
     let mut remaining = args.tasks;
     while remaining > 0 {
         let batch: Vec<NewTask> = (0..remaining.min(args.batch))
             .map(|_| {
-                NewTask::new(task_type, payload)
-                    .map(|task| task.retention(Duration::ZERO).max_retry(0))
+                NewTask::new(task_type, payload).map(|task| {
+                    let task = task.retention(Duration::ZERO).max_retry(0);
+                    match &trace {
+                        Some(trace) => task.trace(trace.clone()),
+                        None => task,
+                    }
+                })
             })
             .collect::<Result<_, _>>()?;
         remaining -= batch.len();
@@ -103,7 +123,10 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     }
     let enqueue_time = enqueue_started.elapsed();
 
-    let worker = Worker::builder(client.broker().clone()).concurrency(concurrency);
+    let mut worker = Worker::builder(client.broker().clone()).concurrency(concurrency);
+    if let Some(endpoint) = &args.otlp_endpoint {
+        worker = worker.tracing(Tracing::otlp(endpoint));
+    }
     let (worker, _plugins) = match args.handler {
         Handler::Wasm => {
             let component = if args.failing {
@@ -201,6 +224,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "redis_cpu_us_per_task": redis_cpu,
             "worker_cpu_us_per_task": worker_cpu,
             "compile_beside_s": compile_s,
+            "traced": args.otlp_endpoint.is_some(),
         })
     );
     Ok(())

@@ -18,6 +18,9 @@
 //!
 //! `latency`: enqueue-to-start latency at a fixed arrival rate.
 //!
+//! `flows`: flows of a parent and 100 children against BullMQ's
+//! FlowProducer, same Redis, same run.
+//!
 //! `faults`: runs `wasmq_testkit::faults` (worker processes killed, frozen,
 //! Redis restarted) and prints its Markdown report.
 //!
@@ -46,6 +49,9 @@
 //! `rollout`: from `wasmq plugin deploy` to every one of 10 workers serving
 //! it, for a small Rust component and a 12–18 MB Python or JavaScript one.
 //!
+//! `traces`: a worker's CPU per task with tracing off and exporting over
+//! OTLP to a receiver, each in a child `drain` run.
+//!
 //! `clients`: the bulk-enqueue rate of the Rust, Python and Node clients
 //! beside Celery's `apply_async` and BullMQ's `addBulk`, on one redis-server.
 
@@ -53,6 +59,7 @@ mod clients;
 mod compare;
 mod cron;
 mod drain;
+mod flows;
 mod hostile;
 mod idle;
 mod isolation;
@@ -61,6 +68,7 @@ mod polyglot;
 mod rate;
 mod rollout;
 mod sandbox;
+mod traces;
 
 use std::time::Duration;
 
@@ -96,6 +104,11 @@ enum Bench {
     Polyglot(polyglot::PolyglotArgs),
     /// A rate limit's cost per start and its precision across workers.
     Rate(rate::RateArgs),
+    /// Flows of 1 + N children against BullMQ's FlowProducer: flows/s and
+    /// the time from a flow's last child ending to its parent starting.
+    Flows(flows::Args),
+    /// A worker's CPU per task with tracing off and on.
+    Traces(traces::TracesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +138,12 @@ struct FaultArgs {
     /// Redis restarts.
     #[arg(long, default_value_t = 1)]
     redis_restarts: usize,
+    /// Flows of a parent and 20 children run beside the tasks.
+    #[arg(long, default_value_t = 50)]
+    flows: usize,
+    /// Chains of 5 steps run beside the tasks.
+    #[arg(long, default_value_t = 50)]
+    chains: usize,
 }
 
 #[tokio::main]
@@ -146,6 +165,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::Clients(args) => clients::run(&args).await?,
         Bench::Polyglot(args) => polyglot::run(&args)?,
         Bench::Rate(args) => rate::run(&args).await?,
+        Bench::Flows(args) => flows::run(&args).await?,
+        Bench::Traces(args) => traces::run(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,
@@ -158,13 +179,18 @@ async fn main() -> anyhow::Result<()> {
                 worker_kills: args.kills,
                 freeze_for: Duration::from_secs(6),
                 redis_restarts: args.redis_restarts,
+                flows: args.flows,
+                chains: args.chains,
                 timeout: Duration::from_secs(600),
             })
             .await;
             print!("{}", report.markdown());
             anyhow::ensure!(
-                report.lost == 0 && report.stuck_active == 0,
-                "tasks were lost or stuck"
+                report.lost == 0
+                    && report.stuck_active == 0
+                    && report.parents_stuck == 0
+                    && report.parents_run_twice == 0,
+                "tasks were lost or stuck, or a flow parent was stuck or released twice"
             );
         }
     }

@@ -82,3 +82,38 @@ export interface FollowUpOptions {
 
 /** Enqueues a follow-up task (capability `enqueue`) and returns its id. */
 export function enqueue(taskType: string, payload?: unknown, options?: FollowUpOptions): string;
+
+/** How one child of the running task ended. */
+export interface Child {
+  readonly id: string;
+  readonly queue: string;
+  readonly taskType: string;
+  /** True when it completed (`result` holds its result bytes). */
+  readonly ok: boolean;
+  readonly result: Uint8Array | undefined;
+  /** Why it did not complete (failed, cancelled, deleted), otherwise. */
+  readonly error: string | undefined;
+  /** Its result decoded from JSON; throws a CapabilityError when it did not complete. */
+  json<T = unknown>(): T;
+}
+
+/** Progress: how far the running task has got (every plugin; at most one write every 250 ms, the last one kept). */
+export const progress: {
+  /** Reports `done` (a percentage, or items done) and a note (JSON-encodable, at most 1 KiB). */
+  report(done: number, note?: unknown): void;
+  /** Says the task is alive, keeping its last report. */
+  heartbeat(): void;
+};
+
+/** Flows: the running task's children's outcomes, starting flows, and adding children (capability `enqueue`). */
+export const flow: {
+  /** The outcomes of the running task's children, in order (empty unless it is a flow parent). */
+  children(): Child[];
+  /** Starts a flow (a task object with `children`, or an array of them for a chain); returns its root's id. */
+  start(spec: unknown): string;
+  /**
+   * Adds children (task objects, as a flow's `children`) to the running task; returns how many tasks they hold.
+   * They are enqueued only if this attempt succeeds; the task then runs again once they have all ended.
+   */
+  addChildren(children: unknown[]): number;
+};

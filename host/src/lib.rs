@@ -81,7 +81,11 @@ pub mod plugins;
 mod rate;
 pub mod sandbox;
 mod scheduler;
+mod spec;
 mod task;
+#[cfg(feature = "otel")]
+mod telemetry;
+mod trace_context;
 mod units;
 mod worker;
 
@@ -91,17 +95,21 @@ pub mod cli;
 
 pub use broker::rate_limits::BucketUse;
 pub use broker::{
-    ArchiveLimits, Broker, Client, ConnectOptions, DEFAULT_MAX_RETRY, DEFAULT_QUEUE,
-    DEFAULT_RETENTION, Enqueued, Error, NewTask, QueueCounts, TaskInfo, TlsFailure, TlsOptions,
-    WaitReplicas,
+    ArchiveLimits, BatchStatus, Broker, ChildEnd, ChildOutcome, Client, ConnectOptions,
+    DEFAULT_MAX_FLOW_DEPTH, DEFAULT_MAX_FLOW_TASKS, DEFAULT_MAX_RETRY, DEFAULT_QUEUE,
+    DEFAULT_RETENTION, Enqueued, EnqueuedFlow, Error, Flow, FlowLimits, FlowTree, NewTask,
+    Progress, QueueCounts, TaskInfo, TlsFailure, TlsOptions, WaitReplicas,
 };
 pub use ops::metrics::Metrics;
 pub use rate::{KeyPath, Rate, RateLimit, RateTarget};
 pub use scheduler::{Cron, CronEntry, MisfirePolicy, SchedulerConfig, TickOutcome, TickRecord};
 pub use task::{
-    ConcurrencyLimit, ErrorRecord, FailureKind, Lineage, TaskFailure, TaskMessage, TaskRef,
-    TaskState, WhenBusy,
+    ConcurrencyLimit, ErrorRecord, FailureKind, FlowChild, FlowParent, Lineage, OnChildFailure,
+    TaskFailure, TaskMessage, TaskRef, TaskState, WhenBusy,
 };
+#[cfg(feature = "otel")]
+pub use telemetry::Tracing;
+pub use trace_context::TraceContext;
 pub use worker::{
     Backoff, Error as WorkerError, FollowUpCeilings, NativeHandler, NativeTask, ProbationConfig,
     QueueSelection, Summary, Worker, WorkerBuilder,

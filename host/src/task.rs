@@ -129,9 +129,35 @@ pub struct TaskMessage {
     /// enqueued, which is the root of its own tree at depth 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lineage: Option<Lineage>,
+    /// The flow parent this task reports its end to, if it is a child in a
+    /// flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<FlowParent>,
+    /// This task's children in a flow, in order: it waits until every one
+    /// has ended, then runs with their outcomes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<FlowChild>,
+    /// The batch this task belongs to, which counts its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    /// The group the task takes turns in (a tenant, a customer): a worker
+    /// takes pending tasks from each group of a queue in turn, so that one
+    /// group's backlog cannot starve another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The W3C trace context the task descends from (its producer's span,
+    /// or the attempt that enqueued it), parent of the worker's spans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::TraceContext>,
 }
 
 impl TaskMessage {
+    /// Whether the task's end is reported beyond its queue: to its flow
+    /// parent or its batch.
+    pub fn reports_end(&self) -> bool {
+        self.parent.is_some() || self.batch.is_some()
+    }
+
     /// The task's ancestry: its own, or that of a root (itself, depth 0).
     pub fn ancestry(&self) -> Lineage {
         self.lineage.clone().unwrap_or_else(|| Lineage {
@@ -139,6 +165,59 @@ impl TaskMessage {
             parent: None,
             depth: 0,
         })
+    }
+}
+
+/// The parent a flow child reports to when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowParent {
+    /// The parent's queue.
+    pub queue: String,
+    /// The parent's id.
+    pub id: String,
+    /// This child's place among the parent's children (from 0).
+    pub index: u32,
+    /// What this child's failure does to the parent.
+    #[serde(default)]
+    pub on_failure: OnChildFailure,
+}
+
+/// A flow parent's child, as the parent's message lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowChild {
+    /// The child's queue.
+    pub queue: String,
+    /// The child's id.
+    pub id: String,
+    /// The child's task type.
+    #[serde(rename = "type")]
+    pub task_type: String,
+}
+
+/// What a flow child's failure (archived, deleted, cancelled or lost) does
+/// to its parent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnChildFailure {
+    /// The parent fails at once (archived with the child's error), and
+    /// never runs.
+    #[default]
+    FailParent,
+    /// The parent runs when the others end, without this child's outcome.
+    Ignore,
+    /// The parent runs when the others end, with this child's error among
+    /// the outcomes.
+    Continue,
+}
+
+impl OnChildFailure {
+    /// The name used in flow files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnChildFailure::FailParent => "fail-parent",
+            OnChildFailure::Ignore => "ignore",
+            OnChildFailure::Continue => "continue",
+        }
     }
 }
 
@@ -211,6 +290,35 @@ pub struct ConcurrencyLimit {
     pub lock_at_least_for_ms: u64,
     /// What a task does when every slot is held.
     pub when_busy: WhenBusy,
+    /// Each group of tasks (a tenant: [`crate::NewTask::group`]) gets
+    /// `max_running` slots of its own; tasks without a group share one set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_group: bool,
+    /// Each value at this path of the payload gets `max_running` slots of
+    /// its own; tasks with nothing there share one set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<crate::rate::KeyPath>,
+}
+
+impl ConcurrencyLimit {
+    /// The limit `message` is held to: a per-group limit's slots are keyed
+    /// by the task's group, a keyed limit's by the value at its path of the
+    /// payload.
+    pub fn for_task(mut self, message: &TaskMessage) -> ConcurrencyLimit {
+        if self.per_group
+            && let Some(group) = &message.group
+        {
+            self.key = format!("{}:group:{group}", self.key);
+        }
+        if let Some(path) = &self.key_path {
+            let value = serde_json::from_str::<serde_json::Value>(message.payload.get())
+                .ok()
+                .and_then(|payload| path.key_of(&payload));
+            let bucket = crate::broker::rate_limits::bucket_of(value.as_deref());
+            self.key = format!("{}:key:{bucket}", self.key);
+        }
+        self
+    }
 }
 
 /// What a task that finds no free slot does.
@@ -239,11 +347,14 @@ pub enum TaskState {
     Archived,
     /// Done; kept with its result for its retention.
     Completed,
+    /// A flow parent waiting for its children to end.
+    Waiting,
 }
 
 impl TaskState {
     /// Every state, in the order a task usually meets them.
-    pub const ALL: [TaskState; 6] = [
+    pub const ALL: [TaskState; 7] = [
+        TaskState::Waiting,
         TaskState::Pending,
         TaskState::Active,
         TaskState::Scheduled,
@@ -261,6 +372,7 @@ impl TaskState {
             TaskState::Retry => "retry",
             TaskState::Archived => "archived",
             TaskState::Completed => "completed",
+            TaskState::Waiting => "waiting",
         }
     }
 }
@@ -280,7 +392,7 @@ impl FromStr for TaskState {
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown task state {s:?}: expected one of pending, active, scheduled, retry, archived, completed"
+                    "unknown task state {s:?}: expected one of waiting, pending, active, scheduled, retry, archived, completed"
                 )
             })
     }
@@ -340,6 +452,9 @@ pub enum FailureKind {
     /// A note on a postponed task, never an attempt's failure: a fleet-wide
     /// rate limit had no start free, so the task went back until its turn.
     RateLimited,
+    /// A flow parent that never ran: one of its children failed (archived,
+    /// cancelled, deleted) under the `fail-parent` policy.
+    ChildFailed,
 }
 
 impl FailureKind {
@@ -355,6 +470,7 @@ impl FailureKind {
                 | FailureKind::SlotBusy
                 | FailureKind::CapabilityDenied
                 | FailureKind::LogLimit
+                | FailureKind::ChildFailed
         )
     }
 
@@ -380,6 +496,7 @@ impl FailureKind {
             FailureKind::Probation => "probation",
             FailureKind::WorkerBusy => "worker-busy",
             FailureKind::RateLimited => "rate-limited",
+            FailureKind::ChildFailed => "child-failed",
         }
     }
 }

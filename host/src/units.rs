@@ -37,6 +37,29 @@ pub(crate) fn size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A number of seconds (from a JSON file) as a duration: not negative, not
+/// NaN, within the 100-year ceiling.
+pub(crate) fn seconds(seconds: f64) -> Result<Duration, String> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(format!("must be a number of seconds, not {seconds}"));
+    }
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration <= crate::task::MAX_DELAY => Ok(duration),
+        _ => Err(format!(
+            "{seconds} seconds is over the ceiling of 100 years (3155760000 seconds)"
+        )),
+    }
+}
+
+/// Parses an RFC 3339 time such as `2026-11-22T03:00:00Z`, no more than
+/// 100 years from now.
+pub(crate) fn time(text: &str) -> Result<std::time::SystemTime, String> {
+    let at = humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|err| format!("{err}; write a UTC time such as 2026-11-22T03:00:00Z"))?;
+    crate::task::check_time(&format!("{:?}", text.trim()), at)?;
+    Ok(at)
+}
+
 /// Parses a duration such as `500ms`, `10s`, `1m30s` or `2h`, up to the
 /// 100-year ceiling every stored time keeps to.
 pub(crate) fn duration(text: &str) -> Result<Duration, String> {

@@ -40,6 +40,15 @@ function makeTask(spec, now) {
   if ('deadline_offset_ms' in spec) task.deadline = now + spec.deadline_offset_ms;
   if ('retention_ms' in spec) task.retention = spec.retention_ms;
   if ('unique_ms' in spec) task.unique = spec.unique_ms;
+  if ('traceparent' in spec) task.traceparent = spec.traceparent;
+  if ('tracestate' in spec) task.tracestate = spec.tracestate;
+  if ('group' in spec) task.group = spec.group;
+  if ('debounce' in spec) task.debounce = spec.debounce;
+  if ('aggregate' in spec) {
+    task.aggregate = spec.aggregate;
+    task.aggregateAfter = spec.aggregate_after_ms;
+    task.maxGroup = spec.max_group;
+  }
   return task;
 }
 

@@ -54,6 +54,18 @@ def make_task(spec: dict, now: int) -> Task:
         task.retention = spec["retention_ms"] / 1000
     if "unique_ms" in spec:
         task.unique = spec["unique_ms"] / 1000
+    if "traceparent" in spec:
+        task.traceparent = spec["traceparent"]
+    if "tracestate" in spec:
+        task.tracestate = spec["tracestate"]
+    if "group" in spec:
+        task.group = spec["group"]
+    if "debounce" in spec:
+        task.debounce = spec["debounce"]
+    if "aggregate" in spec:
+        task.aggregate = spec["aggregate"]
+        task.aggregate_after = spec["aggregate_after_ms"] / 1000
+        task.max_group = spec["max_group"]
     return task
 
 

@@ -11,6 +11,15 @@
 //   EXPECT_HISTORY    1: after a reload, the throughput chart must draw the
 //                     server's history at once (points from before the page
 //                     opened, with completions in them)
+//   FLOW_ID           a flow parent waiting in QUEUE (optional): its detail must
+//                     draw the flow's tree with FLOW_TASKS tasks, then print
+//                     "flow tree drawn" and follow the tree live until every
+//                     task in it shows completed (the test starts a worker
+//                     once it reads that line)
+//   FLOW_TASKS        how many tasks the flow holds
+//   EXPECT_RATE       TARGET|USED: the Limits tab must show a rate limit of
+//                     TARGET using USED (such as "echo|3/100"), and then
+//   EXPECT_SLOTS      TYPE|MAX: a concurrency limit of TYPE at MAX, its slots free
 //   SCREENSHOT        a path: save a full-page screenshot at 1280x800 there
 //   SCREENSHOT_WAIT   seconds to let the throughput chart fill before the
 //                     screenshot (default 20)
@@ -138,6 +147,9 @@ async function run(page) {
     await sleep(screenshotWait * 1000);
   }
 
+  if (env.FLOW_ID) await followFlow(page, rowSelector);
+  if (env.EXPECT_RATE) await checkLimits(page);
+
   if (!taskId) {
     if (screenshot) await takeScreenshot(page);
     log('no TASK_ID given: skipping the task steps');
@@ -209,6 +221,48 @@ async function run(page) {
     fail(`after Retry the detail should reach "completed" within 30 s; it shows ${JSON.stringify(completed.value)} (states seen: ${[...seenStates].join(' → ')}); messages: ${JSON.stringify(await visibleMessages(page))}`);
   }
   log(`task ${taskId} completed (states seen: ${[...seenStates].join(' → ')})`);
+}
+
+/** Opens a waiting flow parent and follows its tree until every task completed. */
+async function checkLimits(page) {
+  const [rateTarget, used] = env.EXPECT_RATE.split('|');
+  const [slotType, max] = (env.EXPECT_SLOTS || '|').split('|');
+  step = 'opening the Limits tab';
+  await page.locator('.tabs a[data-tab="limits"]').click({ timeout: 5000 });
+  const rows = (selector) => page.locator(selector).evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
+  const rate = await waitFor(() => rows('tr[data-testid="rate-row"]'), (seen) => seen.some((cells) => cells[0] === rateTarget && cells[4] === used), 10000);
+  if (!rate.ok) fail(`the Limits tab should show the rate limit of ${rateTarget} using ${used}; saw ${JSON.stringify(rate.value)}`);
+  log(`rate limit shown: ${JSON.stringify(rate.value)}`);
+  if (slotType) {
+    const slots = await waitFor(() => rows('tr[data-testid="concurrency-row"]'), (seen) => seen.some((cells) => cells[0] === slotType && cells[1] === max && cells[3] === 'free'), 10000);
+    if (!slots.ok) fail(`the Limits tab should show the concurrency limit of ${slotType} at ${max}, free; saw ${JSON.stringify(slots.value)}`);
+    log(`concurrency limit shown: ${JSON.stringify(slots.value)}`);
+  }
+  step = 'back to the Queues tab';
+  await page.locator('.tabs a[data-tab="queues"]').click({ timeout: 5000 });
+  await page.waitForSelector(`tr[data-testid="queue-row"][data-queue=${q(queue)}]`, { timeout: 10000 });
+}
+
+async function followFlow(page, rowSelector) {
+  const flowId = env.FLOW_ID;
+  const tasks = Number(env.FLOW_TASKS);
+  step = `opening the waiting tasks of ${queue}`;
+  await page.locator(`${rowSelector} [data-testid="count-waiting"]`).click({ timeout: 5000 });
+  const taskRow = `tr[data-testid="task-row"][data-task-id=${q(flowId)}]`;
+  if (!(await page.waitForSelector(taskRow, { timeout: 10000 }).catch(() => null))) {
+    fail(`flow parent ${flowId} is not in the waiting list of ${queue} within 10 s`);
+  }
+  step = `opening the detail of flow parent ${flowId}`;
+  await page.locator(`${taskRow} td`).first().click({ timeout: 5000 });
+  const node = '[data-testid="task-detail"] [data-testid="flow-tree"] [data-testid="flow-node"]';
+  const states = () => page.locator(node).evaluateAll((nodes) => nodes.map((n) => n.dataset.state));
+  const drawn = await waitFor(states, (seen) => seen.length === tasks && seen[0] === 'waiting', 10000);
+  if (!drawn.ok) fail(`the detail should draw the flow's ${tasks} tasks with the parent waiting; saw ${JSON.stringify(drawn.value)}`);
+  log(`flow tree drawn: ${JSON.stringify(drawn.value)}`);
+  step = 'following the flow live until every task completed';
+  const done = await waitFor(states, (seen) => seen.length === tasks && seen.every((s) => s === 'completed'), 60000, 300);
+  if (!done.ok) fail(`every task of the flow should show completed within 60 s without a reload; saw ${JSON.stringify(done.value)}`);
+  log(`flow completed live: ${JSON.stringify(done.value)}`);
 }
 
 /** The page an attacker serves: forms that post to the dashboard. */

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wasmq::{Client, NewTask, TaskState};
+use wasmq::{ChildEnd, Client, Flow, NewTask, TaskState};
 use wasmq_testkit::{ECHO_COMPONENT, FLAKY_COMPONENT, GREETER_COMPONENT, PluginDir};
 
 use crate::support::cluster::RedisCluster;
@@ -54,8 +54,9 @@ fn cli(url: &str, args: &[&str]) -> std::process::Output {
     wasmq(&all)
 }
 
-/// Tasks flow through queues on three masters: every one completes, a
-/// flaky one after its retries; a duplicate id is refused; `queue ls
+/// Tasks flow through queues on three masters: every one completes (half
+/// of them in groups, taking turns, whose keys the scripts name in the
+/// queue's slot), a flaky one after its retries; a duplicate id is refused; `queue ls
 /// --cluster` shows each queue's slot on its master; `server ls` and
 /// `stats` read across the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,9 +74,14 @@ async fn tasks_flow_on_a_cluster_with_queues_on_three_masters() {
     for (queue, _) in &queues {
         let batch: Vec<NewTask> = (0..per_queue)
             .map(|n| {
-                NewTask::new("echo", format!(r#"{{"n":{n}}}"#))
+                let task = NewTask::new("echo", format!(r#"{{"n":{n}}}"#))
                     .unwrap()
-                    .queue(queue.clone())
+                    .queue(queue.clone());
+                if n % 2 == 0 {
+                    task.group(format!("tenant-{}", n % 3))
+                } else {
+                    task
+                }
             })
             .collect();
         for outcome in client.enqueue_batch(batch).await {
@@ -427,4 +433,101 @@ async fn deployed_components_spread_over_the_masters() {
             .unwrap();
         assert_eq!(exists == 1, digest == &digests[0], "the copy of {digest}");
     }
+}
+
+/// Flows across slots: a parent on one master, children on a second and
+/// grandchildren on a third, one retried twice before it succeeds. Each
+/// parent runs once, after its last child; a child that fails for good
+/// fails its parent on another master; `flow show` draws the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_span_queues_on_three_masters() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let queues = queues_on_three_masters(&cluster);
+    let (top, middle, bottom) = (&queues[0].0, &queues[1].0, &queues[2].0);
+    let plugins = PluginDir::with(&[ECHO_COMPONENT, FLAKY_COMPONENT]);
+    let _workers = [
+        worker(&url, plugins.path(), &queues),
+        worker(&url, plugins.path(), &queues),
+    ];
+    let client = Client::connect(&url).await.expect("the cluster answers");
+    let echo = |n: u32, queue: &str| {
+        NewTask::new("echo", format!(r#"{{"n":{n}}}"#))
+            .unwrap()
+            .queue(queue)
+    };
+    let mut roots = Vec::new();
+    for _ in 0..10 {
+        let mut middle_node = Flow::new(echo(100, middle));
+        for n in 0..5 {
+            middle_node = middle_node.child(Flow::new(echo(n, bottom)));
+        }
+        let flow = Flow::new(echo(0, top)).child(middle_node).child(Flow::new(
+            NewTask::new("flaky", r#"{"fail_times":2}"#)
+                .unwrap()
+                .queue(middle)
+                .max_retry(3),
+        ));
+        roots.push(client.enqueue_flow(flow).await.unwrap().root.id);
+    }
+    let failing = Flow::new(echo(1, top)).child(Flow::new(
+        NewTask::new("flaky", r#"{"fail_times":5}"#)
+            .unwrap()
+            .queue(bottom)
+            .max_retry(1),
+    ));
+    let failing = client.enqueue_flow(failing).await.unwrap().root.id;
+
+    for id in &roots {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("root {id} to complete"),
+            || async {
+                client
+                    .task(id, Some(top))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|info| info.state == TaskState::Completed)
+            },
+        )
+        .await;
+        let info = client.task(id, Some(top)).await.unwrap().unwrap();
+        assert_eq!(info.attempts, 1, "root {id} ran once");
+        let tree = client.flow(id, Some(top)).await.unwrap().unwrap();
+        assert_eq!(tree.children.len(), 2);
+        assert_eq!(tree.children[0].children.len(), 5);
+        let middle_outcome = tree.children[0].outcome.as_ref().unwrap();
+        assert_eq!(middle_outcome.state, ChildEnd::Completed);
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "the failing flow's root to be archived",
+        || async {
+            client
+                .task(&failing, Some(top))
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|info| info.state == TaskState::Archived)
+        },
+    )
+    .await;
+    let info = client.task(&failing, Some(top)).await.unwrap().unwrap();
+    assert_eq!(info.attempts, 0, "a parent failed by its child never runs");
+    assert_eq!(
+        info.last_error.unwrap().kind,
+        wasmq::FailureKind::ChildFailed
+    );
+
+    let shown = cli(&url, &["flow", "show", &roots[0]]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert_eq!(
+        stdout(&shown).lines().count(),
+        1 + 2 + 5,
+        "{}",
+        stdout(&shown)
+    );
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use wasmq::Error as BrokerError;
-use wasmq::{Client, NewTask};
+use wasmq::{Client, NewTask, TraceContext};
 use wasmq_testkit::{ECHO_COMPONENT, FLAKY_COMPONENT, PluginDir, WasmqProcess};
 
 use crate::support::cluster::RedisCluster;
@@ -182,6 +182,25 @@ fn rust_task(spec: &Value, now: i64) -> Result<NewTask, BrokerError> {
     }
     if let Some(ttl) = millis("unique_ms") {
         task = task.unique(ttl);
+    }
+    if let Some(traceparent) = spec["traceparent"].as_str() {
+        let context = TraceContext::new(traceparent, spec["tracestate"].as_str())
+            .map_err(BrokerError::InvalidTask)?;
+        task = task.trace(context);
+    }
+    if let Some(group) = spec["group"].as_str() {
+        task = task.group(group);
+    }
+    if let Some(key) = spec["debounce"].as_str() {
+        task = task.debounce(key, millis("delay_ms").unwrap_or_default());
+    }
+    if let Some(key) = spec["aggregate"].as_str() {
+        let max_group = spec["max_group"].as_u64().unwrap_or(100) as u32;
+        task = task.aggregate(
+            key,
+            millis("aggregate_after_ms").unwrap_or_default(),
+            max_group,
+        );
     }
     Ok(task)
 }
@@ -649,7 +668,7 @@ fn the_clients_ship_the_hosts_scripts() {
     // The same script text is not enough: the clients must also pass the
     // queue's keys the host passes, in its order (prelude.lua lists them).
     let prelude = std::fs::read_to_string(scripts.join("prelude.lua")).unwrap();
-    let hosts: Vec<&str> = prelude
+    let mut hosts: Vec<&str> = prelude
         .lines()
         .filter(|line| line.starts_with("-- KEYS["))
         .filter_map(|line| line.split("wasmq:{<queue>}:").nth(1))
@@ -657,9 +676,16 @@ fn the_clients_ship_the_hosts_scripts() {
         .collect();
     assert_eq!(
         hosts.len(),
-        17,
+        21,
         "prelude.lua lists a queue's keys: {hosts:?}"
     );
+    // The last four are the workers' flow keys, which enqueue.lua never
+    // touches: producers pass the first seventeen (PROTOCOL.md).
+    assert_eq!(
+        hosts[17..],
+        ["parents", "waiting", "children", "flow_outbox"]
+    );
+    hosts.truncate(17);
     let python = Command::new("python3")
         .args([
             "-c",

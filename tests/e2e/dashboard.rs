@@ -31,6 +31,15 @@ async fn the_dashboard_retries_an_archived_task_in_a_real_browser() {
     let script = browser_check();
     let env = Env::start().await;
     let plugins = PluginDir::with(&[ECHO_COMPONENT, FLAKY_COMPONENT]);
+    // Limits the Limits tab draws: the echo tasks below use 3 of 100 starts
+    // an hour; flaky's slots are free.
+    for limit in [
+        &["limit", "set", "echo", "--rate", "100/h"][..],
+        &["limit", "set", "flaky", "--max-running", "2"],
+    ] {
+        let set = env.wasmq(limit);
+        assert!(set.status.success(), "{}", crate::support::stderr(&set));
+    }
     // The worker first samples the queue's counters (its throughput
     // history); the tasks then complete after that sample, so the history
     // the chart draws on a reload has them.
@@ -85,6 +94,8 @@ async fn the_dashboard_retries_an_archived_task_in_a_real_browser() {
         .env("EXPECT_ARCHIVED", "1")
         .env("EXPECT_COMPLETED", "3")
         .env("EXPECT_HISTORY", "1")
+        .env("EXPECT_RATE", "echo|3/100")
+        .env("EXPECT_SLOTS", "flaky|2")
         .env("TASK_ID", &archived);
     // Refresh docs/dashboard.png with WASMQ_UPDATE_SCREENSHOT=1.
     if std::env::var_os("WASMQ_UPDATE_SCREENSHOT").is_some() {
@@ -507,4 +518,71 @@ async fn a_page_on_another_origin_cannot_change_or_read_the_dashboard() {
         stats["counts"]["completed"], 3,
         "the attacker page deleted tasks"
     );
+}
+
+/// In headless Chromium: a waiting flow parent's detail draws the flow's
+/// tree, and follows it live (no reload) until every task completed, as a
+/// worker started once the tree is drawn runs the flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_a_flow_and_follows_it_live() {
+    use std::io::BufRead;
+    let script = browser_check();
+    let env = Env::start().await;
+    let echo = |n: u32| NewTask::new("echo", format!(r#"{{"n":{n}}}"#)).unwrap();
+    let flow = wasmq::Flow::new(echo(0))
+        .child(wasmq::Flow::new(echo(1)).child(wasmq::Flow::new(echo(11))))
+        .child(wasmq::Flow::new(echo(2)));
+    let root = env.client.enqueue_flow(flow).await.unwrap().root.id;
+
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut command = WasmqProcess::command(Path::new(WASMQ));
+    command.args(["dashboard", "--redis", &env.url(), "--listen", &address]);
+    let _dashboard = WasmqProcess::spawn(command);
+    wait_for_http(&address, "/api/overview").await;
+
+    let mut check = Command::new("node")
+        .arg(&script)
+        .env("DASHBOARD_URL", format!("http://{address}/"))
+        .env("QUEUE", "default")
+        .env("FLOW_ID", &root)
+        .env("FLOW_TASKS", "4")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js 20 is needed)");
+    let stdout = check.stdout.take().unwrap();
+    // The worker starts only once the browser has drawn the waiting tree.
+    let (drawn_tx, drawn_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("flow tree drawn") {
+                let _ = drawn_tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let drawn = tokio::task::spawn_blocking(move || drawn_rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let plugins = PluginDir::with(&[ECHO_COMPONENT]);
+    let _worker = drawn
+        .is_ok()
+        .then(|| env.worker(plugins.path(), &["--no-scheduler"]));
+    let output = tokio::task::spawn_blocking(move || check.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = reader.join().unwrap();
+    assert!(
+        output.status.success(),
+        "the browser check failed:\n{seen}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(seen.contains("flow completed live"), "{seen}");
 }

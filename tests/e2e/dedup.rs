@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use wasmq::NewTask;
+
 use crate::support::{Env, stderr, stdout};
 
 /// A second task with the same id is refused with exit code 3 and an error
@@ -84,6 +86,53 @@ async fn a_unique_task_is_refused_within_its_ttl_and_accepted_after() {
     assert_eq!(env.counts("default").await.pending, 3);
 }
 
+/// `--unique-extend`: each refused duplicate holds the lock one TTL from
+/// its own arrival, so duplicates arriving more often than the TTL keep it
+/// held well past the first TTL; after a TTL of quiet the next one is
+/// accepted. Without it, the same stream gets through once the first TTL
+/// ends.
+#[tokio::test]
+async fn an_extending_unique_lock_holds_while_duplicates_keep_coming() {
+    let env = Env::start().await;
+    let ttl = Duration::from_secs(2);
+    let first = env.wasmq(&[
+        "enqueue",
+        "email:send",
+        r#"{"to":"x"}"#,
+        "--unique",
+        "2s",
+        "--unique-extend",
+    ]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let task = |to: &str| NewTask::new("email:send", format!(r#"{{"to":"{to}"}}"#)).unwrap();
+    env.client.enqueue(task("y").unique(ttl)).await.unwrap();
+    // Duplicates every 300 ms for 3 s: past the first TTL.
+    let started = std::time::Instant::now();
+    let mut passed = (0, 0);
+    while started.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if env
+            .client
+            .enqueue(task("x").unique_extending(ttl))
+            .await
+            .is_ok()
+        {
+            passed.0 += 1;
+        }
+        if env.client.enqueue(task("y").unique(ttl)).await.is_ok() {
+            passed.1 += 1;
+        }
+    }
+    assert_eq!(passed.0, 0, "the extending lock held while duplicates came");
+    assert!(
+        passed.1 >= 1,
+        "the plain lock let one through after its TTL"
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let quiet = env.client.enqueue(task("x").unique_extending(ttl)).await;
+    assert!(quiet.is_ok(), "after a TTL of quiet: {quiet:?}");
+}
+
 /// Debounce: 100 rapid duplicates under one key, with a worker serving the
 /// queue all along, make one run, with the last payload; the next task
 /// under the key, once that one ran, is a task of its own. The command
@@ -144,4 +193,72 @@ async fn rapid_debounced_duplicates_make_one_run_with_the_last_payload() {
     let refused = env.wasmq(&["enqueue", "echo", "{}", "--debounce", "k"]);
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("--in"), "{}", stderr(&refused));
+}
+
+/// Aggregation (`--group-by KEY`, `NewTask::aggregate`): 250 tasks under
+/// one key with batches of at most 100 run as three batches (100, 100,
+/// then 50 once their wait ends), each run's payload the array of its
+/// members' payloads in order, every member exactly once; the command line
+/// prints the batch's id, the same for tasks that join it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregated_tasks_run_as_batches_of_their_payloads() {
+    use std::sync::{Arc, Mutex};
+    let env = Env::start().await;
+    let mut batch_ids = Vec::new();
+    for n in 0..250 {
+        let task = NewTask::new("tally", format!(r#"{{"n":{n}}}"#))
+            .unwrap()
+            .aggregate("k", Duration::from_secs(1), 100);
+        batch_ids.push(env.client.enqueue(task).await.unwrap().id);
+    }
+    let distinct: std::collections::BTreeSet<&String> = batch_ids.iter().collect();
+    assert_eq!(distinct.len(), 3, "three batches");
+    assert_eq!(batch_ids[0], batch_ids[99]);
+    assert_ne!(batch_ids[99], batch_ids[100]);
+    let cli = |n: u32| {
+        env.wasmq(&[
+            "enqueue",
+            "tally",
+            &format!(r#"{{"n":{n}}}"#),
+            "--group-by",
+            "other",
+            "--aggregate-after",
+            "300ms",
+        ])
+    };
+    let (first, second) = (cli(1000), cli(1001));
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(stdout(&first), stdout(&second), "both joined one batch");
+
+    let runs: Arc<Mutex<Vec<Vec<u64>>>> = Arc::default();
+    let recorder = runs.clone();
+    let worker = wasmq::Worker::builder(env.client.broker().clone())
+        .native("tally", move |task: wasmq::NativeTask| {
+            let members: Vec<serde_json::Value> = task.json().unwrap();
+            let ns = members.iter().map(|m| m["n"].as_u64().unwrap()).collect();
+            recorder.lock().unwrap().push(ns);
+            async move { Ok(Vec::new()) }
+        })
+        .build()
+        .expect("the worker builds");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    crate::support::wait_until(Duration::from_secs(30), "four batches to run", || async {
+        let ran = runs.lock().unwrap().len();
+        ran == 4 && env.counts("default").await.unfinished() == 0
+    })
+    .await;
+    let mut runs = runs.lock().unwrap().clone();
+    runs.sort_by_key(|ns| ns[0]);
+    let sizes: Vec<usize> = runs.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [100, 100, 50, 2]);
+    let all: Vec<u64> = runs[..3].iter().flatten().copied().collect();
+    assert_eq!(
+        all,
+        (0..250).collect::<Vec<u64>>(),
+        "every member once, in order"
+    );
+    assert_eq!(runs[3], [1000, 1001]);
+    stop.cancel();
+    handle.await.unwrap().unwrap();
 }

@@ -221,6 +221,10 @@ async fn store_raw_task(
         wasmq::TaskState::Pending => {
             pipe.lpush(key("pending"), id);
         }
+        wasmq::TaskState::Waiting => {
+            // A flow parent: the number of its children not ended yet.
+            pipe.hset(key("waiting"), id, 1);
+        }
         other => {
             pipe.zadd(key(other.as_str()), id, score);
         }

@@ -176,10 +176,11 @@ async fn workers_with_skewed_clocks_neither_steal_nor_strand_tasks() {
     .await;
 }
 
-/// The fault-injection suite, small: tasks through 3 workers while one is
-/// killed twice, another frozen past its lease, and Redis restarted; a
-/// tenth of the tasks fail on purpose and must end archived. No task is
-/// lost or stuck; duplicates stay within what was in flight.
+/// The fault-injection suite, small: tasks, flows and chains through 3
+/// workers while one is killed twice, another frozen past its lease, and
+/// Redis restarted; a tenth of the tasks fail on purpose and must end
+/// archived. No task is lost or stuck, every flow completes with no parent
+/// stuck or released twice; duplicates stay within what was in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_injection_run_loses_no_task() {
     let report = faults::run(FaultPlan {
@@ -193,6 +194,8 @@ async fn the_fault_injection_run_loses_no_task() {
         worker_kills: 2,
         freeze_for: Duration::from_secs(3),
         redis_restarts: 1,
+        flows: 5,
+        chains: 5,
         timeout: Duration::from_secs(180),
     })
     .await;
@@ -200,6 +203,9 @@ async fn the_fault_injection_run_loses_no_task() {
     assert_eq!(report.faults.len(), 4, "{}", report.markdown());
     assert_eq!(report.lost, 0, "{}", report.markdown());
     assert_eq!(report.stuck_active, 0, "{}", report.markdown());
+    assert_eq!(report.flows_completed, 10, "{}", report.markdown());
+    assert_eq!(report.parents_stuck, 0, "{}", report.markdown());
+    assert_eq!(report.parents_run_twice, 0, "{}", report.markdown());
     assert!(
         report.duplicates <= report.in_flight_total(),
         "more re-executions than tasks in flight at the faults:\n{}",

@@ -52,3 +52,8 @@ mod names;
 mod retention;
 // Plugins in Python and JavaScript: end to end, hostile, hot deploys.
 mod polyglot;
+// Flows and chains: parents run once after their children, with their outcomes.
+mod workflows;
+// Traces over OTLP: attempts, sandbox runs and HTTP requests, from producers' contexts.
+mod fairness;
+mod traces;

@@ -183,6 +183,40 @@ async fn end_to_end(language: &Language) {
         assert_eq!(follow_up.message.task_type, ty("echo"));
     }
 
+    // A flow started by the plugin: its parent, in the same plugin, gets
+    // its children's results.
+    let started = result(&run(&env, &ty("flow"), r#"{"n":2}"#, 0).await);
+    let root = started["root"].as_str().unwrap().to_string();
+    let gathered = env
+        .wait_for_state(
+            "default",
+            &root,
+            TaskState::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        result(&gathered),
+        serde_json::json!({"children": [{"i": 0}, {"i": 1}]})
+    );
+
+    // Children the plugin adds to its own running task: it runs again once
+    // they ended, with their results, the wait counting no attempt.
+    let split = run(&env, &ty("split"), r#"{"n":2}"#, 0).await;
+    assert_eq!(
+        result(&split),
+        serde_json::json!({"children": [{"i": 0}, {"i": 1}]})
+    );
+    assert_eq!(split.attempts, 1);
+
+    // Progress: the last report stays with the task.
+    let reported = run(&env, &ty("progress"), "{}", 0).await;
+    let last = reported.progress.expect("the last report is kept");
+    assert_eq!(
+        (last.done, last.note),
+        (Some(100.0), Some(serde_json::json!({"step": "done"})))
+    );
+
     // HTTP to the allowed loopback host, and refused to another.
     let fetched = result(
         &run(

@@ -195,16 +195,28 @@ async fn a_rate_limit_per_key_holds_for_each_key_independently() {
         together >= 20,
         "keys are limited together, not each on its own ({together} starts in the busiest second)"
     );
-    // A keyless task waited under the shared bucket, and its note said so.
-    let keyless = env.task("default", &by_key["none"][39]).await.unwrap();
-    let note = keyless.last_error.expect("the last keyless task waited");
-    assert_eq!(note.kind, FailureKind::RateLimited, "{note:?}");
+    // Keyless tasks waited under their shared bucket (all but the one or
+    // two that found its start free, whichever came first), and their notes
+    // said so.
+    let mut notes = Vec::new();
+    for id in &by_key["none"] {
+        let info = env.task("default", id).await.unwrap();
+        notes.extend(info.last_error);
+    }
     assert!(
-        note.message
-            .contains("whose payload has nothing at $.tenant (they share one bucket)"),
-        "{}",
-        note.message
+        notes.len() >= 38,
+        "{} of 40 keyless tasks waited",
+        notes.len()
     );
+    for note in &notes {
+        assert_eq!(note.kind, FailureKind::RateLimited, "{note:?}");
+        assert!(
+            note.message
+                .contains("whose payload has nothing at $.tenant (they share one bucket)"),
+            "{}",
+            note.message
+        );
+    }
 }
 
 /// A limit changed, then removed, while workers run applies without a
@@ -415,4 +427,94 @@ async fn bad_rate_specs_are_refused_with_what_to_write() {
         "{}",
         stderr(&missing)
     );
+}
+
+/// Limits survive a Redis restart (append-only, fsync always) mid-run
+/// without leaking tokens or slots: a rate of 10/s and a concurrency limit
+/// of 2 on the same type, 40 tasks, Redis restarted after 10 of them
+/// completed. Every task completes; no one-second window of starts holds
+/// more than 10; after the restart the limit lets its full rate through
+/// (a leaked token would lower it for good); and no slot stays held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_survive_a_redis_restart_leaking_nothing() {
+    let mut env = Env::start_with(wasmq::dev::RedisOptions {
+        appendonly: true,
+        ..wasmq::dev::RedisOptions::default()
+    })
+    .await;
+    let plugins = PluginDir::with(&[BURN_COMPONENT]);
+    set_limit(
+        &env,
+        &[
+            "burn",
+            "--rate",
+            "10/s",
+            "--max-running",
+            "2",
+            "--when-busy",
+            "delay:20ms",
+        ],
+    );
+    let ids: Vec<String> = env
+        .client
+        .enqueue_batch(
+            (0..40)
+                .map(|n| NewTask::new("burn", format!(r#"{{"ms":50,"n":{n}}}"#)).unwrap())
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .map(|outcome| outcome.unwrap().id)
+        .collect();
+    let _worker = env.worker(plugins.path(), &["--concurrency", "8", "--no-scheduler"]);
+    env.wait_for_counts("default", Duration::from_secs(60), "10 completed", |c| {
+        c.completed >= 10
+    })
+    .await;
+    env.redis.restart().expect("redis-server restarts");
+    let restarted_at = now_ms();
+    // Redis may still be starting: an error only means "not yet".
+    crate::support::wait_until(
+        Duration::from_secs(120),
+        "every task to complete",
+        || async {
+            env.client
+                .queue_counts("default")
+                .await
+                .is_ok_and(|counts| counts.completed == 40)
+        },
+    )
+    .await;
+    let starts = start_times(&env, &ids).await;
+    let (most, at) = busiest_window(&starts, 1000);
+    assert!(
+        most <= 10,
+        "{most} starts in the second from {at}: {:?}",
+        starts.iter().map(|s| s - at).collect::<Vec<_>>()
+    );
+    let after: Vec<i64> = starts
+        .iter()
+        .copied()
+        .filter(|start| *start > restarted_at + 1000)
+        .collect();
+    assert!(
+        after.len() >= 10,
+        "{} starts after the restart",
+        after.len()
+    );
+    let rate = steady_rate(&after, 0);
+    assert!(
+        (8.5..=10.5).contains(&rate),
+        "{rate:.2} starts per second under 10/s after a Redis restart"
+    );
+    let listed = env.wasmq(&["limit", "ls", "--json"]);
+    let limits: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let holders = limits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["type"] == "burn" && entry.get("holders").is_some())
+        .expect("the concurrency limit is listed")["holders"]
+        .clone();
+    assert_eq!(holders, serde_json::json!([]), "no slot stays held");
 }

@@ -401,6 +401,8 @@ async fn granted_capabilities_work_within_their_limits() {
             "--redis",
             &env.url(),
             "--no-scheduler",
+            "--retry-delay",
+            "50ms",
             "--allow-env",
             "relay=REGION",
             "--allow-secret",
@@ -484,6 +486,94 @@ async fn granted_capabilities_work_within_their_limits() {
     assert_eq!(fanned["enqueued"].as_array().unwrap().len(), 3);
     let over = run("relay:fanout", r#"{"n":6}"#.into()).await;
     assert!(over.last_error.unwrap().message.contains("quota of 5"));
+
+    // A flow started by a plugin: its tasks count against the quota (a
+    // flow of 1 + 5 tasks is over it), and its parent reads the children's
+    // results.
+    let started = result(&run("relay:flow", r#"{"n":3}"#.into()).await);
+    let parent = started["flow"].as_str().unwrap().to_string();
+    let gathered = env
+        .wait_for_state(
+            "default",
+            &parent,
+            TaskState::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
+    let gathered = result(&gathered);
+    let ns: Vec<&serde_json::Value> = gathered["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|child| &child["n"])
+        .collect();
+    assert_eq!(
+        ns,
+        [0, 1, 2],
+        "the parent got its children's results, in order"
+    );
+    let over = run("relay:flow", r#"{"n":5}"#.into()).await;
+    let error = over.last_error.unwrap();
+    assert_eq!(error.kind, FailureKind::CapabilityDenied);
+    assert!(
+        error.message.contains("over the 5 follow-ups left"),
+        "{}",
+        error.message
+    );
+
+    // Children a plugin adds to its own running task: the task waits for
+    // them and runs again, round after round, seeing every child's result,
+    // and the waits count no attempt. Children added by an attempt that
+    // failed are dropped.
+    let children_ns = |info: &wasmq::TaskInfo| -> Vec<u64> {
+        result(info)["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|child| child["n"].as_u64().unwrap())
+            .collect()
+    };
+    let split = run("relay:split", r#"{"n":2,"rounds":2}"#.into()).await;
+    assert_eq!(children_ns(&split), [0, 1, 2, 3]);
+    assert_eq!(split.attempts, 1, "waiting for children counts no attempt");
+    let tree = env
+        .client
+        .flow(&split.message.id, Some("default"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tree.children.len(), 4, "{tree:?}");
+    let retried = env
+        .client
+        .enqueue(
+            NewTask::new("relay:split", r#"{"n":2,"fail_after_adding":true}"#)
+                .unwrap()
+                .max_retry(1),
+        )
+        .await
+        .unwrap()
+        .id;
+    let retried = env
+        .wait_for_state(
+            "default",
+            &retried,
+            TaskState::Completed,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(children_ns(&retried), [0, 1]);
+    assert_eq!(retried.attempts, 2);
+    let tree = env
+        .client
+        .flow(&retried.message.id, Some("default"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tree.children.len(),
+        2,
+        "the failed attempt's children were dropped: {tree:?}"
+    );
 
     let seen = result(&run("relay:env", "{}".into()).await);
     assert_eq!(
@@ -777,4 +867,117 @@ async fn secrets_and_env_values_are_given_only_to_the_plugins_allowed_them() {
         "{}",
         stderr(&malformed)
     );
+}
+
+/// A running plugin reports its progress: `task show`, the task's record
+/// and so the dashboard and the clients see it while the task runs, and the
+/// last report (written when the attempt ends) stays with the task. Its
+/// heartbeats renew its lease (the worker's own renewals, with a 30 s
+/// lease, come every 10 s: none during the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_reports_its_progress_while_it_runs() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[RELAY_COMPONENT]);
+    // The relay's manifest asks for an environment value and a secret:
+    // the operator allows them, or the plugin is not loaded.
+    let grants = [
+        "--allow-env",
+        "relay=REGION",
+        "--allow-secret",
+        "relay=TOKEN",
+    ];
+    let worker = env.worker(plugins.path(), &grants);
+    let id = env
+        .client
+        .enqueue(
+            NewTask::new("relay:progress", r#"{"steps":12,"spins":150000000}"#)
+                .unwrap()
+                .max_retry(0),
+        )
+        .await
+        .unwrap()
+        .id;
+    let mut seen_running = None;
+    let mut expiries: Vec<f64> = Vec::new();
+    let mut redis = env.redis_connection().await;
+    let started = std::time::Instant::now();
+    let done = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the task did not finish: {:?}\n{}",
+            env.task("default", &id).await,
+            worker.log()
+        );
+        let info = env.task("default", &id).await.expect("the task is kept");
+        match info.state {
+            TaskState::Active => {
+                if let Some(progress) = info.progress.filter(|p| p.done < Some(100.0)) {
+                    seen_running = Some(progress);
+                }
+                let expiry: Option<f64> = redis::cmd("ZSCORE")
+                    .arg("wasmq:{default}:active")
+                    .arg(&id)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                expiries.extend(expiry);
+            }
+            TaskState::Completed | TaskState::Archived => break info,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(done.state, TaskState::Completed, "{:?}", done.last_error);
+    let running = seen_running.expect("progress was seen while the task ran");
+    assert!(running.done.unwrap() < 100.0, "{running:?}");
+    let (first, latest) = (expiries[0], expiries[expiries.len() - 1]);
+    assert!(
+        latest - first >= 500.0,
+        "heartbeats renewed the lease: its expiry moved {} ms",
+        latest - first
+    );
+    let last = done.progress.expect("the last report stays");
+    assert_eq!(last.done, Some(100.0));
+    assert_eq!(last.note, Some(serde_json::json!({"step": 12})));
+    assert_eq!(last.attempt, 1);
+    let shown = env.wasmq(&["task", "show", &id]);
+    assert!(
+        stdout(&shown).contains(r#"progress:   100 {"step":12} (attempt 1"#),
+        "{}",
+        stdout(&shown)
+    );
+    // The Python and Node clients read it too.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let python = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json; from wasmq import Client; p = Client(sys.argv[1]).task(sys.argv[2], 'default').progress; print(json.dumps([p.done, p.note, p.attempt], separators=(',', ':')))",
+            &env.url(),
+            &id,
+        ])
+        .env("PYTHONPATH", repo.join("clients/python/src"))
+        .output()
+        .expect("python3 runs");
+    let node = std::process::Command::new("node")
+        .args([
+            "--input-type=module",
+            "-e",
+            "import { Client } from './clients/node/dist/index.js'; const c = await Client.connect(process.argv[1]); const p = (await c.task(process.argv[2], 'default')).progress; console.log(JSON.stringify([p.done, p.note, p.attempt])); await c.close();",
+            &env.url(),
+            &id,
+        ])
+        .current_dir(repo)
+        .output()
+        .expect("node runs");
+    for (client, output, expected) in [
+        ("python", python, r#"[100.0,{"step":12},1]"#),
+        ("node", node, r#"[100,{"step":12},1]"#),
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            expected,
+            "{client}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

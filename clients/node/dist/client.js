@@ -1,7 +1,7 @@
 /** The client: enqueue tasks, look them up, wait for results. */
 import { DEFAULT_URL, defaultName, open, parseUrl, translate } from './connection.js';
 import { InvalidTaskError, NotReplicatedError, RedisUnreachableError, TaskFailedError, TaskNotFoundError, WaitTimeoutError, WasmqError, } from './errors.js';
-import { BATCH_CHUNK, DEFAULT_MAX_PAYLOAD_BYTES, ENQUEUE_SCRIPT, QUEUES_KEY, TIMED_STATES, checkQueue, decodeEnqueueReply, decodeTask, key, prepare, queueKeys, } from './protocol.js';
+import { BATCH_CHUNK, DEFAULT_MAX_PAYLOAD_BYTES, AGGREGATE_SCRIPT, DEBOUNCE_SCRIPT, ENQUEUE_SCRIPT, QUEUES_KEY, TIMED_STATES, checkQueue, decodeAggregateReply, decodeDebounceReply, decodeEnqueueReply, decodeTask, key, prepare, queueKeys, } from './protocol.js';
 /**
  * Enqueues tasks on the Redis a wasmq fleet serves, and reads them back.
  *
@@ -25,6 +25,8 @@ export class Client {
         this.waitTimeoutMs = options.waitTimeoutMs ?? 5000;
         this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
         redis.defineCommand('wasmqEnqueue', { numberOfKeys: 17, lua: ENQUEUE_SCRIPT });
+        redis.defineCommand('wasmqDebounce', { numberOfKeys: 17, lua: DEBOUNCE_SCRIPT });
+        redis.defineCommand('wasmqAggregate', { numberOfKeys: 17, lua: AGGREGATE_SCRIPT });
     }
     /**
      * Connects to `url`: `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`,
@@ -112,14 +114,26 @@ export class Client {
     }
     async runEnqueue(queue, prepared) {
         const keys = queueKeys(queue);
-        const batches = [];
-        for (let i = 0; i < prepared.length; i += BATCH_CHUNK)
-            batches.push(prepared.slice(i, i + BATCH_CHUNK));
+        const kind = (task) => (task.debounced ? 'debounce' : task.aggregateArgs ? 'aggregate' : 'plain');
+        const plain = prepared.flatMap((task, n) => (kind(task) === 'plain' ? [n] : []));
+        const calls = [];
+        for (let i = 0; i < plain.length; i += BATCH_CHUNK)
+            calls.push({ kind: 'plain', tasks: plain.slice(i, i + BATCH_CHUNK) });
+        prepared.forEach((task, n) => {
+            if (kind(task) !== 'plain')
+                calls.push({ kind: kind(task), tasks: [n] });
+        });
         // One pipeline on the queue's node (a cluster sends a pipeline whose keys share a slot to
         // that slot's master), so that WAIT follows the scripts on the same connection.
         const pipe = this.redis.pipeline();
-        for (const batch of batches)
-            pipe.wasmqEnqueue(...keys, ...batch.flatMap((task) => task.args));
+        for (const call of calls) {
+            if (call.kind === 'aggregate')
+                pipe.wasmqAggregate(...keys, ...(prepared[call.tasks[0]].aggregateArgs ?? []));
+            else if (call.kind === 'debounce')
+                pipe.wasmqDebounce(...keys, ...prepared[call.tasks[0]].args);
+            else
+                pipe.wasmqEnqueue(...keys, ...call.tasks.flatMap((n) => prepared[n].args));
+        }
         if (this.waitReplicas > 0)
             pipe.wait(this.waitReplicas, Math.max(Math.trunc(this.waitTimeoutMs), 1));
         const replies = (await pipe.exec()) ?? [];
@@ -131,26 +145,39 @@ export class Client {
             if (Number(acknowledged) < this.waitReplicas)
                 shortfall = Number(acknowledged);
         }
-        const outcomes = [];
-        batches.forEach((batch, i) => {
+        const outcomes = new Array(prepared.length);
+        const settle = (n, outcome) => {
+            outcomes[n] =
+                shortfall !== undefined && !(outcome instanceof Error)
+                    ? new NotReplicatedError(this.waitReplicas, shortfall, this.waitTimeoutMs, outcome)
+                    : outcome;
+        };
+        calls.forEach((call, i) => {
             const [err, reply] = replies[i] ?? [new WasmqError('no reply'), undefined];
             if (err) {
                 const error = translate(err, this.target.shown);
-                batch.forEach(() => outcomes.push(error));
+                call.tasks.forEach((n) => {
+                    outcomes[n] = error;
+                });
+                return;
+            }
+            if (call.kind === 'debounce') {
+                settle(call.tasks[0], decodeDebounceReply(prepared[call.tasks[0]], reply));
+                return;
+            }
+            if (call.kind === 'aggregate') {
+                settle(call.tasks[0], decodeAggregateReply(prepared[call.tasks[0]], reply));
                 return;
             }
             const answers = reply;
-            if (!Array.isArray(answers) || answers.length !== batch.length) {
-                const error = new WasmqError(`enqueue on ${JSON.stringify(queue)} answered ${String(answers?.length)} of ${batch.length} tasks`);
-                batch.forEach(() => outcomes.push(error));
+            if (!Array.isArray(answers) || answers.length !== call.tasks.length) {
+                const error = new WasmqError(`enqueue on ${JSON.stringify(queue)} answered ${String(answers?.length)} of ${call.tasks.length} tasks`);
+                call.tasks.forEach((n) => {
+                    outcomes[n] = error;
+                });
                 return;
             }
-            batch.forEach((task, j) => {
-                const outcome = decodeEnqueueReply(task, answers[j]);
-                outcomes.push(shortfall !== undefined && !(outcome instanceof Error)
-                    ? new NotReplicatedError(this.waitReplicas, shortfall, this.waitTimeoutMs, outcome)
-                    : outcome);
-            });
+            call.tasks.forEach((n, j) => settle(n, decodeEnqueueReply(prepared[n], answers[j])));
         });
         return outcomes;
     }
@@ -168,6 +195,7 @@ export class Client {
             for (const part of ['msg', 'state', 'attempts', 'error'])
                 pipe.hget(key(found, part), id);
             pipe.hgetBuffer(key(found, 'result'), id);
+            pipe.hget(key(found, 'progress'), id);
             for (const state of TIMED_STATES)
                 pipe.zscore(key(found, state), id);
             const replies = (await pipe.exec()) ?? [];

@@ -11,4 +11,4 @@ export type { ClientOptions, Outcome } from './client.js';
 export type { ConnectOptions } from './connection.js';
 export { DuplicateIdError, DuplicateUniqueError, InvalidTaskError, NotReplicatedError, RedisUnreachableError, TaskFailedError, TaskNotFoundError, TlsError, WaitTimeoutError, WasmqError, } from './errors.js';
 export { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION_MS, ENQUEUE_SHA, MAX_DELAY_MS, MAX_JSON_DEPTH, } from './protocol.js';
-export type { Enqueued, ErrorRecord, Task, TaskInfo } from './protocol.js';
+export type { Enqueued, ErrorRecord, Progress, Task, TaskInfo } from './protocol.js';

@@ -16,10 +16,14 @@ import {
 import {
   BATCH_CHUNK,
   DEFAULT_MAX_PAYLOAD_BYTES,
+  AGGREGATE_SCRIPT,
+  DEBOUNCE_SCRIPT,
   ENQUEUE_SCRIPT,
   QUEUES_KEY,
   TIMED_STATES,
   checkQueue,
+  decodeAggregateReply,
+  decodeDebounceReply,
   decodeEnqueueReply,
   decodeTask,
   key,
@@ -42,7 +46,11 @@ export interface ClientOptions extends ConnectOptions {
 export type Outcome = Enqueued | WasmqError;
 
 type Pipeline = ReturnType<Redis['pipeline']>;
-type Scripted = Pipeline & { wasmqEnqueue(...args: string[]): Pipeline };
+type Scripted = Pipeline & {
+  wasmqEnqueue(...args: string[]): Pipeline;
+  wasmqDebounce(...args: string[]): Pipeline;
+  wasmqAggregate(...args: string[]): Pipeline;
+};
 
 /**
  * Enqueues tasks on the Redis a wasmq fleet serves, and reads them back.
@@ -68,6 +76,8 @@ export class Client {
     this.waitTimeoutMs = options.waitTimeoutMs ?? 5000;
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     redis.defineCommand('wasmqEnqueue', { numberOfKeys: 17, lua: ENQUEUE_SCRIPT });
+    redis.defineCommand('wasmqDebounce', { numberOfKeys: 17, lua: DEBOUNCE_SCRIPT });
+    redis.defineCommand('wasmqAggregate', { numberOfKeys: 17, lua: AGGREGATE_SCRIPT });
   }
 
   /**
@@ -157,12 +167,24 @@ export class Client {
 
   private async runEnqueue(queue: string, prepared: Prepared[]): Promise<Outcome[]> {
     const keys = queueKeys(queue);
-    const batches: Prepared[][] = [];
-    for (let i = 0; i < prepared.length; i += BATCH_CHUNK) batches.push(prepared.slice(i, i + BATCH_CHUNK));
+    // enqueue.lua for plain tasks, BATCH_CHUNK per call; debounce.lua for each debounced one. Each call
+    // carries the indexes of its tasks.
+    type Kind = 'plain' | 'debounce' | 'aggregate';
+    const kind = (task: Prepared): Kind => (task.debounced ? 'debounce' : task.aggregateArgs ? 'aggregate' : 'plain');
+    const plain = prepared.flatMap((task, n) => (kind(task) === 'plain' ? [n] : []));
+    const calls: { kind: Kind; tasks: number[] }[] = [];
+    for (let i = 0; i < plain.length; i += BATCH_CHUNK) calls.push({ kind: 'plain', tasks: plain.slice(i, i + BATCH_CHUNK) });
+    prepared.forEach((task, n) => {
+      if (kind(task) !== 'plain') calls.push({ kind: kind(task), tasks: [n] });
+    });
     // One pipeline on the queue's node (a cluster sends a pipeline whose keys share a slot to
     // that slot's master), so that WAIT follows the scripts on the same connection.
     const pipe = this.redis.pipeline() as Scripted;
-    for (const batch of batches) pipe.wasmqEnqueue(...keys, ...batch.flatMap((task) => task.args));
+    for (const call of calls) {
+      if (call.kind === 'aggregate') pipe.wasmqAggregate(...keys, ...(prepared[call.tasks[0]].aggregateArgs ?? []));
+      else if (call.kind === 'debounce') pipe.wasmqDebounce(...keys, ...prepared[call.tasks[0]].args);
+      else pipe.wasmqEnqueue(...keys, ...call.tasks.flatMap((n) => prepared[n].args));
+    }
     if (this.waitReplicas > 0) pipe.wait(this.waitReplicas, Math.max(Math.trunc(this.waitTimeoutMs), 1));
     const replies = (await pipe.exec()) ?? [];
     let shortfall: number | undefined;
@@ -171,28 +193,39 @@ export class Client {
       if (err) throw err;
       if (Number(acknowledged) < this.waitReplicas) shortfall = Number(acknowledged);
     }
-    const outcomes: Outcome[] = [];
-    batches.forEach((batch, i) => {
+    const outcomes: Outcome[] = new Array(prepared.length);
+    const settle = (n: number, outcome: Enqueued | WasmqError) => {
+      outcomes[n] =
+        shortfall !== undefined && !(outcome instanceof Error)
+          ? new NotReplicatedError(this.waitReplicas, shortfall, this.waitTimeoutMs, outcome)
+          : outcome;
+    };
+    calls.forEach((call, i) => {
       const [err, reply] = replies[i] ?? [new WasmqError('no reply'), undefined];
       if (err) {
         const error = translate(err, this.target.shown);
-        batch.forEach(() => outcomes.push(error));
+        call.tasks.forEach((n) => {
+          outcomes[n] = error;
+        });
+        return;
+      }
+      if (call.kind === 'debounce') {
+        settle(call.tasks[0], decodeDebounceReply(prepared[call.tasks[0]], reply));
+        return;
+      }
+      if (call.kind === 'aggregate') {
+        settle(call.tasks[0], decodeAggregateReply(prepared[call.tasks[0]], reply));
         return;
       }
       const answers = reply as unknown[];
-      if (!Array.isArray(answers) || answers.length !== batch.length) {
-        const error = new WasmqError(`enqueue on ${JSON.stringify(queue)} answered ${String(answers?.length)} of ${batch.length} tasks`);
-        batch.forEach(() => outcomes.push(error));
+      if (!Array.isArray(answers) || answers.length !== call.tasks.length) {
+        const error = new WasmqError(`enqueue on ${JSON.stringify(queue)} answered ${String(answers?.length)} of ${call.tasks.length} tasks`);
+        call.tasks.forEach((n) => {
+          outcomes[n] = error;
+        });
         return;
       }
-      batch.forEach((task, j) => {
-        const outcome = decodeEnqueueReply(task, answers[j]);
-        outcomes.push(
-          shortfall !== undefined && !(outcome instanceof Error)
-            ? new NotReplicatedError(this.waitReplicas, shortfall, this.waitTimeoutMs, outcome)
-            : outcome,
-        );
-      });
+      call.tasks.forEach((n, j) => settle(n, decodeEnqueueReply(prepared[n], answers[j])));
     });
     return outcomes;
   }
@@ -209,6 +242,7 @@ export class Client {
       const pipe = this.redis.pipeline();
       for (const part of ['msg', 'state', 'attempts', 'error']) pipe.hget(key(found, part), id);
       pipe.hgetBuffer(key(found, 'result'), id);
+      pipe.hget(key(found, 'progress'), id);
       for (const state of TIMED_STATES) pipe.zscore(key(found, state), id);
       const replies = (await pipe.exec()) ?? [];
       const values = replies.map(([err, value]) => {

@@ -31,4 +31,4 @@ export {
   MAX_DELAY_MS,
   MAX_JSON_DEPTH,
 } from './protocol.js';
-export type { Enqueued, ErrorRecord, Task, TaskInfo } from './protocol.js';
+export type { Enqueued, ErrorRecord, Progress, Task, TaskInfo } from './protocol.js';

@@ -49,6 +49,17 @@ function scriptText(name: string): string {
 /** The enqueue script, exactly as the host sends it, and its SHA1. */
 export const ENQUEUE_SCRIPT = scriptText('enqueue.lua');
 export const ENQUEUE_SHA = createHash('sha1').update(ENQUEUE_SCRIPT, 'utf8').digest('hex');
+/** The script of debounced enqueues, exactly as the host sends it. */
+export const DEBOUNCE_SCRIPT = scriptText('debounce.lua');
+/** The script of aggregated enqueues, exactly as the host sends it. */
+export const AGGREGATE_SCRIPT = scriptText('aggregate.lua');
+/** The most tasks one aggregated batch may hold. */
+export const MAX_AGGREGATE_GROUP = 100_000;
+
+/** The most bytes of a debounce key. */
+export const MAX_DEBOUNCE_KEY_BYTES = 256;
+/** How much longer than its delay a debounce key is held (one day, ms). */
+const DEBOUNCE_LOCK_EXTRA_MS = 86_400_000;
 
 /** The seventeen keys of a queue, in script order. */
 export function queueKeys(queue: string): string[] {
@@ -86,6 +97,28 @@ export interface Task {
   retention?: number;
   /** Refuse this task while an equal one (same queue, type, payload) enqueued less than this many ms ago is held. */
   unique?: number;
+  /** The W3C trace context of the span the task descends from: a tracing worker's spans for its attempts are children of it. */
+  traceparent?: string;
+  /** The W3C tracestate that goes with `traceparent`. */
+  tracestate?: string;
+  /** The group the task takes turns in (a tenant, a customer): workers take pending tasks from each group of a queue in turn, so that one group's backlog cannot starve another's. */
+  group?: string;
+  /**
+   * Debounce under this key (per queue and type): the task runs `delay` from now, and a task enqueued under the
+   * same key before it starts replaces its payload (keeping its id) and waits `delay` again, so a burst of
+   * duplicates makes one run, with the last payload. Needs `delay` (at least 1 ms) and no `id`.
+   */
+  debounce?: string;
+  /**
+   * Aggregate under this key (per queue and type): the task joins the open batch of the key or opens one, due
+   * `aggregateAfter` ms later; the handler runs once per batch, its payload the JSON array of the members'
+   * payloads. The id returned is the batch's.
+   */
+  aggregate?: string;
+  /** How long a new batch collects tasks, ms (default 5000). */
+  aggregateAfter?: number;
+  /** A batch runs at once when it holds this many tasks (default 100). */
+  maxGroup?: number;
 }
 
 /** A checked task: its id, queue, type and the seven arguments of enqueue.lua. */
@@ -94,6 +127,10 @@ export interface Prepared {
   queue: string;
   type: string;
   args: string[];
+  /** Enqueued through debounce.lua, one per call. */
+  debounced: boolean;
+  /** Enqueued through aggregate.lua with these arguments, one per call. */
+  aggregateArgs?: string[];
 }
 
 /** A task the queue accepted. */
@@ -129,6 +166,36 @@ export interface TaskInfo {
   result?: Buffer;
   /** The time that goes with the state (server clock, unix ms). */
   stateTimeMs?: number;
+  /** The latest progress its handler reported, if any. */
+  progress?: Progress;
+}
+
+/** How far a task's handler said it got. */
+export interface Progress {
+  /** How far (a percentage, or items done: the plugin's unit), if said. */
+  done?: number;
+  /** The plugin's note (decoded JSON), if any. */
+  note?: unknown;
+  /** The attempt that reported it. */
+  attempt: number;
+  /** When (unix ms, the worker's clock): its latest report or heartbeat. */
+  atMs: number;
+}
+
+/** A stored progress report, or undefined (a report that does not read is advisory, and shown as none). */
+function decodeProgress(raw: unknown): Progress | undefined {
+  if (raw === null || raw === undefined) return undefined;
+  try {
+    const report = JSON.parse(String(raw)) as Record<string, unknown>;
+    return {
+      done: report.done === null || report.done === undefined ? undefined : Number(report.done),
+      note: report.note === null ? undefined : report.note,
+      attempt: Number(report.attempt ?? 0),
+      atMs: Number(report.at_ms ?? 0),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 /** How deeply arrays and objects nest in JSON text (0 for a scalar), counted outside strings. */
@@ -198,6 +265,53 @@ export function checkId(id: unknown): string {
     invalid(`task id ${show(id)} must be 1 to ${MAX_ID_BYTES} bytes with no whitespace`);
   }
   return id;
+}
+
+/** The most bytes of a group's name. */
+export const MAX_GROUP_BYTES = 128;
+
+export function checkGroup(group: unknown): string {
+  if (typeof group !== 'string') invalid(`a group must be a string, not ${typeof group}`);
+  if (group === '' || bytes(group) > MAX_GROUP_BYTES || [...group].some((c) => CONTROL.test(c))) {
+    invalid(`group ${show(group)} must be 1 to ${MAX_GROUP_BYTES} bytes with no control characters`);
+  }
+  return group;
+}
+
+/** The most bytes of a tracestate. */
+export const MAX_TRACESTATE_BYTES = 512;
+
+/** The message's `trace` object as JSON text, or undefined without a traceparent; checked as the Rust client checks it. */
+export function checkTrace(traceparent: unknown, tracestate: unknown): string | undefined {
+  if (traceparent === undefined) {
+    if (tracestate !== undefined) invalid('a tracestate goes with a traceparent: give both');
+    return undefined;
+  }
+  if (typeof traceparent !== 'string') invalid(`a traceparent must be a string, not ${typeof traceparent}`);
+  const value = traceparent.trim();
+  const match = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(value);
+  let why: string | undefined;
+  if (match === null) why = 'is not well formed';
+  else if (match[1] !== '00') why = 'is of a version other than 00';
+  else if (/^0+$/.test(match[2])) why = 'has an all-zero trace id';
+  else if (/^0+$/.test(match[3])) why = 'has an all-zero parent span id';
+  if (why !== undefined) {
+    invalid(
+      `the traceparent ${show(value.slice(0, 64))} ${why}: give the W3C form 00-<32 hex digits trace id>-<16 hex digits parent span id>-<2 hex digits flags>, such as 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`,
+    );
+  }
+  let trace = `{"traceparent":${show(value)}`;
+  if (tracestate !== undefined) {
+    if (typeof tracestate !== 'string') invalid(`a tracestate must be a string, not ${typeof tracestate}`);
+    const state = tracestate.trim();
+    if (state.length > MAX_TRACESTATE_BYTES || /[^\x20-\x7e]/.test(state)) {
+      invalid(
+        `the tracestate ${show(state.slice(0, 64))} must be printable ASCII of at most ${MAX_TRACESTATE_BYTES} bytes (list-members such as vendor=value, separated by commas)`,
+      );
+    }
+    if (state !== '') trace += `,"tracestate":${show(state)}`;
+  }
+  return `${trace}}`;
 }
 
 function durationMs(what: string, value: unknown): number {
@@ -274,27 +388,95 @@ export function prepare(task: Task, maxPayloadBytes: number): Prepared {
   const deadlineMs = task.deadline === undefined ? undefined : unixMs('the deadline', task.deadline);
   const retentionMs = durationMs('a retention', task.retention ?? DEFAULT_RETENTION_MS);
   const lock = task.unique === undefined ? undefined : uniqueKey(type, payload);
+  const trace = checkTrace(task.traceparent, task.tracestate);
+  const group = task.group === undefined ? undefined : checkGroup(task.group);
+  let lockKey = lock;
+  let lockTtlMs = task.unique === undefined ? 0 : Math.trunc(task.unique);
+  if (task.debounce !== undefined) {
+    const debounce: unknown = task.debounce;
+    if (
+      typeof debounce !== 'string' ||
+      debounce === '' ||
+      bytes(debounce) > MAX_DEBOUNCE_KEY_BYTES ||
+      [...debounce].some((c) => CONTROL.test(c))
+    ) {
+      invalid(`debounce key ${show(String(debounce))} must be 1 to ${MAX_DEBOUNCE_KEY_BYTES} bytes with no control characters`);
+    }
+    if (task.delay === undefined || task.at !== undefined || delayMs < 1) {
+      invalid('a debounced task waits a delay of at least 1ms (during which duplicates replace it)');
+    }
+    if (task.id !== undefined) invalid("a debounced task takes no id of its own: duplicates keep the first one's");
+    lockKey = `debounce:${type}:${debounce}`;
+    lockTtlMs = delayMs + DEBOUNCE_LOCK_EXTRA_MS;
+  }
   const id = task.id ?? randomUUID();
 
   let message = `{"id":${show(id)},"type":${show(type)},"queue":${show(queue)},"payload":${payload},"max_retry":${maxRetry}`;
   if (timeoutMs !== undefined) message += `,"timeout_ms":${timeoutMs}`;
   if (deadlineMs !== undefined) message += `,"deadline_ms":${deadlineMs}`;
   message += `,"retention_ms":${retentionMs}`;
-  if (lock !== undefined) message += `,"unique_key":${show(lock)}`;
+  if (lockKey !== undefined) message += `,"unique_key":${show(lockKey)}`;
+  if (group !== undefined) message += `,"group":${show(group)}`;
+  if (trace !== undefined) message += `,"trace":${trace}`;
   message += `,"enqueued_at_ms":${Date.now()}}`;
   const args = [
     id,
     message,
     String(delayMs),
     String(dueAtMs),
-    lock ?? '',
-    String(task.unique === undefined ? 0 : Math.trunc(task.unique)),
+    lockKey ?? '',
+    String(lockTtlMs),
     '0',
   ];
-  return { id, queue, type, args };
+  const aggregateArgs = task.aggregate === undefined ? undefined : aggregateArgsOf(task, type, payload, message, id, maxPayloadBytes);
+  return { id, queue, type, args, debounced: task.debounce !== undefined, aggregateArgs };
+}
+
+/** aggregate.lua's arguments for `task` (built as a plain task into `message`), checked as the Rust client checks them. */
+function aggregateArgsOf(task: Task, type: string, payload: string, message: string, id: string, maxPayloadBytes: number): string[] {
+  const key: unknown = task.aggregate;
+  if (typeof key !== 'string' || key === '' || bytes(key) > 256 || [...key].some((c) => CONTROL.test(c))) {
+    invalid(`aggregation key ${show(String(key))} must be 1 to 256 bytes with no control characters`);
+  }
+  const maxGroup = task.maxGroup ?? 100;
+  if (!Number.isInteger(maxGroup) || maxGroup < 1 || maxGroup > MAX_AGGREGATE_GROUP) {
+    invalid(`an aggregation's batches hold 1 to ${MAX_AGGREGATE_GROUP} tasks, not ${String(maxGroup)}`);
+  }
+  const afterMs = durationMs("an aggregation's wait", task.aggregateAfter ?? 5000);
+  if (afterMs < 1) invalid('an aggregation waits at least 1ms for its batch to fill');
+  if (task.id !== undefined || task.unique !== undefined || task.debounce !== undefined || task.delay !== undefined || task.at !== undefined) {
+    invalid('an aggregated task takes no id, unique lock, debounce or delay of its own: its batch has them');
+  }
+  const lock = `aggregate:${type}:${key}`;
+  // The batch's message: the task's, its payload the array of its members'.
+  const payloadAt = message.indexOf(',"payload":') + ',"payload":'.length;
+  let batch = `${message.slice(0, payloadAt)}[${payload}]${message.slice(payloadAt + payload.length)}`;
+  batch = batch.replace(',"enqueued_at_ms":', `,"unique_key":${show(lock)},"enqueued_at_ms":`);
+  const overhead = bytes(batch) - bytes(payload) - 2;
+  return [id, batch, String(afterMs), lock, String(maxGroup), payload, String(maxPayloadBytes + overhead), String(afterMs + DEBOUNCE_LOCK_EXTRA_MS)];
+}
+
+/** aggregate.lua's answer: the batch's id and state. */
+export function decodeAggregateReply(prepared: Prepared, reply: unknown): Enqueued | WasmqError {
+  if (Array.isArray(reply)) {
+    const parts = reply.map((part) => (Buffer.isBuffer(part) ? part.toString('utf8') : String(part)));
+    if (parts.length === 4 && (parts[0] === 'ok' || parts[0] === 'added')) return { id: parts[1], queue: prepared.queue, state: parts[3] };
+    if (parts.length === 2 && parts[0] === 'duplicate-id') return new DuplicateIdError(prepared.queue, prepared.id, parts[1]);
+  }
+  return new WasmqError(`the aggregated enqueue answered ${JSON.stringify(reply)}`);
 }
 
 /** What one reply of enqueue.lua means for its task. */
+/** debounce.lua's answer: the id of the task that will run it. */
+export function decodeDebounceReply(prepared: Prepared, reply: unknown): Enqueued | WasmqError {
+  if (Array.isArray(reply) && reply.length === 2) {
+    const [status, value] = reply.map((part) => (Buffer.isBuffer(part) ? part.toString('utf8') : String(part)));
+    if (status === 'ok' || status === 'replaced') return { id: value, queue: prepared.queue, state: 'scheduled' };
+    if (status === 'duplicate-id') return new DuplicateIdError(prepared.queue, prepared.id, value);
+  }
+  return new WasmqError(`the debounced enqueue answered ${JSON.stringify(reply)}`);
+}
+
 export function decodeEnqueueReply(prepared: Prepared, reply: unknown): Enqueued | WasmqError {
   if (!Array.isArray(reply) || reply.length === 0) return new WasmqError(`enqueue answered ${JSON.stringify(reply)}`);
   const [status, first, second] = reply.map((part) => (Buffer.isBuffer(part) ? part.toString('utf8') : part));
@@ -309,9 +491,9 @@ export function decodeEnqueueReply(prepared: Prepared, reply: unknown): Enqueued
   return new WasmqError(`enqueue answered ${JSON.stringify(reply)}`);
 }
 
-/** Decodes the replies of a lookup pipeline (HGET msg, state, attempts, error, result; ZSCOREs). */
+/** Decodes the replies of a lookup pipeline (HGET msg, state, attempts, error, result, progress; ZSCOREs). */
 export function decodeTask(queue: string, id: string, replies: unknown[]): TaskInfo | undefined {
-  const [msg, state, attempts, error, result, ...scores] = replies;
+  const [msg, state, attempts, error, result, progress, ...scores] = replies;
   if (msg === null || msg === undefined) return undefined;
   const message = JSON.parse(String(msg)) as Record<string, unknown>;
   let lastError: ErrorRecord | undefined;
@@ -337,5 +519,6 @@ export function decodeTask(queue: string, id: string, replies: unknown[]): TaskI
     lastError,
     result: result === null || result === undefined ? undefined : (result as Buffer),
     stateTimeMs: score === undefined ? undefined : Math.trunc(Number(score)),
+    progress: decodeProgress(progress),
   };
 }

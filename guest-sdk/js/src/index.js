@@ -12,6 +12,12 @@
 // plugin: a component imports only what its manifest grants.
 
 import { log as hostLog } from "wasmq:plugin/log@0.1.0";
+import {
+  addChildren as hostAddChildren,
+  children as hostChildren,
+  startFlow as hostStartFlow,
+} from "wasmq:plugin/flow@0.1.0";
+import { heartbeat as hostHeartbeat, report as hostReport } from "wasmq:plugin/progress@0.1.0";
 import { kv as hostKv, enqueue as hostEnqueue } from "wasmq:capabilities";
 
 /** Why a handler produced no result, and what the host should do. */
@@ -156,6 +162,58 @@ export function enqueue(taskType, payload = null, options = {}) {
   return call("enqueue", () => hostEnqueue.enqueue(followUp));
 }
 
+/**
+ * Flows: the running task's children's outcomes (a flow parent runs after
+ * all of them ended; a child that failed under the `ignore` policy is left
+ * out), and starting a flow (capability `enqueue`: every task of it counts
+ * against the quota, types and queues the manifest grants).
+ */
+export const flow = {
+  /** The outcomes of the running task's children, in order. */
+  children() {
+    return hostChildren().map((child) => ({
+      id: child.id,
+      queue: child.queue,
+      taskType: child.taskType,
+      ok: child.completed,
+      result: child.completed ? child.output : undefined,
+      error: child.completed ? undefined : child.error,
+      /** Its result decoded from JSON; throws a CapabilityError when it did not complete. */
+      json() {
+        if (!child.completed) {
+          throw new CapabilityError(`child ${child.id} (${child.taskType}) did not complete: ${child.error}`);
+        }
+        try {
+          return JSON.parse(decoder.decode(child.output));
+        } catch (err) {
+          throw new CapabilityError(`the result of child ${child.id} (${child.taskType}) is not JSON: ${err.message}`);
+        }
+      },
+    }));
+  },
+  /**
+   * Starts a flow (a task object with `children`, at any depth, or an
+   * array of them for a chain, as `wasmq flow add` reads it) and returns
+   * its root's id.
+   */
+  start(spec) {
+    const text = encoder.encode(JSON.stringify(spec) ?? "null");
+    return call("start-flow", () => hostStartFlow(text));
+  },
+  /**
+   * Adds children (an array of task objects, as a flow's `children`) to
+   * the running task and returns how many tasks they hold. They are
+   * enqueued only if this attempt succeeds: then the task waits until they
+   * have all ended and runs again (its return value this time is dropped,
+   * and the attempt not counted), `children()` giving the outcomes of
+   * every child it ever added.
+   */
+  addChildren(children) {
+    const text = encoder.encode(JSON.stringify(children) ?? "null");
+    return call("add-children", () => hostAddChildren(text));
+  },
+};
+
 function decode(taskType, bytes) {
   try {
     return JSON.parse(decoder.decode(bytes));
@@ -175,6 +233,25 @@ function encode(output) {
 }
 
 /** Runs one task (used by the component's export). */
+/**
+ * Progress: how far the running task has got, shown by `wasmq task show`,
+ * the dashboard and the clients. Every plugin may report; the host writes
+ * at most one report every 250 ms (the latest wins, and the last one is
+ * written when the attempt ends). The worker renews the task's lease for as
+ * long as the handler runs, within the plugin's time limit.
+ */
+export const progress = {
+  /** Reports `done` (a percentage, or items done: your unit) and a note (anything JSON.stringify encodes, at most 1 KiB). */
+  report(done, note = null) {
+    const text = JSON.stringify(note) ?? "null";
+    return call("progress", () => hostReport(Number(done), text));
+  },
+  /** Says the task is alive: renews its lease now (at most once a second) and keeps its last report. */
+  heartbeat() {
+    hostHeartbeat();
+  },
+};
+
 export function run(task) {
   const fn = handlers.get(task.taskType);
   if (!fn) {

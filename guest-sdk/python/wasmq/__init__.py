@@ -44,8 +44,10 @@ import inspect
 import json
 import typing
 
+from . import flow
 from . import log
 from . import kv
+from . import progress
 from ._enqueue import enqueue
 from ._failure import CapabilityError, Failure
 
@@ -55,9 +57,11 @@ __all__ = [
     "Handler",
     "Task",
     "enqueue",
+    "flow",
     "handler",
     "kv",
     "log",
+    "progress",
 ]
 
 

@@ -74,7 +74,7 @@ pub mod http;
 
 use std::fmt;
 
-pub use capabilities::{CapabilityError, FollowUp, enqueue, kv};
+pub use capabilities::{CapabilityError, FollowUp, enqueue, flow, kv, progress};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

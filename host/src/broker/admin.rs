@@ -111,6 +111,39 @@ impl Broker {
         Ok((counts, waited))
     }
 
+    /// Pending task ids, oldest first, `count` from `offset`: the ungrouped
+    /// tasks, then each group's (in turn order).
+    async fn pending_ids(
+        &self,
+        keys: &super::keys::QueueKeys,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<String>, Error> {
+        let window = (offset + count) as isize;
+        let groups: Vec<String> = self
+            .query(redis::cmd("LRANGE").arg(keys.groups()).arg(0).arg(-1))
+            .await?;
+        let mut lists = vec![keys.pending().to_string()];
+        lists.extend(
+            groups
+                .iter()
+                .filter(|group| !group.is_empty())
+                .map(|group| keys.group_pending(group)),
+        );
+        let mut pipe = redis::pipe();
+        for list in &lists {
+            // The oldest is at the right end of each list.
+            pipe.cmd("LRANGE").arg(list).arg(-window).arg(-1);
+        }
+        let windows: Vec<Vec<String>> = self.query_pipeline(&pipe).await?;
+        Ok(windows
+            .into_iter()
+            .flat_map(|ids| ids.into_iter().rev())
+            .skip(offset)
+            .take(count)
+            .collect())
+    }
+
     /// A queue's numbers.
     pub(crate) async fn queue_stats(&self, queue: &str) -> Result<QueueStats, Error> {
         keys::validate_queue_name(queue)?;
@@ -195,23 +228,19 @@ impl Broker {
         let (start, stop) = (offset as isize, (offset + count) as isize - 1);
         let zset = match state {
             TaskState::Pending => {
-                // The oldest is at the right end of the list.
-                let mut ids: Vec<String> = self
-                    .query(
-                        redis::cmd("LRANGE")
-                            .arg(keys.pending())
-                            .arg(-1 - stop)
-                            .arg(-1 - start),
-                    )
-                    .await?;
-                ids.reverse();
-                return Ok(ids);
+                return self.pending_ids(&keys, offset, count).await;
             }
             TaskState::Active => keys.active(),
             TaskState::Scheduled => keys.scheduled(),
             TaskState::Retry => keys.retry(),
             TaskState::Archived => keys.archived(),
             TaskState::Completed => keys.completed(),
+            TaskState::Waiting => {
+                let mut ids: Vec<String> =
+                    self.query(redis::cmd("HKEYS").arg(keys.waiting())).await?;
+                ids.sort();
+                return Ok(ids.into_iter().skip(offset).take(count).collect());
+            }
         };
         self.query(redis::cmd("ZRANGE").arg(zset).arg(start).arg(stop))
             .await
@@ -267,10 +296,24 @@ impl Broker {
             invocation.arg(id);
         }
         let replies: Vec<Option<String>> = self.run(queue, None, &invocation).await?;
-        replies
+        let states = replies
             .into_iter()
             .map(|state| state.map(|s| s.parse().map_err(Error::Corrupt)).transpose())
-            .collect()
+            .collect::<Result<Vec<Option<TaskState>>, Error>>()?;
+        if !matches!(action, BulkAction::Run) {
+            // Flow children that ended here report to their parents.
+            let ended: Vec<String> = ids
+                .iter()
+                .zip(&states)
+                .filter(|(_, state)| state.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !ended.is_empty() {
+                self.deliver_flow_reports(queue, &ended, ArchiveLimits::default())
+                    .await?;
+            }
+        }
+        Ok(states)
     }
 
     /// Applies `action` to one task. Returns the state it left, `None` when
@@ -338,9 +381,20 @@ impl Broker {
     pub(crate) async fn remove_queue(&self, queue: &str, force: bool) -> Result<u64, Error> {
         keys::validate_queue_name(queue)?;
         let keys = self.queue_keys(queue);
+        // What the queue's tasks owe their flow parents and batches
+        // elsewhere: the reports still undelivered now, and an end for each
+        // unfinished one once it is removed.
+        let unfinished = if force {
+            self.deliver_outbox(queue, ArchiveLimits::default()).await?;
+            self.unfinished_reporting_tasks(queue).await?
+        } else {
+            Vec::new()
+        };
         let mut invocation = invocation(&SCRIPTS.remove_queue, &keys);
         invocation.arg(if force { "1" } else { "0" });
         let tasks: u64 = self.run(queue, None, &invocation).await?;
+        self.report_removed(queue, unfinished, ArchiveLimits::default())
+            .await?;
         self.query::<()>(redis::cmd("SREM").arg(keys::QUEUES).arg(queue))
             .await?;
         self.forget_history(queue).await?;

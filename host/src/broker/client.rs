@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::keys::validate_queue_name;
 use super::scripts::SCRIPTS;
 use super::{Broker, ConnectOptions, Error, QueueCounts, TaskInfo, invocation, millis};
+use crate::TraceContext;
 use crate::task::{
     ConcurrencyLimit, Lineage, MAX_JSON_DEPTH, TaskMessage, TaskState, WhenBusy, check_duration,
     check_time, json_depth,
@@ -29,6 +30,9 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// The longest task id accepted.
 const MAX_ID_BYTES: usize = 256;
+
+/// The longest group name accepted.
+const MAX_GROUP_BYTES: usize = 128;
 /// Tasks per script call in a batch enqueue.
 const BATCH_CHUNK: usize = 500;
 
@@ -67,7 +71,23 @@ pub struct NewTask {
     limit: Option<ConcurrencyLimit>,
     lineage: Option<Lineage>,
     debounce: Option<String>,
+    trace: Option<TraceContext>,
+    batch: Option<String>,
+    group: Option<String>,
+    unique_extends: bool,
+    aggregate: Option<Aggregation>,
 }
+
+/// How a task joins an aggregation ([`NewTask::aggregate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Aggregation {
+    key: String,
+    after: Duration,
+    max_group: u32,
+}
+
+/// The most tasks one aggregated batch may hold.
+pub const MAX_AGGREGATE_GROUP: u32 = 100_000;
 
 impl NewTask {
     /// A task of `task_type` with a payload given as JSON text. Fails if the
@@ -113,6 +133,11 @@ impl NewTask {
             limit: None,
             lineage: None,
             debounce: None,
+            batch: None,
+            group: None,
+            unique_extends: false,
+            aggregate: None,
+            trace: None,
         })
     }
 
@@ -180,6 +205,16 @@ impl NewTask {
         self
     }
 
+    /// As [`NewTask::unique`], and each duplicate refused also holds the
+    /// lock `ttl` from its own arrival: a steady stream of duplicates keeps
+    /// it held, and the next equal task is accepted only after `ttl` of
+    /// quiet (or once the holder ends).
+    pub fn unique_extending(mut self, ttl: Duration) -> Self {
+        self.unique = Some(ttl);
+        self.unique_extends = true;
+        self
+    }
+
     /// Keeps the task's id reserved for `ttl` from now, even after the task
     /// completes and is forgotten or is deleted: a second enqueue with the
     /// same id within `ttl` is refused. Makes enqueues idempotent (the cron
@@ -196,6 +231,16 @@ impl NewTask {
         self
     }
 
+    /// Attaches the W3C trace context of the span this task descends from
+    /// (`TraceContext::new(traceparent, tracestate)`): a worker's spans for
+    /// its attempts are children of that span. Without it, and with the
+    /// `otel` feature, the task takes the current OpenTelemetry context's
+    /// span, if one is active when it is enqueued.
+    pub fn trace(mut self, context: TraceContext) -> Self {
+        self.trace = Some(context);
+        self
+    }
+
     /// Debounces the task under `key` (per queue and type): it runs `delay`
     /// from now, and a task enqueued under the same key before it starts
     /// replaces its payload (keeping its id) and waits `delay` again, so a
@@ -208,9 +253,41 @@ impl NewTask {
         self
     }
 
+    /// Puts the task in a group of its queue (a tenant, a customer): a
+    /// worker takes pending tasks from each group in turn (the tasks
+    /// without a group taking their turn as one more), so that one group's
+    /// backlog cannot starve another's. 1 to 128 bytes, no control
+    /// characters.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Collects the task into an aggregation under `key` (per queue and
+    /// type), as Asynq's task aggregation does: the first task opens a
+    /// batch due `after` from now, and the tasks enqueued under the key
+    /// until then join it; the handler runs once for the batch, its payload
+    /// the JSON array of the members' payloads in order of arrival. A batch
+    /// goes at once when it holds `max_group` tasks (or would outgrow the
+    /// payload limit). The id returned is the batch's (the first member's).
+    pub fn aggregate(mut self, key: impl Into<String>, after: Duration, max_group: u32) -> Self {
+        self.aggregate = Some(Aggregation {
+            key: key.into(),
+            after,
+            max_group,
+        });
+        self
+    }
+
     /// Subjects the task to a fleet-wide concurrency limit.
     pub fn limit(mut self, limit: ConcurrencyLimit) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    /// Makes the task a member of a batch (set by [`Client::add_to_batch`]).
+    pub(super) fn in_batch(mut self, batch: &str) -> Self {
+        self.batch = Some(batch.to_string());
         self
     }
 
@@ -224,7 +301,30 @@ impl NewTask {
         self.payload.get()
     }
 
-    fn validate(&self, max_payload_bytes: usize) -> Result<(), Error> {
+    /// The id the producer chose, if any.
+    pub(super) fn id_ref(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The queue it goes to.
+    pub(crate) fn queue_ref(&self) -> &str {
+        &self.queue
+    }
+
+    /// Whether it asks for a unique lock, a debounce or an id reservation.
+    pub(super) fn has_unique_options(&self) -> bool {
+        self.unique.is_some()
+            || self.debounce.is_some()
+            || self.reserve_id.is_some()
+            || self.aggregate.is_some()
+    }
+
+    /// Whether it is due later than now.
+    pub(super) fn is_delayed(&self) -> bool {
+        self.due != Due::Now
+    }
+
+    pub(super) fn validate(&self, max_payload_bytes: usize) -> Result<(), Error> {
         validate_queue_name(&self.queue)?;
         if let Some(id) = &self.id
             && (id.is_empty()
@@ -233,6 +333,18 @@ impl NewTask {
         {
             return Err(Error::InvalidTask(format!(
                 "task id {id:?} must be 1 to {MAX_ID_BYTES} bytes with no whitespace"
+            )));
+        }
+        if let Some(trace) = &self.trace {
+            trace.check().map_err(Error::InvalidTask)?;
+        }
+        if let Some(group) = &self.group
+            && (group.is_empty()
+                || group.len() > MAX_GROUP_BYTES
+                || group.chars().any(char::is_control))
+        {
+            return Err(Error::InvalidTask(format!(
+                "group {group:?} must be 1 to {MAX_GROUP_BYTES} bytes with no control characters"
             )));
         }
         let size = self.payload.get().len();
@@ -257,6 +369,34 @@ impl NewTask {
                 return Err(Error::InvalidTask(
                     "a debounced task takes no id of its own: duplicates keep the first one's"
                         .into(),
+                ));
+            }
+        }
+        if let Some(aggregation) = &self.aggregate {
+            let key = &aggregation.key;
+            if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+                return Err(Error::InvalidTask(format!(
+                    "aggregation key {key:?} must be 1 to 256 bytes with no control characters"
+                )));
+            }
+            if aggregation.max_group == 0 || aggregation.max_group > MAX_AGGREGATE_GROUP {
+                return Err(Error::InvalidTask(format!(
+                    "an aggregation's batches hold 1 to {MAX_AGGREGATE_GROUP} tasks, not {}",
+                    aggregation.max_group
+                )));
+            }
+            if aggregation.after < Duration::from_millis(1) {
+                return Err(Error::InvalidTask(
+                    "an aggregation waits at least 1ms for its batch to fill".into(),
+                ));
+            }
+            if self.id.is_some()
+                || self.unique.is_some()
+                || self.debounce.is_some()
+                || !matches!(self.due, Due::Now)
+            {
+                return Err(Error::InvalidTask(
+                    "an aggregated task takes no id, unique lock, debounce or delay of its own: its batch has them".into(),
                 ));
             }
         }
@@ -313,7 +453,38 @@ impl NewTask {
     }
 
     /// The stored message and the script arguments for this task.
-    fn into_message(self) -> (TaskMessage, [String; 7]) {
+    /// The `aggregate.lua` call that enqueues this task (checked, with
+    /// [`NewTask::aggregate`]) into its aggregation.
+    fn into_aggregate_call(mut self, max_payload_bytes: usize) -> super::aggregate::AggregateCall {
+        let aggregation = self.aggregate.take().expect("an aggregated task");
+        let member = self.payload.get().to_string();
+        let task_type = self.task_type.clone();
+        // The batch's payload is the array of its members' payloads.
+        self.payload = RawValue::from_string(format!("[{member}]"))
+            .expect("an array of one JSON value is JSON");
+        let (mut message, _) = self.into_message();
+        message.unique_key = Some(format!("aggregate:{task_type}:{}", aggregation.key));
+        // A TaskMessage holds only strings, numbers and raw JSON.
+        let encoded = serde_json::to_string(&message).expect("a TaskMessage always encodes");
+        let overhead = encoded.len() - member.len() - 2;
+        super::aggregate::AggregateCall {
+            queue: message.queue.clone(),
+            id: message.id.clone(),
+            message: encoded,
+            after_ms: millis(aggregation.after),
+            key: message.unique_key.clone().unwrap_or_default(),
+            max_group: aggregation.max_group,
+            member,
+            max_bytes: max_payload_bytes + overhead,
+            lock_ttl_ms: millis(
+                aggregation
+                    .after
+                    .saturating_add(Duration::from_secs(86_400)),
+            ),
+        }
+    }
+
+    pub(super) fn into_message(self) -> (TaskMessage, [String; 7]) {
         let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let debounce_key = self
             .debounce
@@ -348,6 +519,11 @@ impl NewTask {
             enqueued_at_ms: unix_ms(SystemTime::now()),
             limit: self.limit,
             lineage: self.lineage,
+            parent: None,
+            children: Vec::new(),
+            batch: self.batch,
+            group: self.group,
+            trace: self.trace.or_else(current_trace_context),
         };
         // TaskMessage holds only strings, numbers and raw JSON.
         let encoded = serde_json::to_string(&message).expect("a TaskMessage always encodes");
@@ -357,7 +533,12 @@ impl NewTask {
             delay_ms.to_string(),
             due_at_ms.to_string(),
             message.unique_key.clone().unwrap_or_default(),
-            self.unique.map_or(0, millis).to_string(),
+            // A negative time to live asks enqueue.lua to extend the lock on
+            // each duplicate.
+            match (self.unique, self.unique_extends && self.debounce.is_none()) {
+                (Some(ttl), true) => format!("-{}", millis(ttl)),
+                (ttl, _) => ttl.map_or(0, millis).to_string(),
+            },
             self.reserve_id.map_or(0, millis).to_string(),
         ];
         (message, args)
@@ -378,8 +559,9 @@ pub struct Enqueued {
 /// Enqueues tasks and looks them up.
 #[derive(Clone)]
 pub struct Client {
-    broker: Broker,
-    max_payload_bytes: usize,
+    pub(super) broker: Broker,
+    pub(super) max_payload_bytes: usize,
+    pub(super) flow_limits: super::FlowLimits,
     /// Queues this client has already put in the registry of queue names.
     registered: std::sync::Arc<Mutex<HashSet<String>>>,
 }
@@ -408,6 +590,7 @@ impl Client {
         Client {
             broker,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            flow_limits: super::FlowLimits::default(),
             registered: Default::default(),
         }
     }
@@ -415,6 +598,12 @@ impl Client {
     /// Sets the largest payload this client accepts (default 1 MiB).
     pub fn with_max_payload_bytes(mut self, bytes: usize) -> Client {
         self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets the caps flows are held to (default: 32 levels, 10,000 tasks).
+    pub fn with_flow_limits(mut self, limits: super::FlowLimits) -> Client {
+        self.flow_limits = limits;
         self
     }
 
@@ -440,8 +629,13 @@ impl Client {
         let mut by_queue: BTreeMap<String, Vec<(usize, TaskMessage, [String; 7])>> =
             BTreeMap::new();
         let mut debounced = Vec::new();
+        let mut aggregated = Vec::new();
         for (index, task) in tasks.into_iter().enumerate() {
             match task.validate(self.max_payload_bytes) {
+                Ok(()) if task.aggregate.is_some() => {
+                    aggregated.push((index, task.into_aggregate_call(self.max_payload_bytes)));
+                    outcomes.push(None);
+                }
                 Ok(()) if task.debounce.is_some() => {
                     let (message, args) = task.into_message();
                     debounced.push((index, message, args));
@@ -495,13 +689,24 @@ impl Client {
                 state: TaskState::Scheduled,
             }));
         }
+        for (index, call) in aggregated {
+            let outcome = match self.ensure_registered(&call.queue).await {
+                Ok(()) => self.broker.enqueue_aggregated(&call).await,
+                Err(err) => Err(err),
+            };
+            outcomes[index] = Some(outcome.map(|(id, state)| Enqueued {
+                id,
+                queue: call.queue.clone(),
+                state,
+            }));
+        }
         outcomes
             .into_iter()
             .map(|outcome| outcome.expect("every task got an outcome"))
             .collect()
     }
 
-    async fn ensure_registered(&self, queue: &str) -> Result<(), Error> {
+    pub(super) async fn ensure_registered(&self, queue: &str) -> Result<(), Error> {
         // The lock guards a plain set; a panic while holding it cannot leave
         // it half-updated.
         if self
@@ -520,7 +725,7 @@ impl Client {
         Ok(())
     }
 
-    async fn enqueue_chunk(
+    pub(super) async fn enqueue_chunk(
         &self,
         queue: &str,
         chunk: &[(usize, TaskMessage, [String; 7])],
@@ -617,6 +822,19 @@ pub(crate) fn unix_ms(at: SystemTime) -> i64 {
         Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
     }
+}
+
+/// The span of the current OpenTelemetry context, for a task enqueued
+/// with no context of its own.
+#[cfg(feature = "otel")]
+fn current_trace_context() -> Option<TraceContext> {
+    crate::telemetry::current_context()
+}
+
+/// Without the `otel` feature there is no current context.
+#[cfg(not(feature = "otel"))]
+fn current_trace_context() -> Option<TraceContext> {
+    None
 }
 
 #[cfg(test)]

@@ -176,6 +176,15 @@ pub enum Error {
     /// The task (or its options) is not acceptable.
     #[error("{0}")]
     InvalidTask(String),
+    /// A flow was refused whole, before anything of it was enqueued.
+    #[error("the flow was refused, nothing of it was enqueued: {path}: {reason}")]
+    InvalidFlow {
+        /// Where in the tree: `children[3].children[0].id` (`root` for the
+        /// top node).
+        path: String,
+        /// What is wrong there.
+        reason: String,
+    },
 
     /// The worker stopped before it could record an outcome.
     #[error(

@@ -23,6 +23,23 @@ pub struct TaskInfo {
     /// expires, when a task was archived, when a completed task is
     /// forgotten.
     pub state_time_ms: Option<i64>,
+    /// The latest progress its handler reported, if any.
+    pub progress: Option<Progress>,
+}
+
+/// How far a task's handler said it got (the WIT's `progress.report`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// How far (a percentage, or items done: the plugin's unit), if said.
+    #[serde(default)]
+    pub done: Option<f64>,
+    /// The plugin's note (JSON), if any.
+    #[serde(default)]
+    pub note: Option<serde_json::Value>,
+    /// The attempt that reported it.
+    pub attempt: u32,
+    /// When (unix ms, the worker's clock): its latest report or heartbeat.
+    pub at_ms: i64,
 }
 
 /// How many tasks a queue holds in each state.
@@ -40,12 +57,15 @@ pub struct QueueCounts {
     pub archived: u64,
     /// Done, kept for their retention.
     pub completed: u64,
+    /// Flow parents waiting for their children.
+    pub waiting: u64,
 }
 
 impl QueueCounts {
-    /// Tasks not yet finished: pending, active, scheduled or retry.
+    /// Tasks not yet finished: pending, active, scheduled, retry or
+    /// waiting.
     pub fn unfinished(&self) -> u64 {
-        self.pending + self.active + self.scheduled + self.retry
+        self.pending + self.active + self.scheduled + self.retry + self.waiting
     }
 }
 
@@ -92,6 +112,11 @@ impl TaskInfo {
             "unique_key": self.message.unique_key,
             "limit": self.message.limit,
             "lineage": self.message.ancestry(),
+            "parent": self.message.parent,
+            "children": self.message.children,
+            "batch": self.message.batch,
+            "group": self.message.group,
+            "progress": self.progress,
             "last_error": self.last_error,
             "result": result,
         })
@@ -99,6 +124,21 @@ impl TaskInfo {
 }
 
 impl Broker {
+    /// Keeps `report` (JSON) as the latest progress of task `id` of
+    /// `queue`, unless the task is gone (`progress_set.lua`).
+    pub(crate) async fn record_progress(
+        &self,
+        queue: &str,
+        id: &str,
+        report: &str,
+    ) -> Result<(), Error> {
+        let keys = self.queue_keys(queue);
+        let mut call = super::invocation(&super::scripts::SCRIPTS.progress_set, &keys);
+        call.arg(id).arg(report);
+        let _: i64 = self.run(queue, Some(id), &call).await?;
+        Ok(())
+    }
+
     /// Counts the tasks of a queue in each state.
     pub(crate) async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, Error> {
         let keys = self.queue_keys(queue);
@@ -108,9 +148,20 @@ impl Broker {
             .zcard(keys.scheduled())
             .zcard(keys.retry())
             .zcard(keys.archived())
-            .zcard(keys.completed());
-        let (pending, active, scheduled, retry, archived, completed) =
-            self.query_pipeline(&pipe).await?;
+            .zcard(keys.completed())
+            .hlen(keys.waiting())
+            .get(keys.grouped());
+        let (ungrouped, active, scheduled, retry, archived, completed, waiting, grouped): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            Option<i64>,
+        ) = self.query_pipeline(&pipe).await?;
+        let pending = ungrouped + grouped.unwrap_or(0).max(0).unsigned_abs();
         Ok(QueueCounts {
             pending,
             active,
@@ -118,6 +169,7 @@ impl Broker {
             retry,
             archived,
             completed,
+            waiting,
         })
     }
 
@@ -129,7 +181,8 @@ impl Broker {
             .hget(keys.state(), id)
             .hget(keys.attempts(), id)
             .hget(keys.error(), id)
-            .hget(keys.result(), id);
+            .hget(keys.result(), id)
+            .hget(keys.progress(), id);
         for zset in [
             keys.active(),
             keys.scheduled(),
@@ -140,7 +193,7 @@ impl Broker {
             pipe.zscore(zset, id);
         }
         let reply: Vec<Value> = self.query_pipeline(&pipe).await?;
-        let [msg, state, attempts, error, result, scores @ ..] = reply.as_slice() else {
+        let [msg, state, attempts, error, result, progress, scores @ ..] = reply.as_slice() else {
             return Err(Error::Corrupt(
                 "a task lookup returned too few replies".into(),
             ));
@@ -177,6 +230,11 @@ impl Broker {
             })
             .map(|score| score as i64)
             .next();
+        // A report that does not read is shown as none: it is advisory.
+        let progress = redis::from_redis_value_ref::<Option<Vec<u8>>>(progress)
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<Progress>(&bytes).ok());
         Ok(Some(TaskInfo {
             message,
             state,
@@ -184,6 +242,7 @@ impl Broker {
             last_error,
             result,
             state_time_ms,
+            progress,
         }))
     }
 
@@ -258,12 +317,18 @@ mod tests {
                 enqueued_at_ms: 0,
                 limit: None,
                 lineage: None,
+                parent: None,
+                children: Vec::new(),
+                batch: None,
+                group: None,
+                trace: None,
             },
             state: TaskState::Scheduled,
             attempts: 0,
             last_error: None,
             result,
             state_time_ms: Some(1.8e19 as i64),
+            progress: None,
         }
     }
 

@@ -17,7 +17,7 @@ pub const QUEUES: &str = "wasmq:queues";
 
 /// The structures of one queue, in the order every script receives them
 /// (`scripts/prelude.lua` documents each).
-const QUEUE_PARTS: [&str; 17] = [
+const QUEUE_PARTS: [&str; 21] = [
     "pending",
     "active",
     "scheduled",
@@ -35,6 +35,10 @@ const QUEUE_PARTS: [&str; 17] = [
     "paused",
     "reserved_ids",
     "stats",
+    "parents",
+    "waiting",
+    "children",
+    "flow_outbox",
 ];
 
 /// The longest queue name accepted.
@@ -46,6 +50,7 @@ pub struct QueueKeys {
     keys: Vec<String>,
     notify: String,
     cancel: String,
+    prefix: String,
 }
 
 impl QueueKeys {
@@ -60,6 +65,7 @@ impl QueueKeys {
             keys,
             notify: format!("wasmq:{{{queue}}}:notify"),
             cancel: format!("wasmq:{{{queue}}}:cancel"),
+            prefix: format!("wasmq:{{{queue}}}:"),
         }
     }
 
@@ -76,6 +82,29 @@ impl QueueKeys {
     /// The channel that carries the ids of cancelled tasks.
     pub fn cancel_channel(&self) -> &str {
         &self.cancel
+    }
+
+    /// The groups with pending tasks, in turn order (a LIST; `''` stands
+    /// for the ungrouped pending tasks). Scripts name it from the pending
+    /// key, as they do the other keys of groups.
+    pub fn groups(&self) -> String {
+        format!("{}groups", self.prefix)
+    }
+
+    /// How many grouped tasks are pending (a STRING).
+    pub fn grouped(&self) -> String {
+        format!("{}grouped", self.prefix)
+    }
+
+    /// The HASH of running tasks' latest progress reports (task id →
+    /// JSON).
+    pub fn progress(&self) -> String {
+        format!("{}progress", self.prefix)
+    }
+
+    /// The pending LIST of `group`'s tasks.
+    pub fn group_pending(&self, group: &str) -> String {
+        format!("{}pending:{group}", self.prefix)
     }
 
     fn part(&self, part: &str) -> &str {
@@ -144,6 +173,21 @@ impl QueueKeys {
     /// The HASH of daily processed and failed counts.
     pub fn stats(&self) -> &str {
         self.part("stats")
+    }
+
+    /// The HASH of waiting flow parents' children not ended yet.
+    pub fn waiting(&self) -> &str {
+        self.part("waiting")
+    }
+
+    /// The HASH of flow children's outcomes, by `<parent id> <index>`.
+    pub fn children(&self) -> &str {
+        self.part("children")
+    }
+
+    /// The HASH of flow children's ends not yet delivered to their parents.
+    pub fn flow_outbox(&self) -> &str {
+        self.part("flow_outbox")
     }
 
     /// The paused flag.

@@ -16,6 +16,8 @@
 //! - `notify`: wakes idle workers when their queues get work.
 
 mod admin;
+mod aggregate;
+mod batches;
 mod client;
 pub mod connection;
 pub mod cron;
@@ -23,6 +25,7 @@ mod debounce;
 mod durable;
 mod error;
 pub mod fleet;
+mod flows;
 pub mod history;
 mod inspect;
 pub mod keys;
@@ -44,12 +47,17 @@ use std::time::Duration;
 use redis::{Script, ScriptInvocation, Value};
 
 pub use admin::BulkAction;
+pub use batches::BatchStatus;
 pub(crate) use client::unix_ms;
 pub use client::{Client, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, DEFAULT_RETENTION, Enqueued, NewTask};
 pub use connection::{ConnectOptions, TlsOptions};
 pub use durable::WaitReplicas;
 pub use error::{Error, TlsFailure};
-pub use inspect::{QueueCounts, TaskInfo};
+pub use flows::{
+    ChildEnd, ChildOutcome, DEFAULT_MAX_FLOW_DEPTH, DEFAULT_MAX_FLOW_TASKS, EnqueuedFlow, Flow,
+    FlowLimits, FlowTree,
+};
+pub use inspect::{Progress, QueueCounts, TaskInfo};
 pub use keys::QueueKeys;
 pub use notify::{QueueEvent, listen, subscribe};
 pub use settle::{Settle, SettleLimits, Settlement};
@@ -442,7 +450,8 @@ impl Broker {
     }
 
     /// Housekeeping for one queue: forgets completed tasks past their
-    /// retention, drops expired unique locks and trims the archive.
+    /// retention (and, with a flow's root, the flow's finished tasks),
+    /// drops expired unique locks and trims the archive.
     pub(crate) async fn trim(&self, queue: &str, limits: ArchiveLimits) -> Result<(), Error> {
         let keys = self.queue_keys(queue);
         let mut invocation = invocation(&SCRIPTS.trim, &keys);
@@ -450,9 +459,21 @@ impl Broker {
             .arg(TRIM_BATCH)
             .arg(limits.max_size)
             .arg(millis(limits.max_age));
-        self.run::<Vec<i64>>(queue, None, &invocation)
-            .await
-            .map(drop)
+        type Pairs = Vec<(String, Vec<u8>)>;
+        type Trimmed = (i64, i64, i64, Vec<String>, Pairs, Pairs);
+        let (_, _, _, overdue, leftovers, unfinished): Trimmed =
+            self.run(queue, None, &invocation).await?;
+        if !overdue.is_empty() {
+            self.deliver_flow_reports(queue, &overdue, limits).await?;
+        }
+        if !leftovers.is_empty() {
+            self.forget_flow_leftovers(queue, &leftovers).await?;
+        }
+        if !unfinished.is_empty() {
+            self.settle_unfinished_writes(queue, &unfinished, limits)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Cancels a task that has not finished: it is archived with a
@@ -471,7 +492,14 @@ impl Broker {
             .arg(limits.max_size)
             .arg(millis(limits.max_age));
         let state: Option<String> = self.run(queue, Some(id), &invocation).await?;
-        state.map(|s| s.parse().map_err(Error::Corrupt)).transpose()
+        let state = state
+            .map(|s| s.parse().map_err(Error::Corrupt))
+            .transpose()?;
+        if state.is_some() {
+            self.deliver_flow_reports(queue, &[id.to_string()], limits)
+                .await?;
+        }
+        Ok(state)
     }
 
     /// Pauses a queue: workers stop leasing from it; enqueues still work.

@@ -46,6 +46,15 @@ pub struct Scripts {
     pub rate_limit: Script,
     pub rate_wake: Script,
     pub debounce: Script,
+    pub flow_enqueue: Script,
+    pub flow_discard: Script,
+    pub flow_forget: Script,
+    pub progress_set: Script,
+    pub aggregate: Script,
+    pub flow_child_ended: Script,
+    pub batch_open: Script,
+    pub batch_count: Script,
+    pub batch_member_ended: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -71,7 +80,16 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     remove_queue: with_prelude(include_str!("scripts/remove_queue.lua")),
     rate_wake: with_prelude(include_str!("scripts/rate_wake.lua")),
     debounce: with_prelude(include_str!("scripts/debounce.lua")),
+    flow_enqueue: with_prelude(include_str!("scripts/flow_enqueue.lua")),
+    flow_discard: with_prelude(include_str!("scripts/flow_discard.lua")),
+    flow_forget: with_prelude(include_str!("scripts/flow_forget.lua")),
+    progress_set: with_prelude(include_str!("scripts/progress_set.lua")),
+    aggregate: with_prelude(include_str!("scripts/aggregate.lua")),
+    flow_child_ended: with_prelude(include_str!("scripts/flow_child_ended.lua")),
     // The scripts below do not work on a queue: they take no prelude.
+    batch_open: Script::new(include_str!("scripts/batch_open.lua")),
+    batch_count: Script::new(include_str!("scripts/batch_count.lua")),
+    batch_member_ended: Script::new(include_str!("scripts/batch_member_ended.lua")),
     slot_acquire: Script::new(include_str!("scripts/slot_acquire.lua")),
     slot_release: Script::new(include_str!("scripts/slot_release.lua")),
     cron_put: Script::new(include_str!("scripts/cron_put.lua")),

@@ -75,6 +75,9 @@ pub struct Settle<'a> {
     pub unique_key: Option<&'a str>,
     /// What to record.
     pub settlement: &'a Settlement,
+    /// Whether the task is a flow child or in a batch, whose end is
+    /// reported to its parent or batch.
+    pub reports_end: bool,
 }
 
 impl<'a> Settle<'a> {
@@ -86,6 +89,7 @@ impl<'a> Settle<'a> {
             retention_ms: message.retention_ms,
             unique_key: message.unique_key.as_deref(),
             settlement,
+            reports_end: message.reports_end(),
         }
     }
 }
@@ -169,6 +173,7 @@ fn settle_call(
                 call.arg("").arg("").arg("");
             }
         }
+        call.arg(if settle.reports_end { "1" } else { "" });
     }
     call
 }

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::{Client, NewTask};
+use crate::{Client, NewTask, TraceContext};
 use anyhow::Context;
 use clap::Args;
 
@@ -72,6 +72,12 @@ pub(crate) struct EnqueueArgs {
     /// early when that task completes, is archived or is deleted.
     #[arg(long, value_parser = parse::duration, value_name = "DURATION")]
     pub(crate) unique: Option<Duration>,
+    /// With --unique: each refused duplicate also holds the lock for TTL
+    /// from its arrival, so a steady stream of duplicates keeps it held
+    /// (the next equal task goes through after TTL of quiet, or once the
+    /// holder ends).
+    #[arg(long = "unique-extend", requires = "unique")]
+    pub(crate) unique_extend: bool,
     /// Debounce under KEY: the task runs --in DURATION from now, and a
     /// task enqueued under the same KEY (same queue and type) before it
     /// starts replaces its payload and waits DURATION again, so a burst of
@@ -79,6 +85,40 @@ pub(crate) struct EnqueueArgs {
     /// task that will run it).
     #[arg(long, value_name = "KEY", requires = "process_in", conflicts_with_all = ["id", "unique"])]
     pub(crate) debounce: Option<String>,
+    /// Put the task in group KEY of its queue (a tenant, a customer):
+    /// workers take pending tasks from each group in turn, so one group's
+    /// backlog cannot starve another's. With --file, every task without a
+    /// "group" of its own.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) group: Option<String>,
+    /// Aggregate under KEY (Asynq's task aggregation): the task joins the
+    /// open batch of KEY (same queue and type) or opens one; the handler
+    /// runs once per batch, its payload the JSON array of the members'
+    /// payloads. The id printed is the batch's.
+    #[arg(long = "group-by", value_name = "KEY", conflicts_with_all = ["id", "unique", "debounce", "process_in", "at"])]
+    pub(crate) group_by: Option<String>,
+    /// With --group-by: how long a new batch collects tasks before it runs.
+    #[arg(long = "aggregate-after", value_parser = parse::duration, value_name = "DURATION", default_value = "5s", requires = "group_by")]
+    pub(crate) aggregate_after: Duration,
+    /// With --group-by: a batch runs at once when it holds N tasks.
+    #[arg(
+        long = "max-group",
+        value_name = "N",
+        default_value_t = 100,
+        requires = "group_by"
+    )]
+    pub(crate) max_group: u32,
+    /// The W3C trace context of the span this task descends from
+    /// (00-<trace id>-<span id>-<flags>): a tracing worker's spans for its
+    /// attempts are children of that span. Taken from the TRACEPARENT
+    /// variable when not given, as tools that propagate context through the
+    /// environment set it. With --file, every task carries it.
+    #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT")]
+    pub(crate) traceparent: Option<String>,
+    /// The W3C tracestate that goes with --traceparent (vendor=value,...);
+    /// from the TRACESTATE variable when not given.
+    #[arg(long, env = "TRACESTATE", value_name = "TRACESTATE")]
+    pub(crate) tracestate: Option<String>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -93,8 +133,23 @@ impl EnqueueArgs {
         Client::connect_with(&self.redis.url, &options).await
     }
 
-    /// Applies the option flags to a task.
+    /// The trace context the tasks carry (--traceparent, TRACEPARENT), if
+    /// any; an error names what is wrong with it.
+    pub(crate) fn trace_context(&self) -> Result<Option<TraceContext>, Failure> {
+        let Some(traceparent) = self.traceparent.as_deref().filter(|t| !t.trim().is_empty()) else {
+            return Ok(None);
+        };
+        TraceContext::new(traceparent, self.tracestate.as_deref())
+            .map(Some)
+            .map_err(|err| anyhow::anyhow!("--traceparent (or TRACEPARENT): {err}").into())
+    }
+
+    /// Applies the option flags to a task (the trace context once
+    /// [`EnqueueArgs::trace_context`] accepted it).
     pub(crate) fn apply_defaults(&self, mut task: NewTask) -> NewTask {
+        if let Ok(Some(context)) = self.trace_context() {
+            task = task.trace(context);
+        }
         if let Some(queue) = &self.queue {
             task = task.queue(queue);
         }
@@ -111,7 +166,17 @@ impl EnqueueArgs {
             task = task.timeout(timeout);
         }
         if let Some(ttl) = self.unique {
-            task = task.unique(ttl);
+            task = if self.unique_extend {
+                task.unique_extending(ttl)
+            } else {
+                task.unique(ttl)
+            };
+        }
+        if let Some(group) = &self.group {
+            task = task.group(group);
+        }
+        if let Some(key) = &self.group_by {
+            task = task.aggregate(key, self.aggregate_after, self.max_group);
         }
         if let (Some(key), Some(delay)) = (&self.debounce, self.process_in) {
             task = task.debounce(key, delay);
@@ -122,8 +187,9 @@ impl EnqueueArgs {
 
 /// Runs `wasmq enqueue`.
 pub(crate) async fn run(args: EnqueueArgs) -> Result<(), Failure> {
+    args.trace_context()?;
     if let Some(file) = &args.file {
-        return super::batch::run(&args, file).await;
+        return super::enqueue_file::run(&args, file).await;
     }
     let task_type = args
         .task_type

@@ -47,6 +47,11 @@ pub(crate) struct SetArgs {
     pub(crate) queue: Option<String>,
     #[command(flatten)]
     pub(crate) limit: ConcurrencyArgs,
+    /// With --max-running or --singleton: each group of tasks (a tenant,
+    /// `enqueue --group`) gets that many slots of its own; tasks without a
+    /// group share one set.
+    #[arg(long = "per-group")]
+    pub(crate) per_group: bool,
     #[command(flatten)]
     pub(crate) rate: RateArgs,
     #[command(flatten)]
@@ -71,10 +76,11 @@ pub(crate) struct RateArgs {
         allow_negative_numbers = true
     )]
     pub(crate) burst: Option<i64>,
-    /// Count starts per value of this path into the payload ($.tenant_id,
-    /// $.customer.id, $.items[0].sku): each key gets the whole rate. Tasks
-    /// whose payload has nothing there share one bucket of their own.
-    #[arg(long, value_name = "PATH", requires = "rate")]
+    /// Count per value of this path into the payload ($.tenant_id,
+    /// $.customer.id, $.items[0].sku): each key gets the whole rate, and
+    /// with --max-running or --singleton its own slots. Tasks whose payload
+    /// has nothing there share one bucket of their own.
+    #[arg(long, value_name = "PATH")]
     pub(crate) key: Option<String>,
 }
 
@@ -154,19 +160,13 @@ pub(crate) async fn run(command: LimitCommand) -> Result<(), Failure> {
         LimitCommand::Set(args) => set(args).await,
         LimitCommand::Ls(args) => {
             let broker = args.redis.broker("limit").await?;
-            let rates = rate_rows(&broker).await?;
-            let mut limits: Vec<_> = broker.type_limits().await?.into_iter().collect();
-            limits.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut rows = Vec::new();
-            for (task_type, limit) in limits {
-                let holders = broker.slot_holders(&limit.key).await?;
-                rows.push((task_type, limit, holders));
-            }
+            let rates = crate::ops::limits::rates(&broker).await?;
+            let rows = crate::ops::limits::concurrency(&broker).await?;
             if args.json {
                 let json: Vec<_> = rows
                     .iter()
                     .map(|(task_type, limit, holders)| {
-                        serde_json::json!({"type": task_type, "limit": limit, "holders": holders.iter().map(|(id, _)| id).collect::<Vec<_>>()})
+                        serde_json::json!({"type": task_type, "limit": limit, "holders": holders})
                     })
                     .chain(rates.iter().map(|(target, limit, uses)| {
                         let mut entry = match target {
@@ -195,18 +195,15 @@ pub(crate) async fn run(command: LimitCommand) -> Result<(), Failure> {
                 };
                 table.row(vec![
                     task_type,
-                    limit.max_running.to_string(),
+                    format!(
+                        "{}{}",
+                        limit.max_running,
+                        crate::ops::limits::slots_scope(&limit)
+                    ),
                     ms(limit.lock_at_most_for_ms),
                     ms(limit.lock_at_least_for_ms),
-                    match limit.when_busy {
-                        crate::task::WhenBusy::Skip => "skip".into(),
-                        crate::task::WhenBusy::Delay(delay) => format!("delay:{}", ms(delay)),
-                    },
-                    holders
-                        .iter()
-                        .map(|(id, _)| id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    crate::ops::limits::when_busy_label(limit.when_busy),
+                    holders.join(", "),
                 ]);
             }
             if table.is_empty() && rates.is_empty() {
@@ -235,7 +232,14 @@ async fn set(args: SetArgs) -> Result<(), Failure> {
     let target = target(&args.task_type, &args.queue)?;
     let rate = args.rate.limit()?;
     let concurrency = match &target {
-        RateTarget::TaskType(task_type) => args.limit.limit(format!("type:{task_type}"))?,
+        RateTarget::TaskType(task_type) => {
+            args.limit.limit(format!("type:{task_type}"))?.map(|limit| {
+                crate::task::ConcurrencyLimit {
+                    per_group: args.per_group,
+                    ..limit
+                }
+            })
+        }
         RateTarget::Queue(_) => {
             if args.limit.limit("queue".into())?.is_some() {
                 return Err(anyhow::anyhow!(
@@ -246,6 +250,27 @@ async fn set(args: SetArgs) -> Result<(), Failure> {
             None
         }
     };
+    if args.rate.key.is_some() && rate.is_none() && concurrency.is_none() {
+        return Err(anyhow::anyhow!(
+            "--key goes with --rate COUNT/INTERVAL or --max-running N: it gives each value of the path a limit of its own"
+        )
+        .into());
+    }
+    let concurrency = match (concurrency, &args.rate.key) {
+        (Some(limit), Some(path)) => Some(crate::task::ConcurrencyLimit {
+            key_path: Some(
+                crate::rate::KeyPath::parse(path).map_err(|err| anyhow::anyhow!("--key: {err}"))?,
+            ),
+            ..limit
+        }),
+        (limit, _) => limit,
+    };
+    if args.per_group && concurrency.is_none() {
+        return Err(anyhow::anyhow!(
+            "--per-group goes with --max-running N or --singleton on a task type: each group gets N slots"
+        )
+        .into());
+    }
     if rate.is_none() && concurrency.is_none() {
         return Err(anyhow::anyhow!(
             "give --rate COUNT/INTERVAL (such as --rate 100/s), --max-running N or --singleton"
@@ -256,8 +281,9 @@ async fn set(args: SetArgs) -> Result<(), Failure> {
     if let (Some(limit), RateTarget::TaskType(task_type)) = (&concurrency, &target) {
         broker.set_type_limit(task_type, limit).await?;
         println!(
-            "at most {} {task_type:?} task(s) run at once from now on (workers pick this up within seconds)",
-            limit.max_running
+            "at most {} {task_type:?} task(s){} run at once from now on (workers pick this up within seconds)",
+            limit.max_running,
+            crate::ops::limits::slots_scope(limit)
         );
     }
     if let Some(limit) = &rate {
@@ -318,28 +344,6 @@ async fn remove(args: RemoveArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// At most this many keys of a limit are listed.
-const KEYS_LISTED: usize = 10;
-
-/// Every rate limit, with the use of its most recently used buckets.
-async fn rate_rows(
-    broker: &crate::broker::Broker,
-) -> Result<
-    Vec<(
-        RateTarget,
-        RateLimit,
-        Vec<crate::broker::rate_limits::BucketUse>,
-    )>,
-    Failure,
-> {
-    let mut rows = Vec::new();
-    for (target, limit) in broker.rate_limits().await? {
-        let uses = broker.rate_use(&target, &limit, KEYS_LISTED).await?;
-        rows.push((target, limit, uses));
-    }
-    Ok(rows)
-}
-
 /// The table of rate limits: one row per limit and, for a keyed limit,
 /// one per recently used key.
 fn rate_table(
@@ -349,7 +353,6 @@ fn rate_table(
         Vec<crate::broker::rate_limits::BucketUse>,
     )],
 ) -> Table {
-    use crate::broker::rate_limits::{NO_KEY, WHOLE};
     let mut table = Table::new(&["RATE LIMIT", "RATE", "BURST", "KEY", "USED", "WAITING"]);
     for (target, limit, uses) in rows {
         let key_path = limit.key.as_ref().map_or("-", |key| key.as_str());
@@ -378,13 +381,7 @@ fn rate_table(
             ]);
         }
         for bucket in uses {
-            let key = match bucket.bucket.as_str() {
-                WHOLE => key_path.to_string(),
-                NO_KEY => format!("{key_path} (nothing there)"),
-                // A long key, named by its SHA-256.
-                hashed if hashed.starts_with('#') => format!("{key_path} = {hashed}"),
-                other => format!("{key_path} = {}", &other[1..]),
-            };
+            let key = crate::ops::limits::bucket_label(limit, &bucket.bucket);
             table.row(vec![
                 name.clone(),
                 limit.rate.to_string(),

@@ -8,6 +8,8 @@ mod cron;
 mod dashboard;
 mod dev;
 mod enqueue;
+mod enqueue_file;
+mod flow;
 mod format;
 mod limit;
 mod parse;
@@ -85,6 +87,14 @@ pub(crate) enum Command {
     /// Every queue's sizes by state, processed and failed today, latency,
     /// memory.
     Stats(stats::StatsArgs),
+    /// Batches: tasks on any queues with callbacks once all succeeded or
+    /// all ended.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
+    /// Flows: tasks that run after their children, with their results;
+    /// chains.
+    #[command(subcommand)]
+    Flow(flow::FlowCommand),
     /// Look at and manage tasks: list, show, run, archive, delete, cancel.
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -322,6 +332,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), parse::Failure> {
         Command::Enqueue(args) => enqueue::run(args).await,
         Command::Stats(args) => stats::run(args).await,
         Command::Task(command) => task::run(command).await,
+        Command::Flow(command) => flow::run(command).await,
+        Command::Batch(command) => batch::run(command).await,
         Command::Server(command) => server::run(command).await,
         Command::Plugin(command) => plugin::run(command).await,
         Command::Queue(command) => queue::run(command).await,

@@ -23,7 +23,9 @@ pub(crate) enum QueueCommand {
     /// Resume a paused queue: idle workers start on it at once.
     Resume(QueueArgs),
     /// Remove a queue and every task in it. Refused while it has pending,
-    /// active, scheduled or retry tasks, unless --force.
+    /// active, scheduled, retry or waiting (flow parent) tasks, unless
+    /// --force; flow children and batch tasks removed with it count as
+    /// ended (deleted) for their parents and batches.
     Rm(RemoveArgs),
 }
 

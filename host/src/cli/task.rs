@@ -55,7 +55,8 @@ pub(crate) struct ListArgs {
     /// The queue.
     #[arg(long, short = 'q', default_value = crate::broker::DEFAULT_QUEUE)]
     pub(crate) queue: String,
-    /// The state: pending, active, scheduled, retry, archived or completed.
+    /// The state: waiting (flow parents), pending, active, scheduled, retry,
+    /// archived or completed.
     #[arg(long, short = 's', default_value = "pending")]
     pub(crate) state: TaskState,
     /// Which page (from 0).
@@ -464,7 +465,27 @@ fn to_text(info: &TaskInfo) -> String {
     let _ = writeln!(out, "task {}", shown(&message.id, 1_000));
     let _ = writeln!(out, "  queue:      {}", shown(&message.queue, 1_000));
     let _ = writeln!(out, "  type:       {}", shown(&message.task_type, 1_000));
+    if let Some(group) = &message.group {
+        let _ = writeln!(out, "  group:      {}", shown(group, 1_000));
+    }
     let _ = writeln!(out, "  state:      {state}");
+    if let Some(progress) = &info.progress {
+        let done = progress
+            .done
+            .map(|done| format!("{done} "))
+            .unwrap_or_default();
+        let note = progress
+            .note
+            .as_ref()
+            .map(|note| format!("{} ", shown(&note.to_string(), 300)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  progress:   {done}{note}(attempt {}, {})",
+            progress.attempt,
+            time(progress.at_ms)
+        );
+    }
     let _ = writeln!(
         out,
         "  attempts:   {} (max retry {})",

@@ -181,6 +181,16 @@ pub(crate) struct ServeArgs {
         requires = "metrics_addr"
     )]
     pub(crate) metrics_allow_host: Vec<String>,
+    /// Export traces over OTLP (HTTP/protobuf) to URL, an OpenTelemetry
+    /// collector's base URL such as http://localhost:4318 (spans go to
+    /// URL/v1/traces): a span per attempt (queue, task id, type, attempt,
+    /// plugin, outcome, failure class, fuel), its sandbox run and each
+    /// outgoing HTTP request, which carries a traceparent header. Off by
+    /// default; also on when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a full
+    /// URL) or OTEL_EXPORTER_OTLP_ENDPOINT (a base URL) is set.
+    /// OTEL_SERVICE_NAME names the service (default: wasmq).
+    #[arg(long = "otlp-endpoint", value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub(crate) scheduling: SchedulingArgs,
 }
@@ -212,7 +222,26 @@ impl ServeArgs {
         )
         .map_err(|err| anyhow::anyhow!(err))?;
         self.scheduling.check()?;
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !endpoint
+                .parse::<http::Uri>()
+                .is_ok_and(|url| url.scheme_str() == Some("http") && url.host().is_some())
+        {
+            return Err(anyhow::anyhow!(
+                "--otlp-endpoint {endpoint:?} is not an http:// URL: give a collector's OTLP/HTTP address such as http://localhost:4318"
+            )
+            .into());
+        }
         Ok(())
+    }
+
+    /// Where traces go: --otlp-endpoint, else the OTEL_EXPORTER_OTLP_*
+    /// variables; none: no tracing.
+    fn tracing(&self) -> Option<crate::Tracing> {
+        match &self.otlp_endpoint {
+            Some(endpoint) => Some(crate::Tracing::otlp(endpoint)),
+            None => crate::Tracing::from_env(),
+        }
     }
 
     /// The worker these arguments describe, on `broker`, serving the
@@ -282,6 +311,9 @@ impl ServeArgs {
             builder = builder
                 .metrics(address, self.metrics_allow_host.clone())
                 .metrics_allow_hint("start the worker with --metrics-allow-host NAME");
+        }
+        if let Some(tracing) = self.tracing() {
+            builder = builder.tracing(tracing);
         }
         if !self.no_scheduler {
             let config = SchedulerConfig {

@@ -5,6 +5,7 @@
 //! reach the outside world through [`Services`], which the worker
 //! implements with the broker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -231,6 +232,35 @@ pub struct FollowUpRequest {
     pub id: Option<String>,
 }
 
+/// How one child of a flow parent ended, as a plugin reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildResult {
+    /// The child's id.
+    pub id: String,
+    /// The child's queue.
+    pub queue: String,
+    /// The child's task type.
+    pub task_type: String,
+    /// Its result when it completed; why it did not, otherwise.
+    pub outcome: Result<Vec<u8>, String>,
+}
+
+/// A flow a plugin starts, with what its grant allows.
+#[derive(Debug, Clone)]
+pub struct FlowRequest {
+    /// The flow as JSON text (the shape of `wasmq flow add`).
+    pub json: String,
+    /// The queue of tasks that name none: the running task's.
+    pub default_queue: String,
+    /// The task types the grant allows (empty: any).
+    pub task_types: Vec<String>,
+    /// The queues the grant allows (empty: any).
+    pub queues: Vec<String>,
+    /// The most tasks the flow may hold: what is left of the attempt's
+    /// quota.
+    pub max_tasks: u32,
+}
+
 /// What the host does for plugins with `kv` and `enqueue`. Errors are
 /// messages for the plugin.
 pub trait Services: Send + Sync {
@@ -260,6 +290,72 @@ pub trait Services: Send + Sync {
     ) -> BoxFuture<'static, Result<i64, String>>;
     /// Enqueues a follow-up task; returns its id.
     fn enqueue(&self, task: FollowUpRequest) -> BoxFuture<'static, Result<String, EnqueueError>>;
+    /// Starts a flow; returns its root's id and how many tasks it holds.
+    fn start_flow(
+        &self,
+        flow: FlowRequest,
+    ) -> BoxFuture<'static, Result<(String, u32), EnqueueError>> {
+        let _ = flow;
+        Box::pin(async {
+            Err(EnqueueError::Failed(
+                "no queue is available here".to_string(),
+            ))
+        })
+    }
+    /// Holds children added to the running task, enqueued if its attempt
+    /// succeeds; returns how many tasks they hold.
+    fn add_children(&self, flow: FlowRequest) -> BoxFuture<'static, Result<u32, EnqueueError>> {
+        let _ = flow;
+        Box::pin(async {
+            Err(EnqueueError::Failed(
+                "no queue is available here".to_string(),
+            ))
+        })
+    }
+    /// The outcomes of the running task's children (a flow parent's), in
+    /// order.
+    fn children(&self) -> Vec<ChildResult> {
+        Vec::new()
+    }
+    /// Keeps `report` (JSON) as the progress of task `id` of `queue`
+    /// (default: not kept).
+    fn progress(
+        &self,
+        queue: String,
+        id: String,
+        report: String,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let _ = (queue, id, report);
+        Box::pin(async { Ok(()) })
+    }
+    /// Renews the lease of running task `id` of `queue` now (its handler's
+    /// heartbeat; default: nothing to renew).
+    fn heartbeat(&self, queue: String, id: String) -> BoxFuture<'static, Result<(), String>> {
+        let _ = (queue, id);
+        Box::pin(async { Ok(()) })
+    }
+    /// Traces the attempt's outgoing HTTP requests, when the worker traces
+    /// (default: not traced).
+    fn http_tracing(&self) -> Option<Arc<dyn HttpTracing>> {
+        None
+    }
+}
+
+/// Traces an attempt's outgoing `wasi:http` requests: a span per request,
+/// whose context the request carries as its `traceparent` header.
+pub trait HttpTracing: Send + Sync {
+    /// A request is about to be sent.
+    fn request(&self, method: &http::Method, uri: &http::Uri) -> Box<dyn HttpSpan>;
+}
+
+/// The span of one outgoing request.
+pub trait HttpSpan: Send {
+    /// The `traceparent` header the request carries (naming this span).
+    fn traceparent(&self) -> String;
+    /// The `tracestate` header it carries, if any.
+    fn tracestate(&self) -> Option<String>;
+    /// The response's status arrived (`Ok`), or the request failed (`Err`).
+    fn end(self: Box<Self>, status: Result<u16, String>);
 }
 
 /// No services: every call fails. For sandboxes run without Redis.

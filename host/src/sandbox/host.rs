@@ -22,8 +22,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::bindings::wasmq::plugin::{enqueue, kv, log};
-use super::grants::{EnqueueError, FollowUpRequest, Grants, HttpGrant, Services};
+use super::bindings::wasmq::plugin::{enqueue, flow, kv, log};
+use super::grants::{
+    EnqueueError, FlowRequest, FollowUpRequest, Grants, HttpGrant, HttpTracing, Services,
+};
 use super::limits::{Limits, MAX_NAME_BYTES};
 use super::output::{self, OutputPipe, Stream, Tail, TaskLog};
 
@@ -86,7 +88,9 @@ pub struct HostState {
     /// What the plugin may do.
     grants: Arc<Grants>,
     /// Where the key-value store and enqueuing go.
-    services: Arc<dyn Services>,
+    pub(super) services: Arc<dyn Services>,
+    /// The attempt's progress reports.
+    pub(super) progress: super::progress::ProgressReports,
     /// The attempt's log: `log` calls, stdout and stderr, under one budget.
     pub log: Arc<TaskLog>,
     /// The guest's stdout and stderr, into the log.
@@ -156,11 +160,13 @@ impl HostState {
                 grant: grants.http.clone(),
                 denials: denials.clone(),
                 max_request_bytes: limits.max_http_request_bytes,
+                tracing: services.http_tracing(),
             },
             limiter,
             label,
             grants,
             services,
+            progress: Default::default(),
             stdout: OutputPipe::new(log.clone(), Stream::Stdout, None),
             stderr_pipe: OutputPipe::new(log.clone(), Stream::Stderr, Some(stderr.clone())),
             log,
@@ -482,6 +488,118 @@ impl enqueue::Host for HostState {
     }
 }
 
+impl flow::Host for HostState {
+    async fn children(&mut self) -> wasmtime::Result<Vec<flow::ChildOutcome>> {
+        Ok(self
+            .services
+            .children()
+            .into_iter()
+            .map(|child| {
+                let (completed, result, error) = match child.outcome {
+                    Ok(result) => (true, result, None),
+                    Err(error) => (false, Vec::new(), Some(error)),
+                };
+                flow::ChildOutcome {
+                    id: child.id,
+                    queue: child.queue,
+                    task_type: child.task_type,
+                    completed,
+                    output: result,
+                    error,
+                }
+            })
+            .collect())
+    }
+
+    async fn start_flow(&mut self, text: Vec<u8>) -> wasmtime::Result<Result<String, String>> {
+        let request = match self.flow_request("start-flow", text) {
+            Ok(request) => request,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let started = self.services.start_flow(request).await;
+        Ok(self.counted("start-flow", started)?.map(|(id, _)| id))
+    }
+
+    async fn add_children(&mut self, text: Vec<u8>) -> wasmtime::Result<Result<u32, String>> {
+        let request = match self.flow_request("add-children", text) {
+            Ok(request) => request,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let added = self
+            .services
+            .add_children(request)
+            .await
+            .map(|tasks| ((), tasks));
+        Ok(self
+            .counted("add-children", added)?
+            .map(|((), tasks)| tasks))
+    }
+}
+
+impl HostState {
+    /// The request for a flow's tasks (`what`: the import asking), or why
+    /// the plugin may not enqueue them: no `enqueue` grant, its quota used
+    /// up, a text larger than the quota's worth of payloads, not UTF-8.
+    fn flow_request(&mut self, what: &str, text: Vec<u8>) -> Result<FlowRequest, String> {
+        let Some(grant) = self.grants.enqueue.clone() else {
+            return Err(self.refuse(format!(
+                "{what}: the plugin's manifest does not grant `enqueue`"
+            )));
+        };
+        let left = grant.max_per_task.saturating_sub(self.enqueued);
+        if left == 0 {
+            return Err(self.refuse(format!(
+                "{what}: the quota of {} follow-up tasks per attempt is used up",
+                grant.max_per_task
+            )));
+        }
+        // A flow's text holds many payloads: the cap is the quota's worth.
+        let most = self
+            .limits
+            .max_enqueue_payload_bytes
+            .saturating_mul(left as usize);
+        if text.len() > most {
+            return Err(self.refuse(format!(
+                "{what}: {} bytes of tasks are over the {most} bytes the plugin may enqueue now",
+                text.len()
+            )));
+        }
+        let Ok(json) = String::from_utf8(text) else {
+            return Err(format!("{what}: the tasks are not UTF-8 JSON text"));
+        };
+        Ok(FlowRequest {
+            json,
+            default_queue: self.label.queue.clone(),
+            task_types: grant.task_types.clone(),
+            queues: grant.queues.clone(),
+            max_tasks: left,
+        })
+    }
+
+    /// Counts the tasks a flow request enqueued against the attempt's
+    /// quota; a refusal the host denied (not granted, over a cap) ends the
+    /// attempt, one that merely failed is the plugin's to handle.
+    fn counted<T>(
+        &mut self,
+        what: &str,
+        outcome: Result<(T, u32), EnqueueError>,
+    ) -> wasmtime::Result<Result<(T, u32), String>> {
+        match outcome {
+            Ok((value, tasks)) => {
+                self.enqueued = self.enqueued.saturating_add(tasks);
+                Ok(Ok((value, tasks)))
+            }
+            Err(EnqueueError::Failed(message)) => Ok(Err(format!("{what}: {message}"))),
+            Err(EnqueueError::Denied(message)) => {
+                self.refuse(format!("{what}: {message}"));
+                Err(wasmtime::Error::msg(
+                    "the host ended the attempt at a refused flow",
+                ))
+            }
+        }
+    }
+}
+
 /// Outgoing HTTP for one attempt: only to the granted hosts, with the
 /// granted timeouts, and response bodies cut at the granted size.
 struct HttpHooks {
@@ -489,6 +607,8 @@ struct HttpHooks {
     denials: Denials,
     /// The largest request body sent.
     max_request_bytes: u64,
+    /// A span per request, when the worker traces.
+    tracing: Option<Arc<dyn HttpTracing>>,
 }
 
 type SendFuture = Box<
@@ -543,6 +663,23 @@ impl WasiHttpHooks for HttpHooks {
             between_bytes_timeout: Some(grant.timeout),
         };
         let denials = self.denials.clone();
+        let mut request = request;
+        // The request's span: its context replaces any the guest sent.
+        let span = self.tracing.as_ref().map(|tracing| {
+            let span = tracing.request(request.method(), &uri);
+            let headers = request.headers_mut();
+            if let Ok(value) = http::HeaderValue::from_str(&span.traceparent()) {
+                headers.insert("traceparent", value);
+            }
+            headers.remove("tracestate");
+            if let Some(value) = span
+                .tracestate()
+                .and_then(|state| http::HeaderValue::from_str(&state).ok())
+            {
+                headers.insert("tracestate", value);
+            }
+            span
+        });
         let request = request.map(|body| {
             LimitedBody {
                 inner: body,
@@ -554,8 +691,14 @@ impl WasiHttpHooks for HttpHooks {
             .boxed_unsync()
         });
         Box::new(async move {
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+            if let Some(span) = span {
+                span.end(match &sent {
+                    Ok((response, _)) => Ok(response.status().as_u16()),
+                    Err(err) => Err(err.to_string()),
+                });
+            }
+            let (response, io) = sent?;
             let limited = response.map(|body| {
                 LimitedBody {
                     inner: body.boxed_unsync(),

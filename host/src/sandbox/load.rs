@@ -544,6 +544,8 @@ const ALWAYS_LINKED: &[&str] = &[
     "wasi:sockets/",
     "wasmq:plugin/log@",
     "wasmq:plugin/types@",
+    "wasmq:plugin/flow@",
+    "wasmq:plugin/progress@",
 ];
 
 /// Checks that every interface the component imports is one every plugin

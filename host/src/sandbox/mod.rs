@@ -37,6 +37,7 @@ mod host;
 mod limits;
 mod load;
 mod output;
+mod progress;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,8 +53,8 @@ use wasmtime::{
 
 pub use cache::ComponentCache;
 pub use grants::{
-    EnqueueError, EnqueueGrant, FollowUpRequest, Grants, HostPattern, HttpGrant, KvGrant,
-    NoServices, Rate, Services,
+    ChildResult, EnqueueError, EnqueueGrant, FlowRequest, FollowUpRequest, Grants, HostPattern,
+    HttpGrant, HttpSpan, HttpTracing, KvGrant, NoServices, Rate, Services,
 };
 pub use host::TaskLabel;
 pub use limits::Limits;
@@ -236,6 +237,12 @@ impl Sandbox {
         bindings::wasmq::plugin::kv::add_to_linker::<HostState, Own>(&mut linker, |state| state)
             .map_err(engine_error)?;
         bindings::wasmq::plugin::enqueue::add_to_linker::<HostState, Own>(&mut linker, |state| {
+            state
+        })
+        .map_err(engine_error)?;
+        bindings::wasmq::plugin::flow::add_to_linker::<HostState, Own>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        bindings::wasmq::plugin::progress::add_to_linker::<HostState, Own>(&mut linker, |state| {
             state
         })
         .map_err(engine_error)?;
@@ -456,6 +463,7 @@ impl Sandbox {
 
         let fuel_used =
             fuel_budget.map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
+        store.data_mut().flush_progress().await;
         let state = store.data();
         state.finish_output();
         let result = match raced {

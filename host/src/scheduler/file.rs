@@ -127,6 +127,8 @@ impl LimitOptions {
             lock_at_most_for_ms: at_most.as_millis() as u64,
             lock_at_least_for_ms: at_least.as_millis() as u64,
             when_busy,
+            per_group: false,
+            key_path: None,
         }))
     }
 }

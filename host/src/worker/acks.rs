@@ -43,6 +43,13 @@ pub(crate) enum Ticket {
 }
 
 impl Ticket {
+    fn id(&self) -> &str {
+        match self {
+            Ticket::Leased { message, .. } => &message.id,
+            Ticket::Unreadable { id, .. } => id,
+        }
+    }
+
     fn queue(&self) -> &str {
         match self {
             Ticket::Leased { message, .. } => &message.queue,
@@ -59,6 +66,7 @@ impl Ticket {
                 retention_ms: 0,
                 unique_key: None,
                 settlement,
+                reports_end: false,
             },
         }
     }
@@ -69,6 +77,29 @@ struct Pending {
     ticket: Ticket,
     settlement: Settlement,
     answer: oneshot::Sender<Result<(), broker::Error>>,
+}
+
+impl Pending {
+    /// Whether this settlement leaves a report in the flow outbox: it ends
+    /// a flow child or a batch's task, whose parent or batch must hear of
+    /// it, and `settle.lua` did not record it for the parent itself (a
+    /// child completing beside its parent, in its queue, outside a batch).
+    fn ends_flow_child(&self) -> bool {
+        let Ticket::Leased { message, .. } = &self.ticket else {
+            return false;
+        };
+        match self.settlement {
+            Settlement::Complete { .. } => {
+                message.batch.is_some()
+                    || message
+                        .parent
+                        .as_ref()
+                        .is_some_and(|parent| parent.queue != message.queue)
+            }
+            Settlement::Archive { .. } => message.reports_end(),
+            _ => false,
+        }
+    }
 }
 
 /// The handle executions send their settlements through.
@@ -185,6 +216,26 @@ async fn write_group(writer: &Writer, group: Vec<Pending>) {
     drop(settles);
     match answers {
         Ok(answers) => {
+            let flow_ends: Vec<String> = group
+                .iter()
+                .zip(&answers)
+                .filter(|(pending, answer)| answer.is_ok() && pending.ends_flow_child())
+                .map(|(pending, _)| pending.ticket.id().to_string())
+                .collect();
+            if !flow_ends.is_empty() {
+                // Their parents hear of it at once, beside the next writes;
+                // should this process die first, the queue's trim delivers.
+                let (broker, queue) = (writer.broker.clone(), queue.to_string());
+                let archive = writer.limits.archive;
+                tokio::spawn(async move {
+                    if let Err(err) = broker
+                        .deliver_flow_reports(&queue, &flow_ends, archive)
+                        .await
+                    {
+                        tracing::warn!(queue, "delivering flow reports (the trim retries): {err}");
+                    }
+                });
+            }
             for (pending, answer) in group.into_iter().zip(answers) {
                 // The execution may have gone (shutdown): nothing to tell.
                 let _ = pending.answer.send(answer);

@@ -11,14 +11,21 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::native::{NativeHandler, NativeTask};
-use super::services::BrokerServices;
-use crate::broker::LeasedTask;
+use super::services::{AddedChildren, AttemptTrace, BrokerServices};
+use crate::broker::{ChildEnd, ChildOutcome, LeasedTask};
 use crate::plugins::Plugin;
-use crate::sandbox::{Invocation, Sandbox, TaskLabel};
+use crate::sandbox::{ChildResult, Invocation, Sandbox, TaskLabel};
 use crate::task::{FailureKind, TaskFailure};
 
+/// The span of an attempt, when the worker traces.
+#[cfg(feature = "otel")]
+pub(crate) use crate::telemetry::AttemptSpan;
+
+/// Without the `otel` feature no attempt has a span (none is ever made).
+#[cfg(not(feature = "otel"))]
+pub(crate) enum AttemptSpan {}
+
 /// How an attempt went, with what the worker measures of it.
-#[derive(Debug)]
 pub(crate) struct Attempted {
     /// The result bytes, or why there are none.
     pub outcome: Result<Vec<u8>, TaskFailure>,
@@ -28,6 +35,9 @@ pub(crate) struct Attempted {
     pub instantiate_time: Option<Duration>,
     /// Time from start to finish.
     pub total_time: Duration,
+    /// Children the handler added to its own task (plugins granted
+    /// `enqueue`): the task waits for them if the attempt succeeded.
+    pub added: Option<Arc<AddedChildren>>,
 }
 
 impl Attempted {
@@ -38,7 +48,13 @@ impl Attempted {
             fuel_used: None,
             instantiate_time: None,
             total_time: Duration::ZERO,
+            added: None,
         }
+    }
+
+    /// The children its handler added, if it added any.
+    pub fn children_added(&self) -> Option<&Arc<AddedChildren>> {
+        self.added.as_ref().filter(|added| !added.is_empty())
     }
 }
 
@@ -52,6 +68,10 @@ pub(crate) struct SandboxRun<'a> {
     pub lane: Option<&'a tokio::runtime::Handle>,
     /// The services behind the plugin's capabilities.
     pub services: &'a Arc<BrokerServices>,
+    /// The attempt's span, when the worker traces: the run's span goes
+    /// under it.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub span: Option<&'a AttemptSpan>,
 }
 
 /// The time left before the task's deadline (unix ms), or a `timeout`
@@ -106,6 +126,7 @@ pub(crate) async fn in_sandbox(
     run: SandboxRun<'_>,
     plugin: &Arc<Plugin>,
     task: &LeasedTask,
+    children: Vec<ChildOutcome>,
     remaining: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Attempted {
@@ -120,10 +141,44 @@ pub(crate) async fn in_sandbox(
         attempt: task.attempt,
         queue: message.queue.clone(),
     };
-    let services = run.services.for_task(
+    let children = children
+        .into_iter()
+        .map(|child| ChildResult {
+            outcome: match child.state {
+                ChildEnd::Completed => Ok(child.result.unwrap_or_default()),
+                end => Err(child.error.map_or_else(
+                    || format!("it was {}", end.as_str()),
+                    |error| format!("{}: {}", error.kind, error.message),
+                )),
+            },
+            id: child.id,
+            queue: child.queue,
+            task_type: child.task_type,
+        })
+        .collect();
+    #[cfg(feature = "otel")]
+    let sandbox_span = run.span.map(|span| span.sandbox(&plugin.manifest.name));
+    let trace = AttemptTrace {
+        // Follow-ups descend from the attempt's span, or (not tracing) from
+        // what the task descends from.
+        #[cfg(feature = "otel")]
+        context: run
+            .span
+            .and_then(|span| span.trace_context())
+            .or_else(|| message.trace.clone()),
+        #[cfg(not(feature = "otel"))]
+        context: message.trace.clone(),
+        #[cfg(feature = "otel")]
+        http: sandbox_span.as_ref().map(|span| span.http()),
+        #[cfg(not(feature = "otel"))]
+        http: None,
+    };
+    let (services, added) = run.services.for_task(
         message,
         &plugin.manifest.name,
         plugin.grants.enqueue.as_ref(),
+        trace,
+        children,
     );
     let (sandbox, plugin, message) = (run.sandbox.clone(), plugin.clone(), message.clone());
     let (attempt, cancel) = (task.attempt, cancel.clone());
@@ -148,18 +203,28 @@ pub(crate) async fn in_sandbox(
             )
             .await
     };
-    match run_guarded(run.lane, running).await {
+    let attempted = match run_guarded(run.lane, running).await {
         Ok(outcome) => Attempted {
             outcome: outcome.result,
             fuel_used: outcome.fuel_used,
             instantiate_time: Some(outcome.instantiate_time),
             total_time: outcome.total_time,
+            added,
         },
         Err(panic) => Attempted::refused(TaskFailure::new(
             FailureKind::Trap,
             format!("the sandbox failed unexpectedly: {panic}"),
         )),
+    };
+    #[cfg(feature = "otel")]
+    if let Some(span) = sandbox_span {
+        span.end(
+            attempted.outcome.as_ref().err(),
+            attempted.fuel_used,
+            attempted.instantiate_time,
+        );
     }
+    attempted
 }
 
 /// Runs the attempt in a native handler, within the task's timeout and the
@@ -168,6 +233,7 @@ pub(crate) async fn in_sandbox(
 pub(crate) async fn native(
     handler: &Arc<dyn NativeHandler>,
     task: &LeasedTask,
+    children: Vec<ChildOutcome>,
     remaining: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Attempted {
@@ -179,6 +245,7 @@ pub(crate) async fn native(
     let call = handler.handle(NativeTask {
         message: message.clone(),
         attempt: task.attempt,
+        children,
     });
     let started = Instant::now();
     let bounded = async {
@@ -223,5 +290,6 @@ pub(crate) async fn native(
         fuel_used: None,
         instantiate_time: None,
         total_time: started.elapsed(),
+        added: None,
     }
 }

@@ -81,11 +81,11 @@ impl RunningTask {
         self.settling.store(true, Ordering::SeqCst);
     }
 
-    fn is_settling(&self) -> bool {
+    pub(crate) fn is_settling(&self) -> bool {
         self.settling.load(Ordering::SeqCst)
     }
 
-    fn extended(&self, until: Instant) {
+    pub(crate) fn extended(&self, until: Instant) {
         *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
     }
 }

@@ -110,6 +110,10 @@ pub enum Error {
     /// The worker's threads could not be started.
     #[error("starting the worker's threads: {0}")]
     Threads(#[source] std::io::Error),
+    /// The trace exporter could not be set up (its endpoint is not an
+    /// http:// URL, say).
+    #[error("{0}")]
+    Tracing(String),
 }
 
 /// How a worker serves its queues.
@@ -164,6 +168,8 @@ pub struct WorkerBuilder {
     native: NativeHandlers,
     metrics: Option<MetricsEndpoint>,
     scheduler: Option<(SchedulerConfig, Option<PathBuf>)>,
+    #[cfg(feature = "otel")]
+    tracing: Option<crate::Tracing>,
 }
 
 /// A worker ready to run: its sandbox is set up and its plugin directory
@@ -181,6 +187,9 @@ pub struct Worker {
     scheduler: Option<(SchedulerConfig, Option<PathBuf>)>,
     /// What it records, served at `/metrics` when an endpoint is set.
     recorded: Metrics,
+    /// Where its spans go, when it traces.
+    #[cfg(feature = "otel")]
+    tracing: Option<crate::Tracing>,
 }
 
 impl Worker {
@@ -212,6 +221,8 @@ impl Worker {
             native: NativeHandlers::default(),
             metrics: None,
             scheduler: None,
+            #[cfg(feature = "otel")]
+            tracing: None,
         }
     }
 
@@ -429,6 +440,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// Traces every attempt over OTLP (feature `otel`): a span per attempt,
+    /// child of the context its task carries, with its sandbox run and each
+    /// outgoing HTTP request under it (default: no tracing, and no span work
+    /// on the task path). [`Tracing::from_env`](crate::Tracing::from_env)
+    /// reads the standard `OTEL_EXPORTER_OTLP_*` variables.
+    #[cfg(feature = "otel")]
+    pub fn tracing(mut self, tracing: crate::Tracing) -> Self {
+        self.tracing = Some(tracing);
+        self
+    }
+
     /// Sets up the sandbox and loads the plugin directory.
     pub fn build(self) -> Result<Worker, Error> {
         if let Some((_, Some(file))) = &self.scheduler
@@ -477,6 +499,8 @@ impl WorkerBuilder {
             metrics: self.metrics,
             scheduler: self.scheduler,
             recorded: Metrics::new(),
+            #[cfg(feature = "otel")]
+            tracing: self.tracing,
         })
     }
 

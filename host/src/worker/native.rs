@@ -31,6 +31,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
+use crate::broker::ChildOutcome;
 use crate::task::{FailureKind, TaskFailure, TaskMessage};
 
 /// One attempt of a task, as a native handler sees it.
@@ -40,6 +41,9 @@ pub struct NativeTask {
     pub message: Arc<TaskMessage>,
     /// The attempt number (1-based).
     pub attempt: u32,
+    /// A flow parent's children's outcomes, in order (a child that failed
+    /// under the `ignore` policy is left out); empty for other tasks.
+    pub children: Vec<ChildOutcome>,
 }
 
 impl NativeTask {

@@ -40,7 +40,19 @@ pub(super) async fn run(
         metrics,
         scheduler,
         recorded,
+        #[cfg(feature = "otel")]
+            tracing: tracing_to,
     } = worker;
+    #[cfg(feature = "otel")]
+    let tracer = match &tracing_to {
+        Some(to) => {
+            let tracer = crate::telemetry::Tracer::start(to, tokio::runtime::Handle::current())
+                .map_err(Error::Tracing)?;
+            tracing::info!(endpoint = to.traces_url(), "exporting traces over OTLP");
+            Some(tracer)
+        }
+        None => None,
+    };
     let executor = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.sandbox_threads.max(1))
         .thread_name("wasmq-sandbox")
@@ -152,14 +164,16 @@ pub(super) async fn run(
         observer: observer.clone(),
         type_limits: type_limits.clone(),
         rate_limits: rate_limits.clone(),
-        services: Arc::new(BrokerServices::with_ceilings(
-            broker.clone(),
-            settings.follow_ups,
-        )),
+        services: Arc::new(
+            BrokerServices::with_ceilings(broker.clone(), settings.follow_ups)
+                .with_leases(running.clone(), settings.lease),
+        ),
         outage: outage.clone(),
         backoff: settings.backoff,
         lease: settings.lease,
         stopping: stopping.clone(),
+        #[cfg(feature = "otel")]
+        tracer: tracer.clone(),
     });
     let upkeep = Arc::new(Upkeep {
         broker: broker.clone(),
@@ -301,6 +315,11 @@ pub(super) async fn run(
     // Every execution has finished: nothing runs on the sandbox runtime.
     executor.shutdown_background();
     lane.shutdown_background();
+
+    #[cfg(feature = "otel")]
+    if let Some(tracer) = tracer {
+        tracer.shutdown().await;
+    }
 
     let summary = observer.summary();
     tracing::info!(

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::acks::{Acker, Ticket};
+use super::attempt::AttemptSpan;
 use super::attempt::{self, Attempted, SandboxRun};
 use super::backoff::Backoff;
 use super::decide::{self, Decision, Facts, Why};
@@ -28,8 +29,9 @@ use super::observe::{AttemptReport, Observer};
 use super::outage::OutageLog;
 use super::probation::{Admission, Parking, Probation};
 use super::rate::{RateAdmission, RateLimits};
+use super::services::AddedChildren;
 use super::services::BrokerServices;
-use crate::broker::{self, Broker, LeasedTask, Settlement};
+use crate::broker::{self, Broker, ChildOutcome, LeasedTask, Settlement};
 use crate::sandbox::Sandbox;
 use crate::task::{ConcurrencyLimit, ErrorRecord, FailureKind, TaskFailure, WhenBusy};
 
@@ -87,6 +89,9 @@ pub(crate) struct TaskPath {
     pub lease: Duration,
     /// Cancelled when the worker starts shutting down.
     pub stopping: CancellationToken,
+    /// Opens the spans of each attempt, when the worker traces.
+    #[cfg(feature = "otel")]
+    pub tracer: Option<crate::telemetry::Tracer>,
 }
 
 /// What became of a task before any attempt.
@@ -96,14 +101,16 @@ enum Admitted {
     Run {
         lane: Option<tokio::runtime::Handle>,
         held: Held,
+        children: Vec<ChildOutcome>,
     },
     /// Record this instead of running (the task went back or was skipped).
     Record(Settlement),
     /// The attempt is refused before it starts (its deadline passed, its
     /// tree was stopped): it fails like an attempt.
     Refuse(TaskFailure),
-    /// Nothing to record: Redis could not say whether a slot is free, and
-    /// the lease will expire so that the task is tried again.
+    /// Nothing to record: Redis could not say whether a slot is free (or
+    /// what a parent's children left it), and the lease will expire so
+    /// that the task is tried again.
     Abandon,
 }
 
@@ -150,14 +157,34 @@ impl TaskPath {
         let message = &task.message;
         let running = self.running.register(message, token, self.lease);
         let mut slot = Some(slot);
-        let (attempted, ran) = match self.admit(&task, &handler, &running, &mut slot).await {
-            Admitted::Run { lane, held } => {
-                let attempted = self.attempt(&task, &handler, &running, lane.as_ref()).await;
+        // The attempt's span opens once the task is admitted (or refused
+        // like an attempt): a task put back by admission has none.
+        let (attempted, ran, span) = match self.admit(&task, &handler, &running, &mut slot).await {
+            Admitted::Run {
+                lane,
+                held,
+                children,
+            } => {
+                let span = self.attempt_span(&task, &handler);
+                let attempted = self
+                    .attempt(
+                        &task,
+                        &handler,
+                        children,
+                        &running,
+                        lane.as_ref(),
+                        span.as_ref(),
+                    )
+                    .await;
                 drop(slot.take());
                 self.release(held, &message.id).await;
-                (attempted, true)
+                (attempted, true, span)
             }
-            Admitted::Refuse(failure) => (Attempted::refused(failure), false),
+            Admitted::Refuse(failure) => (
+                Attempted::refused(failure),
+                false,
+                self.attempt_span(&task, &handler),
+            ),
             Admitted::Record(settlement) => {
                 drop(slot.take());
                 self.record(&task, &running, settlement, None).await;
@@ -180,10 +207,50 @@ impl TaskPath {
             deadline_ms: message.deadline_ms,
         };
         let took = attempted.total_time;
-        let decision = decide::decide(attempted.outcome, stopped, facts, now_ms(), |attempt| {
-            self.backoff
-                .delay(attempt, &mut rand::make_rng::<rand::rngs::StdRng>())
-        });
+        let added = attempted.children_added().cloned();
+        #[cfg(feature = "otel")]
+        let failure = span
+            .as_ref()
+            .and_then(|_| attempted.outcome.as_ref().err().cloned());
+        #[cfg(feature = "otel")]
+        let fuel_used = attempted.fuel_used;
+        let decide = |outcome| {
+            decide::decide(outcome, stopped, facts, now_ms(), |attempt| {
+                self.backoff
+                    .delay(attempt, &mut rand::make_rng::<rand::rngs::StdRng>())
+            })
+        };
+        let mut decision = decide(attempted.outcome);
+        #[cfg(feature = "otel")]
+        if let Some(span) = span {
+            let outcome = match &decision {
+                Decision::Drop(CancelReason::LeaseLost) => "lease-lost",
+                Decision::Drop(_) => "cancelled",
+                Decision::Record(settlement, _) => settlement_outcome(settlement),
+            };
+            span.end(outcome, failure.as_ref(), fuel_used);
+        }
+        #[cfg(not(feature = "otel"))]
+        drop(span);
+        // A handler that added children to its own task: if it succeeded,
+        // the task waits for them instead of completing; if not, they are
+        // dropped.
+        if let Some(added) = added {
+            if matches!(decision, Decision::Record(Settlement::Complete { .. }, _)) {
+                match self.await_added(&task, &running, &added).await {
+                    None => {
+                        self.running.unregister(&message.queue, &message.id);
+                        return;
+                    }
+                    Some(failure) => {
+                        self.services.drop_added(&added).await;
+                        decision = decide(Err(failure));
+                    }
+                }
+            } else {
+                self.services.drop_added(&added).await;
+            }
+        }
         match decision {
             Decision::Drop(CancelReason::LeaseLost) => tracing::info!(
                 "dropping this attempt's outcome: its lease was lost and another worker owns the task"
@@ -197,6 +264,32 @@ impl TaskPath {
             }
         }
         self.running.unregister(&message.queue, &message.id);
+    }
+
+    /// Opens the span of this attempt, when the worker traces.
+    #[cfg(feature = "otel")]
+    fn attempt_span(
+        &self,
+        task: &LeasedTask,
+        handler: &Handler,
+    ) -> Option<crate::telemetry::AttemptSpan> {
+        use crate::telemetry::Runner;
+        let tracer = self.tracer.as_ref()?;
+        let runner = match handler {
+            Handler::Plugin(plugin) => Runner::Plugin {
+                name: &plugin.manifest.name,
+                version: &plugin.manifest.version,
+            },
+            Handler::Native(_) => Runner::Native,
+            Handler::Missing(_) => Runner::Missing,
+        };
+        Some(tracer.attempt(&task.message, task.attempt, runner))
+    }
+
+    /// Without the `otel` feature there are no spans.
+    #[cfg(not(feature = "otel"))]
+    fn attempt_span(&self, _: &LeasedTask, _: &Handler) -> Option<AttemptSpan> {
+        None
     }
 
     /// Feeds an attempt that ran to the metrics and plugin statistics,
@@ -272,7 +365,8 @@ impl TaskPath {
         let limit = message
             .limit
             .clone()
-            .or_else(|| self.type_limits.get(&message.task_type));
+            .or_else(|| self.type_limits.get(&message.task_type))
+            .map(|limit| limit.for_task(message));
         if let Some(limit) = limit {
             match self.take_slot(task, &limit).await {
                 Ok(()) => held.slot = Some(limit),
@@ -287,9 +381,33 @@ impl TaskPath {
             self.release(held, &message.id).await;
             return Admitted::Refuse(failure);
         }
+        // A parent's children's outcomes are part of its task. Redis out of
+        // reach is not the handler's failure: the attempt is not counted.
+        let children = match self.broker.flow_children(message).await {
+            Ok(children) => children
+                .into_iter()
+                .filter(|child| child.is_shown_to_parent())
+                .collect(),
+            Err(err) if err.is_unreachable() => {
+                self.outage.failed(&err);
+                self.release(held, &message.id).await;
+                return Admitted::Abandon;
+            }
+            Err(err) => {
+                self.release(held, &message.id).await;
+                return Admitted::Refuse(TaskFailure::new(
+                    FailureKind::HandlerError,
+                    format!("its children's outcomes could not be read: {err}"),
+                ));
+            }
+        };
         // Last, so that a start is counted only for a task that starts.
         match self.rate_limits.admit(&self.broker, message).await {
-            RateAdmission::Start => Admitted::Run { lane, held },
+            RateAdmission::Start => Admitted::Run {
+                lane,
+                held,
+                children,
+            },
             RateAdmission::Wait { delay, why } => {
                 self.release(held, &message.id).await;
                 Admitted::Record(self.postponement(task, delay, FailureKind::RateLimited, why))
@@ -375,8 +493,10 @@ impl TaskPath {
         &self,
         task: &LeasedTask,
         handler: &Handler,
+        children: Vec<ChildOutcome>,
         running: &RunningTask,
         lane: Option<&tokio::runtime::Handle>,
+        span: Option<&AttemptSpan>,
     ) -> Attempted {
         let remaining = match attempt::time_left(task.message.deadline_ms, now_ms()) {
             Ok(remaining) => remaining,
@@ -384,15 +504,16 @@ impl TaskPath {
         };
         match handler {
             Handler::Native(native) => {
-                attempt::native(native, task, remaining, &running.cancel).await
+                attempt::native(native, task, children, remaining, &running.cancel).await
             }
             Handler::Plugin(plugin) => {
                 let run = SandboxRun {
                     sandbox: &self.sandbox,
                     lane,
                     services: &self.services,
+                    span,
                 };
-                attempt::in_sandbox(run, plugin, task, remaining, &running.cancel).await
+                attempt::in_sandbox(run, plugin, task, children, remaining, &running.cancel).await
             }
             Handler::Missing(why) => {
                 Attempted::refused(TaskFailure::new(FailureKind::NoHandler, why.clone()))
@@ -427,6 +548,72 @@ impl TaskPath {
                 at_ms: now_ms(),
             },
         }
+    }
+
+    /// Makes the task wait for the children its handler added, retrying
+    /// while Redis is out of reach and the lease holds. Returns the failure
+    /// to record instead when they were refused (an id taken, a queue not
+    /// registered); `None` once it waits, or when the lease was lost (the
+    /// task runs again elsewhere, its children not added).
+    async fn await_added(
+        &self,
+        task: &LeasedTask,
+        running: &RunningTask,
+        added: &AddedChildren,
+    ) -> Option<TaskFailure> {
+        let message = &task.message;
+        running.set_settling();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self
+                .services
+                .await_children(message, &running.token, added)
+                .await
+            {
+                Ok(tasks) => {
+                    self.outage.recovered();
+                    tracing::info!(
+                        tasks,
+                        "waiting for the children its handler added; it runs again once they have ended"
+                    );
+                    return None;
+                }
+                Err(broker::Error::LeaseLost { .. }) => {
+                    self.services.drop_added(added).await;
+                    tracing::warn!(
+                        "the children its handler added were dropped: the lease was lost and another worker owns the task"
+                    );
+                    return None;
+                }
+                Err(err) if self.waited_out(&err, &mut delay, running).await => {}
+                Err(err) => {
+                    return Some(TaskFailure::new(
+                        FailureKind::HandlerError,
+                        format!("the children its handler added were refused: {err}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Whether a write that failed with `err` may be tried again: Redis
+    /// out of reach, or at its memory limit (both pass, and the lease is
+    /// still renewed meanwhile), with time left on the lease. Waits `delay`
+    /// first, and doubles it (up to 2 s).
+    async fn waited_out(
+        &self,
+        err: &broker::Error,
+        delay: &mut Duration,
+        running: &RunningTask,
+    ) -> bool {
+        let passing = err.is_unreachable() || err.is_out_of_memory();
+        if !passing || Instant::now() + *delay >= running.lease_until() {
+            return false;
+        }
+        self.outage.failed(err);
+        tokio::time::sleep(*delay).await;
+        *delay = (*delay * 2).min(Duration::from_secs(2));
+        true
     }
 
     /// Records `settlement` through the acker, retrying while Redis is
@@ -469,22 +656,25 @@ impl TaskPath {
                     );
                     return;
                 }
-                // Redis out of reach, or at its memory limit: both pass, and
-                // the lease is still renewed meanwhile.
-                Err(err)
-                    if (err.is_unreachable() || err.is_out_of_memory())
-                        && Instant::now() + delay < running.lease_until() =>
-                {
-                    self.outage.failed(&err);
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+                Err(err) if self.waited_out(&err, &mut delay, running).await => {}
                 Err(err) => {
                     tracing::error!(%err, settlement = settlement_name(&settlement), "could not record the outcome; the lease will expire and the task will run again");
                     return;
                 }
             }
         }
+    }
+}
+
+/// What became of the task, as its attempt's span says.
+#[cfg(feature = "otel")]
+fn settlement_outcome(settlement: &Settlement) -> &'static str {
+    match settlement {
+        Settlement::Complete { .. } => "completed",
+        Settlement::Retry { .. } => "retry",
+        Settlement::Archive { .. } => "archived",
+        Settlement::Postpone { .. } => "postponed",
+        Settlement::Requeue => "requeued",
     }
 }
 

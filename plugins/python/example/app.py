@@ -5,7 +5,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from wasmq import Failure, Task, enqueue, handler, http, kv, log
+from wasmq import Failure, Task, enqueue, flow, handler, http, kv, log, progress
 
 
 @handler("py:echo")
@@ -51,6 +51,38 @@ def fanout(task: Task, payload: dict) -> dict:
     """Enqueues `n` follow-up echo tasks."""
     ids = [enqueue("py:echo", {"from": task.id, "i": i}) for i in range(int(payload.get("n", 1)))]
     return {"enqueued": ids}
+
+
+@handler("py:flow")
+def start_flow(task: Task, payload: dict) -> dict:
+    """Starts a flow of `n` echo tasks under a py:gather parent."""
+    children = [{"type": "py:echo", "payload": {"i": i}} for i in range(int(payload.get("n", 1)))]
+    return {"root": flow.start({"type": "py:gather", "children": children})}
+
+
+@handler("py:gather")
+def gather(task: Task, payload: dict) -> dict:
+    """A flow parent: returns its children's results, in order."""
+    return {"children": [child.json() for child in flow.children()]}
+
+
+@handler("py:split")
+def split(task: Task, payload: dict) -> dict:
+    """Adds `n` echo children to itself; once they ended, returns their results."""
+    done = flow.children()
+    if not done:
+        flow.add_children([{"type": "py:echo", "payload": {"i": i}} for i in range(int(payload.get("n", 1)))])
+        return {}
+    return {"children": [child.json() for child in done]}
+
+
+@handler("py:progress")
+def report_progress(task: Task, payload: dict) -> dict:
+    """Reports its progress twice; the last report stays with the task."""
+    progress.report(50, {"step": "half"})
+    progress.heartbeat()
+    progress.report(100, {"step": "done"})
+    return {}
 
 
 @handler("py:fetch")

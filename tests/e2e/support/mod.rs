@@ -261,7 +261,7 @@ pub const WORKER_STARTED: &str = "worker started";
 
 /// `worker` once it serves its queues, or has exited (blocking: plugins
 /// may take a while to compile the first time).
-fn serving(mut worker: WasmqProcess) -> WasmqProcess {
+pub fn serving(mut worker: WasmqProcess) -> WasmqProcess {
     worker.wait_ready_blocking(WORKER_STARTED, Duration::from_secs(120));
     worker
 }

@@ -1,9 +1,11 @@
 //! The fault-injection run: many tasks through several worker processes
 //! while workers are killed with SIGKILL, one is frozen with SIGSTOP past
 //! its lease, and Redis (with an append-only file) is killed and restarted.
-//! At the end every task must have ended as it should (completed; or, for
-//! the share that fails on purpose, archived with its error): none lost,
-//! none stuck in active. Re-executions are counted: at-least-once delivery
+//! Beside single tasks run flows (a parent with 20 children) and chains
+//! (5 steps). At the end every task must have ended as it should
+//! (completed; or, for the share that fails on purpose, archived with its
+//! error): none lost, none stuck in active, no flow parent still waiting,
+//! none released twice. Re-executions are counted: at-least-once delivery
 //! allows them, bounded by what was in flight at each fault.
 //!
 //! The end-to-end tests run a small plan; `bench/faults.sh` runs the full
@@ -14,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use wasmq::dev::{RedisOptions, RedisServer};
-use wasmq::{Client, NewTask};
+use wasmq::{Client, Flow, NewTask};
 
 use crate::{BURN_COMPONENT, FLAKY_COMPONENT, PluginDir, WasmqProcess};
 
@@ -46,6 +48,10 @@ pub struct FaultPlan {
     pub freeze_for: Duration,
     /// How many times Redis is killed and restarted.
     pub redis_restarts: usize,
+    /// Flows of one parent and 20 children (`burn` tasks).
+    pub flows: usize,
+    /// Chains of 5 steps (`burn` tasks).
+    pub chains: usize,
     /// Give up waiting for the tasks after this long.
     pub timeout: Duration,
 }
@@ -94,6 +100,17 @@ pub struct FaultReport {
     /// Attempts beyond the first, summed over all tasks: the re-executions
     /// that at-least-once delivery allows.
     pub duplicates: u64,
+    /// Flows and chains whose root completed.
+    pub flows_completed: u64,
+    /// Flow parents (roots and chain steps) run again without a fault to
+    /// explain it (their last error is not a lost lease): released twice
+    /// (must be 0).
+    pub parents_run_twice: u64,
+    /// Flow parents run again because the worker running them died or
+    /// froze (at-least-once, counted in the duplicates too).
+    pub parents_rerun_after_faults: u64,
+    /// Flow parents still waiting for their children at the end (must be 0).
+    pub parents_stuck: u64,
     /// How long the run took.
     pub elapsed: Duration,
 }
@@ -138,8 +155,8 @@ impl FaultReport {
             ));
         }
         out.push_str(&format!(
-            "\n| tasks | completed | archived (failing on purpose) | lost | stuck in active | duplicates (re-executions) | bound (in flight at faults) | run time |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} | {} | {} | {:.1} s |\n",
-            plan.tasks,
+            "\n| tasks (flows' included) | completed | archived (failing on purpose) | lost | stuck in active | duplicates (re-executions) | bound (in flight at faults) | run time |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} | {} | {} | {:.1} s |\n",
+            self.completed + self.archived + self.lost,
             self.completed,
             self.archived,
             self.lost,
@@ -148,6 +165,17 @@ impl FaultReport {
             self.in_flight_total(),
             self.elapsed.as_secs_f64()
         ));
+        if plan.flows + plan.chains > 0 {
+            out.push_str(&format!(
+                "\n| flows (1 + 20) | chains (5 steps) | completed | parents run twice | parents re-run after a fault | parents stuck |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} | {} | {} |\n",
+                plan.flows,
+                plan.chains,
+                self.flows_completed,
+                self.parents_run_twice,
+                self.parents_rerun_after_faults,
+                self.parents_stuck
+            ));
+        }
         out
     }
 }
@@ -215,6 +243,48 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
             ids.push((outcome.expect("every task is accepted").id, end));
         }
     }
+    // Flows and chains, with ids of their own to follow them.
+    let burn = |ms: u64| {
+        NewTask::new("burn", format!(r#"{{"ms":{ms}}}"#))
+            .expect("valid JSON")
+            .retention(Duration::from_secs(3600))
+    };
+    let mut parents: Vec<String> = Vec::new();
+    let mut roots: Vec<String> = Vec::new();
+    for f in 0..plan.flows {
+        let root = format!("flow-{f}");
+        let mut flow = Flow::new(burn(1).id(&root));
+        for c in 0..20 {
+            let id = format!("flow-{f}-{c}");
+            flow = flow.child(Flow::new(burn(plan.burn_ms).id(&id)));
+            ids.push((id, "completed"));
+        }
+        client
+            .enqueue_flow(flow)
+            .await
+            .expect("the flow is accepted");
+        ids.push((root.clone(), "completed"));
+        parents.push(root.clone());
+        roots.push(root);
+    }
+    for c in 0..plan.chains {
+        let steps: Vec<NewTask> = (0..5)
+            .map(|step| burn(plan.burn_ms).id(format!("chain-{c}-{step}")))
+            .collect();
+        client
+            .enqueue_flow(Flow::chain(steps).expect("five steps"))
+            .await
+            .expect("the chain is accepted");
+        for step in 0..5 {
+            let id = format!("chain-{c}-{step}");
+            ids.push((id.clone(), "completed"));
+            if step > 0 {
+                parents.push(id);
+            }
+        }
+        roots.push(format!("chain-{c}-4"));
+    }
+    let total = ids.len();
     let mut raw = redis_connection(&url).await;
 
     let mut fleet = Fleet {
@@ -262,7 +332,7 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
                 continue;
             }
         };
-        let progress = ended as f64 / plan.tasks as f64;
+        let progress = ended as f64 / total as f64;
         if records.len() < schedule.len() && progress >= thresholds[records.len()] {
             let fault = schedule[records.len()];
             let at = started.elapsed();
@@ -315,7 +385,7 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
         let all_recovered = records
             .iter()
             .all(|record| record.recovered_after.is_some());
-        if (ended as usize == plan.tasks && all_injected && all_recovered)
+        if (ended as usize == total && all_injected && all_recovered)
             || started.elapsed() > plan.timeout
         {
             break;
@@ -326,6 +396,25 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
 
     let states: HashMap<String, String> = hash(&mut raw, "state").await;
     let attempts: HashMap<String, String> = hash(&mut raw, "attempts").await;
+    let errors: HashMap<String, String> = hash(&mut raw, "error").await;
+    let attempts_of =
+        |id: &str| -> u64 { attempts.get(id).and_then(|n| n.parse().ok()).unwrap_or(0) };
+    let lease_lost = |id: &str| {
+        errors
+            .get(id)
+            .is_some_and(|error| error.contains("\"lease-expired\""))
+    };
+    let rerun: Vec<&String> = parents.iter().filter(|id| attempts_of(id) > 1).collect();
+    let parents_rerun_after_faults = rerun.iter().filter(|id| lease_lost(id)).count() as u64;
+    let parents_run_twice = rerun.len() as u64 - parents_rerun_after_faults;
+    let parents_stuck = parents
+        .iter()
+        .filter(|id| states.get(*id).is_some_and(|state| state == "waiting"))
+        .count() as u64;
+    let flows_completed = roots
+        .iter()
+        .filter(|id| states.get(*id).is_some_and(|state| state == "completed"))
+        .count() as u64;
     let ended_in = |wanted: &str| {
         ids.iter()
             .filter(|(id, end)| *end == wanted && states.get(id).is_some_and(|state| state == end))
@@ -350,6 +439,10 @@ pub async fn run(plan: FaultPlan) -> FaultReport {
         lost: ids.len() as u64 - completed - archived,
         stuck_active,
         duplicates,
+        flows_completed,
+        parents_run_twice,
+        parents_rerun_after_faults,
+        parents_stuck,
         elapsed,
     }
 }

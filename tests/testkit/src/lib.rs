@@ -2,10 +2,12 @@
 //! plugins of `plugins/`, built once by this crate's build script;
 //! directories holding chosen ones for a worker's `--plugins`; `wasmq`
 //! child processes; the fault-injection run; hostile components written in
-//! WAT; and the Python and JavaScript plugins, built once (`polyglot`).
+//! WAT; the Python and JavaScript plugins, built once (`polyglot`); and an
+//! OTLP receiver that collects the spans workers export (`otlp`).
 
 pub mod faults;
 pub mod hostile_wat;
+pub mod otlp;
 pub mod polyglot;
 mod process;
 

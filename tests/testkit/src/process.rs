@@ -39,14 +39,19 @@ impl WasmqProcess {
     }
 
     /// A `wasmq` command with a test-friendly environment: the shared
-    /// compiled-component cache, and no inherited Redis URL or log filter.
+    /// compiled-component cache, and no inherited Redis URL, log filter,
+    /// trace export or trace context.
     pub fn command(binary: &Path) -> Command {
         let mut command = Command::new(binary);
         command
             .env("WASMQ_CACHE_DIR", crate::component_cache_dir())
             .env_remove("WASMQ_REDIS_URL")
             .env_remove("RUST_LOG")
-            .env_remove("WASMQ_LOG");
+            .env_remove("WASMQ_LOG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("TRACEPARENT")
+            .env_remove("TRACESTATE");
         command
     }
 

@@ -22,6 +22,7 @@ from ._protocol import (
     ENQUEUE_SHA,
     Enqueued,
     ErrorRecord,
+    Progress,
     Task,
     TaskInfo,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "ErrorRecord",
     "InvalidTaskError",
     "NotReplicatedError",
+    "Progress",
     "RedisUnreachableError",
     "Task",
     "TaskFailedError",

@@ -77,6 +77,21 @@ def _script_text(name: str) -> str:
 #: The enqueue script, exactly as the host sends it, and its SHA1.
 ENQUEUE_SCRIPT = _script_text("enqueue.lua")
 ENQUEUE_SHA = hashlib.sha1(ENQUEUE_SCRIPT.encode("utf-8")).hexdigest()
+#: The script of debounced enqueues, and its SHA1.
+DEBOUNCE_SCRIPT = _script_text("debounce.lua")
+DEBOUNCE_SHA = hashlib.sha1(DEBOUNCE_SCRIPT.encode("utf-8")).hexdigest()
+#: The script of aggregated enqueues, and its SHA1.
+AGGREGATE_SCRIPT = _script_text("aggregate.lua")
+AGGREGATE_SHA = hashlib.sha1(AGGREGATE_SCRIPT.encode("utf-8")).hexdigest()
+#: Every script a client sends, loaded when the server does not know one.
+SCRIPTS = (ENQUEUE_SCRIPT, DEBOUNCE_SCRIPT, AGGREGATE_SCRIPT)
+#: The most tasks one aggregated batch may hold.
+MAX_AGGREGATE_GROUP = 100_000
+
+#: The most bytes of a debounce key.
+MAX_DEBOUNCE_KEY_BYTES = 256
+#: How much longer than its delay a debounce key is held (one day, ms).
+DEBOUNCE_LOCK_EXTRA_MS = 86_400_000
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -169,6 +184,20 @@ def check_queue(queue: Any) -> str:
     return queue
 
 
+#: The most bytes of a group's name.
+MAX_GROUP_BYTES = 128
+
+
+def check_group(group: Any) -> str:
+    if not isinstance(group, str):
+        raise InvalidTaskError(f"a group must be a string, not {type(group).__name__}")
+    if group == "" or _utf8_len(group) > MAX_GROUP_BYTES or any(_is_control(c) for c in group):
+        raise InvalidTaskError(
+            f"group {group!r} must be 1 to {MAX_GROUP_BYTES} bytes with no control characters"
+        )
+    return group
+
+
 def check_id(task_id: Any) -> str:
     if not isinstance(task_id, str):
         raise InvalidTaskError(f"a task id must be a string, not {type(task_id).__name__}")
@@ -181,6 +210,56 @@ def check_id(task_id: Any) -> str:
             f"task id {task_id!r} must be 1 to {MAX_ID_BYTES} bytes with no whitespace"
         )
     return task_id
+
+
+_HEX = frozenset("0123456789abcdef")
+MAX_TRACESTATE_BYTES = 512
+
+
+def check_trace(traceparent: Any, tracestate: Any) -> Optional[str]:
+    """The message's ``trace`` object as JSON text, or None without a
+    traceparent; checks both as the Rust client does (a version-00 W3C
+    traceparent, a printable-ASCII tracestate of at most 512 bytes)."""
+    if traceparent is None:
+        if tracestate is not None:
+            raise InvalidTaskError("a tracestate goes with a traceparent: give both")
+        return None
+    if not isinstance(traceparent, str):
+        raise InvalidTaskError(f"a traceparent must be a string, not {type(traceparent).__name__}")
+    value = traceparent.strip()
+    parts = value.split("-")
+    lengths = [2, 32, 16, 2]
+    well_formed = len(parts) == 4 and all(
+        len(part) == n and set(part) <= _HEX for part, n in zip(parts, lengths)
+    )
+    why = None
+    if not well_formed:
+        why = "is not well formed"
+    elif parts[0] != "00":
+        why = "is of a version other than 00"
+    elif set(parts[1]) == {"0"}:
+        why = "has an all-zero trace id"
+    elif set(parts[2]) == {"0"}:
+        why = "has an all-zero parent span id"
+    if why is not None:
+        raise InvalidTaskError(
+            f"the traceparent {value[:64]!r} {why}: give the W3C form 00-<32 hex digits trace id>-"
+            "<16 hex digits parent span id>-<2 hex digits flags>, such as "
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        )
+    parts = ['{"traceparent":', _string(value)]
+    if tracestate is not None:
+        if not isinstance(tracestate, str):
+            raise InvalidTaskError(f"a tracestate must be a string, not {type(tracestate).__name__}")
+        state = tracestate.strip()
+        if len(state) > MAX_TRACESTATE_BYTES or any(not 0x20 <= ord(c) < 0x7F for c in state):
+            raise InvalidTaskError(
+                f"the tracestate {state[:64]!r} must be printable ASCII of at most "
+                f"{MAX_TRACESTATE_BYTES} bytes (list-members such as vendor=value, separated by commas)"
+            )
+        if state:
+            parts += [',"tracestate":', _string(state)]
+    return "".join(parts) + "}"
 
 
 def _seconds(what: str, value: Seconds) -> float:
@@ -281,6 +360,28 @@ class Task:
     deadline: Optional[When] = None
     retention: Seconds = DEFAULT_RETENTION
     unique: Optional[Seconds] = None
+    #: The W3C trace context of the span the task descends from: a
+    #: tracing worker's spans for its attempts are children of that span.
+    traceparent: Optional[str] = None
+    tracestate: Optional[str] = None
+    #: The group the task takes turns in (a tenant, a customer): workers
+    #: take pending tasks from each group of a queue in turn, so that one
+    #: group's backlog cannot starve another's.
+    group: Optional[str] = None
+    #: Debounce under this key (per queue and type): the task runs `delay`
+    #: from now, and a task enqueued under the same key before it starts
+    #: replaces its payload (keeping its id) and waits `delay` again, so a
+    #: burst of duplicates makes one run, with the last payload.
+    debounce: Optional[str] = None
+    #: Aggregate under this key (per queue and type): the task joins the
+    #: open batch of the key or opens one, due `aggregate_after` seconds
+    #: later; the handler runs once per batch, its payload the JSON array
+    #: of the members' payloads. The id returned is the batch's.
+    aggregate: Optional[str] = None
+    #: How long a new batch collects tasks (seconds, default 5).
+    aggregate_after: Seconds = 5
+    #: A batch runs at once when it holds this many tasks (default 100).
+    max_group: int = 100
 
 
 @dataclass(frozen=True)
@@ -291,6 +392,10 @@ class Prepared:
     queue: str
     type: str
     args: tuple[str, ...]
+    #: Enqueued through debounce.lua, one per call.
+    debounced: bool = False
+    #: Enqueued through aggregate.lua with these arguments, one per call.
+    aggregate_args: Optional[tuple[str, ...]] = None
 
 
 def prepare(task: Task, max_payload_bytes: int) -> Prepared:
@@ -345,6 +450,27 @@ def prepare(task: Task, max_payload_bytes: int) -> Prepared:
     if task.unique is not None:
         unique_ttl_ms = _millis(task.unique)
         lock = unique_key(task_type, payload)
+    trace = check_trace(task.traceparent, task.tracestate)
+    group = check_group(task.group) if task.group is not None else None
+    if task.debounce is not None:
+        debounce = task.debounce
+        if (
+            not isinstance(debounce, str)
+            or debounce == ""
+            or _utf8_len(debounce) > MAX_DEBOUNCE_KEY_BYTES
+            or any(_is_control(c) for c in debounce)
+        ):
+            raise InvalidTaskError(
+                f"debounce key {debounce!r} must be 1 to {MAX_DEBOUNCE_KEY_BYTES} bytes with no control characters"
+            )
+        if task.delay is None or task.at is not None or delay_ms < 1:
+            raise InvalidTaskError(
+                "a debounced task waits a delay of at least 1ms (during which duplicates replace it)"
+            )
+        if task.id is not None:
+            raise InvalidTaskError("a debounced task takes no id of its own: duplicates keep the first one's")
+        lock = f"debounce:{task_type}:{debounce}"
+        unique_ttl_ms = delay_ms + DEBOUNCE_LOCK_EXTRA_MS
     task_id = task.id if task.id is not None else str(uuid.uuid4())
 
     parts = [
@@ -361,6 +487,10 @@ def prepare(task: Task, max_payload_bytes: int) -> Prepared:
     parts += [',"retention_ms":', str(retention_ms)]
     if lock is not None:
         parts += [',"unique_key":', _string(lock)]
+    if group is not None:
+        parts += [',"group":', _string(group)]
+    if trace is not None:
+        parts += [',"trace":', trace]
     parts += [',"enqueued_at_ms":', str(math.floor(time.time() * 1000)), "}"]
     message = "".join(parts)
     args = (
@@ -372,7 +502,55 @@ def prepare(task: Task, max_payload_bytes: int) -> Prepared:
         str(unique_ttl_ms),
         "0",
     )
-    return Prepared(id=task_id, queue=queue, type=task_type, args=args)
+    aggregate_args = None
+    if task.aggregate is not None:
+        aggregate_args = _aggregate_args(task, task_type, payload, message, max_payload_bytes)
+    return Prepared(
+        id=task_id,
+        queue=queue,
+        type=task_type,
+        args=args,
+        debounced=task.debounce is not None,
+        aggregate_args=aggregate_args,
+    )
+
+
+def _aggregate_args(
+    task: Task, task_type: str, payload: str, message: str, max_payload_bytes: int
+) -> tuple[str, ...]:
+    """aggregate.lua's arguments for `task` (built as a plain task into
+    `message`), checked as the Rust client checks them."""
+    key = task.aggregate
+    if not isinstance(key, str) or key == "" or _utf8_len(key) > 256 or any(_is_control(c) for c in key):
+        raise InvalidTaskError(f"aggregation key {key!r} must be 1 to 256 bytes with no control characters")
+    max_group = task.max_group
+    if isinstance(max_group, bool) or not isinstance(max_group, int) or not 1 <= max_group <= MAX_AGGREGATE_GROUP:
+        raise InvalidTaskError(
+            f"an aggregation's batches hold 1 to {MAX_AGGREGATE_GROUP} tasks, not {max_group!r}"
+        )
+    after_ms = _millis(task.aggregate_after)
+    if _seconds("an aggregation's wait", task.aggregate_after) < 0.001 or after_ms < 1:
+        raise InvalidTaskError("an aggregation waits at least 1ms for its batch to fill")
+    if task.id is not None or task.unique is not None or task.debounce is not None or task.delay is not None or task.at is not None:
+        raise InvalidTaskError(
+            "an aggregated task takes no id, unique lock, debounce or delay of its own: its batch has them"
+        )
+    lock = f"aggregate:{task_type}:{key}"
+    # The batch's message: the task's, its payload the array of its members'.
+    payload_at = message.index(',"payload":') + len(',"payload":')
+    batch = message[:payload_at] + "[" + payload + "]" + message[payload_at + len(payload):]
+    batch = batch.replace(',"enqueued_at_ms":', ',"unique_key":' + _string(lock) + ',"enqueued_at_ms":', 1)
+    overhead = _utf8_len(batch) - _utf8_len(payload) - 2
+    return (
+        json.loads(message)["id"],
+        batch,
+        str(after_ms),
+        lock,
+        str(max_group),
+        payload,
+        str(max_payload_bytes + overhead),
+        str(after_ms + DEBOUNCE_LOCK_EXTRA_MS),
+    )
 
 
 # ---------------------------------------------------------------- replies
@@ -399,6 +577,38 @@ class ErrorRecord:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a task's handler said it got."""
+
+    #: How far (a percentage, or items done: the plugin's unit), if said.
+    done: Optional[float]
+    #: The plugin's note (decoded JSON), if any.
+    note: Any
+    #: The attempt that reported it.
+    attempt: int
+    #: When (unix ms, the worker's clock): its latest report or heartbeat.
+    at_ms: int
+
+
+def _progress(raw: Any) -> Optional[Progress]:
+    """A stored progress report, or None (a report that does not read is
+    advisory, and shown as none)."""
+    if raw is None:
+        return None
+    try:
+        report = json.loads(raw)
+        done = report.get("done")
+        return Progress(
+            done=None if done is None else float(done),
+            note=report.get("note"),
+            attempt=int(report.get("attempt", 0)),
+            at_ms=int(report.get("at_ms", 0)),
+        )
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
 class TaskInfo:
     """Everything stored about one task."""
 
@@ -417,6 +627,8 @@ class TaskInfo:
     result: Optional[bytes]
     #: The time that goes with the state (server clock, unix ms).
     state_time_ms: Optional[int]
+    #: The latest progress its handler reported, if any.
+    progress: Optional["Progress"] = None
 
     def result_json(self) -> Any:
         """The result decoded as JSON (None when there is none)."""
@@ -446,18 +658,74 @@ def decode_enqueue_reply(prepared: Prepared, reply: Any) -> Union[Enqueued, Wasm
     return WasmqError(f"enqueue answered {reply!r}")
 
 
+def enqueue_calls(queue: str, prepared: list[Prepared]) -> list[tuple[tuple, list[int]]]:
+    """The script calls that enqueue `prepared`, each with the indexes of
+    the tasks it carries: enqueue.lua for plain tasks (BATCH_CHUNK per
+    call), debounce.lua for each debounced one."""
+    keys = queue_keys(queue)
+    plain = [n for n, p in enumerate(prepared) if not p.debounced and p.aggregate_args is None]
+    calls = [
+        (("EVALSHA", ENQUEUE_SHA, len(keys), *keys, *(arg for n in batch for arg in prepared[n].args)), batch)
+        for batch in chunks(plain)
+    ]
+    calls += [
+        (("EVALSHA", DEBOUNCE_SHA, len(keys), *keys, *p.args), [n])
+        for n, p in enumerate(prepared)
+        if p.debounced
+    ]
+    calls += [
+        (("EVALSHA", AGGREGATE_SHA, len(keys), *keys, *p.aggregate_args), [n])
+        for n, p in enumerate(prepared)
+        if p.aggregate_args is not None
+    ]
+    return calls
+
+
+def decode_call_reply(queue: str, batch: list[Prepared], reply: Any) -> list[Union[Enqueued, WasmqError]]:
+    """The outcomes of one enqueue call (see enqueue_calls)."""
+    if batch and batch[0].debounced:
+        return [decode_debounce_reply(batch[0], reply)]
+    if batch and batch[0].aggregate_args is not None:
+        return [decode_aggregate_reply(batch[0], reply)]
+    if not isinstance(reply, (list, tuple)) or len(reply) != len(batch):
+        count = len(reply) if isinstance(reply, (list, tuple)) else 0
+        return [WasmqError(f"enqueue on {queue!r} answered {count} of {len(batch)} tasks")] * len(batch)
+    return [decode_enqueue_reply(p, answer) for p, answer in zip(batch, reply)]
+
+
+def decode_aggregate_reply(prepared: Prepared, reply: Any) -> Union[Enqueued, WasmqError]:
+    """aggregate.lua's answer: the batch's id and state."""
+    if isinstance(reply, (list, tuple)) and len(reply) == 4 and _text(reply[0]) in ("ok", "added"):
+        return Enqueued(id=_text(reply[1]), queue=prepared.queue, state=_text(reply[3]))
+    if isinstance(reply, (list, tuple)) and len(reply) == 2 and _text(reply[0]) == "duplicate-id":
+        return DuplicateIdError(prepared.queue, prepared.id, state=_text(reply[1]))
+    return WasmqError(f"the aggregated enqueue answered {reply!r}")
+
+
+def decode_debounce_reply(prepared: Prepared, reply: Any) -> Union[Enqueued, WasmqError]:
+    """debounce.lua's answer: the id of the task that will run it."""
+    if isinstance(reply, (list, tuple)) and len(reply) == 2:
+        status = _text(reply[0])
+        if status in ("ok", "replaced"):
+            return Enqueued(id=_text(reply[1]), queue=prepared.queue, state="scheduled")
+        if status == "duplicate-id":
+            return DuplicateIdError(prepared.queue, prepared.id, state=_text(reply[1]))
+    return WasmqError(f"the debounced enqueue answered {reply!r}")
+
+
 def lookup_commands(queue: str, task_id: str) -> list[tuple]:
     """The commands of a task lookup, in the order decode_task reads."""
     commands: list[tuple] = [
         ("HGET", key(queue, part), task_id)
         for part in ("msg", "state", "attempts", "error", "result")
     ]
+    commands.append(("HGET", key(queue, "progress"), task_id))
     commands += [("ZSCORE", key(queue, state), task_id) for state in TIMED_STATES]
     return commands
 
 
 def decode_task(queue: str, task_id: str, replies: Sequence[Any]) -> Optional[TaskInfo]:
-    msg, state, attempts, error, result, *scores = replies
+    msg, state, attempts, error, result, progress, *scores = replies
     if msg is None:
         return None
     message = json.loads(msg)
@@ -484,6 +752,7 @@ def decode_task(queue: str, task_id: str, replies: Sequence[Any]) -> Optional[Ta
         last_error=last_error,
         result=bytes(result) if result is not None else None,
         state_time_ms=int(float(state_time)) if state_time is not None else None,
+        progress=_progress(progress),
     )
 
 

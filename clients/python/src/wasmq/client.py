@@ -132,8 +132,9 @@ class Client:
     def enqueue(self, task_or_type: Union[Task, str], payload: Any = proto._UNSET, **options: Any) -> Enqueued:
         """Enqueues one task: a :class:`Task`, or a type, a payload and the
         Task's options as keywords (queue, id, delay, at, max_retry,
-        timeout, deadline, retention, unique, payload_json). Raises the
-        error when it is refused."""
+        timeout, deadline, retention, unique, payload_json, traceparent,
+        tracestate, group, debounce, aggregate, aggregate_after, max_group).
+        Raises the error when it is refused."""
         outcome = self.enqueue_batch([make_task(task_or_type, payload, options)])[0]
         if isinstance(outcome, Exception):
             raise outcome
@@ -176,35 +177,27 @@ class Client:
         self._registered.add(queue)
 
     def _run_enqueue(self, queue: str, prepared: list[proto.Prepared]) -> list[Outcome]:
-        keys = proto.queue_keys(queue)
-        batches = proto.chunks(prepared)
-        commands = [
-            ("EVALSHA", proto.ENQUEUE_SHA, len(keys), *keys, *(arg for p in batch for arg in p.args))
-            for batch in batches
-        ]
+        calls = proto.enqueue_calls(queue, prepared)
+        commands = [command for command, _ in calls]
         if self.wait_replicas > 0:
             commands.append(("WAIT", self.wait_replicas, max(int(self.wait_timeout * 1000), 1)))
-        replies = self._pipeline(queue, commands, scripted=len(batches))
+        replies = self._pipeline(queue, commands, scripted=len(calls))
         shortfall = None
         if self.wait_replicas > 0:
             acknowledged = int(replies[-1])
             if acknowledged < self.wait_replicas:
                 shortfall = acknowledged
-        outcomes: list[Outcome] = []
-        for batch, reply in zip(batches, replies):
+        outcomes: list[Optional[Outcome]] = [None] * len(prepared)
+        for (_, batch), reply in zip(calls, replies):
             if isinstance(reply, Exception):
-                error = translate(reply, self._target.shown)
-                outcomes += [error] * len(batch)
-                continue
-            if len(reply) != len(batch):
-                outcomes += [WasmqError(f"enqueue on {queue!r} answered {len(reply)} of {len(batch)} tasks")] * len(batch)
-                continue
-            for p, answer in zip(batch, reply):
-                outcome = proto.decode_enqueue_reply(p, answer)
+                answers: list[Outcome] = [translate(reply, self._target.shown)] * len(batch)
+            else:
+                answers = proto.decode_call_reply(queue, [prepared[n] for n in batch], reply)
+            for n, outcome in zip(batch, answers):
                 if shortfall is not None and isinstance(outcome, Enqueued):
                     outcome = NotReplicatedError(self.wait_replicas, shortfall, self.wait_timeout, outcome)
-                outcomes.append(outcome)
-        return outcomes
+                outcomes[n] = outcome
+        return outcomes  # type: ignore[return-value]
 
     # ------------------------------------------------------------ the slot's node
 
@@ -239,7 +232,8 @@ class Client:
                 continue
             if scripted and not loaded and any(_no_script(reply) for reply in replies[:scripted]):
                 try:
-                    self._node(queue).script_load(proto.ENQUEUE_SCRIPT)
+                    for script in proto.SCRIPTS:
+                        self._node(queue).script_load(script)
                 except Exception as err:  # noqa: BLE001
                     raise translate(err, self._target.shown) from err
                 loaded = True

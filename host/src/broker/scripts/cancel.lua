@@ -1,7 +1,9 @@
 -- Cancels a task that has not finished: it is archived with a 'cancelled'
 -- error and its unique lock is released. If it is running, its lease is
 -- revoked and its id is published on wasmq:{<queue>}:cancel, so the worker
--- running it stops its instance at once and drops the outcome.
+-- running it stops its instance at once and drops the outcome. A flow
+-- parent waiting for its children is cancelled the same way, and a flow
+-- child's end is noted for its parent.
 --
 -- KEYS: the queue's keys (prelude.lua)
 -- ARGV[1] -> task id
@@ -20,21 +22,25 @@ if state == 'archived' or state == 'completed' then
 end
 local now = now_ms()
 if state == 'pending' then
-    redis.call('LREM', PENDING, 0, id)
+    unpend(id)
 elseif state == 'active' then
     redis.call('ZREM', ACTIVE, id)
     redis.call('HDEL', OWNER, id)
     redis.call('PUBLISH', string.sub(PENDING, 1, -8) .. 'cancel', id)
+elseif state == 'waiting' then
+    redis.call('HDEL', WAITING, id)
 end
 redis.call('ZREM', SCHEDULED, id)
 redis.call('ZREM', RETRY, id)
 local attempt = tonumber(redis.call('HGET', ATTEMPTS, id) or '0')
-redis.call('HSET', ERROR, id, cjson.encode({
+local error = cjson.encode({
     kind = 'cancelled',
     message = 'cancelled while ' .. state,
     attempt = attempt,
     at_ms = now,
-}))
+})
+redis.call('HSET', ERROR, id, error)
+note_flow_end(id, redis.call('HGET', MSG, id), 'archived', error, nil, now)
 redis.call('ZADD', ARCHIVED, now, id)
 redis.call('HSET', STATE, id, 'archived')
 release_unique(unique_key_of(id), id)

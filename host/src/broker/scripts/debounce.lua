@@ -26,6 +26,7 @@ if holder and redis.call('HGET', STATE, holder) == 'scheduled' then
     if at == 2 then
         msg = '{"id":' .. cjson.encode(holder) .. string.sub(msg, to + 1)
         redis.call('HSET', MSG, holder, msg)
+        note_groups({holder, msg})
         add_due(SCHEDULED, {due, holder}, due)
         redis.call('ZADD', UNIQUE_UNTIL, now + ttl, key)
         return {'replaced', holder}
@@ -35,9 +36,5 @@ local taken = redis.call('HGET', STATE, id)
 if taken then
     return {'duplicate-id', taken}
 end
-redis.call('HSET', MSG, id, msg)
-redis.call('HSET', STATE, id, 'scheduled')
-add_due(SCHEDULED, {due, id}, due)
-redis.call('HSET', UNIQUE, key, id)
-redis.call('ZADD', UNIQUE_UNTIL, now + ttl, key)
+schedule_holder(id, msg, due, key, now + ttl)
 return {'ok', id}

@@ -14,7 +14,7 @@
 --
 -- An idle queue (nothing pending, scheduled or retried) costs one command:
 -- it answers {0, -1, 0} at once (no time, no due task, not paused).
-if redis.call('EXISTS', PENDING, SCHEDULED, RETRY) == 0 then
+if redis.call('EXISTS', PENDING, SCHEDULED, RETRY, GROUPS) == 0 then
     return {0, -1, 0}
 end
 local now = now_ms()
@@ -25,8 +25,8 @@ for _, zset in ipairs({SCHEDULED, RETRY}) do
     local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, forward_budget)
     if #due > 0 then
         call_with('ZREM', zset, due)
-        call_with('LPUSH', PENDING, due)
         call_with('HSET', STATE, each_with(due, 'pending'))
+        push_pending(due, false, true)
     end
 end
 
@@ -47,8 +47,13 @@ if redis.call('EXISTS', PAUSED) == 1 then
     return reply
 end
 
-local ids = redis.call('RPOP', PENDING, limit)
-if not ids then
+local ids
+if redis.call('EXISTS', GROUPS) == 1 then
+    ids = take_in_turn(limit)
+else
+    ids = redis.call('RPOP', PENDING, limit)
+end
+if not ids or #ids == 0 then
     return reply
 end
 -- One command per step for the whole batch; an id whose record is gone

@@ -8,7 +8,8 @@
 --   ARGV[i+2] -> delay before the task is due, ms (0: due now); used when ARGV[i+3] is 0
 --   ARGV[i+3] -> due time, unix ms by the server's clock, or 0
 --   ARGV[i+4] -> unique key, or '' for none
---   ARGV[i+5] -> unique lock time to live, ms
+--   ARGV[i+5] -> unique lock time to live, ms; negative: also extend the
+--                lock to that long from now on each refused duplicate
 --   ARGV[i+6] -> how long the id stays reserved, ms, even after the task is
 --                gone (0: only while the task is kept)
 --
@@ -38,6 +39,8 @@ for n, id in ipairs(ids) do
     local msg = ARGV[i + 1]
     local delay, due_at = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
     local unique_key, unique_ttl = ARGV[i + 4], tonumber(ARGV[i + 5])
+    local extends = unique_ttl < 0
+    unique_ttl = math.abs(unique_ttl)
     local reserve = tonumber(ARGV[i + 6])
     local holder_state = taken[id] or states[n]
     local reserved_until = tonumber(reserved[n] or '0') or 0
@@ -56,6 +59,11 @@ for n, id in ipairs(ids) do
                 until_ms = tonumber(redis.call('ZSCORE', UNIQUE_UNTIL, unique_key) or '0')
             end
             if holder and until_ms > now then
+                if extends and now + unique_ttl > until_ms then
+                    until_ms = now + unique_ttl
+                    redis.call('ZADD', UNIQUE_UNTIL, until_ms, unique_key)
+                    locked[unique_key] = {holder, until_ms}
+                end
                 replies[n] = {'duplicate-unique', holder, until_ms - now}
                 refused = true
             else
@@ -95,6 +103,7 @@ end
 if #messages > 0 then
     call_with('HSET', MSG, messages)
     call_with('HSET', STATE, new_states)
+    note_groups(messages)
     if #reservations > 0 then
         call_with('ZADD', RESERVED_IDS, reservations)
     end
@@ -102,13 +111,7 @@ end
 if #scheduled > 0 then
     add_due(SCHEDULED, scheduled, earliest)
 end
-if #pending > 0 then
-    -- Idle workers wait for the queue to go from empty to not empty; busy
-    -- workers come back for more on their own.
-    local was_empty = redis.call('LLEN', PENDING) == 0
-    call_with('LPUSH', PENDING, pending)
-    if was_empty then
-        redis.call('PUBLISH', NOTIFY, 'pending')
-    end
-end
+-- Idle workers wait for the queue to go from empty to not empty; busy
+-- workers come back for more on their own.
+push_pending(pending, false)
 return replies

@@ -20,8 +20,8 @@ for _, id in ipairs(waiting) do
             and type(note.message) == 'string'
             and string.find(note.message, needle, 1, true) then
             redis.call('ZREM', SCHEDULED, id)
-            redis.call('LPUSH', PENDING, id)
             redis.call('HSET', STATE, id, 'pending')
+            push_pending({id}, false, true)
             woken = woken + 1
         end
     end

@@ -1,6 +1,7 @@
 -- Takes back tasks whose lease expired: their worker crashed, froze or lost
 -- Redis. Each goes back to the head of pending with a 'lease-expired' error,
--- or to the archive when that attempt was its last.
+-- or to the archive when that attempt was its last (a flow child's end is
+-- then noted for its parent).
 --
 -- KEYS: the queue's keys (prelude.lua)
 -- ARGV[1] -> how many tasks to take back at most
@@ -35,9 +36,10 @@ for _, id in ipairs(expired) do
             if type(decoded.unique_key) == 'string' then
                 release_unique(decoded.unique_key, id)
             end
+            note_flow_end(id, msg, 'archived', err, nil, now)
         else
-            redis.call('RPUSH', PENDING, id)
             redis.call('HSET', STATE, id, 'pending')
+            push_pending({id}, true, true)
         end
     else
         forget(id)

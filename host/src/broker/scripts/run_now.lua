@@ -17,8 +17,8 @@ for i = 2, #ARGV do
     local state = redis.call('HGET', STATE, id)
     if state and sets[state] and (wanted == '' or wanted == state) then
         redis.call('ZREM', sets[state], id)
-        redis.call('RPUSH', PENDING, id)
         redis.call('HSET', STATE, id, 'pending')
+        push_pending({id}, true, true)
         replies[#replies + 1] = state
         moved = true
     else

@@ -20,11 +20,16 @@
 --   requeue   back to the head of pending, the attempt not counted (the
 --             worker is shutting down).
 --
+-- A flow child or a batch's task that completes or is archived also notes
+-- its end in the flow outbox (prelude.lua's note_flow_end), in this same
+-- call; a child that completes beside its parent, in this queue, is
+-- recorded for the parent at once (flow_child_completed).
+--
 -- KEYS: the queue's keys (prelude.lua)
 -- ARGV[1] -> the queue's result budget, bytes (0: none)
 -- ARGV[2] -> the archive's size cap (tasks)
 -- ARGV[3] -> the archive's age cap, ms
--- ARGV[4..]: six per task, task after task:
+-- ARGV[4..]: seven per task, task after task:
 --   [i]   -> what to record: 'complete', 'retry', 'archive', 'postpone' or 'requeue'
 --   [i+1] -> task id
 --   [i+2] -> the worker's lease token
@@ -32,11 +37,13 @@
 --   [i+4] -> complete: result bytes; retry, archive: the error (JSON);
 --            postpone: the note (JSON); requeue: ''
 --   [i+5] -> complete, archive: the task's unique key, or ''; otherwise ''
+--   [i+6] -> '1' when the task is a flow child or in a batch (its end is
+--            noted for its parent or batch), else ''
 --
 -- Returns one number per task, in order: 1 when recorded, 0 when the caller
 -- no longer holds the task (its lease expired and it was taken back, or it
 -- was cancelled or deleted; the task is left alone).
-local FIRST, STRIDE = 4, 6
+local FIRST, STRIDE = 4, 7
 local now = now_ms()
 local budget = tonumber(ARGV[1])
 local archive_max_size, archive_max_age = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -46,6 +53,21 @@ for i = FIRST, #ARGV, STRIDE do
     ids[#ids + 1] = ARGV[i + 1]
 end
 local owners = hmget(OWNER, ids)
+
+-- The messages of the flow children among them, read before any record is
+-- forgotten.
+local child_ids = {}
+for n, id in ipairs(ids) do
+    if ARGV[FIRST + (n - 1) * STRIDE + 6] == '1' then
+        child_ids[#child_ids + 1] = id
+    end
+end
+local child_messages = {}
+if #child_ids > 0 then
+    for n, msg in ipairs(hmget(MSG, child_ids)) do
+        child_messages[child_ids[n]] = msg
+    end
+end
 
 -- The held tasks, by what to record for them.
 local complete = {done = {}, forgotten = {}, kept = {}, expiries = {}, results = {}, added = 0, dropped = {}}
@@ -79,6 +101,7 @@ for n, id in ipairs(ids) do
         answers[n] = 1
         if kind == 'complete' then
             local retention, result = tonumber(ARGV[i + 3]), ARGV[i + 4]
+            flow_child_completed(id, child_messages[id], result, now)
             complete.done[#complete.done + 1] = id
             release_unique(ARGV[i + 5], id)
             if retention <= 0 then
@@ -113,6 +136,7 @@ for n, id in ipairs(ids) do
             archive.errors[#archive.errors + 1] = id
             archive.errors[#archive.errors + 1] = ARGV[i + 4]
             release_unique(ARGV[i + 5], id)
+            note_flow_end(id, child_messages[id], 'archived', ARGV[i + 4], nil, now)
         elseif kind == 'requeue' then
             requeue[#requeue + 1] = id
         else
@@ -202,7 +226,7 @@ if #requeue > 0 then
     -- The attempt the task was leased for is not counted.
     uncount_attempts(requeue)
     call_with('ZREM', ACTIVE, requeue)
-    call_with('RPUSH', PENDING, requeue)
+    push_pending(requeue, true, true)
     call_with('HSET', STATE, each_with(requeue, 'pending'))
     call_with('HDEL', OWNER, requeue)
     redis.call('PUBLISH', NOTIFY, 'pending')

@@ -43,6 +43,10 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/python/wasmq/_failure.py"),
     ),
     (
+        "wasmq/flow.py",
+        include_str!("../../../../guest-sdk/python/wasmq/flow.py"),
+    ),
+    (
         "wasmq/http.py",
         include_str!("../../../../guest-sdk/python/wasmq/http.py"),
     ),
@@ -53,6 +57,10 @@ const SDK: &[(&str, &str)] = &[
     (
         "wasmq/log.py",
         include_str!("../../../../guest-sdk/python/wasmq/log.py"),
+    ),
+    (
+        "wasmq/progress.py",
+        include_str!("../../../../guest-sdk/python/wasmq/progress.py"),
     ),
 ];
 

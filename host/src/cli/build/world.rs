@@ -48,7 +48,11 @@ pub(crate) const WORLD: &str = "plugin";
 /// `http` (JavaScript's `fetch` brings its own).
 pub(crate) fn write(dir: &Path, manifest: &Manifest, wasi_http: bool) -> anyhow::Result<()> {
     let caps = &manifest.capabilities;
-    let mut imports = vec!["wasmq:plugin/log@0.1.0"];
+    let mut imports = vec![
+        "wasmq:plugin/log@0.1.0",
+        "wasmq:plugin/flow@0.1.0",
+        "wasmq:plugin/progress@0.1.0",
+    ];
     if caps.kv.is_some() {
         imports.push("wasmq:plugin/kv@0.1.0");
     }

@@ -157,12 +157,14 @@ fn router(state: Shared) -> Router {
         .route("/api/throughput", get(throughput))
         .route("/api/queues/{queue}/tasks", get(list_tasks))
         .route("/api/queues/{queue}/tasks/{id}", get(show_task))
+        .route("/api/flows/{queue}/{id}", get(show_flow))
         .route("/api/queues/{queue}/tasks/{id}/{action}", post(task_action))
         .route("/api/queues/{queue}/bulk/{action}", post(bulk_action))
         .route("/api/queues/{queue}/{action}", post(queue_action))
         .route("/api/cron", get(cron_entries))
         .route("/api/cron/{name}/history", get(cron_history))
         .route("/api/plugins", get(plugins))
+        .route("/api/limits", get(limits))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
@@ -303,6 +305,7 @@ async fn list_tasks(
         TaskState::Retry => counts.retry,
         TaskState::Archived => counts.archived,
         TaskState::Completed => counts.completed,
+        TaskState::Waiting => counts.waiting,
     };
     Ok(Json(
         json!({ "queue": queue, "state": task_state, "page": page, "size": size, "total": total, "tasks": tasks }),
@@ -315,6 +318,23 @@ async fn show_task(
 ) -> ApiResult {
     match state.broker.task_info(&queue, &id).await? {
         Some(info) => Ok(Json(info.to_json())),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no task {id} in queue {queue:?}"),
+        )),
+    }
+}
+
+/// The flow a task belongs to, from its root down, each task with its state.
+async fn show_flow(
+    State(state): State<Shared>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult {
+    let client = crate::Client::new(state.broker.clone());
+    match client.flow(&id, Some(&queue)).await? {
+        Some(tree) => Ok(Json(serde_json::to_value(&tree).map_err(|err| {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+        })?)),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no task {id} in queue {queue:?}"),
@@ -425,6 +445,11 @@ async fn cron_history(
             format!("no cron entry named {name:?}"),
         )),
     }
+}
+
+async fn limits(State(state): State<Shared>) -> ApiResult {
+    let view = crate::ops::limits::view(&state.broker).await?;
+    Ok(Json(serde_json::to_value(view).unwrap_or_default()))
 }
 
 async fn plugins(State(state): State<Shared>) -> ApiResult {

@@ -1,7 +1,7 @@
 // The JavaScript example plugin, in TypeScript: every capability of the
 // SDK, one task type each.
 
-import { Failure, enqueue, handler, kv, log, type Task } from "wasmq";
+import { Failure, enqueue, flow, handler, kv, log, progress, type Task } from "wasmq";
 import { greeting } from "./greeting";
 
 /** Returns its payload: the no-op task of the benchmarks. */
@@ -45,6 +45,36 @@ handler("js:fanout", (task: Task, payload: { n?: number }) => {
     ids.push(enqueue("js:echo", { from: task.id, i }));
   }
   return { enqueued: ids };
+});
+
+/** Starts a flow of `n` echo tasks under a js:gather parent. */
+handler("js:flow", (_task: Task, payload: { n?: number }) => {
+  const children = [];
+  for (let i = 0; i < (payload.n ?? 1); i++) children.push({ type: "js:echo", payload: { i } });
+  return { root: flow.start({ type: "js:gather", children }) };
+});
+
+/** A flow parent: returns its children's results, in order. */
+handler("js:gather", () => ({ children: flow.children().map((child) => child.json()) }));
+
+/** Adds `n` echo children to itself; once they ended, returns their results. */
+handler("js:split", (_task: Task, payload: { n?: number }) => {
+  const done = flow.children();
+  if (done.length === 0) {
+    const children = [];
+    for (let i = 0; i < (payload.n ?? 1); i++) children.push({ type: "js:echo", payload: { i } });
+    flow.addChildren(children);
+    return {};
+  }
+  return { children: done.map((child) => child.json()) };
+});
+
+/** Reports its progress twice; the last report stays with the task. */
+handler("js:progress", () => {
+  progress.report(50, { step: "half" });
+  progress.heartbeat();
+  progress.report(100, { step: "done" });
+  return {};
 });
 
 /** GETs `url` with fetch (only hosts the manifest allows). */

@@ -5,8 +5,8 @@
 (() => {
   // ---------------------------------------------------------------- constants
 
-  const STATES = ['pending', 'active', 'scheduled', 'retry', 'archived', 'completed'];
-  const TABS = ['queues', 'servers', 'cron', 'plugins'];
+  const STATES = ['waiting', 'pending', 'active', 'scheduled', 'retry', 'archived', 'completed'];
+  const TABS = ['queues', 'servers', 'cron', 'limits', 'plugins'];
   const OVERVIEW_EVERY_MS = 2000;
   const VIEW_EVERY_MS = 2000;
   const PLUGINS_EVERY_MS = 5000;
@@ -35,6 +35,7 @@
   ];
   // What a task's state_time_ms means in each state.
   const STATE_TIME = {
+    waiting: null,
     pending: null,
     active: 'Lease expires',
     scheduled: 'Due',
@@ -53,6 +54,7 @@
     list: null, // last task list answer for the route's queue and state
     listKey: null,
     cron: null,
+    limits: null,
     history: null,
     plugins: null,
     samples: [], // {t, processed: {queue: n}, failed: {queue: n}} from /api/overview
@@ -564,6 +566,7 @@
     const route = S.route;
     if (route.tab === 'queues' && route.queue) await loadList();
     if (route.tab === 'cron') await loadCron();
+    if (route.tab === 'limits') await loadLimits();
   }
 
   async function loadList() {
@@ -579,6 +582,18 @@
     if (key !== listKey()) return; // the route moved on meanwhile
     S.list = list;
     renderTasks();
+  }
+
+  async function loadLimits() {
+    let limits;
+    try {
+      limits = await api('/api/limits');
+    } catch (err) {
+      readFailed('Loading limits', err);
+      return;
+    }
+    S.limits = limits;
+    renderLimits();
   }
 
   async function loadCron() {
@@ -634,7 +649,33 @@
     }
     if (S.detail !== detail || detail.gen !== gen) return;
     detail.task = task;
+    if (task.parent || (task.children && task.children.length)) {
+      // A task in a flow: its whole tree, from the root, every poll.
+      try {
+        const flow = await api(`/api/flows/${enc(detail.queue)}/${enc(detail.id)}`);
+        if (S.detail !== detail || detail.gen !== gen) return;
+        detail.flow = flow;
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 404)) readFailed('Loading the flow', err);
+      }
+    }
     renderDetail();
+  }
+
+  /** A flow's tree: each task's state, type and id (a link to it); the task shown is marked. */
+  function buildFlowTree(node, here) {
+    const current = node.queue === here.queue && node.id === here.id;
+    const outcome = node.outcome && node.outcome.error ? h('span', { class: 'muted' }, ` ${node.outcome.error.kind}`) : null;
+    const policy = node.on_failure && node.on_failure !== 'fail-parent' ? h('span', { class: 'muted' }, ` [${node.on_failure}]`) : null;
+    const state = node.state || (node.outcome ? node.outcome.state : 'gone');
+    return h('li', { 'data-testid': 'flow-node', 'data-state': state, 'data-task-id': node.id, class: current ? 'current' : null },
+      stateBadge(state), ' ', mono(node.type), ' ',
+      current
+        ? h('b', { class: 'mono' }, node.id)
+        : h('a', { href: '#', class: 'mono', 'data-act': 'open-task-link', 'data-queue': node.queue, 'data-id': node.id }, node.id),
+      node.queue !== here.queue ? h('span', { class: 'muted' }, ` (${node.queue})`) : null,
+      outcome, policy,
+      node.children && node.children.length ? h('ul', null, node.children.map((child) => buildFlowTree(child, here))) : null);
   }
 
   const overviewLoop = loop(pollOverview, OVERVIEW_EVERY_MS);
@@ -679,6 +720,7 @@
     }
     if (S.route.tab === 'servers') renderServers();
     if (S.route.tab === 'cron') renderCron();
+    if (S.route.tab === 'limits') renderLimits();
     if (S.route.tab === 'plugins') renderPlugins();
   }
 
@@ -1099,7 +1141,7 @@
 
   function openDetail(queue, id) {
     const gen = (S.detail ? S.detail.gen : 0) + 1;
-    S.detail = { queue, id, task: null, gone: null, gen };
+    S.detail = { queue, id, task: null, flow: null, gone: null, gen };
     $('detail').hidden = false;
     $('detail-backdrop').hidden = false;
     $('detail')._sig = null;
@@ -1116,13 +1158,13 @@
   }
 
   const KNOWN_FIELDS = ['id', 'queue', 'type', 'state', 'state_time_ms', 'attempts', 'max_retry', 'payload', 'timeout_ms', 'deadline_ms',
-    'retention_ms', 'enqueued_at_ms', 'unique_key', 'limit', 'last_error', 'result'];
+    'retention_ms', 'enqueued_at_ms', 'unique_key', 'limit', 'last_error', 'result', 'children', 'progress'];
 
   function renderDetail() {
     const panel = $('detail');
     const detail = S.detail;
     if (!detail) return;
-    const data = { d: { queue: detail.queue, id: detail.id, gone: detail.gone }, task: detail.task, ro: readOnly() };
+    const data = { d: { queue: detail.queue, id: detail.id, gone: detail.gone }, task: detail.task, flow: detail.flow, ro: readOnly() };
     const body = panel.querySelector('.drawer-body');
     const scroll = body && panel._id === detail.id ? body.scrollTop : 0;
     renderIfChanged(panel, data, () => buildDetail(detail));
@@ -1153,6 +1195,7 @@
       ['Retention', task.retention_ms === null || task.retention_ms === undefined ? h('span', { class: 'muted' }, 'none') : fmtDuration(task.retention_ms)],
       ['Unique key', task.unique_key === null || task.unique_key === undefined ? h('span', { class: 'muted' }, 'none') : mono(shortJson(task.unique_key, 200))],
       ['Limit', task.limit === null || task.limit === undefined ? h('span', { class: 'muted' }, 'none') : mono(shortJson(task.limit, 200))],
+      task.progress ? ['Progress', progressCell(task.progress)] : null,
     ];
     for (const [key, value] of Object.entries(task)) {
       if (!KNOWN_FIELDS.includes(key)) rows.push([key, mono(shortJson(value, 300))]);
@@ -1164,6 +1207,7 @@
         detail.gone ? h('div', { class: 'notice bad' }, `${detail.gone}. Showing what was last seen.`) : null,
         h('div', { class: 'detail-actions' }, detail.gone ? null : taskButtons(task.queue, task.id, task.state, false)),
         h('dl', { class: 'fields' }, rows.filter(Boolean).map(([label, value]) => [h('dt', null, label), h('dd', null, value)])),
+        detail.flow ? [h('h3', null, 'Flow'), h('ul', { class: 'flow-tree', 'data-testid': 'flow-tree' }, buildFlowTree(detail.flow, detail))] : null,
         h('h3', null, 'Last error'),
         error
           ? h('div', { class: 'error-box', 'data-testid': 'task-error' },
@@ -1179,6 +1223,14 @@
           : h('pre', { class: 'json', 'data-testid': 'task-result' }, prettyJson(task.result)),
         h('details', { class: 'raw', 'data-key': 'raw-json', open: S.openDetails.has('raw-json') }, h('summary', null, 'Raw JSON'), h('pre', { class: 'json' }, prettyJson(task)))),
     ];
+  }
+
+  // A handler's latest progress report: its figure, its note, and when.
+  function progressCell(progress) {
+    return h('span', { 'data-testid': 'task-progress' },
+      progress.done === null || progress.done === undefined ? null : h('b', null, String(progress.done)),
+      progress.note === null || progress.note === undefined ? null : [' ', mono(shortJson(progress.note, 200))],
+      h('span', { class: 'muted' }, ` · attempt ${progress.attempt} · `, ago(progress.at_ms)));
   }
 
   function timeCell(ms) {
@@ -1234,6 +1286,41 @@
         class: p.probation ? 'tag tag-probation' : 'tag',
         title: `digest ${p.digest}\ntask types: ${(p.types || []).join(', ')}${p.probation ? '\non probation: its attempts kept ending at their limits; its tasks run at idle priority' : ''}`,
       }, p.name, h('span', { class: 'tag-sub' }, p.version)))));
+  }
+
+  // --------------------------------------------------------------------- limits
+
+  function renderLimits() {
+    const limits = S.limits;
+    const rates = $('rate-body');
+    const slots = $('concurrency-body');
+    if (!limits) {
+      for (const body of [rates, slots]) {
+        if (!body.children.length) body.append(h('tr', { class: 'empty' }, h('td', { colspan: 6 }, 'Loading…')));
+      }
+      return;
+    }
+    syncRows(rates, limits.rate, (r) => `${r.target} ${r.key}`, buildRateRow, { cols: 6, text: 'No rate limits. Set one with: wasmq limit set TYPE --rate 100/s' });
+    syncRows(slots, limits.concurrency, (r) => r.task_type, buildConcurrencyRow, { cols: 4, text: 'No concurrency limits. Set one with: wasmq limit set TYPE --max-running N' });
+  }
+
+  function buildRateRow(r) {
+    const full = r.used >= r.of;
+    return h('tr', { 'data-testid': 'rate-row' },
+      h('td', { class: 'mono' }, r.target),
+      h('td', { class: 'mono' }, r.rate),
+      h('td', { class: 'num' }, String(r.burst)),
+      h('td', { class: 'mono' }, r.key),
+      h('td', { 'data-testid': 'rate-used' }, h('b', { class: full ? 'bad' : null }, `${r.used}/${r.of}`)),
+      h('td', null, r.waiting_ms > 0 ? `turns for ${fmtDuration(r.waiting_ms)}` : h('span', { class: 'muted' }, '—')));
+  }
+
+  function buildConcurrencyRow(r) {
+    return h('tr', { 'data-testid': 'concurrency-row' },
+      h('td', { class: 'mono' }, r.task_type),
+      h('td', null, `${r.max_running}${r.scope}`),
+      h('td', { class: 'mono' }, r.when_busy),
+      h('td', { class: 'mono', 'data-testid': 'concurrency-held' }, r.holders.length ? r.holders.join(', ') : h('span', { class: 'muted' }, 'free')));
   }
 
   // --------------------------------------------------------------------- cron
