@@ -81,7 +81,8 @@ pub struct Summary {
     pub completed: u64,
     /// Attempts that failed (retried or archived).
     pub failed: u64,
-    /// Tasks put back on shutdown.
+    /// Tasks put back at the head of their queue without an attempt: on
+    /// shutdown, or when Redis was out of reach as they were admitted.
     pub requeued: u64,
 }
 

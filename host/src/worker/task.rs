@@ -108,9 +108,9 @@ enum Admitted {
     /// The attempt is refused before it starts (its deadline passed, its
     /// tree was stopped): it fails like an attempt.
     Refuse(TaskFailure),
-    /// Nothing to record: Redis could not say whether a slot is free (or
-    /// what a parent's children left it), and the lease will expire so
-    /// that the task is tried again.
+    /// Nothing to record: Redis answered an admission check with an error
+    /// other than being out of reach, and the lease will expire so that the
+    /// task is tried again.
     Abandon,
 }
 
@@ -177,7 +177,7 @@ impl TaskPath {
                     )
                     .await;
                 drop(slot.take());
-                self.release(held, &message.id).await;
+                self.release(held, &message.id, &running).await;
                 (attempted, true, span)
             }
             Admitted::Refuse(failure) => (
@@ -374,11 +374,11 @@ impl TaskPath {
             }
         }
         if let Err(failure) = attempt::time_left(message.deadline_ms, now_ms()) {
-            self.release(held, &message.id).await;
+            self.release(held, &message.id, running).await;
             return Admitted::Refuse(failure);
         }
         if let Some(failure) = self.tree_stopped(task).await {
-            self.release(held, &message.id).await;
+            self.release(held, &message.id, running).await;
             return Admitted::Refuse(failure);
         }
         // A parent's children's outcomes are part of its task. Redis out of
@@ -389,12 +389,11 @@ impl TaskPath {
                 .filter(|child| child.is_shown_to_parent())
                 .collect(),
             Err(err) if err.is_unreachable() => {
-                self.outage.failed(&err);
-                self.release(held, &message.id).await;
-                return Admitted::Abandon;
+                self.release(held, &message.id, running).await;
+                return self.unanswered(&err);
             }
             Err(err) => {
-                self.release(held, &message.id).await;
+                self.release(held, &message.id, running).await;
                 return Admitted::Refuse(TaskFailure::new(
                     FailureKind::HandlerError,
                     format!("its children's outcomes could not be read: {err}"),
@@ -409,14 +408,27 @@ impl TaskPath {
                 children,
             },
             RateAdmission::Wait { delay, why } => {
-                self.release(held, &message.id).await;
+                self.release(held, &message.id, running).await;
                 Admitted::Record(self.postponement(task, delay, FailureKind::RateLimited, why))
             }
             RateAdmission::Unknown(err) => {
-                self.outage.failed(&err);
-                self.release(held, &message.id).await;
-                Admitted::Abandon
+                self.release(held, &message.id, running).await;
+                self.unanswered(&err)
             }
+        }
+    }
+
+    /// What becomes of a task whose admission Redis did not answer: with
+    /// Redis out of reach, it goes back to the head of its queue once Redis
+    /// answers again (while its lease holds), instead of waiting out its
+    /// lease; on any other error it is left to its lease, so that an error
+    /// that repeats does not spin it through admission.
+    fn unanswered(&self, err: &broker::Error) -> Admitted {
+        self.outage.failed(err);
+        if err.is_unreachable() {
+            Admitted::Record(Settlement::Requeue)
+        } else {
+            Admitted::Abandon
         }
     }
 
@@ -427,10 +439,7 @@ impl TaskPath {
         let holders = match self.broker.acquire_slot(limit, &task.message.id).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(holders)) => holders,
-            Err(err) => {
-                self.outage.failed(&err);
-                return Err(Admitted::Abandon);
-            }
+            Err(err) => return Err(self.unanswered(&err)),
         };
         let held = format!(
             "all {} slot(s) of limit {:?} are held (by {})",
@@ -457,12 +466,24 @@ impl TaskPath {
     }
 
     /// Gives back what an attempt held: its concurrency-limit slot (its
-    /// probation seat goes when `held` is dropped).
-    async fn release(&self, held: Held, id: &str) {
-        if let Some(limit) = &held.slot
-            && let Err(err) = self.broker.release_slot(limit, id).await
-        {
-            tracing::warn!(%err, key = limit.key, "could not release a concurrency slot; it frees when its lock-at-most-for runs out");
+    /// probation seat goes when `held` is dropped). Retried while Redis is
+    /// out of reach and the lease holds, as the settlement that follows is:
+    /// a slot left held across a Redis restart would stop every task of its
+    /// limit until its lock-at-most-for ran out.
+    async fn release(&self, held: Held, id: &str, running: &RunningTask) {
+        let Some(limit) = &held.slot else {
+            return;
+        };
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.broker.release_slot(limit, id).await {
+                Ok(()) => return,
+                Err(err) if self.waited_out(&err, &mut delay, running).await => {}
+                Err(err) => {
+                    tracing::warn!(%err, key = limit.key, "could not release a concurrency slot; it frees when its lock-at-most-for runs out");
+                    return;
+                }
+            }
         }
     }
 
@@ -710,7 +731,7 @@ fn log_recorded(settlement: &Settlement, attempt: Option<(Why, Duration)>) {
             "put back without an attempt"
         ),
         Settlement::Requeue => {
-            tracing::info!("stopped by shutdown and put back at the head of its queue")
+            tracing::info!("put back at the head of its queue without an attempt")
         }
     }
 }
