@@ -134,6 +134,15 @@ const HOSTILE: &[Hostile] = &[
         refused_at_load: false,
     },
     Hostile {
+        plugin: "hostile-progress",
+        component: HOSTILE_PROGRESS_COMPONENT,
+        task_type: "hostile:progress",
+        flags: &[],
+        kind: FailureKind::CapabilityDenied,
+        message: "denied: add-children: the flow holds 10 tasks, over the 3 follow-ups left of the attempt's quota",
+        refused_at_load: false,
+    },
+    Hostile {
         plugin: "hostile-initbomb",
         component: HOSTILE_INITBOMB_COMPONENT,
         task_type: "hostile:initbomb",
@@ -331,6 +340,87 @@ hostile_tests! {
     hostile_plugin_too_big_to_instantiate_is_refused_at_load => "hostile-initbomb",
     hostile_huge_failure_message_is_cut => "hostile-bigmessage",
     hostile_replication_is_stopped_at_its_trees_cap => "hostile-replicate",
+    hostile_progress_and_children_are_refused_at_their_caps => "hostile-progress",
+}
+
+/// Progress that is no number, a note too long or not JSON are refused
+/// (the plugin fails with a panic if one is accepted); a flood of 20,000
+/// reports and heartbeats costs Redis a handful of writes, and the last
+/// report is the one kept; children of a type the manifest does not grant
+/// end the attempt, and none of them is enqueued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_progress_a_report_flood_and_ungranted_children_cost_nothing() {
+    let env = Env::start().await;
+    let plugins = PluginDir::with(&[HOSTILE_PROGRESS_COMPONENT]);
+    let _worker = env.worker(plugins.path(), &["--no-scheduler"]);
+    let mut redis = env.redis_connection().await;
+    let script_calls = |info: String| -> u64 {
+        info.lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
+            })
+            .filter_map(|line| {
+                line.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let id = env
+        .client
+        .enqueue(
+            NewTask::new("hostile:progress", r#"{"ungranted":true}"#)
+                .unwrap()
+                .max_retry(0),
+        )
+        .await
+        .unwrap()
+        .id;
+    let info = env
+        .wait_for_state("default", &id, TaskState::Archived, Duration::from_secs(60))
+        .await;
+    let info_text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let calls = script_calls(info_text);
+    let error = info.last_error.unwrap();
+    assert_eq!(
+        error.kind,
+        FailureKind::CapabilityDenied,
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains(
+            r#"add-children: the flow has a task of type "secret:thing", not one the manifest grants (echo)"#
+        ),
+        "{}",
+        error.message
+    );
+    let last = info.progress.expect("the last report is kept");
+    assert_eq!(
+        (last.done, last.note),
+        (Some(100.0), Some(serde_json::json!({"last": true})))
+    );
+    assert!(
+        calls < 1_000,
+        "20,000 reports and heartbeats made {calls} script calls"
+    );
+    assert_eq!(
+        env.counts("default").await.unfinished(),
+        0,
+        "no child was enqueued"
+    );
 }
 
 /// The enqueue flood put exactly its quota of follow-ups on the queue.
