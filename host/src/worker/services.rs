@@ -178,21 +178,9 @@ impl BrokerServices {
         origin: &FollowUpOrigin,
         added: &AddedChildren,
     ) -> Result<u32, EnqueueError> {
-        let (parent, ancestry, plugin, caps, trace) = (
-            origin.parent.clone(),
-            &origin.ancestry,
-            origin.plugin.as_str(),
-            origin.caps,
-            origin.trace.clone(),
-        );
-        let lineage = ancestry.child_of(parent);
+        let (plugin, caps, trace) = (origin.plugin.as_str(), origin.caps, origin.trace.clone());
+        let lineage = origin.next_generation("the children would be")?;
         let root = lineage.root.clone();
-        if lineage.depth > caps.max_depth {
-            return Err(EnqueueError::Denied(format!(
-                "the children would be {} generations below their root task {root}, past the cap of {} (capabilities.enqueue.max_depth, or the worker's max-follow-up-depth)",
-                lineage.depth, caps.max_depth
-            )));
-        }
         let queue = request.default_queue.clone();
         let mut children =
             Flow::children_from_json(&request.json, &|task| task.queue(queue.clone()))
@@ -271,21 +259,9 @@ impl BrokerServices {
         request: FlowRequest,
         origin: &FollowUpOrigin,
     ) -> Result<(String, u32), EnqueueError> {
-        let (parent, ancestry, plugin, caps, trace) = (
-            origin.parent.clone(),
-            &origin.ancestry,
-            origin.plugin.as_str(),
-            origin.caps,
-            origin.trace.clone(),
-        );
-        let lineage = ancestry.child_of(parent);
+        let (plugin, caps, trace) = (origin.plugin.as_str(), origin.caps, origin.trace.clone());
+        let lineage = origin.next_generation("a flow's tasks would be")?;
         let root = lineage.root.clone();
-        if lineage.depth > caps.max_depth {
-            return Err(EnqueueError::Denied(format!(
-                "a flow's tasks would be {} generations below their root task {root}, past the cap of {} (capabilities.enqueue.max_depth, or the worker's max-follow-up-depth)",
-                lineage.depth, caps.max_depth
-            )));
-        }
         let mut flow = parse_plugin_flow(&request)?;
         if let Some(context) = &trace {
             flow = flow.traced(context);
@@ -397,21 +373,9 @@ impl BrokerServices {
         task: FollowUpRequest,
         origin: &FollowUpOrigin,
     ) -> Result<String, EnqueueError> {
-        let (parent, ancestry, plugin, caps, trace) = (
-            origin.parent.clone(),
-            &origin.ancestry,
-            origin.plugin.as_str(),
-            origin.caps,
-            origin.trace.clone(),
-        );
-        let lineage = ancestry.child_of(parent);
+        let (plugin, caps, trace) = (origin.plugin.as_str(), origin.caps, origin.trace.clone());
+        let lineage = origin.next_generation("a follow-up would be")?;
         let root = lineage.root.clone();
-        if lineage.depth > caps.max_depth {
-            return Err(EnqueueError::Denied(format!(
-                "a follow-up would be {} generations below its root task {root}, past the cap of {} (capabilities.enqueue.max_depth, or the worker's max-follow-up-depth)",
-                lineage.depth, caps.max_depth
-            )));
-        }
         let failed = |err: crate::broker::Error| EnqueueError::Failed(err.to_string());
         let id = task.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut new = NewTask::new(task.task_type, task.payload)
@@ -506,6 +470,22 @@ struct FollowUpOrigin {
     plugin: String,
     caps: FollowUpCeilings,
     trace: Option<TraceContext>,
+}
+
+impl FollowUpOrigin {
+    /// The lineage of a task enqueued by this attempt, or the refusal when
+    /// it would sit deeper below its root than the caps allow (`what`
+    /// names what was asked: "a follow-up would be").
+    fn next_generation(&self, what: &str) -> Result<Lineage, EnqueueError> {
+        let lineage = self.ancestry.child_of(self.parent.clone());
+        if lineage.depth > self.caps.max_depth {
+            return Err(EnqueueError::Denied(format!(
+                "{what} {} generations below the root task {}, past the cap of {} (capabilities.enqueue.max_depth, or the worker's max-follow-up-depth)",
+                lineage.depth, lineage.root, self.caps.max_depth
+            )));
+        }
+        Ok(lineage)
+    }
 }
 
 impl Services for TaskServices {
