@@ -3,14 +3,16 @@
 // and reads the one JSON line it prints.
 //
 //   node bench.mjs PORT addbulk --tasks N --batch B
-//   node bench.mjs PORT drain   --tasks N --concurrency C --batch B
+//   node bench.mjs PORT drain   --tasks N --concurrency C --batch B [--payload BYTES]
 //   node bench.mjs PORT latency --rate R --seconds S --concurrency C
 //   node bench.mjs PORT flows   --flows F --children N --concurrency C
 //
 // addbulk: enqueue/s of N no-op jobs through Queue.addBulk in batches of B.
 // drain:   jobs/s of a Worker (no-op async processor, removeOnComplete)
 //          draining N jobs pre-filled with addBulk (whose rate is also
-//          reported); peak RSS of this process.
+//          reported); peak RSS of this process. With --payload, each job's
+//          data is a JSON object of that many bytes ({"pad":"xx…"}) and the
+//          processor returns it as its result, as wasmq's echo does.
 // latency: a Worker runs while jobs are added at R/s (addBulk once per
 //          millisecond) for S seconds; each job carries its enqueue time,
 //          and the processor records how long it waited before starting.
@@ -41,10 +43,14 @@ const nowUs = () => (performance.timeOrigin + performance.now()) * 1000;
 /** This process's peak resident set size so far, in MB. */
 const peakRssMb = () => Math.round(process.resourceUsage().maxRSS * 1.024) / 1000;
 
+/** A job's data: `{}`, or an object whose JSON is `bytes` long. */
+const padded = (bytes) => (bytes > 0 ? { pad: 'x'.repeat(Math.max(0, bytes - 10)) } : {});
+
 async function fill(queue, tasks, batch) {
+  const data = padded(options.payload ?? 0);
   for (let done = 0; done < tasks; done += batch) {
     const count = Math.min(batch, tasks - done);
-    const jobs = Array.from({ length: count }, () => ({ name: 'echo', data: {}, opts: jobOptions }));
+    const jobs = Array.from({ length: count }, () => ({ name: 'echo', data, opts: jobOptions }));
     await queue.addBulk(jobs);
   }
 }
@@ -64,7 +70,8 @@ async function drain(queue) {
   let done;
   const finished = new Promise((resolve) => { done = resolve; });
   const started = performance.now();
-  const worker = new Worker(queueName, async () => {}, {
+  const processor = options.payload > 0 ? async (job) => job.data : async () => {};
+  const worker = new Worker(queueName, processor, {
     connection: new IORedis(connection),
     concurrency: options.concurrency,
   });
@@ -78,6 +85,7 @@ async function drain(queue) {
   return {
     tasks: options.tasks,
     concurrency: options.concurrency,
+    payload_bytes: options.payload ?? 0,
     processed_per_s: Math.round(options.tasks / seconds),
     enqueue_per_s: Math.round(options.tasks / fillSeconds),
     peak_rss_mb: peakRssMb(),

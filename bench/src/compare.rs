@@ -28,6 +28,12 @@ pub struct CompareArgs {
     /// Seconds of each fixed-rate latency run.
     #[arg(long, default_value_t = 5)]
     pub latency_seconds: u64,
+    /// Payload sizes (bytes) of the large-payload drains, comma-separated;
+    /// each run drains at most 256 MB of payloads (and at most
+    /// `--tasks`) at concurrency 50, with a handler that returns its
+    /// payload as its result.
+    #[arg(long, default_value = "1000,64000,1000000", value_delimiter = ',')]
+    pub payload_sizes: Vec<usize>,
     /// Times each measurement is repeated (the systems taking turns); each
     /// figure reported is the median of its repeats (peak RSS: the
     /// largest).
@@ -133,12 +139,20 @@ impl Runner {
         command
     }
 
-    fn drain(&self, system: System, tasks: usize, concurrency: usize) -> anyhow::Result<Drain> {
+    fn drain(
+        &self,
+        system: System,
+        tasks: usize,
+        concurrency: usize,
+        payload_bytes: usize,
+    ) -> anyhow::Result<Drain> {
         let (tasks, concurrency) = (tasks.to_string(), concurrency.to_string());
+        let payload_bytes = payload_bytes.to_string();
         let value = match system {
             System::WasmqWasm | System::WasmqNative => self.measure(
                 self.ours("drain")
                     .args(["--tasks", &tasks, "--concurrency", &concurrency])
+                    .args(["--payload-bytes", &payload_bytes])
                     .args([
                         "--handler",
                         if system == System::WasmqWasm {
@@ -155,6 +169,8 @@ impl Runner {
                 &concurrency,
                 "--batch",
                 "1000",
+                "--payload",
+                &payload_bytes,
             ]))?,
         };
         let number = |key: &str| {
@@ -238,10 +254,23 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let mut runs: [Vec<Drain>; 3] = Default::default();
         for _ in 0..repeats {
             for (index, system) in System::ALL.into_iter().enumerate() {
-                runs[index].push(runner.drain(system, args.tasks, concurrency)?);
+                runs[index].push(runner.drain(system, args.tasks, concurrency, 0)?);
             }
         }
         drains.push((concurrency, runs.map(median_drain)));
+    }
+
+    // Large payloads: the Wasm plugin and BullMQ, at concurrency 50.
+    let mut payload_drains: Vec<(usize, usize, [Drain; 2])> = Vec::new();
+    for &size in &args.payload_sizes {
+        let tasks = (256_000_000 / size.max(1)).clamp(200, args.tasks);
+        let mut runs: [Vec<Drain>; 2] = Default::default();
+        for _ in 0..repeats {
+            for (index, system) in [System::WasmqWasm, System::BullMq].into_iter().enumerate() {
+                runs[index].push(runner.drain(system, tasks, 50, size)?);
+            }
+        }
+        payload_drains.push((size, tasks, runs.map(median_drain)));
     }
     let best = |index: usize| {
         drains
@@ -314,6 +343,25 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         enqueue(2),
         enqueue(0) / enqueue(2)
     )?;
+    if !payload_drains.is_empty() {
+        writeln!(report)?;
+        writeln!(
+            report,
+            "| payload | tasks | wasmq, Wasm plugin (tasks/s) | BullMQ (jobs/s) | Wasm ÷ BullMQ | wasmq peak RSS | BullMQ peak RSS |"
+        )?;
+        writeln!(report, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+        for (size, tasks, [wasm, bull]) in &payload_drains {
+            writeln!(
+                report,
+                "| {size} B | {tasks} | {:.0} | {:.0} | {:.2} | {:.0} MB | {:.0} MB |",
+                wasm.processed_per_s,
+                bull.processed_per_s,
+                wasm.processed_per_s / bull.processed_per_s,
+                wasm.peak_rss_mb,
+                bull.peak_rss_mb,
+            )?;
+        }
+    }
     writeln!(report)?;
     writeln!(report, "| system | rate (tasks/s) | p50 | p99 | max |")?;
     writeln!(report, "| :--- | ---: | ---: | ---: | ---: |")?;

@@ -50,6 +50,11 @@ pub struct Args {
     /// worker --otlp-endpoint`): what tracing costs per task.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Each task's payload is a JSON object of this many bytes
+    /// (`{"pad":"xx…"}`), which the handler returns as its result; 0 for
+    /// `{}`. Not with `--failing`.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub payload_bytes: usize,
     /// Every task carries this W3C trace context, as from a traced
     /// producer.
     #[arg(long, value_name = "TRACEPARENT")]
@@ -87,14 +92,19 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let (_private, url) = redis_or_private(args.redis.as_deref())?;
     let client = Client::connect(&url).await?;
 
+    anyhow::ensure!(
+        args.payload_bytes == 0 || !args.failing,
+        "--payload-bytes is measured with tasks that complete, not with --failing"
+    );
+    let padded = padded_payload(args.payload_bytes);
     let (task_type, payload) = match args.handler {
         _ if args.failing && matches!(args.handler, Handler::Python | Handler::Js) => {
             anyhow::bail!("--failing is measured with the Rust plugin or a native handler")
         }
         _ if args.failing => ("flaky", r#"{"fail_times":1}"#),
-        Handler::Python => ("py:echo", "{}"),
-        Handler::Js => ("js:echo", "{}"),
-        _ => ("echo", "{}"),
+        Handler::Python => ("py:echo", padded.as_str()),
+        Handler::Js => ("js:echo", padded.as_str()),
+        _ => ("echo", padded.as_str()),
     };
     let trace = match &args.traceparent {
         Some(traceparent) => {
@@ -184,6 +194,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         })
     });
     let redis_cpu_before = redis_cpu_seconds(&url);
+    let redis_commands_before = redis_commands(&url);
     let worker_cpu_before = own_cpu_seconds();
     let (drain_time, summary) = drain(&client, worker).await?;
     let compile_s = match compile {
@@ -197,6 +208,11 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     };
     let per_task_us = |seconds: f64| (seconds * 1e6 / args.tasks as f64 * 10.0).round() / 10.0;
     let redis_cpu = per_task_us(redis_cpu_seconds(&url) - redis_cpu_before);
+    let redis_commands_per_task =
+        (redis_commands(&url).saturating_sub(redis_commands_before) as f64 / args.tasks as f64
+            * 10.0)
+            .round()
+            / 10.0;
     let worker_cpu = per_task_us(own_cpu_seconds() - worker_cpu_before);
     let ended = if args.failing {
         summary.failed
@@ -222,12 +238,23 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "enqueue_per_s": (args.tasks as f64 / enqueue_time.as_secs_f64()).round(),
             "processed_per_s": (args.tasks as f64 / drain_time.as_secs_f64()).round(),
             "redis_cpu_us_per_task": redis_cpu,
+            "redis_commands_per_task": redis_commands_per_task,
             "worker_cpu_us_per_task": worker_cpu,
             "compile_beside_s": compile_s,
             "traced": args.otlp_endpoint.is_some(),
+            "payload_bytes": args.payload_bytes,
         })
     );
     Ok(())
+}
+
+/// A task payload: `{}`, or a JSON object exactly `bytes` long
+/// (`{"pad":"xx…"}`, at least 10 bytes).
+pub fn padded_payload(bytes: usize) -> String {
+    if bytes == 0 {
+        return "{}".into();
+    }
+    format!(r#"{{"pad":"{}"}}"#, "x".repeat(bytes.saturating_sub(10)))
 }
 
 /// `worker` serving the plugin `components` (from a directory returned
@@ -291,6 +318,22 @@ pub fn redis_cpu_seconds(url: &str) -> f64 {
         .filter_map(|line| {
             let (name, value) = line.trim().split_once(':')?;
             matches!(name, "used_cpu_user" | "used_cpu_sys").then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// How many commands Redis has run so far (`INFO commandstats`, the
+/// commands scripts call included), or 0 if redis-cli could not say.
+pub fn redis_commands(url: &str) -> u64 {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-u", url, "INFO", "commandstats"])
+        .output();
+    let Ok(output) = output else { return 0 };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let calls = line.strip_prefix("cmdstat_")?.split("calls=").nth(1)?;
+            calls.split(',').next()?.parse::<u64>().ok()
         })
         .sum()
 }
