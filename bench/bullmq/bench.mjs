@@ -6,6 +6,7 @@
 //   node bench.mjs PORT drain   --tasks N --concurrency C --batch B [--payload BYTES]
 //   node bench.mjs PORT latency --rate R --seconds S --concurrency C
 //   node bench.mjs PORT flows   --flows F --children N --concurrency C
+//   node bench.mjs PORT webhook --tasks N --concurrency C --batch B --port P
 //
 // addbulk: enqueue/s of N no-op jobs through Queue.addBulk in batches of B.
 // drain:   jobs/s of a Worker (no-op async processor, removeOnComplete)
@@ -16,6 +17,9 @@
 // latency: a Worker runs while jobs are added at R/s (addBulk once per
 //          millisecond) for S seconds; each job carries its enqueue time,
 //          and the processor records how long it waited before starting.
+// webhook: like drain, but each job GETs http://127.0.0.1:P/hook with
+//          fetch (a server that answers after a delay) and reads its body;
+//          also the process's CPU per job, µs.
 // flows:   F flows of a parent and N children added with FlowProducer, then
 //          drained by a Worker: flows/s, and the time from each flow's last
 //          child ending to its parent starting (p50, p99).
@@ -28,8 +32,8 @@ const options = {};
 for (let i = 0; i < rest.length; i += 2) {
   options[rest[i].replace(/^--/, '')] = Number(rest[i + 1]);
 }
-if (!port || !['addbulk', 'drain', 'latency', 'flows'].includes(mode)) {
-  console.error('usage: node bench.mjs PORT addbulk|drain|latency [--tasks N] [--batch B] [--concurrency C] [--rate R] [--seconds S]');
+if (!port || !['addbulk', 'drain', 'latency', 'flows', 'webhook'].includes(mode)) {
+  console.error('usage: node bench.mjs PORT addbulk|drain|latency|flows|webhook [--tasks N] [--batch B] [--concurrency C] [--rate R] [--seconds S]');
   process.exit(2);
 }
 
@@ -62,7 +66,7 @@ async function addbulk(queue) {
   return { tasks: options.tasks, enqueue_per_s: Math.round(options.tasks / seconds) };
 }
 
-async function drain(queue) {
+async function drain(queue, processorOverride) {
   const filling = performance.now();
   await fill(queue, options.tasks, options.batch);
   const fillSeconds = (performance.now() - filling) / 1000;
@@ -70,7 +74,9 @@ async function drain(queue) {
   let done;
   const finished = new Promise((resolve) => { done = resolve; });
   const started = performance.now();
-  const processor = options.payload > 0 ? async (job) => job.data : async () => {};
+  const processor = processorOverride
+    ?? (options.payload > 0 ? async (job) => job.data : async () => {});
+  const cpuBefore = process.cpuUsage();
   const worker = new Worker(queueName, processor, {
     connection: new IORedis(connection),
     concurrency: options.concurrency,
@@ -79,17 +85,32 @@ async function drain(queue) {
     completed += 1;
     if (completed === options.tasks) done();
   });
+  // A job that fails would never be counted: say why and stop.
+  worker.on('failed', (_job, err) => {
+    console.error(`a job failed: ${err}`);
+    process.exit(1);
+  });
   await finished;
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   await worker.close();
   return {
     tasks: options.tasks,
+    cpu_us_per_task: Math.round((cpu.user + cpu.system) / options.tasks),
     concurrency: options.concurrency,
     payload_bytes: options.payload ?? 0,
     processed_per_s: Math.round(options.tasks / seconds),
     enqueue_per_s: Math.round(options.tasks / fillSeconds),
     peak_rss_mb: peakRssMb(),
   };
+}
+
+async function webhook(queue) {
+  const url = `http://127.0.0.1:${options.port}/hook`;
+  return drain(queue, async () => {
+    const response = await fetch(url);
+    await response.text();
+  });
 }
 
 async function latency(queue) {
@@ -175,7 +196,7 @@ async function flows() {
 }
 
 const queue = new Queue(queueName, { connection: new IORedis(connection) });
-const result = await { addbulk, drain, latency, flows }[mode](queue);
+const result = await { addbulk, drain, latency, flows, webhook }[mode](queue);
 await queue.obliterate({ force: true });
 await queue.close();
 console.log(JSON.stringify({ peer: 'bullmq', mode, ...result }));

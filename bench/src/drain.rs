@@ -55,6 +55,9 @@ pub struct Args {
     /// `{}`. Not with `--failing`.
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub payload_bytes: usize,
+    /// With `--handler fetch`: the URL each task GETs.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080/")]
+    pub fetch_url: String,
     /// Every task carries this W3C trace context, as from a traced
     /// producer.
     #[arg(long, value_name = "TRACEPARENT")]
@@ -73,6 +76,10 @@ pub enum Handler {
     Js,
     /// The same no-op as a native Rust handler.
     Native,
+    /// The `relay` plugin's `relay:fetch`: one outgoing `wasi:http` GET of
+    /// `--fetch-url` per task, in a fresh instance (a webhook-style task
+    /// that waits on someone else's API).
+    Fetch,
 }
 
 /// The Redis to run against: the one given, or a private redis-server
@@ -97,7 +104,12 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         "--payload-bytes is measured with tasks that complete, not with --failing"
     );
     let padded = padded_payload(args.payload_bytes);
+    let fetch = serde_json::json!({ "url": args.fetch_url }).to_string();
     let (task_type, payload) = match args.handler {
+        Handler::Fetch if args.failing || args.payload_bytes > 0 => {
+            anyhow::bail!("--handler fetch takes neither --failing nor --payload-bytes")
+        }
+        Handler::Fetch => ("relay:fetch", fetch.as_str()),
         _ if args.failing && matches!(args.handler, Handler::Python | Handler::Js) => {
             anyhow::bail!("--failing is measured with the Rust plugin or a native handler")
         }
@@ -146,6 +158,11 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             };
             with_plugins(worker, &[component], LoadOptions::default())
         }
+        Handler::Fetch => with_plugins(
+            worker,
+            &[wasmq_testkit::RELAY_COMPONENT],
+            LoadOptions::default(),
+        ),
         Handler::Python | Handler::Js => {
             use wasmq_testkit::polyglot::{self, JS_EXAMPLE, PYTHON_EXAMPLE};
             let plugin = if args.handler == Handler::Python {

@@ -52,6 +52,11 @@
 //! `traces`: a worker's CPU per task with tracing off and exporting over
 //! OTLP to a receiver, each in a child `drain` run.
 //!
+//! `webhook`: tasks that each make one outgoing HTTP request to a loopback
+//! server answering after 100 ms (the `relay` plugin's `relay:fetch`)
+//! against BullMQ running the same request with `fetch`, concurrency 100
+//! to 1,000.
+//!
 //! `clients`: the bulk-enqueue rate of the Rust, Python and Node clients
 //! beside Celery's `apply_async` and BullMQ's `addBulk`, on one redis-server.
 
@@ -69,6 +74,7 @@ mod rate;
 mod rollout;
 mod sandbox;
 mod traces;
+mod webhook;
 
 use std::time::Duration;
 
@@ -109,6 +115,13 @@ enum Bench {
     Flows(flows::Args),
     /// A worker's CPU per task with tracing off and on.
     Traces(traces::TracesArgs),
+    /// Webhook-style tasks (one outgoing HTTP request each, to a server
+    /// that answers after 100 ms) against BullMQ running the same request.
+    Webhook(webhook::WebhookArgs),
+    /// The loopback HTTP server `webhook` starts: answers every request
+    /// after a delay, printing its port first.
+    #[command(hide = true)]
+    SlowServer(webhook::SlowServerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +180,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::Rate(args) => rate::run(&args).await?,
         Bench::Flows(args) => flows::run(&args).await?,
         Bench::Traces(args) => traces::run(&args).await?,
+        Bench::Webhook(args) => webhook::run(&args)?,
+        Bench::SlowServer(args) => webhook::slow_server(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {
                 wasmq: args.wasmq,
