@@ -372,14 +372,11 @@ local function forget_all(ids, without_results)
     for _, hash in ipairs({MSG, STATE, ATTEMPTS, OWNER, ERROR, RESULT}) do
         call_with('HDEL', hash, ids)
     end
-    if redis.call('EXISTS', GROUP_OF) == 1 then
-        call_with('HDEL', GROUP_OF, ids)
-    end
-    if redis.call('EXISTS', PROGRESS) == 1 then
-        call_with('HDEL', PROGRESS, ids)
-    end
-    if redis.call('EXISTS', AGGREGATED) == 1 then
-        call_with('HDEL', AGGREGATED, ids)
+    -- The hashes only some queues use: one check on the common path.
+    if redis.call('EXISTS', GROUP_OF, PROGRESS, AGGREGATED) > 0 then
+        for _, hash in ipairs({GROUP_OF, PROGRESS, AGGREGATED}) do
+            call_with('HDEL', hash, ids)
+        end
     end
     results_freed(freed)
     if #leftovers > 0 then
