@@ -342,17 +342,7 @@ pub fn redis_cpu_seconds(url: &str) -> f64 {
 /// How many commands Redis has run so far (`INFO commandstats`, the
 /// commands scripts call included), or 0 if redis-cli could not say.
 pub fn redis_commands(url: &str) -> u64 {
-    let output = std::process::Command::new("redis-cli")
-        .args(["-u", url, "INFO", "commandstats"])
-        .output();
-    let Ok(output) = output else { return 0 };
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let calls = line.strip_prefix("cmdstat_")?.split("calls=").nth(1)?;
-            calls.split(',').next()?.parse::<u64>().ok()
-        })
-        .sum()
+    crate::idle::commandstats(url).map_or(0, |calls| calls.values().sum())
 }
 
 /// CPU time (user + system) this process has used so far, from

@@ -115,7 +115,7 @@ fn round(value: f64) -> f64 {
 }
 
 /// Calls per command so far, from `INFO commandstats`.
-fn commandstats(url: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+pub(crate) fn commandstats(url: &str) -> anyhow::Result<BTreeMap<String, u64>> {
     let output = std::process::Command::new("redis-cli")
         .args(["-u", url, "INFO", "commandstats"])
         .output()
