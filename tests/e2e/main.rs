@@ -54,6 +54,9 @@ mod retention;
 mod polyglot;
 // Flows and chains: parents run once after their children, with their outcomes.
 mod workflows;
-// Traces over OTLP: attempts, sandbox runs and HTTP requests, from producers' contexts.
+// Fairness between groups, per-group and per-key caps, debounce, aggregation, progress.
 mod fairness;
+// Traces over OTLP: attempts, sandbox runs and HTTP requests, from producers' contexts.
 mod traces;
+// Plugins' outgoing HTTP: connections kept and reused, silent servers timed out.
+mod outgoing;

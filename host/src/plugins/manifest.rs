@@ -445,6 +445,7 @@ impl Manifest {
                     allow,
                     max_response_bytes: max_response,
                     timeout,
+                    client: crate::sandbox::OutgoingHttp::new(timeout),
                 })
             }
         };

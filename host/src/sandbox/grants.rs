@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 /// The capabilities of one plugin. Everything is off by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// Real clocks; otherwise a fixed wall clock and a monotonic clock that
     /// only ticks when read.
@@ -29,7 +29,7 @@ pub struct Grants {
 }
 
 /// Outgoing HTTP to listed hosts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HttpGrant {
     /// The hosts it may reach.
     pub allow: Vec<HostPattern>,
@@ -37,6 +37,8 @@ pub struct HttpGrant {
     pub max_response_bytes: u64,
     /// How long to wait to connect, for the first byte, and between bytes.
     pub timeout: Duration,
+    /// The plugin's pooled client, which sends what the allow list admits.
+    pub client: super::outgoing::OutgoingHttp,
 }
 
 /// A host a plugin may reach: an exact name or `*.` and a domain, and an

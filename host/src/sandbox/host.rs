@@ -657,11 +657,6 @@ impl WasiHttpHooks for HttpHooks {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        let options = wasmtime_wasi_http::RequestOptions {
-            connect_timeout: Some(grant.timeout),
-            first_byte_timeout: Some(grant.timeout),
-            between_bytes_timeout: Some(grant.timeout),
-        };
         let denials = self.denials.clone();
         let mut request = request;
         // The request's span: its context replaces any the guest sent.
@@ -691,14 +686,14 @@ impl WasiHttpHooks for HttpHooks {
             .boxed_unsync()
         });
         Box::new(async move {
-            let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+            let sent = grant.client.send(request).await;
             if let Some(span) = span {
                 span.end(match &sent {
-                    Ok((response, _)) => Ok(response.status().as_u16()),
+                    Ok(response) => Ok(response.status().as_u16()),
                     Err(err) => Err(err.to_string()),
                 });
             }
-            let (response, io) = sent?;
+            let response = sent?;
             let limited = response.map(|body| {
                 LimitedBody {
                     inner: body.boxed_unsync(),
@@ -709,6 +704,8 @@ impl WasiHttpHooks for HttpHooks {
                 }
                 .boxed_unsync()
             });
+            // The pool drives the connection; nothing is left to await.
+            let io = async { Ok(()) };
             Ok((
                 limited,
                 Box::new(io)

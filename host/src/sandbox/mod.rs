@@ -36,6 +36,7 @@ mod grants;
 mod host;
 mod limits;
 mod load;
+mod outgoing;
 mod output;
 mod progress;
 
@@ -60,6 +61,7 @@ pub use host::TaskLabel;
 pub use limits::Limits;
 pub(crate) use load::Granted;
 pub use load::{CompileBounds, LoadError};
+pub use outgoing::OutgoingHttp;
 
 use crate::task::{FailureKind, TaskFailure};
 use host::{ComponentCounts, HostSetup, HostState, MemoryLimiter, Stop};
