@@ -21,6 +21,18 @@ use crate::task::{ErrorRecord, FailureKind};
 /// Most tasks one dequeue call leases.
 const MAX_FETCH_BATCH: usize = 64;
 
+/// How long a saturated worker waits for more of its slots to free up
+/// before leasing, so that one dequeue call leases several tasks.
+const GATHER_WAIT: Duration = Duration::from_millis(2);
+
+/// How many free slots a saturated worker gathers before leasing: a
+/// sixteenth of its concurrency, so that a worker of 1,000 long tasks
+/// makes one dequeue call per few dozen tasks instead of one per task,
+/// and a small worker does not wait at all.
+fn gather_target(concurrency: usize) -> usize {
+    (concurrency / 16).clamp(1, MAX_FETCH_BATCH)
+}
+
 /// What the fetch loop works with.
 pub(super) struct Fetch<'a> {
     pub broker: &'a Broker,
@@ -50,6 +62,11 @@ impl Fetch<'_> {
         let mut rng = rand::make_rng::<rand::rngs::StdRng>();
         let mut fetches: u64 = 0;
         let mut retry_delay = Duration::from_millis(50);
+        // Whether the last round leased every slot it had: the queues have
+        // a backlog and every slot is busy, so waiting a moment for more
+        // free slots delays no task that could have started.
+        let mut saturated = false;
+        let target = gather_target(self.concurrency);
         loop {
             // Reap finished executions so the set does not grow.
             while executions.try_join_next().is_some() {}
@@ -64,6 +81,18 @@ impl Fetch<'_> {
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(permit),
                     Err(_) => break,
+                }
+            }
+            if saturated && permits.len() < target {
+                let gathered = tokio::time::sleep(GATHER_WAIT);
+                tokio::pin!(gathered);
+                while permits.len() < target {
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        permit = slots.clone().acquire_owned() => permits.push(permit.expect("the slot semaphore is never closed")),
+                        _ = &mut gathered => break,
+                    }
                 }
             }
 
@@ -111,6 +140,7 @@ impl Fetch<'_> {
             }
 
             let found = !leased.is_empty();
+            saturated = !failed && leased.len() == permits.len();
             for (task, token) in leased {
                 let permit = permits.pop().expect("never more tasks than permits");
                 let path = self.path.clone();
