@@ -91,7 +91,8 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    fn flush(&self) -> anyhow::Result<()> {
+    /// Empties the Redis every measurement runs against.
+    pub(crate) fn flush(&self) -> anyhow::Result<()> {
         let status = Command::new("redis-cli")
             .args(["-p", &self.redis.port().to_string(), "flushall"])
             .stdout(std::process::Stdio::null())
@@ -173,15 +174,10 @@ impl Runner {
                 &payload_bytes,
             ]))?,
         };
-        let number = |key: &str| {
-            value[key]
-                .as_f64()
-                .with_context(|| format!("no {key} in {value}"))
-        };
         Ok(Drain {
-            processed_per_s: number("processed_per_s")?,
-            enqueue_per_s: number("enqueue_per_s")?,
-            peak_rss_mb: number("peak_rss_mb")?,
+            processed_per_s: number(&value, "processed_per_s")?,
+            enqueue_per_s: number(&value, "enqueue_per_s")?,
+            peak_rss_mb: number(&value, "peak_rss_mb")?,
         })
     }
 
@@ -231,6 +227,13 @@ fn median_drain(runs: Vec<Drain>) -> Drain {
         enqueue_per_s: median(runs.iter().map(|run| run.enqueue_per_s).collect()),
         peak_rss_mb: runs.iter().map(|run| run.peak_rss_mb).fold(0.0, f64::max),
     }
+}
+
+/// The number `key` of a measurement's JSON line.
+pub(crate) fn number(value: &Value, key: &str) -> anyhow::Result<f64> {
+    value[key]
+        .as_f64()
+        .with_context(|| format!("no {key} in {value}"))
 }
 
 /// The median of some figures (the upper middle one for an even count).

@@ -10,8 +10,8 @@ use wasmq::dev::RedisServer;
 use wasmq::plugins::LoadOptions;
 use wasmq::sandbox::{ComponentCache, Sandbox, SandboxConfig};
 use wasmq::{
-    Client, FailureKind, NativeTask, NewTask, Summary, TaskFailure, TraceContext, Tracing, Worker,
-    WorkerBuilder,
+    Client, DEFAULT_QUEUE, FailureKind, NativeTask, NewTask, QueueSelection, Summary, TaskFailure,
+    TraceContext, Tracing, Worker, WorkerBuilder,
 };
 use wasmq_testkit::PluginDir;
 
@@ -62,6 +62,11 @@ pub struct Args {
     /// producer.
     #[arg(long, value_name = "TRACEPARENT")]
     pub traceparent: Option<String>,
+    /// Spread the tasks evenly over this many queues (`default` alone for
+    /// 1, `q1` to `qN` otherwise, each a contiguous run of the tasks),
+    /// which the worker serves with equal weights.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub queues: usize,
 }
 
 /// What handles the benchmark's no-op tasks.
@@ -124,26 +129,18 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let enqueue_started = Instant::now();
-    let mut remaining = args.tasks;
-    while remaining > 0 {
-        let batch: Vec<NewTask> = (0..remaining.min(args.batch))
-            .map(|_| {
-                NewTask::new(task_type, payload).map(|task| {
-                    let task = task.retention(Duration::ZERO).max_retry(0);
-                    match &trace {
-                        Some(trace) => task.trace(trace.clone()),
-                        None => task,
-                    }
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        remaining -= batch.len();
-        for outcome in client.enqueue_batch(batch).await {
-            outcome?;
-        }
-    }
-    let enqueue_time = enqueue_started.elapsed();
+    let queues = queue_names(args.queues)?;
+    let enqueue_time = enqueue_all(&client, args.tasks, args.batch, |index| {
+        let task = NewTask::new(task_type, payload)?
+            .queue(&queues[index * queues.len() / args.tasks])
+            .retention(Duration::ZERO)
+            .max_retry(0);
+        Ok(match &trace {
+            Some(trace) => task.trace(trace.clone()),
+            None => task,
+        })
+    })
+    .await?;
 
     let mut worker = Worker::builder(client.broker().clone()).concurrency(concurrency);
     if let Some(endpoint) = &args.otlp_endpoint {
@@ -213,7 +210,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let redis_cpu_before = redis_cpu_seconds(&url);
     let redis_commands_before = redis_commands(&url);
     let worker_cpu_before = own_cpu_seconds();
-    let (drain_time, summary) = drain(&client, worker).await?;
+    let (drain_time, summary) = drain_queues(&client, worker, &queues).await?;
     let compile_s = match compile {
         Some(thread) => Some(
             thread
@@ -249,6 +246,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         serde_json::json!({
             "tasks": args.tasks,
             "concurrency": concurrency,
+            "queues": args.queues,
             "handler": format!("{:?}", args.handler).to_lowercase(),
             "failing": args.failing,
             "peak_rss_mb": peak_rss_mb(),
@@ -297,6 +295,25 @@ pub async fn drain(client: &Client, worker: WorkerBuilder) -> anyhow::Result<(Du
     drain_watching(client, worker.build()?, true, |_| true).await
 }
 
+/// [`drain`], the worker serving `queues` (equal weights) until none of
+/// them has an unfinished task.
+pub async fn drain_queues(
+    client: &Client,
+    worker: WorkerBuilder,
+    queues: &[String],
+) -> anyhow::Result<(Duration, Summary)> {
+    let selection = QueueSelection::parse(&queues.join(","), false)
+        .with_context(|| format!("serving {} queues", queues.len()))?;
+    run_watching(
+        client,
+        worker.queues(selection).build()?,
+        queues,
+        true,
+        |_| true,
+    )
+    .await
+}
+
 /// [`drain`], calling `ready` with the time taken so far before each look
 /// at the queue: the drain ends once `ready` has said true and (when
 /// `until_empty`) the queue has no unfinished task. The time counts from
@@ -305,14 +322,28 @@ pub async fn drain_watching(
     client: &Client,
     worker: Worker,
     until_empty: bool,
+    ready: impl FnMut(Duration) -> bool,
+) -> anyhow::Result<(Duration, Summary)> {
+    let queues = [DEFAULT_QUEUE.to_string()];
+    run_watching(client, worker, &queues, until_empty, ready).await
+}
+
+/// [`drain_watching`] over `queues`: when `until_empty`, the drain ends
+/// once none of them has an unfinished task.
+async fn run_watching(
+    client: &Client,
+    worker: Worker,
+    queues: &[String],
+    until_empty: bool,
     mut ready: impl FnMut(Duration) -> bool,
 ) -> anyhow::Result<(Duration, Summary)> {
     let stop = CancellationToken::new();
     let started = Instant::now();
     let running = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    let mut finished = 0;
     loop {
         if ready(started.elapsed())
-            && (!until_empty || client.queue_counts("default").await?.unfinished() == 0)
+            && (!until_empty || all_finished(client, queues, &mut finished).await?)
         {
             break;
         }
@@ -323,19 +354,81 @@ pub async fn drain_watching(
     Ok((took, running.await??))
 }
 
-/// CPU time (user + system) Redis has used so far, from `INFO cpu`
-/// through `redis-cli`; 0 when it cannot be read.
-pub fn redis_cpu_seconds(url: &str) -> f64 {
+/// Whether none of `queues` has an unfinished task. The first `*finished`
+/// were found so before (and stay so: a drain adds no task), so each look
+/// asks about one queue while that queue still has work, however many
+/// queues there are.
+async fn all_finished(
+    client: &Client,
+    queues: &[String],
+    finished: &mut usize,
+) -> anyhow::Result<bool> {
+    while let Some(queue) = queues.get(*finished) {
+        if client.queue_counts(queue).await?.unfinished() > 0 {
+            return Ok(false);
+        }
+        *finished += 1;
+    }
+    Ok(true)
+}
+
+/// The names of `count` queues: `default` alone for one, `q1` to
+/// `q<count>` otherwise.
+pub fn queue_names(count: usize) -> anyhow::Result<Vec<String>> {
+    match count {
+        0 => anyhow::bail!("--queues must be at least 1"),
+        1 => Ok(vec![DEFAULT_QUEUE.to_string()]),
+        _ => Ok((1..=count).map(|index| format!("q{index}")).collect()),
+    }
+}
+
+/// Enqueues `count` tasks, `batch` per call, the one at `index` made by
+/// `task(index)`; returns how long that took.
+pub async fn enqueue_all(
+    client: &Client,
+    count: usize,
+    batch: usize,
+    mut task: impl FnMut(usize) -> anyhow::Result<NewTask>,
+) -> anyhow::Result<Duration> {
+    anyhow::ensure!(batch > 0, "the enqueue batch must hold at least one task");
+    let started = Instant::now();
+    let mut next = 0;
+    while next < count {
+        let end = count.min(next + batch);
+        let tasks: Vec<NewTask> = (next..end).map(&mut task).collect::<Result<_, _>>()?;
+        for outcome in client.enqueue_batch(tasks).await {
+            outcome.with_context(|| format!("enqueuing tasks {next} to {end} of {count}"))?;
+        }
+        next = end;
+    }
+    Ok(started.elapsed())
+}
+
+/// The `name:value` fields of one `INFO` section, through `redis-cli`;
+/// none when it cannot be read.
+pub fn redis_info(url: &str, section: &str) -> Vec<(String, String)> {
     let output = std::process::Command::new("redis-cli")
-        .args(["-u", url, "INFO", "cpu"])
+        .args(["-u", url, "INFO", section])
         .output();
-    let Ok(output) = output else { return 0.0 };
+    let Ok(output) = output else {
+        return Vec::new();
+    };
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| {
             let (name, value) = line.trim().split_once(':')?;
-            matches!(name, "used_cpu_user" | "used_cpu_sys").then(|| value.parse::<f64>().ok())?
+            Some((name.to_string(), value.to_string()))
         })
+        .collect()
+}
+
+/// CPU time (user + system) Redis has used so far, from `INFO cpu`
+/// through `redis-cli`; 0 when it cannot be read.
+pub fn redis_cpu_seconds(url: &str) -> f64 {
+    redis_info(url, "cpu")
+        .iter()
+        .filter(|(name, _)| matches!(name.as_str(), "used_cpu_user" | "used_cpu_sys"))
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
         .sum()
 }
 

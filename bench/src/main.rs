@@ -9,8 +9,9 @@
 //!
 //! `drain`: starts a private redis-server, enqueues no-op `echo` tasks in
 //! batches (enqueue/s), then starts a worker in this process and measures
-//! how fast it drains the queue (processed/s), each task in a fresh Wasm
-//! instance. Prints one JSON line per concurrency.
+//! how fast it drains the queue (processed/s; or N queues, `--queues N`),
+//! each task in a fresh Wasm instance. Prints one JSON line per
+//! concurrency.
 //!
 //! `compare`: wasmq (Wasm plugin and native handler) against BullMQ on the
 //! same redis-server in the same run: drain rates over a concurrency sweep,
@@ -60,10 +61,17 @@
 //!
 //! `clients`: the bulk-enqueue rate of the Rust, Python and Node clients
 //! beside Celery's `apply_async` and BullMQ's `addBulk`, on one redis-server.
+//!
+//! `curve`: how the cost grows: the `echo` plugin's drain over worker
+//! concurrencies (tasks/s, worker and Redis CPU per task, peak RSS), over
+//! the number of queues one worker serves (adding Redis commands per task),
+//! and at pending backlogs up to 5 million tasks (enqueue and drain rates,
+//! Redis memory per pending task).
 
 mod clients;
 mod compare;
 mod cron;
+mod curve;
 mod drain;
 mod flows;
 mod hostile;
@@ -119,6 +127,9 @@ enum Bench {
     /// Webhook-style tasks (one outgoing HTTP request each, to a server
     /// that answers after 100 ms) against BullMQ running the same request.
     Webhook(webhook::WebhookArgs),
+    /// How the cost grows with concurrency, with the queues one worker
+    /// serves, and with the backlog waiting in Redis.
+    Curve(curve::CurveArgs),
     /// The loopback HTTP server `webhook` starts: answers every request
     /// after a delay, printing its port first.
     #[command(hide = true)]
@@ -182,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Flows(args) => flows::run(&args).await?,
         Bench::Traces(args) => traces::run(&args).await?,
         Bench::Webhook(args) => webhook::run(&args)?,
+        Bench::Curve(args) => curve::run(&args).await?,
         Bench::SlowServer(args) => webhook::slow_server(&args).await?,
         Bench::Faults(args) => {
             let report = wasmq_testkit::faults::run(wasmq_testkit::faults::FaultPlan {

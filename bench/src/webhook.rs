@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpListener;
 use wasmq::dev::RedisServer;
 
-use crate::compare::{Runner, install_bullmq, median};
+use crate::compare::{Runner, install_bullmq, median, number};
 
 /// Arguments of `webhook`.
 #[derive(Debug, clap::Args)]
@@ -189,12 +189,6 @@ pub fn run(args: &WebhookArgs) -> anyhow::Result<()> {
         1000.0 / args.delay_ms.max(1) as f64
     );
     Ok(())
-}
-
-fn number(value: &serde_json::Value, key: &str) -> anyhow::Result<f64> {
-    value[key]
-        .as_f64()
-        .with_context(|| format!("no {key} in {value}"))
 }
 
 /// The median rate and CPU of repeated runs, and their largest peak RSS.
