@@ -1,6 +1,7 @@
 //! Outgoing HTTP from plugins goes through a pool of the plugin's own:
-//! one task's connection serves the next task, and a server that stops
-//! answering costs a task its timeout, not the worker its connection pool.
+//! one task's connection serves the next task, a server that stops
+//! answering costs a task its timeout, and HTTPS is checked against the
+//! public roots.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -13,6 +14,7 @@ use wasmq::{FailureKind, NewTask, TaskInfo, TaskState};
 use wasmq_testkit::*;
 
 use crate::support::Env;
+use crate::support::tls::{Certs, TlsRedis};
 
 /// What a [`KeepAliveServer`] has seen.
 #[derive(Default)]
@@ -159,5 +161,40 @@ async fn tasks_reuse_their_plugins_connections_and_a_silent_server_times_out() {
         server.seen.connections.load(Ordering::SeqCst),
         2,
         "the stalled connection was dropped, not put back: the task after it opened a new one"
+    );
+}
+
+/// A plugin's HTTPS request goes through the same pool over TLS, checked
+/// against the public roots: a server whose certificate no public
+/// authority signed (here a redis-server's TLS port, with a test CA's
+/// certificate) fails the task naming the certificate, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_server_no_public_authority_vouches_for_fails_naming_tls() {
+    let env = Env::start().await;
+    let certs = Certs::make();
+    let untrusted = TlsRedis::start(&certs, "server", "no");
+    let plugins = PluginDir::with(&[RELAY_COMPONENT]);
+    let mut command = WasmqProcess::command(Path::new(crate::support::WASMQ));
+    command
+        .args(["worker", "--redis", &env.url(), "--no-scheduler"])
+        .args([
+            "--allow-env",
+            "relay=REGION",
+            "--allow-secret",
+            "relay=TOKEN",
+        ])
+        .arg("--plugins")
+        .arg(plugins.path());
+    let worker = WasmqProcess::spawn(command);
+
+    let url = format!("https://127.0.0.1:{}/", untrusted.tls_port);
+    let refused = fetch(&env, &worker, &url).await;
+    assert_eq!(refused.state, TaskState::Archived);
+    let error = refused.last_error.unwrap();
+    assert!(
+        error.message.to_lowercase().contains("tls"),
+        "the failure names TLS: {}; the worker's log:\n{}",
+        error.message,
+        worker.log()
     );
 }

@@ -102,25 +102,17 @@ impl std::fmt::Debug for OutgoingHttp {
 }
 
 /// The error the guest sees for a request that got no response: the
-/// nearest cause wasi:http has a name for.
+/// nearest cause wasi:http has a name for. I/O errors wrap their cause
+/// (`get_ref`, which `source` skips), so the walk looks inside them.
 fn sending_error(err: &hyper_util::client::legacy::Error) -> Error {
+    let mut innermost_io: Option<&std::io::Error> = None;
     let mut cause: Option<&(dyn StdError + 'static)> = err.source();
     while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            // A TLS failure reaches here as an I/O error around rustls's.
-            let tls = io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>());
-            let copy = std::io::Error::new(io.kind(), io.to_string());
-            return match io.kind() {
-                _ if tls => Error::Tls(copy),
-                std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
-                std::io::ErrorKind::TimedOut => Error::ConnectionTimeout,
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
-                    Error::ConnectionTerminated
-                }
-                _ => Error::Connect(copy),
-            };
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Error::Tls(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                tls.to_string(),
+            ));
         }
         if let Some(hyper) = current.downcast_ref::<hyper::Error>() {
             return if hyper.is_timeout() {
@@ -135,9 +127,25 @@ fn sending_error(err: &hyper_util::client::legacy::Error) -> Error {
                 Error::InternalError(Some(hyper.to_string()))
             };
         }
-        cause = current.source();
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                innermost_io = Some(io);
+                io.get_ref().map(|inner| inner as &(dyn StdError + 'static))
+            }
+            None => current.source(),
+        };
     }
-    Error::InternalError(Some(err.to_string()))
+    let Some(io) = innermost_io else {
+        return Error::InternalError(Some(err.to_string()));
+    };
+    match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+        std::io::ErrorKind::TimedOut => Error::ConnectionTimeout,
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+            Error::ConnectionTerminated
+        }
+        kind => Error::Connect(std::io::Error::new(kind, io.to_string())),
+    }
 }
 
 /// A response body that fails with a read timeout when the server goes
