@@ -91,6 +91,16 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
+    /// Starts the private redis-server every measurement runs against;
+    /// `bullmq` is the BullMQ side's directory (empty when there is none).
+    pub(crate) fn start(bullmq: PathBuf) -> anyhow::Result<Runner> {
+        Ok(Runner {
+            redis: RedisServer::start().context("starting redis-server")?,
+            exe: std::env::current_exe()?,
+            bullmq,
+        })
+    }
+
     /// Empties the Redis every measurement runs against.
     pub(crate) fn flush(&self) -> anyhow::Result<()> {
         let status = Command::new("redis-cli")
@@ -244,11 +254,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 
 pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     install_bullmq(&args.bullmq)?;
-    let runner = Runner {
-        redis: RedisServer::start().context("starting redis-server")?,
-        exe: std::env::current_exe()?,
-        bullmq: args.bullmq.clone(),
-    };
+    let runner = Runner::start(args.bullmq.clone())?;
 
     // Drain sweep: the three systems taking turns at each concurrency.
     let repeats = args.repeats.max(1);

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
-use wasmq::dev::RedisServer;
 use wasmq::plugins::LoadOptions;
 use wasmq::{Client, DEFAULT_QUEUE, NewTask, Worker};
 
@@ -112,12 +111,8 @@ pub async fn run(args: &CurveArgs) -> anyhow::Result<()> {
         args.backlogs.iter().all(|&backlog| backlog > 0),
         "every backlog of --backlogs must be at least 1 task"
     );
-    let runner = Runner {
-        redis: RedisServer::start().context("starting redis-server")?,
-        exe: std::env::current_exe()?,
-        // No BullMQ side here.
-        bullmq: PathBuf::new(),
-    };
+    // No BullMQ side here.
+    let runner = Runner::start(PathBuf::new())?;
     let runs = |sweep| args.only.is_none_or(|only| only == sweep);
     let mut report = String::new();
     if runs(Sweep::Concurrency) {

@@ -143,11 +143,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     install_bullmq(&args.bullmq)?;
-    let runner = Runner {
-        redis: wasmq::dev::RedisServer::start().context("starting redis-server")?,
-        exe: std::env::current_exe()?,
-        bullmq: args.bullmq.clone(),
-    };
+    let runner = Runner::start(args.bullmq.clone())?;
     let shape = |command: &mut std::process::Command| {
         command
             .args(["--flows", &args.flows.to_string()])

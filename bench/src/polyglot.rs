@@ -14,7 +14,6 @@ use std::process::Command;
 
 use anyhow::Context;
 use serde_json::Value;
-use wasmq::dev::RedisServer;
 
 use crate::compare::{Runner, install_bullmq, median};
 
@@ -65,11 +64,7 @@ fn install_celery(dir: &Path) -> anyhow::Result<PathBuf> {
 pub fn run(args: &PolyglotArgs) -> anyhow::Result<()> {
     install_bullmq(&args.bullmq)?;
     let python = install_celery(&args.celery)?;
-    let runner = Runner {
-        redis: RedisServer::start().context("starting redis-server")?,
-        exe: std::env::current_exe()?,
-        bullmq: args.bullmq.clone(),
-    };
+    let runner = Runner::start(args.bullmq.clone())?;
     let tasks = args.tasks.to_string();
     let rate = |value: &Value| value["processed_per_s"].as_f64().unwrap_or(0.0);
     let rss = |value: &Value| value["peak_rss_mb"].as_f64().unwrap_or(0.0);

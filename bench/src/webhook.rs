@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpListener;
-use wasmq::dev::RedisServer;
 
 use crate::compare::{Runner, install_bullmq, median, number};
 
@@ -121,11 +120,7 @@ struct Run {
 
 pub fn run(args: &WebhookArgs) -> anyhow::Result<()> {
     install_bullmq(&args.bullmq)?;
-    let runner = Runner {
-        redis: RedisServer::start().context("starting redis-server")?,
-        exe: std::env::current_exe()?,
-        bullmq: args.bullmq.clone(),
-    };
+    let runner = Runner::start(args.bullmq.clone())?;
     let server = Server::start(args.delay_ms)?;
     let url = format!("http://127.0.0.1:{}/hook", server.port);
     let tasks = args.tasks.to_string();
