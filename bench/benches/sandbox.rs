@@ -141,7 +141,7 @@ impl WasiView for BareState {
 
 /// One task in wasmtime alone: a bare Store with fuel and an epoch deadline
 /// (as wasmq sets them), a fresh instance, the call, the drop.
-async fn bare_task(engine: &wasmtime::Engine, pre: &TaskHandlerPre<BareState>, task: &Task) {
+async fn bare_task(engine: &wasmtime::Engine, pre: &TaskHandlerPre<BareState>, task: &Task<'_>) {
     let mut store = Store::new(engine, BareState::default());
     store.set_fuel(u64::MAX).expect("fuel metering is on");
     store.set_epoch_deadline(1);
@@ -152,7 +152,7 @@ async fn bare_task(engine: &wasmtime::Engine, pre: &TaskHandlerPre<BareState>, t
         .expect("the component instantiates");
     let result = instance
         .wasmq_plugin_handler()
-        .call_handle(&mut store, task)
+        .call_handle(&mut store, task.clone())
         .await
         .expect("the call returns");
     assert!(result.is_ok());
@@ -183,10 +183,10 @@ fn instance_floor(c: &mut Criterion) {
     let mut linker = Linker::<BareState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
     let task = Task {
-        id: "t".into(),
-        task_type: "echo".into(),
-        payload: b"{}".to_vec(),
-        queue: "default".into(),
+        id: "t",
+        task_type: "echo",
+        payload: b"{}",
+        queue: "default",
         attempt: 1,
         max_retry: 0,
     };

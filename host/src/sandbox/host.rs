@@ -83,33 +83,56 @@ pub struct HostState {
     hooks: HttpHooks,
     /// Enforces the memory cap and remembers that it was hit.
     pub limiter: MemoryLimiter,
-    /// Which task this is.
-    pub label: TaskLabel,
+    /// Which task this is (shared with its log).
+    pub label: Arc<TaskLabel>,
     /// What the plugin may do.
     grants: Arc<Grants>,
     /// Where the key-value store and enqueuing go.
     pub(super) services: Arc<dyn Services>,
     /// The attempt's progress reports.
     pub(super) progress: super::progress::ProgressReports,
-    /// The attempt's log: `log` calls, stdout and stderr, under one budget.
-    pub log: Arc<TaskLog>,
-    /// The guest's stdout and stderr, into the log.
-    stdout: OutputPipe,
-    stderr_pipe: OutputPipe,
+    /// The attempt's log and the guest's stdout and stderr, made on the
+    /// first `log` call or WASI call (a no-op task makes neither).
+    output: Option<TaskOutput>,
     /// The plugin's limits, for the caps on what it passes the host.
     limits: Limits,
     /// Follow-up tasks enqueued by this attempt.
     enqueued: u32,
     /// What the host refused.
     pub denials: Denials,
-    /// The end of the guest's stderr, kept to explain traps.
-    pub stderr: Tail,
     /// When the attempt must end.
     pub deadline: Instant,
     /// Fires when the task is cancelled.
     pub cancel: CancellationToken,
     /// Set when the host decided to stop the instance.
     pub stop: Option<Stop>,
+}
+
+/// An attempt's log and the guest's stdout and stderr, which write into it.
+struct TaskOutput {
+    /// `log` calls, stdout and stderr, under one budget.
+    log: Arc<TaskLog>,
+    stdout: OutputPipe,
+    stderr_pipe: OutputPipe,
+    /// The end of the guest's stderr, kept to explain traps.
+    stderr: Tail,
+}
+
+impl TaskOutput {
+    fn new(label: &Arc<TaskLabel>, limits: &Limits) -> TaskOutput {
+        let stderr = Tail::new(KEPT_STDERR_BYTES);
+        let log = Arc::new(TaskLog::new(
+            label.clone(),
+            limits.max_log_bytes,
+            limits.max_log_line_bytes,
+        ));
+        TaskOutput {
+            stdout: OutputPipe::new(log.clone(), Stream::Stdout, None),
+            stderr_pipe: OutputPipe::new(log.clone(), Stream::Stderr, Some(stderr.clone())),
+            log,
+            stderr,
+        }
+    }
 }
 
 /// What a new [`HostState`] needs.
@@ -144,12 +167,6 @@ impl HostState {
             cancel,
         } = setup;
         let denials: Denials = Arc::default();
-        let stderr = Tail::new(KEPT_STDERR_BYTES);
-        let log = Arc::new(TaskLog::new(
-            label.clone(),
-            limits.max_log_bytes,
-            limits.max_log_line_bytes,
-        ));
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
         HostState {
@@ -163,37 +180,49 @@ impl HostState {
                 tracing: services.http_tracing(),
             },
             limiter,
-            label,
+            label: Arc::new(label),
             grants,
             services,
             progress: Default::default(),
-            stdout: OutputPipe::new(log.clone(), Stream::Stdout, None),
-            stderr_pipe: OutputPipe::new(log.clone(), Stream::Stderr, Some(stderr.clone())),
-            log,
+            output: None,
             limits,
             enqueued: 0,
             denials,
-            stderr,
             deadline,
             cancel,
             stop: None,
         }
     }
 
+    /// The attempt's log and output pipes, made on first use.
+    fn output(&mut self) -> &TaskOutput {
+        let (label, limits) = (&self.label, &self.limits);
+        self.output
+            .get_or_insert_with(|| TaskOutput::new(label, limits))
+    }
+
     /// The end of what the guest wrote to stderr, lossily decoded.
     pub fn stderr_text(&self) -> String {
-        self.stderr.text()
+        self.output
+            .as_ref()
+            .map_or_else(String::new, |output| output.stderr.text())
     }
 
     /// Writes the last lines of stdout and stderr that had no newline.
     pub fn finish_output(&self) {
-        self.stdout.finish();
-        self.stderr_pipe.finish();
+        if let Some(output) = &self.output {
+            output.stdout.finish();
+            output.stderr_pipe.finish();
+        }
     }
 
     /// Whether the attempt wrote more than its log budget.
     pub fn over_log_budget(&self) -> bool {
-        self.stop == Some(Stop::LogLimit) || self.log.exceeded()
+        self.stop == Some(Stop::LogLimit)
+            || self
+                .output
+                .as_ref()
+                .is_some_and(|output| output.log.exceeded())
     }
 
     /// What the host refused, in order.
@@ -212,15 +241,18 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let ctx = self.wasi.get_or_insert_with(|| {
-            wasi_context(
+        if self.wasi.is_none() {
+            let output = self.output();
+            let pipes = (output.stdout.clone(), output.stderr_pipe.clone());
+            self.wasi = Some(wasi_context(
                 &self.grants,
                 &self.denials,
-                (&self.stdout, &self.stderr_pipe),
+                pipes,
                 &self.label,
                 MAX_RANDOM_BYTES,
-            )
-        });
+            ));
+        }
+        let ctx = self.wasi.as_mut().expect("made above");
         WasiCtxView {
             ctx,
             table: &mut self.table,
@@ -236,14 +268,14 @@ impl WasiView for HostState {
 fn wasi_context(
     grants: &Grants,
     denials: &Denials,
-    (stdout, stderr): (&OutputPipe, &OutputPipe),
+    (stdout, stderr): (OutputPipe, OutputPipe),
     label: &TaskLabel,
     max_random_bytes: u64,
 ) -> WasiCtx {
     let mut builder = WasiCtx::builder();
     builder
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
+        .stdout(stdout)
+        .stderr(stderr)
         .allow_ip_name_lookup(false)
         .allow_tcp(true)
         .allow_udp(true);
@@ -314,7 +346,7 @@ impl log::Host for HostState {
         };
         // All of a long line counts against the budget; only its start is
         // written.
-        if let Err(over) = self.log.line(level, message) {
+        if let Err(over) = self.output().log.line(level, message) {
             self.stop = Some(Stop::LogLimit);
             wasmtime::bail!(
                 "the plugin logged more than its limit of {} bytes",

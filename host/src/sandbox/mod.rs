@@ -43,6 +43,7 @@ mod progress;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,9 @@ pub mod bindings {
         world: "task-handler",
         imports: { default: async | trappable },
         exports: { default: async },
+        // The task handed to `handle` borrows the leased message's id,
+        // type, queue and payload instead of copying them per task.
+        ownership: Borrowing { duplicate_if_necessary: false },
     });
 }
 
@@ -431,10 +435,10 @@ impl Sandbox {
         }
 
         let task = types::Task {
-            id: invocation.id.to_string(),
-            task_type: invocation.task_type.to_string(),
-            payload: invocation.payload.to_vec(),
-            queue: invocation.queue.to_string(),
+            id: invocation.id,
+            task_type: invocation.task_type,
+            payload: invocation.payload,
+            queue: invocation.queue,
             attempt: invocation.attempt,
             max_retry: invocation.max_retry,
         };
@@ -445,21 +449,31 @@ impl Sandbox {
             instantiate_time = started.elapsed();
             instance
                 .wasmq_plugin_handler()
-                .call_handle(&mut store, &task)
+                .call_handle(&mut store, task)
                 .await
         };
-        // The epoch callback stops guest code at the deadline; this outer
-        // timeout also covers time spent inside host calls.
-        let grace = self.config.epoch_tick * 10;
-        let raced = tokio::select! {
-            // The run first: most end at their first poll, before the
-            // cancellation would even be watched.
-            biased;
-            outcome = tokio::time::timeout(limits.timeout + grace, call) => outcome.ok(),
-            _ = cancel.cancelled() => {
-                // Give the guest the chance to be interrupted at its next
-                // tick; if it is inside a host call, drop it now.
-                None
+        // The epoch callback stops guest code at the deadline; an outer
+        // timeout also covers time spent inside host calls. Most tasks end
+        // at their first poll, before either the timer or the cancellation
+        // would even be watched: those arm neither.
+        let raced = {
+            let mut call = std::pin::pin!(call);
+            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(outcome) => Some(outcome),
+                Poll::Pending => {
+                    let grace = self.config.epoch_tick * 10;
+                    let until = tokio::time::Instant::from_std(deadline + grace);
+                    tokio::select! {
+                        biased;
+                        outcome = tokio::time::timeout_at(until, call) => outcome.ok(),
+                        _ = cancel.cancelled() => {
+                            // Give the guest the chance to be interrupted at its
+                            // next tick; if it is inside a host call, drop it now.
+                            None
+                        }
+                    }
+                }
             }
         };
 
@@ -508,38 +522,40 @@ impl Sandbox {
 
 impl Sandbox {
     /// Takes one of `plugin`'s instances, if it has any left of its share;
-    /// given back when the guard drops.
+    /// given back when the guard drops. Without a share per plugin nothing
+    /// is counted (no lock, no allocation per task).
     fn share(&self, plugin: &str) -> Option<Share<'_>> {
+        let Some(share) = self.config.max_instances_per_plugin else {
+            return Some(Share { counted: None });
+        };
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let count = live.entry(plugin.to_string()).or_default();
-        if self
-            .config
-            .max_instances_per_plugin
-            .is_some_and(|share| *count >= share)
-        {
+        if *count >= share {
             return None;
         }
         *count += 1;
         Some(Share {
-            sandbox: self,
-            plugin: plugin.to_string(),
+            counted: Some((self, plugin.to_string())),
         })
     }
 }
 
-/// One live instance of a plugin, counted against its share.
+/// One live instance of a plugin, counted against its share when the
+/// sandbox has shares.
 struct Share<'a> {
-    sandbox: &'a Sandbox,
-    plugin: String,
+    counted: Option<(&'a Sandbox, String)>,
 }
 
 impl Drop for Share<'_> {
     fn drop(&mut self) {
-        let mut live = self.sandbox.live.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = live.get_mut(&self.plugin) {
+        let Some((sandbox, plugin)) = &self.counted else {
+            return;
+        };
+        let mut live = sandbox.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = live.get_mut(plugin) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                live.remove(&self.plugin);
+                live.remove(plugin);
             }
         }
     }

@@ -40,7 +40,7 @@ pub enum Level {
 /// The log of one attempt: where its lines go, and what is left of its
 /// budget.
 pub struct TaskLog {
-    label: TaskLabel,
+    label: Arc<TaskLabel>,
     /// The attempt's budget, bytes.
     limit: usize,
     /// The longest line written; the rest is cut with a note (all of it
@@ -62,7 +62,7 @@ pub struct OverBudget {
 impl TaskLog {
     /// A log for the attempt `label`, holding it to `limit` bytes and lines
     /// to `max_line` bytes.
-    pub fn new(label: TaskLabel, limit: usize, max_line: usize) -> TaskLog {
+    pub fn new(label: Arc<TaskLabel>, limit: usize, max_line: usize) -> TaskLog {
         TaskLog {
             label,
             limit,
@@ -115,7 +115,7 @@ impl TaskLog {
             task_type,
             attempt,
             ..
-        } = &self.label;
+        } = &*self.label;
         // `stream` is only present for stdout and stderr.
         macro_rules! event {
             ($level:ident) => {
