@@ -6,7 +6,8 @@
 //! `drain` and `latency`, or `node bench/bullmq/bench.mjs`), one after
 //! another, with Redis flushed in between, so that each peak RSS is that
 //! run's alone. Prints Markdown tables (the ones in BENCHMARKS.md) and
-//! draws throughput against concurrency as an SVG.
+//! draws the charts of docs/ (throughput against concurrency, p99 against
+//! arrival rate, throughput against payload size).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use wasmq::dev::RedisServer;
+
+use crate::chart::{Chart, Scale, Series};
 
 /// Arguments of `compare`.
 #[derive(Debug, clap::Args)]
@@ -39,13 +42,33 @@ pub struct CompareArgs {
     /// largest).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// Where to draw throughput against concurrency.
-    #[arg(long, default_value = "docs/bench-throughput.svg")]
-    pub chart: PathBuf,
+    /// The directory the charts are written into: bench-throughput.svg
+    /// (drain rate against concurrency), bench-latency.svg (p99 against
+    /// arrival rate) and bench-payloads.svg (drain rate against payload
+    /// size).
+    #[arg(long, default_value = "docs")]
+    pub charts: PathBuf,
     /// The BullMQ side (package.json and bench.mjs); its npm packages are
     /// installed there if missing.
     #[arg(long, default_value = "bench/bullmq")]
     pub bullmq: PathBuf,
+    /// Then also run these benchmarks, comma-separated, each with the same
+    /// `--repeats` and its report printed after this one's: `webhook`
+    /// (one outgoing HTTP request per task, against BullMQ with `fetch`;
+    /// about 10 minutes with three repeats) and `curve` (CPU per task and
+    /// RSS against concurrency, queue count and backlog; the backlog sweep
+    /// to 5M pending tasks takes most of an hour).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "BENCHMARKS")]
+    pub also: Vec<AlsoRun>,
+}
+
+/// A benchmark `compare --also` runs after its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlsoRun {
+    /// `wasmq-bench webhook`.
+    Webhook,
+    /// `wasmq-bench curve`.
+    Curve,
 }
 
 /// One of the systems measured.
@@ -55,6 +78,10 @@ enum System {
     WasmqNative,
     BullMq,
 }
+
+/// The systems of the latency runs: wasmq with the Wasm plugin (the goal's
+/// figure), with the native handler (the queue's path alone), and BullMQ.
+const LATENCY_SYSTEMS: [System; 3] = [System::WasmqWasm, System::WasmqNative, System::BullMq];
 
 impl System {
     const ALL: [System; 3] = [System::WasmqWasm, System::WasmqNative, System::BullMq];
@@ -191,19 +218,33 @@ impl Runner {
         })
     }
 
-    fn latency(&self, system: System, rate: u64, seconds: u64) -> anyhow::Result<Value> {
+    fn latency(
+        &self,
+        system: System,
+        rate: u64,
+        seconds: u64,
+        concurrency: usize,
+    ) -> anyhow::Result<Value> {
         let (rate, seconds) = (rate.to_string(), seconds.to_string());
+        let concurrency = concurrency.to_string();
         let args = [
             "--rate",
             &rate,
             "--seconds",
             &seconds,
             "--concurrency",
-            "50",
+            &concurrency,
         ];
         match system {
             System::BullMq => self.measure(self.peer("latency").args(args)),
-            _ => self.measure(self.ours("latency").args(args)),
+            System::WasmqWasm => {
+                self.measure(self.ours("latency").args(args).args(["--handler", "wasm"]))
+            }
+            System::WasmqNative => self.measure(
+                self.ours("latency")
+                    .args(args)
+                    .args(["--handler", "native"]),
+            ),
         }
     }
 }
@@ -287,6 +328,17 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             .map(|(_, row)| row[index].processed_per_s)
             .fold(0.0, f64::max)
     };
+    // The concurrency of a system's best drain rate.
+    let best_concurrency = |index: usize| {
+        drains
+            .iter()
+            .max_by(|a, b| {
+                a.1[index]
+                    .processed_per_s
+                    .total_cmp(&b.1[index].processed_per_s)
+            })
+            .map_or(50, |(concurrency, _)| *concurrency)
+    };
     let enqueue = |index: usize| {
         median(
             drains
@@ -297,14 +349,17 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     };
 
     // Latency at fixed rates: 1k/s, then half and 80% of each system's own
-    // best drain rate (wasmq's with Wasm plugins).
+    // best drain rate, at the concurrency that reached it (wasmq's with the
+    // Wasm plugin, for both of its handlers).
     let mut latencies = Vec::new();
-    for (system, max) in [(System::WasmqNative, best(0)), (System::BullMq, best(2))] {
+    for system in LATENCY_SYSTEMS {
+        let best_of = if system == System::BullMq { 2 } else { 0 };
+        let (max, concurrency) = (best(best_of), best_concurrency(best_of));
         for rate in [1000.0, max * 0.5, max * 0.8] {
             let rate = (rate / 100.0).round() as u64 * 100;
             let mut runs = Vec::new();
             for _ in 0..repeats {
-                runs.push(runner.latency(system, rate, args.latency_seconds)?);
+                runs.push(runner.latency(system, rate, args.latency_seconds, concurrency)?);
             }
             // The run with the median p99.
             runs.sort_by(|a, b| {
@@ -372,130 +427,162 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
     }
     writeln!(report)?;
-    writeln!(report, "| system | rate (tasks/s) | p50 | p99 | max |")?;
-    writeln!(report, "| :--- | ---: | ---: | ---: | ---: |")?;
+    writeln!(
+        report,
+        "| system | concurrency | rate (tasks/s) | p50 | p99 | max |"
+    )?;
+    writeln!(report, "| :--- | ---: | ---: | ---: | ---: | ---: |")?;
     for (system, value) in &latencies {
         writeln!(
             report,
-            "| {} | {} | {} ms | {} ms | {} ms |",
-            if *system == System::BullMq {
-                "BullMQ"
-            } else {
-                "wasmq"
-            },
+            "| {} | {} | {} | {} ms | {} ms | {} ms |",
+            system.label(),
+            value["concurrency"],
             value["rate"],
             value["p50_ms"],
             value["p99_ms"],
             value["max_ms"],
         )?;
     }
+    if let Some((_, half)) = latencies
+        .iter()
+        .filter(|(system, _)| *system == System::WasmqWasm)
+        .nth(1)
+    {
+        writeln!(report)?;
+        writeln!(
+            report,
+            "Enqueue-to-start p99 at half the best rate, with the Wasm plugin: {} ms at {}/s (goal: under 2 ms).",
+            half["p99_ms"], half["rate"]
+        )?;
+    }
     println!("{report}");
 
-    if let Some(parent) = args.chart.parent() {
-        std::fs::create_dir_all(parent)?;
+    std::fs::create_dir_all(&args.charts)
+        .with_context(|| format!("creating {}", args.charts.display()))?;
+    let charts = [
+        ("bench-throughput.svg", Some(throughput_chart(&drains))),
+        ("bench-latency.svg", Some(latency_chart(&latencies))),
+        (
+            "bench-payloads.svg",
+            (!payload_drains.is_empty()).then(|| payload_chart(&payload_drains)),
+        ),
+    ];
+    for (name, chart) in charts {
+        let Some(chart) = chart else { continue };
+        let path = args.charts.join(name);
+        std::fs::write(&path, chart.svg())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("chart written to {}", path.display());
     }
-    std::fs::write(&args.chart, chart(&drains))
-        .with_context(|| format!("writing {}", args.chart.display()))?;
-    eprintln!("chart written to {}", args.chart.display());
+
+    for also in &args.also {
+        let (subcommand, extra): (&str, &[&std::ffi::OsStr]) = match also {
+            AlsoRun::Webhook => ("webhook", &["--bullmq".as_ref(), args.bullmq.as_os_str()]),
+            AlsoRun::Curve => ("curve", &[]),
+        };
+        eprintln!("running {subcommand}");
+        let status = Command::new(&runner.exe)
+            .arg(subcommand)
+            .args(["--repeats", &repeats.to_string()])
+            .args(extra)
+            .status()
+            .with_context(|| format!("running {subcommand}"))?;
+        anyhow::ensure!(status.success(), "{subcommand} failed ({status})");
+    }
     Ok(())
 }
 
-/// Throughput against concurrency, one line per system, as an SVG.
-fn chart(drains: &[(usize, [Drain; 3])]) -> String {
-    let (width, height) = (640.0, 360.0);
-    let (left, right, top, bottom) = (70.0, 20.0, 40.0, 50.0);
-    let plot_w = width - left - right;
-    let plot_h = height - top - bottom;
-    let max = drains
-        .iter()
-        .flat_map(|(_, row)| row.iter().map(|drain| drain.processed_per_s))
-        .fold(1.0, f64::max);
-    // A round top for the y axis: 1, 2 or 5 times a power of ten.
-    let magnitude = 10f64.powf(max.log10().floor());
-    let y_top = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|step| step * magnitude)
-        .find(|top| *top >= max)
-        .unwrap_or(max);
-    let x = |index: usize| {
-        left + if drains.len() > 1 {
-            plot_w * index as f64 / (drains.len() - 1) as f64
-        } else {
-            plot_w / 2.0
-        }
-    };
-    let y = |value: f64| top + plot_h * (1.0 - value / y_top);
-
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r##"<rect width="100%" height="100%" fill="#ffffff"/><text x="{}" y="22" text-anchor="middle" font-size="14">No-op tasks drained per second against worker concurrency</text>"##,
-        width / 2.0
-    );
-    for step in 0..=5 {
-        let value = y_top * step as f64 / 5.0;
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#e2e8f0"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            width - right,
-            left - 8.0,
-            y(value) + 4.0,
-            value as u64,
-            y = y(value)
-        );
-    }
-    for (index, (concurrency, _)) in drains.iter().enumerate() {
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{concurrency}</text>"#,
-            x(index),
-            height - bottom + 18.0
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">concurrency</text>"#,
-        left + plot_w / 2.0,
-        height - 10.0
-    );
-    for (series, system) in System::ALL.iter().enumerate() {
-        let points: Vec<String> = drains
+/// Drain rate against concurrency, one line per system.
+fn throughput_chart(drains: &[(usize, [Drain; 3])]) -> Chart {
+    Chart {
+        title: "No-op tasks drained per second against worker concurrency".into(),
+        x_label: "concurrency".into(),
+        x_scale: Scale::Categories,
+        x_categories: drains
+            .iter()
+            .map(|(concurrency, _)| concurrency.to_string())
+            .collect(),
+        y_label: "tasks/s".into(),
+        y_scale: Scale::Linear,
+        series: System::ALL
             .iter()
             .enumerate()
-            .map(|(index, (_, row))| {
-                format!("{:.1},{:.1}", x(index), y(row[series].processed_per_s))
+            .map(|(index, system)| Series {
+                label: system.label().into(),
+                colour: system.colour(),
+                points: drains
+                    .iter()
+                    .enumerate()
+                    .map(|(x, (_, row))| (x as f64, row[index].processed_per_s))
+                    .collect(),
             })
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{}" stroke-width="2.5" points="{}"/>"#,
-            system.colour(),
-            points.join(" ")
-        );
-        for point in &points {
-            let (px, py) = point.split_once(',').expect("x,y");
-            let _ = writeln!(
-                svg,
-                r#"<circle cx="{px}" cy="{py}" r="3.5" fill="{}"/>"#,
-                system.colour()
-            );
-        }
-        let legend_y = top + 8.0 + 18.0 * series as f64;
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{}" y="{:.1}" width="14" height="4" fill="{}"/><text x="{}" y="{:.1}">{}</text>"#,
-            left + 12.0,
-            legend_y - 4.0,
-            system.colour(),
-            left + 32.0,
-            legend_y + 2.0,
-            system.label()
-        );
+            .collect(),
     }
-    svg.push_str("</svg>\n");
-    svg
+}
+
+/// Enqueue-to-start p99 against the arrival rate, one line per system
+/// (logarithmic: the p99 of an overloaded queue is hundreds of times that
+/// of one keeping up).
+fn latency_chart(latencies: &[(System, Value)]) -> Chart {
+    Chart {
+        title: "Enqueue-to-start p99 against arrival rate".into(),
+        x_label: "tasks enqueued per second".into(),
+        x_scale: Scale::Linear,
+        x_categories: Vec::new(),
+        y_label: "p99 (ms)".into(),
+        y_scale: Scale::Log,
+        series: LATENCY_SYSTEMS
+            .iter()
+            .map(|system| Series {
+                label: system.label().into(),
+                colour: system.colour(),
+                points: latencies
+                    .iter()
+                    .filter(|(measured, _)| measured == system)
+                    .filter_map(|(_, value)| {
+                        Some((value["rate"].as_f64()?, value["p99_ms"].as_f64()?))
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Drain rate against payload size, the Wasm plugin and BullMQ
+/// (logarithmic: both rates fall a hundredfold from 1 KB to 1 MB).
+fn payload_chart(payload_drains: &[(usize, usize, [Drain; 2])]) -> Chart {
+    Chart {
+        title: "Tasks drained per second against payload size (concurrency 50)".into(),
+        x_label: "payload".into(),
+        x_scale: Scale::Categories,
+        x_categories: payload_drains
+            .iter()
+            .map(|(size, _, _)| human_bytes(*size))
+            .collect(),
+        y_label: "tasks/s".into(),
+        y_scale: Scale::Log,
+        series: [System::WasmqWasm, System::BullMq]
+            .iter()
+            .enumerate()
+            .map(|(index, system)| Series {
+                label: system.label().into(),
+                colour: system.colour(),
+                points: payload_drains
+                    .iter()
+                    .enumerate()
+                    .map(|(x, (_, _, row))| (x as f64, row[index].processed_per_s))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// `1000` as "1 KB", `64000` as "64 KB", `1000000` as "1 MB".
+fn human_bytes(bytes: usize) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{} KB", bytes / 1_000),
+        _ => format!("{} MB", bytes / 1_000_000),
+    }
 }

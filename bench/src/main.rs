@@ -16,9 +16,11 @@
 //! `compare`: wasmq (Wasm plugin and native handler) against BullMQ on the
 //! same redis-server in the same run: drain rates over a concurrency sweep,
 //! bulk enqueue, enqueue-to-start latency at fixed rates, peak RSS, and
-//! drains of tasks with 1 KB, 64 KB and 1 MB payloads.
+//! drains of tasks with 1 KB, 64 KB and 1 MB payloads; writes the charts
+//! of docs/.
 //!
-//! `latency`: enqueue-to-start latency at a fixed arrival rate.
+//! `latency`: enqueue-to-start latency at a fixed arrival rate, with a
+//! native handler or the Wasm plugin.
 //!
 //! `flows`: flows of a parent and 100 children against BullMQ's
 //! FlowProducer, same Redis, same run.
@@ -68,6 +70,7 @@
 //! and at pending backlogs up to 5 million tasks (enqueue and drain rates,
 //! Redis memory per pending task).
 
+mod chart;
 mod clients;
 mod compare;
 mod cron;
@@ -92,11 +95,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 enum Bench {
     /// wasmq against BullMQ: drain rates over a concurrency sweep, bulk
-    /// enqueue, latency at fixed rates, peak RSS; draws a chart.
+    /// enqueue, latency at fixed rates, peak RSS, large payloads; draws the
+    /// charts of docs/.
     Compare(compare::CompareArgs),
     /// Drain rate of no-op tasks, each in a fresh Wasm instance.
     Drain(drain::Args),
-    /// Enqueue-to-start latency at a fixed arrival rate.
+    /// Enqueue-to-start latency at a fixed arrival rate (native handler or
+    /// Wasm plugin).
     Latency(latency::LatencyArgs),
     /// The fault-injection run.
     Faults(FaultArgs),
