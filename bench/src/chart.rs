@@ -55,6 +55,29 @@ struct Axis {
 }
 
 impl Axis {
+    /// An axis of `scale` drawn from `from` to `to` (pixels) for values
+    /// spanning `(low, high)`: whole decades (log), zero to a round top
+    /// (linear), or one step per category.
+    fn fit(
+        scale: Scale,
+        (low, high): (f64, f64),
+        categories: usize,
+        (from, to): (f64, f64),
+    ) -> Axis {
+        let (low, high) = match scale {
+            Scale::Log => decades(low, high),
+            Scale::Linear => (0.0, round_top(high)),
+            Scale::Categories => (0.0, categories.saturating_sub(1) as f64),
+        };
+        Axis {
+            scale,
+            low,
+            high,
+            from,
+            to,
+        }
+    }
+
     fn place(&self, value: f64) -> f64 {
         let share = match self.scale {
             Scale::Log => {
@@ -137,72 +160,30 @@ impl Chart {
             .flat_map(|series| series.points.iter().copied())
             .filter(|(_, y)| visible(*y))
             .collect();
-        let (x_min, x_max) = points
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), (x, _)| {
-                (low.min(*x), high.max(*x))
-            });
-        let (y_min, y_max) = points
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), (_, y)| {
-                (low.min(*y), high.max(*y))
-            });
-        let (x_min, x_max) = if points.is_empty() {
-            (0.0, 1.0)
-        } else {
-            (x_min, x_max)
-        };
-        let (y_min, y_max) = if points.is_empty() {
-            (1.0, 10.0)
-        } else {
-            (y_min, y_max)
-        };
-
-        let x_axis = match self.x_scale {
-            Scale::Log => {
-                let (low, high) = decades(x_min, x_max);
-                Axis {
-                    scale: Scale::Log,
-                    low,
-                    high,
-                    from: LEFT,
-                    to: WIDTH - RIGHT,
-                }
+        let span = |values: Vec<f64>, empty: (f64, f64)| {
+            if values.is_empty() {
+                return empty;
             }
-            Scale::Linear => Axis {
-                scale: Scale::Linear,
-                low: 0.0,
-                high: round_top(x_max),
-                from: LEFT,
-                to: WIDTH - RIGHT,
-            },
-            Scale::Categories => Axis {
-                scale: Scale::Categories,
-                low: 0.0,
-                high: self.x_categories.len().saturating_sub(1) as f64,
-                from: LEFT,
-                to: WIDTH - RIGHT,
-            },
+            values
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| {
+                    (low.min(*value), high.max(*value))
+                })
         };
-        let y_axis = match self.y_scale {
-            Scale::Log => {
-                let (low, high) = decades(y_min, y_max);
-                Axis {
-                    scale: Scale::Log,
-                    low,
-                    high,
-                    from: HEIGHT - BOTTOM,
-                    to: TOP,
-                }
-            }
-            Scale::Linear | Scale::Categories => Axis {
-                scale: Scale::Linear,
-                low: 0.0,
-                high: round_top(y_max),
-                from: HEIGHT - BOTTOM,
-                to: TOP,
-            },
+        let x_span = span(points.iter().map(|(x, _)| *x).collect(), (0.0, 1.0));
+        let y_span = span(points.iter().map(|(_, y)| *y).collect(), (1.0, 10.0));
+        let x_axis = Axis::fit(
+            self.x_scale,
+            x_span,
+            self.x_categories.len(),
+            (LEFT, WIDTH - RIGHT),
+        );
+        // A y axis has no categories: its values are always numbers.
+        let y_scale = match self.y_scale {
+            Scale::Categories => Scale::Linear,
+            scale => scale,
         };
+        let y_axis = Axis::fit(y_scale, y_span, 0, (HEIGHT - BOTTOM, TOP));
 
         let mut svg = String::new();
         let _ = writeln!(

@@ -505,19 +505,7 @@ fn throughput_chart(drains: &[(usize, [Drain; 3])]) -> Chart {
             .collect(),
         y_label: "tasks/s".into(),
         y_scale: Scale::Linear,
-        series: System::ALL
-            .iter()
-            .enumerate()
-            .map(|(index, system)| Series {
-                label: system.label().into(),
-                colour: system.colour(),
-                points: drains
-                    .iter()
-                    .enumerate()
-                    .map(|(x, (_, row))| (x as f64, row[index].processed_per_s))
-                    .collect(),
-            })
-            .collect(),
+        series: drain_series(&System::ALL, drains.iter().map(|(_, row)| &row[..])),
     }
 }
 
@@ -562,20 +550,32 @@ fn payload_chart(payload_drains: &[(usize, usize, [Drain; 2])]) -> Chart {
             .collect(),
         y_label: "tasks/s".into(),
         y_scale: Scale::Log,
-        series: [System::WasmqWasm, System::BullMq]
-            .iter()
-            .enumerate()
-            .map(|(index, system)| Series {
-                label: system.label().into(),
-                colour: system.colour(),
-                points: payload_drains
-                    .iter()
-                    .enumerate()
-                    .map(|(x, (_, _, row))| (x as f64, row[index].processed_per_s))
-                    .collect(),
-            })
-            .collect(),
+        series: drain_series(
+            &[System::WasmqWasm, System::BullMq],
+            payload_drains.iter().map(|(_, _, row)| &row[..]),
+        ),
     }
+}
+
+/// One line per system of drain rates, one point per category: `rows`
+/// holds each category's drains, in the order of `systems`.
+fn drain_series<'a>(
+    systems: &[System],
+    rows: impl Iterator<Item = &'a [Drain]> + Clone,
+) -> Vec<Series> {
+    systems
+        .iter()
+        .enumerate()
+        .map(|(index, system)| Series {
+            label: system.label().into(),
+            colour: system.colour(),
+            points: rows
+                .clone()
+                .enumerate()
+                .map(|(x, row)| (x as f64, row[index].processed_per_s))
+                .collect(),
+        })
+        .collect()
 }
 
 /// `1000` as "1 KB", `64000` as "64 KB", `1000000` as "1 MB".
