@@ -182,7 +182,11 @@ pub(crate) async fn in_sandbox(
     );
     let (sandbox, plugin, message) = (run.sandbox.clone(), plugin.clone(), message.clone());
     let (attempt, cancel) = (task.attempt, cancel.clone());
-    let running = async move {
+    // Boxed: the run's state (wasmtime's instantiation and call futures
+    // among it) is kilobytes, and a future passed by value is copied into
+    // each future that awaits it (`run_guarded`, `catch_unwind`, the task
+    // path): boxed, those copies are of a pointer.
+    let running = Box::pin(async move {
         let invocation = Invocation {
             id: &message.id,
             task_type: &message.task_type,
@@ -202,7 +206,7 @@ pub(crate) async fn in_sandbox(
                 &cancel,
             )
             .await
-    };
+    });
     let attempted = match run_guarded(run.lane, running).await {
         Ok(outcome) => Attempted {
             outcome: outcome.result,

@@ -69,6 +69,17 @@ impl RateLimits {
         if limits.is_empty() {
             return RateAdmission::Start;
         }
+        // Boxed: most tasks fall under no limit, and their path should not
+        // carry (and copy) the state of these Redis calls.
+        Box::pin(Self::take(broker, message, limits)).await
+    }
+
+    /// Takes one start from each of `limits` (see `admit`).
+    async fn take(
+        broker: &Broker,
+        message: &TaskMessage,
+        limits: Vec<(RateTarget, RateLimit)>,
+    ) -> RateAdmission {
         let payload = limits
             .iter()
             .any(|(_, limit)| limit.key.is_some())
