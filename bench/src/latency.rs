@@ -160,14 +160,16 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     }
     match args.handler {
         LatencyHandler::Native => {
-            while (waits.lock().expect("never poisoned").len() as u64) < total {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            wait_for_all("recorded its wait", total, || {
+                waits.lock().expect("never poisoned").len() as u64
+            })
+            .await?;
         }
         LatencyHandler::Wasm => {
-            while (starts.lock().expect("never poisoned").len() as u64) < total {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            wait_for_all("logged its start", total, || {
+                starts.lock().expect("never poisoned").len() as u64
+            })
+            .await?;
             let starts = std::mem::take(&mut *starts.lock().expect("never poisoned"));
             let collected = enqueued
                 .into_iter()
@@ -245,4 +247,28 @@ impl<S: tracing::Subscriber> Layer<S> for StampLayer {
                 .insert(task_id, started);
         }
     }
+}
+
+/// How long the count of started tasks may stand still before the run is
+/// given up: a task that fails (a plugin over its log budget, say) never
+/// reports its start.
+const STALL: Duration = Duration::from_secs(30);
+
+/// Waits until `count` reaches `total`; an error naming how far it got if
+/// it stops moving for [`STALL`].
+async fn wait_for_all(what: &str, total: u64, count: impl Fn() -> u64) -> anyhow::Result<()> {
+    let (mut last, mut moved) = (count(), Instant::now());
+    while last < total {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = count();
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        } else if moved.elapsed() > STALL {
+            anyhow::bail!(
+                "only {last} of {total} tasks {what}, and none more in the last {}s: some failed or never ran (the worker's log above says why)",
+                STALL.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
