@@ -1286,6 +1286,13 @@ impl Broker {
         if message.children.is_empty() {
             return Ok(Vec::new());
         }
+        // Boxed: every task's path awaits this, and most tasks, having no
+        // children, should not carry (and copy) the state of the read.
+        Box::pin(self.read_flow_children(message)).await
+    }
+
+    /// Reads the outcomes of `message`'s children (see `flow_children`).
+    async fn read_flow_children(&self, message: &TaskMessage) -> Result<Vec<ChildOutcome>, Error> {
         let keys = self.queue_keys(&message.queue);
         let mut fields = Vec::with_capacity(message.children.len() * 2);
         for index in 0..message.children.len() {

@@ -390,12 +390,7 @@ impl TaskPath {
         }
         // A parent's children's outcomes are part of its task. Redis out of
         // reach is not the handler's failure: the attempt is not counted.
-        let outcomes = if message.children.is_empty() {
-            Ok(Vec::new())
-        } else {
-            Box::pin(self.broker.flow_children(message)).await
-        };
-        let children = match outcomes {
+        let children = match self.broker.flow_children(message).await {
             Ok(children) => children
                 .into_iter()
                 .filter(|child| child.is_shown_to_parent())
