@@ -176,6 +176,11 @@ struct FaultArgs {
     chains: usize,
 }
 
+/// The worker this binary runs in-process allocates through the same
+/// allocator as the `wasmq` binary, so that its figures are the product's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Bench::parse() {

@@ -28,6 +28,13 @@ With the default `cli` feature the crate also holds the command line
 (`wasmq`), the web dashboard and `wasmq dev`; an embedding program can leave
 them out with `default-features = false`.
 
+The `wasmq` binary allocates through jemalloc: a worker frees on one thread
+what another allocated, where glibc's malloc locks its arenas: with
+jemalloc a worker of outgoing HTTP requests spends 30% less CPU per task
+(BENCHMARKS.md, "The allocator"). The library allocates
+through whatever global allocator its program sets; a program that embeds
+a busy worker may want to set the same (`tikv-jemallocator`).
+
 # Layout
 Only `plugins`, `sandbox` and `dev` are public modules; the others are
 reached through the items this page re-exports.
