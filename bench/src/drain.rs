@@ -55,6 +55,11 @@ pub struct Args {
     /// `{}`. Not with `--failing`.
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub payload_bytes: usize,
+    /// Keep each task and its result for ten minutes after it completes
+    /// (a producer's default) instead of forgetting it at once: what
+    /// storing every result costs.
+    #[arg(long)]
+    pub keep_results: bool,
     /// With `--handler fetch`: the URL each task GETs.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080/")]
     pub fetch_url: String,
@@ -100,6 +105,9 @@ pub fn redis_or_private(given: Option<&str>) -> anyhow::Result<(Option<RedisServ
     }
 }
 
+/// How long `--keep-results` keeps each completed task.
+const KEPT_RESULTS: Duration = Duration::from_secs(600);
+
 pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let (_private, url) = redis_or_private(args.redis.as_deref())?;
     let client = Client::connect(&url).await?;
@@ -133,7 +141,11 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let enqueue_time = enqueue_all(&client, args.tasks, args.batch, |index| {
         let task = NewTask::new(task_type, payload)?
             .queue(&queues[index * queues.len() / args.tasks])
-            .retention(Duration::ZERO)
+            .retention(if args.keep_results {
+                KEPT_RESULTS
+            } else {
+                Duration::ZERO
+            })
             .max_retry(0);
         Ok(match &trace {
             Some(trace) => task.trace(trace.clone()),
@@ -258,6 +270,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
             "compile_beside_s": compile_s,
             "traced": args.otlp_endpoint.is_some(),
             "payload_bytes": args.payload_bytes,
+            "keep_results": args.keep_results,
         })
     );
     Ok(())

@@ -102,8 +102,9 @@ async function runStep(client, step, labels) {
     }
     case 'batch': {
       if (step.count !== undefined) {
-        const { id_prefix: prefix, ...spec } = step.task;
-        const tasks = Array.from({ length: step.count }, (_, i) => makeTask({ ...spec, id: `${prefix}${i}`, payload: { i } }, now));
+        const { id_prefix: prefix, pad_of: padOf, ...spec } = step.task;
+        const payload = (i) => (padOf === undefined ? { i } : { i, pad: 'x'.repeat(padOf) });
+        const tasks = Array.from({ length: step.count }, (_, i) => makeTask({ ...spec, id: `${prefix}${i}`, payload: payload(i) }, now));
         const results = await client.enqueueBatch(tasks);
         seen.accepted = results.filter((r) => !(r instanceof Error)).length;
         seen.refused = results.filter((r) => r instanceof Error).slice(0, 5).map(outcome);

@@ -135,9 +135,11 @@ async def run_step(client, step: dict, labels: dict) -> dict:
             spec = step["task"]
             tasks = []
             for i in range(step["count"]):
-                one = {k: v for k, v in spec.items() if k != "id_prefix"}
+                one = {k: v for k, v in spec.items() if k not in ("id_prefix", "pad_of")}
                 one["id"] = f"{spec['id_prefix']}{i}"
                 one["payload"] = {"i": i}
+                if "pad_of" in spec:
+                    one["payload"]["pad"] = "x" * spec["pad_of"]
                 tasks.append(make_task(one, now))
             results = await call(client.enqueue_batch(tasks))
             seen["accepted"] = sum(isinstance(r, wasmq.Enqueued) for r in results)

@@ -289,7 +289,10 @@ pub async fn run_rust(client: &Client, only: &[&str]) -> Value {
                         .map(|i| {
                             let mut one = spec.clone();
                             one["id"] = json!(format!("{prefix}{i}"));
-                            one["payload"] = json!({ "i": i });
+                            one["payload"] = match spec["pad_of"].as_u64() {
+                                Some(pad) => json!({ "i": i, "pad": "x".repeat(pad as usize) }),
+                                None => json!({ "i": i }),
+                            };
                             rust_task(&one, now).expect("a valid bulk task")
                         })
                         .collect();

@@ -41,9 +41,9 @@ export declare class Client {
     /** Enqueues one task; throws the error when it is refused. */
     enqueue(task: Task): Promise<Enqueued>;
     /**
-     * Enqueues many tasks in one round trip per queue (500 per script call). Each task is
-     * accepted or refused on its own: the outcomes come back in order, an Enqueued or the
-     * error (not thrown).
+     * Enqueues many tasks in one round trip per queue (at most 500 tasks or 4 MiB of them per
+     * script call). Each task is accepted or refused on its own: the outcomes come back in
+     * order, an Enqueued or the error (not thrown).
      */
     enqueueBatch(tasks: Task[]): Promise<Outcome[]>;
     private register;

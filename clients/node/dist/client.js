@@ -1,7 +1,7 @@
 /** The client: enqueue tasks, look them up, wait for results. */
 import { DEFAULT_URL, defaultName, open, parseUrl, translate } from './connection.js';
 import { InvalidTaskError, NotReplicatedError, RedisUnreachableError, TaskFailedError, TaskNotFoundError, WaitTimeoutError, WasmqError, } from './errors.js';
-import { BATCH_CHUNK, DEFAULT_MAX_PAYLOAD_BYTES, AGGREGATE_SCRIPT, DEBOUNCE_SCRIPT, ENQUEUE_SCRIPT, QUEUES_KEY, TIMED_STATES, checkQueue, decodeAggregateReply, decodeDebounceReply, decodeEnqueueReply, decodeTask, key, prepare, queueKeys, } from './protocol.js';
+import { chunks, DEFAULT_MAX_PAYLOAD_BYTES, AGGREGATE_SCRIPT, DEBOUNCE_SCRIPT, ENQUEUE_SCRIPT, QUEUES_KEY, TIMED_STATES, checkQueue, decodeAggregateReply, decodeDebounceReply, decodeEnqueueReply, decodeTask, key, prepare, queueKeys, } from './protocol.js';
 /**
  * Enqueues tasks on the Redis a wasmq fleet serves, and reads them back.
  *
@@ -71,9 +71,9 @@ export class Client {
         return outcome;
     }
     /**
-     * Enqueues many tasks in one round trip per queue (500 per script call). Each task is
-     * accepted or refused on its own: the outcomes come back in order, an Enqueued or the
-     * error (not thrown).
+     * Enqueues many tasks in one round trip per queue (at most 500 tasks or 4 MiB of them per
+     * script call). Each task is accepted or refused on its own: the outcomes come back in
+     * order, an Enqueued or the error (not thrown).
      */
     async enqueueBatch(tasks) {
         const outcomes = [];
@@ -117,8 +117,9 @@ export class Client {
         const kind = (task) => (task.debounced ? 'debounce' : task.aggregateArgs ? 'aggregate' : 'plain');
         const plain = prepared.flatMap((task, n) => (kind(task) === 'plain' ? [n] : []));
         const calls = [];
-        for (let i = 0; i < plain.length; i += BATCH_CHUNK)
-            calls.push({ kind: 'plain', tasks: plain.slice(i, i + BATCH_CHUNK) });
+        const argumentsLength = (n) => prepared[n].args.reduce((sum, arg) => sum + arg.length, 0);
+        for (const tasks of chunks(plain, argumentsLength))
+            calls.push({ kind: 'plain', tasks });
         prepared.forEach((task, n) => {
             if (kind(task) !== 'plain')
                 calls.push({ kind: kind(task), tasks: [n] });

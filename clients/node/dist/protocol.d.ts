@@ -17,8 +17,18 @@ export declare const DEFAULT_MAX_PAYLOAD_BYTES: number;
 export declare const MAX_JSON_DEPTH = 64;
 /** The ceiling on every duration, and on how far ahead a time may lie: 100 years, in ms. */
 export declare const MAX_DELAY_MS: number;
-/** Tasks per script call in a batch. */
+/** Most tasks one script call of a batch carries. */
 export declare const BATCH_CHUNK = 500;
+/**
+ * Most characters of arguments one enqueue.lua call carries (a larger task goes alone): Redis runs a
+ * script call whole, holding every other client meanwhile.
+ */
+export declare const BATCH_CHUNK_BYTES: number;
+/**
+ * `items` in consecutive chunks of at most BATCH_CHUNK items and, unless one item alone is larger,
+ * BATCH_CHUNK_BYTES (`sizeOf` each item).
+ */
+export declare function chunks<T>(items: T[], sizeOf: (item: T) => number): T[][];
 /** The structures of a queue, in the order every script receives them. */
 export declare const QUEUE_PARTS: readonly ["pending", "active", "scheduled", "retry", "archived", "completed", "msg", "state", "attempts", "owner", "error", "result", "unique", "unique_until", "paused", "reserved_ids", "stats"];
 /** The registry of queue names. */

@@ -14,7 +14,7 @@ import {
   WasmqError,
 } from './errors.js';
 import {
-  BATCH_CHUNK,
+  chunks,
   DEFAULT_MAX_PAYLOAD_BYTES,
   AGGREGATE_SCRIPT,
   DEBOUNCE_SCRIPT,
@@ -123,9 +123,9 @@ export class Client {
   }
 
   /**
-   * Enqueues many tasks in one round trip per queue (500 per script call). Each task is
-   * accepted or refused on its own: the outcomes come back in order, an Enqueued or the
-   * error (not thrown).
+   * Enqueues many tasks in one round trip per queue (at most 500 tasks or 4 MiB of them per
+   * script call). Each task is accepted or refused on its own: the outcomes come back in
+   * order, an Enqueued or the error (not thrown).
    */
   async enqueueBatch(tasks: Task[]): Promise<Outcome[]> {
     const outcomes: (Outcome | undefined)[] = [];
@@ -167,13 +167,14 @@ export class Client {
 
   private async runEnqueue(queue: string, prepared: Prepared[]): Promise<Outcome[]> {
     const keys = queueKeys(queue);
-    // enqueue.lua for plain tasks, BATCH_CHUNK per call; debounce.lua for each debounced one. Each call
+    // enqueue.lua for plain tasks, in chunks (protocol.ts); debounce.lua for each debounced one. Each call
     // carries the indexes of its tasks.
     type Kind = 'plain' | 'debounce' | 'aggregate';
     const kind = (task: Prepared): Kind => (task.debounced ? 'debounce' : task.aggregateArgs ? 'aggregate' : 'plain');
     const plain = prepared.flatMap((task, n) => (kind(task) === 'plain' ? [n] : []));
     const calls: { kind: Kind; tasks: number[] }[] = [];
-    for (let i = 0; i < plain.length; i += BATCH_CHUNK) calls.push({ kind: 'plain', tasks: plain.slice(i, i + BATCH_CHUNK) });
+    const argumentsLength = (n: number) => prepared[n].args.reduce((sum, arg) => sum + arg.length, 0);
+    for (const tasks of chunks(plain, argumentsLength)) calls.push({ kind: 'plain', tasks });
     prepared.forEach((task, n) => {
       if (kind(task) !== 'plain') calls.push({ kind: kind(task), tasks: [n] });
     });

@@ -25,8 +25,35 @@ const MAX_ID_BYTES = 256;
 const MAX_QUEUE_BYTES = 128;
 /** The ceiling on every duration, and on how far ahead a time may lie: 100 years, in ms. */
 export const MAX_DELAY_MS = 100 * 31_557_600 * 1000;
-/** Tasks per script call in a batch. */
+/** Most tasks one script call of a batch carries. */
 export const BATCH_CHUNK = 500;
+/**
+ * Most characters of arguments one enqueue.lua call carries (a larger task goes alone): Redis runs a
+ * script call whole, holding every other client meanwhile.
+ */
+export const BATCH_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * `items` in consecutive chunks of at most BATCH_CHUNK items and, unless one item alone is larger,
+ * BATCH_CHUNK_BYTES (`sizeOf` each item).
+ */
+export function chunks<T>(items: T[], sizeOf: (item: T) => number): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
+  let total = 0;
+  for (const item of items) {
+    const size = sizeOf(item);
+    if (current.length === BATCH_CHUNK || (current.length > 0 && total + size > BATCH_CHUNK_BYTES)) {
+      out.push(current);
+      current = [];
+      total = 0;
+    }
+    current.push(item);
+    total += size;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
 const MAX_RETRY_CEILING = 2 ** 32 - 1;
 
 /** The structures of a queue, in the order every script receives them. */

@@ -33,8 +33,41 @@ const MAX_ID_BYTES: usize = 256;
 
 /// The longest group name accepted.
 const MAX_GROUP_BYTES: usize = 128;
-/// Tasks per script call in a batch enqueue.
+/// Most tasks one script call of a batch enqueue carries.
 const BATCH_CHUNK: usize = 500;
+/// Most bytes of arguments one script call of a batch enqueue carries
+/// (a single task larger than this goes alone). Redis runs a script call
+/// whole, holding every other client meanwhile, and buffers all of its
+/// arguments first: 500 tasks of 1 MB would be one 500 MB command that
+/// stalls the server for seconds (and one of 2 MB payloads would pass its
+/// 512 MB limit on a bulk string's size).
+const BATCH_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Splits `items` into consecutive chunks of at most `max_items` items and,
+/// unless one item alone is larger, at most `max_bytes` bytes (`size` of
+/// each item).
+fn bounded_chunks<T>(
+    items: &[T],
+    max_items: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, item) in items.iter().enumerate() {
+        let item_bytes = size(item);
+        let full = index - start == max_items || (index > start && bytes + item_bytes > max_bytes);
+        if full {
+            chunks.push(&items[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += item_bytes;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
+}
 
 /// When a task becomes due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -659,7 +692,10 @@ impl Client {
                 }
                 continue;
             }
-            for chunk in entries.chunks(BATCH_CHUNK) {
+            let arguments_bytes = |(_, _, args): &(usize, TaskMessage, [String; 7])| {
+                args.iter().map(String::len).sum::<usize>()
+            };
+            for chunk in bounded_chunks(&entries, BATCH_CHUNK, BATCH_CHUNK_BYTES, arguments_bytes) {
                 match self.enqueue_chunk(&queue, chunk).await {
                     Ok(replies) => {
                         for ((index, message, _), reply) in chunk.iter().zip(replies) {
@@ -847,6 +883,26 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("not JSON"), "{message}");
         assert!(message.contains("email:send"), "{message}");
+    }
+
+    #[test]
+    fn batch_chunks_are_bounded_by_count_and_by_bytes_keeping_every_task_once() {
+        let lengths = |chunks: Vec<&[usize]>| chunks.iter().map(|c| c.len()).collect::<Vec<_>>();
+        let small = vec![10; 1200];
+        assert_eq!(
+            lengths(bounded_chunks(&small, 500, 4096, |n| *n)),
+            vec![409, 409, 382]
+        );
+        assert_eq!(
+            lengths(bounded_chunks(&small, 500, usize::MAX, |n| *n)),
+            vec![500, 500, 200]
+        );
+        // A task larger than the byte bound goes alone; nothing is dropped
+        // or repeated, and the order is kept.
+        let mixed = [1, 5000, 2, 3, 4095, 100];
+        let chunks = bounded_chunks(&mixed, 500, 4096, |n| *n);
+        assert_eq!(chunks, vec![&[1][..], &[5000], &[2, 3], &[4095], &[100]]);
+        assert!(bounded_chunks(&[] as &[usize], 500, 4096, |n| *n).is_empty());
     }
 
     #[test]

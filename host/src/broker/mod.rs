@@ -376,20 +376,21 @@ impl Broker {
             next_due_ms: (next_due >= 0).then_some(next_due),
             unreadable: Vec::new(),
         };
-        let rest: Vec<Value> = fields.collect();
-        for triple in rest.chunks(3) {
-            let [id, msg, attempt] = triple else {
+        while let Some(id) = fields.next() {
+            let (Some(msg), Some(attempt)) = (fields.next(), fields.next()) else {
                 return Err(Error::Corrupt(format!(
                     "dequeue on {queue:?} returned a truncated task entry"
                 )));
             };
-            let id: String = redis::from_redis_value_ref(id).map_err(|err| {
+            let id: String = redis::from_redis_value(id).map_err(|err| {
                 Error::Corrupt(format!("dequeue on {queue:?} returned a bad id: {err}"))
             })?;
-            let msg: Vec<u8> = redis::from_redis_value_ref(msg).map_err(|err| {
+            // Taken from the reply, not copied: the message holds the
+            // payload, which may be a megabyte.
+            let msg: Vec<u8> = redis::from_redis_value(msg).map_err(|err| {
                 Error::Corrupt(format!("task {id} in {queue:?} has no message: {err}"))
             })?;
-            let attempt: i64 = redis::from_redis_value_ref(attempt).map_err(|err| {
+            let attempt: i64 = redis::from_redis_value(attempt).map_err(|err| {
                 Error::Corrupt(format!(
                     "task {id} in {queue:?} has a bad attempt count: {err}"
                 ))

@@ -158,6 +158,12 @@ fn settle_call(
         let unique_key = settle.unique_key.unwrap_or("");
         match settle.settlement {
             Settlement::Complete { result } => {
+                // A result nothing keeps (no retention) and nothing hears
+                // of (no parent, no batch) is not sent: a 1 MB result would
+                // cross the network and be copied and hashed into the
+                // script's Lua state for nothing.
+                let kept = settle.retention_ms > 0 || settle.reports_end;
+                let result: &[u8] = if kept { result } else { b"" };
                 call.arg(settle.retention_ms).arg(result).arg(unique_key);
             }
             Settlement::Retry { delay, error } => {

@@ -27,6 +27,11 @@ use crate::task::TaskMessage;
 /// Most settlements taken in one round.
 const MAX_BATCH: usize = 256;
 
+/// A round stops taking settlements once their results hold this many
+/// bytes: Redis runs each settle call whole, holding every other client
+/// meanwhile, so 256 results of 1 MB are better sent as several calls.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// The task a settlement is for, and the lease token it is held under.
 pub(crate) enum Ticket {
     /// A task leased as its message says.
@@ -80,6 +85,14 @@ struct Pending {
 }
 
 impl Pending {
+    /// The bytes of the result this settlement carries, if any.
+    fn result_bytes(&self) -> usize {
+        match &self.settlement {
+            Settlement::Complete { result } => result.len(),
+            _ => 0,
+        }
+    }
+
     /// Whether this settlement leaves a report in the flow outbox: it ends
     /// a flow child or a batch's task, whose parent or batch must hear of
     /// it, and `settle.lua` did not record it for the parent itself (a
@@ -168,10 +181,14 @@ async fn acknowledge(
                 None => return,
             },
         };
+        let mut bytes = first.result_bytes();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match receiver.try_recv() {
-                Ok(pending) => batch.push(pending),
+                Ok(pending) => {
+                    bytes += pending.result_bytes();
+                    batch.push(pending);
+                }
                 Err(_) => break,
             }
         }

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from .errors import (
     DuplicateIdError,
@@ -48,6 +48,9 @@ MAX_QUEUE_BYTES = 128
 MAX_DELAY_SECONDS = 100 * 31_557_600
 #: Tasks per script call in a batch.
 BATCH_CHUNK = 500
+#: Most characters of arguments one enqueue.lua call carries (a larger task
+#: goes alone): Redis runs a script call whole, holding every other client.
+BATCH_CHUNK_BYTES = 4 * 1024 * 1024
 #: The largest max_retry (a u32 in the message).
 MAX_RETRY_CEILING = 2**32 - 1
 
@@ -666,7 +669,7 @@ def enqueue_calls(queue: str, prepared: list[Prepared]) -> list[tuple[tuple, lis
     plain = [n for n, p in enumerate(prepared) if not p.debounced and p.aggregate_args is None]
     calls = [
         (("EVALSHA", ENQUEUE_SHA, len(keys), *keys, *(arg for n in batch for arg in prepared[n].args)), batch)
-        for batch in chunks(plain)
+        for batch in chunks(plain, lambda n: sum(len(arg) for arg in prepared[n].args))
     ]
     calls += [
         (("EVALSHA", DEBOUNCE_SHA, len(keys), *keys, *p.args), [n])
@@ -756,5 +759,19 @@ def decode_task(queue: str, task_id: str, replies: Sequence[Any]) -> Optional[Ta
     )
 
 
-def chunks(items: list, size: int = BATCH_CHUNK) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def chunks(items: list, size_of: Callable[[Any], int]) -> list[list]:
+    """`items` in consecutive chunks of at most BATCH_CHUNK items and, unless
+    one item alone is larger, BATCH_CHUNK_BYTES (`size_of` each item)."""
+    out: list[list] = []
+    current: list = []
+    total = 0
+    for item in items:
+        size = size_of(item)
+        if len(current) == BATCH_CHUNK or (current and total + size > BATCH_CHUNK_BYTES):
+            out.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += size
+    if current:
+        out.append(current)
+    return out

@@ -126,8 +126,8 @@ class AsyncClient:
         return outcome
 
     async def enqueue_batch(self, tasks: Iterable[Task]) -> list[Outcome]:
-        """Enqueues many tasks in one round trip per queue (500 per script
-        call). Each task is accepted or refused on its own: the outcomes
+        """Enqueues many tasks in one round trip per queue (at most 500
+        tasks or 4 MiB of them per script call). Each task is accepted or refused on its own: the outcomes
         come back in order, an :class:`Enqueued` or the error (not
         raised)."""
         outcomes: list[Optional[Outcome]] = []

@@ -34,7 +34,9 @@
 --   [i+1] -> task id
 --   [i+2] -> the worker's lease token
 --   [i+3] -> complete: retention, ms; retry, postpone: delay, ms; otherwise ''
---   [i+4] -> complete: result bytes; retry, archive: the error (JSON);
+--   [i+4] -> complete: result bytes (empty when its retention is 0 and
+--            it is no flow child nor in a batch: nothing would read them);
+--            retry, archive: the error (JSON);
 --            postpone: the note (JSON); requeue: ''
 --   [i+5] -> complete, archive: the task's unique key, or ''; otherwise ''
 --   [i+6] -> '1' when the task is a flow child or in a batch (its end is
