@@ -39,8 +39,7 @@ const BATCH_CHUNK: usize = 500;
 /// (a single task larger than this goes alone). Redis runs a script call
 /// whole, holding every other client meanwhile, and buffers all of its
 /// arguments first: 500 tasks of 1 MB would be one 500 MB command that
-/// stalls the server for seconds (and one of 2 MB payloads would pass its
-/// 512 MB limit on a bulk string's size).
+/// stalls the server for seconds.
 const BATCH_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Splits `items` into consecutive chunks of at most `max_items` items and,
