@@ -128,8 +128,17 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     };
     let stop = CancellationToken::new();
     let worker = tokio::spawn(worker.build()?.run(stop.clone().cancelled_owned()));
-    // Let the worker load its plugins, subscribe and go idle first.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Ready once a first task has run: the worker has loaded its plugins,
+    // subscribed and leased. That task's wait is not counted.
+    let recorded = || match args.handler {
+        LatencyHandler::Native => waits.lock().expect("never poisoned").len() as u64,
+        LatencyHandler::Wasm => starts.lock().expect("never poisoned").len() as u64,
+    };
+    let warm_up = NewTask::new(task_type, format!(r#"{{"t":{:.1}}}"#, now_us()))?;
+    client.enqueue(warm_up.retention(retention)).await?;
+    wait_for_all("ran as the warm-up", 1, recorded).await?;
+    waits.lock().expect("never poisoned").clear();
+    starts.lock().expect("never poisoned").clear();
 
     let total = args.rate * args.seconds;
     let mut enqueued = Vec::with_capacity(total as usize);
