@@ -464,6 +464,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_result_nothing_keeps_is_not_sent_and_a_kept_one_is_stored() {
+        let (redis, client) = start().await;
+        let broker = client.broker();
+        enqueue(
+            &client,
+            vec![
+                NewTask::new("echo", "{}")
+                    .unwrap()
+                    .id("forgotten")
+                    .retention(Duration::ZERO),
+                NewTask::new("echo", "{}").unwrap().id("kept"),
+            ],
+        )
+        .await;
+        let leased = lease(broker, 2, "me").await;
+        let message = |id: &str| {
+            &leased
+                .iter()
+                .find(|task| task.message.id == id)
+                .unwrap_or_else(|| panic!("{id} leased"))
+                .message
+        };
+        let mut conn = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        // What the server has read from all its clients so far, in bytes.
+        let mut bytes_in = async || -> u64 {
+            let info: String = redis::cmd("INFO")
+                .arg("stats")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.lines()
+                .find_map(|line| line.strip_prefix("total_net_input_bytes:"))
+                .and_then(|n| n.trim().parse().ok())
+                .expect("INFO stats names total_net_input_bytes")
+        };
+        let megabyte = Settlement::Complete {
+            result: vec![b'x'; 1 << 20],
+        };
+
+        let before = bytes_in().await;
+        let forgotten = [Settle::of(message("forgotten"), "me", &megabyte)];
+        let answers = broker.settle("default", &forgotten, limits()).await;
+        assert!(refused(&answers.unwrap()).is_empty());
+        let sent = bytes_in().await - before;
+        assert!(sent < 64 * 1024, "{sent} bytes sent to forget a task");
+        assert!(
+            client
+                .task("forgotten", Some("default"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let before = bytes_in().await;
+        let kept = [Settle::of(message("kept"), "me", &megabyte)];
+        let answers = broker.settle("default", &kept, limits()).await;
+        assert!(refused(&answers.unwrap()).is_empty());
+        let sent = bytes_in().await - before;
+        assert!(sent > 1 << 20, "only {sent} bytes sent with a kept result");
+        let info = client.task("kept", Some("default")).await.unwrap().unwrap();
+        assert_eq!(info.state, TaskState::Completed);
+        assert_eq!(info.result.map(|result| result.len()), Some(1 << 20));
+    }
+
+    #[tokio::test]
     async fn a_durable_settle_records_first_then_says_how_many_replicas_have_it() {
         let (_redis, client) = start().await;
         let broker = client.broker();
