@@ -105,8 +105,9 @@ pub fn redis_or_private(given: Option<&str>) -> anyhow::Result<(Option<RedisServ
     }
 }
 
-/// How long `--keep-results` keeps each completed task.
-const KEPT_RESULTS: Duration = Duration::from_secs(600);
+/// How long `--keep-results` keeps each completed task (here and in
+/// `latency`).
+pub const KEEP_RESULTS: Duration = Duration::from_secs(600);
 
 pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
     let (_private, url) = redis_or_private(args.redis.as_deref())?;
@@ -142,7 +143,7 @@ pub async fn run(args: &Args, concurrency: usize) -> anyhow::Result<()> {
         let task = NewTask::new(task_type, payload)?
             .queue(&queues[index * queues.len() / args.tasks])
             .retention(if args.keep_results {
-                KEPT_RESULTS
+                KEEP_RESULTS
             } else {
                 Duration::ZERO
             })

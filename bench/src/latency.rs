@@ -62,9 +62,6 @@ pub enum LatencyHandler {
     Wasm,
 }
 
-/// How long tasks are kept with `--keep-results`.
-const KEEP_RESULTS: Duration = Duration::from_secs(600);
-
 fn now_us() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -102,7 +99,7 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
             };
             let worker = worker.native("echo", record);
             let retention = if args.keep_results {
-                KEEP_RESULTS
+                super::drain::KEEP_RESULTS
             } else {
                 Duration::ZERO
             };
@@ -136,7 +133,7 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     };
     let warm_up = NewTask::new(task_type, format!(r#"{{"t":{:.1}}}"#, now_us()))?;
     client.enqueue(warm_up.retention(retention)).await?;
-    wait_for_all("ran as the warm-up", 1, recorded).await?;
+    wait_for_all("ran as the warm-up", 1, &recorded).await?;
     waits.lock().expect("never poisoned").clear();
     starts.lock().expect("never poisoned").clear();
 
@@ -169,16 +166,10 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<()> {
     }
     match args.handler {
         LatencyHandler::Native => {
-            wait_for_all("recorded its wait", total, || {
-                waits.lock().expect("never poisoned").len() as u64
-            })
-            .await?;
+            wait_for_all("recorded its wait", total, &recorded).await?;
         }
         LatencyHandler::Wasm => {
-            wait_for_all("logged its start", total, || {
-                starts.lock().expect("never poisoned").len() as u64
-            })
-            .await?;
+            wait_for_all("logged its start", total, &recorded).await?;
             let starts = std::mem::take(&mut *starts.lock().expect("never poisoned"));
             let collected = enqueued
                 .into_iter()

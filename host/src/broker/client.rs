@@ -35,12 +35,6 @@ const MAX_ID_BYTES: usize = 256;
 const MAX_GROUP_BYTES: usize = 128;
 /// Most tasks one script call of a batch enqueue carries.
 const BATCH_CHUNK: usize = 500;
-/// Most bytes of arguments one script call of a batch enqueue carries
-/// (a single task larger than this goes alone). Redis runs a script call
-/// whole, holding every other client meanwhile, and buffers all of its
-/// arguments first: 500 tasks of 1 MB would be one 500 MB command that
-/// stalls the server for seconds.
-const BATCH_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Splits `items` into consecutive chunks of at most `max_items` items and,
 /// unless one item alone is larger, at most `max_bytes` bytes (`size` of
@@ -694,7 +688,12 @@ impl Client {
             let arguments_bytes = |(_, _, args): &(usize, TaskMessage, [String; 7])| {
                 args.iter().map(String::len).sum::<usize>()
             };
-            for chunk in bounded_chunks(&entries, BATCH_CHUNK, BATCH_CHUNK_BYTES, arguments_bytes) {
+            for chunk in bounded_chunks(
+                &entries,
+                BATCH_CHUNK,
+                super::MAX_CALL_BYTES,
+                arguments_bytes,
+            ) {
                 match self.enqueue_chunk(&queue, chunk).await {
                     Ok(replies) => {
                         for ((index, message, _), reply) in chunk.iter().zip(replies) {

@@ -79,6 +79,13 @@ pub const DEFAULT_RESULT_BUDGET: u64 = 16 << 20;
 /// How much one housekeeping call may drop per structure.
 const TRIM_BATCH: usize = 500;
 
+/// Most bytes a batched script call carries (enqueues, settlements): a
+/// single item larger than this goes alone. Redis runs a script call whole,
+/// holding every other client meanwhile, and its Lua reads every byte of
+/// every argument: 500 tasks of 1 MB would be one 500 MB command that
+/// stalls the server for seconds.
+pub(crate) const MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
+
 /// Bounds on the archive, so that Redis memory stays bounded however many
 /// tasks fail.
 #[derive(Debug, Clone, Copy)]

@@ -273,6 +273,24 @@ mod tests {
             .tasks
     }
 
+    /// The message of the task `id` among `tasks`.
+    fn leased<'a>(tasks: &'a [LeasedTask], id: &str) -> &'a TaskMessage {
+        &tasks
+            .iter()
+            .find(|task| task.message.id == id)
+            .unwrap_or_else(|| panic!("{id} leased"))
+            .message
+    }
+
+    /// A plain connection to `redis`, to look at what the scripts left.
+    async fn raw_connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     async fn state(client: &Client, id: &str) -> (TaskState, u32, Option<ErrorRecord>) {
         let info = client
             .task(id, Some("default"))
@@ -303,13 +321,7 @@ mod tests {
         )
         .await;
         let theirs = lease(broker, 1, "them").await;
-        let task = |id: &str| {
-            &mine
-                .iter()
-                .find(|task| task.message.id == id)
-                .unwrap_or_else(|| panic!("{id} leased"))
-                .message
-        };
+        let task = |id: &str| leased(&mine, id);
 
         let complete = Settlement::Complete {
             result: b"done".to_vec(),
@@ -446,11 +458,7 @@ mod tests {
         }
         // Leases left: their 100 tasks (plus the field that keeps the hash
         // a hashtable); attempts: theirs and my 550 retained tasks (plus it).
-        let mut conn = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut conn = raw_connection(&redis).await;
         let hlen = |key: &'static str| redis::cmd("HLEN").arg(key).clone();
         let owners: i64 = hlen("wasmq:{default}:owner")
             .query_async(&mut conn)
@@ -478,19 +486,9 @@ mod tests {
             ],
         )
         .await;
-        let leased = lease(broker, 2, "me").await;
-        let message = |id: &str| {
-            &leased
-                .iter()
-                .find(|task| task.message.id == id)
-                .unwrap_or_else(|| panic!("{id} leased"))
-                .message
-        };
-        let mut conn = redis::Client::open(redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let tasks = lease(broker, 2, "me").await;
+        let message = |id: &str| leased(&tasks, id);
+        let mut conn = raw_connection(&redis).await;
         // What the server has read from all its clients so far, in bytes.
         let mut bytes_in = async || -> u64 {
             let info: String = redis::cmd("INFO")

@@ -27,11 +27,6 @@ use crate::task::TaskMessage;
 /// Most settlements taken in one round.
 const MAX_BATCH: usize = 256;
 
-/// A round stops taking settlements once their results hold this many
-/// bytes: Redis runs each settle call whole, holding every other client
-/// meanwhile, so 256 results of 1 MB are better sent as several calls.
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-
 /// The task a settlement is for, and the lease token it is held under.
 pub(crate) enum Ticket {
     /// A task leased as its message says.
@@ -181,9 +176,11 @@ async fn acknowledge(
                 None => return,
             },
         };
+        // A round also stops once its results reach the broker's bound on a
+        // call: 256 results of 1 MB are better sent as several calls.
         let mut bytes = first.result_bytes();
         batch.push(first);
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        while batch.len() < MAX_BATCH && bytes < broker::MAX_CALL_BYTES {
             match receiver.try_recv() {
                 Ok(pending) => {
                     bytes += pending.result_bytes();

@@ -245,7 +245,10 @@ impl BrokerServices {
     /// succeed: they are not enqueued.
     pub(crate) async fn drop_added(&self, added: &AddedChildren) {
         if let Some((root, places)) = added.take().places {
-            self.release_places(&root, &places).await;
+            // Boxed: every failed attempt with children added awaits this
+            // on its task's path, which should not carry (and copy) the
+            // state of the Redis calls.
+            Box::pin(self.release_places(&root, &places)).await;
         }
     }
 

@@ -250,12 +250,12 @@ impl TaskPath {
                         return;
                     }
                     Some(failure) => {
-                        Box::pin(self.services.drop_added(&added)).await;
+                        self.services.drop_added(&added).await;
                         decision = decide(Err(failure));
                     }
                 }
             } else {
-                Box::pin(self.services.drop_added(&added)).await;
+                self.services.drop_added(&added).await;
             }
         }
         match decision {

@@ -142,9 +142,9 @@ class Client:
 
     def enqueue_batch(self, tasks: Iterable[Task]) -> list[Outcome]:
         """Enqueues many tasks in one round trip per queue (at most 500
-        tasks or 4 MiB of them per script call). Each task is accepted or refused on its own: the outcomes
-        come back in order, an :class:`Enqueued` or the error (not
-        raised)."""
+        tasks or 4 MiB of them per script call). Each task is accepted or
+        refused on its own: the outcomes come back in order, an
+        :class:`Enqueued` or the error (not raised)."""
         outcomes: list[Optional[Outcome]] = []
         by_queue: dict[str, list[tuple[int, proto.Prepared]]] = {}
         for index, task in enumerate(tasks):
